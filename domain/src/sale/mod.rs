@@ -1,0 +1,1 @@
+//! sale (being written)
