@@ -41,3 +41,25 @@ impl Actor {
         self.role == Role::System
     }
 }
+
+use crate::ids::{MarketId, ProducerId};
+
+/// Proof that an actor may act on a producer account (its owner or a collaborator, R-ACC-2),
+/// obtained from the account aggregate's state and put into commands on the producer's catalogs,
+/// stock and participations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerAccess {
+    pub producer: ProducerId,
+    pub actor: Actor,
+    /// True for the owner, false for a collaborator.
+    pub owner: bool,
+}
+
+/// What an actor may do on a market, obtained from the market aggregate's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketAccess {
+    pub market: MarketId,
+    pub actor: Actor,
+    pub administrator: bool,
+    pub referent: bool,
+}
