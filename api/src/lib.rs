@@ -1,1 +1,110 @@
-//! api
+//! The `etal` service: GraphQL API, command wiring, and the processes it runs (projectors,
+//! scheduler). `main.rs` is the CLI over this library.
+
+pub mod config;
+pub mod graphql;
+pub mod server;
+
+use std::sync::Arc;
+
+use etal_domain::{Clock, SystemClock};
+use etal_store::Scheduler;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// Sets up structured logs: quiet by default (warnings), verbose with RUST_LOG.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Starts every projector of the service as background tasks.
+pub fn spawn_projectors(
+    pool: &PgPool,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    etal_projections::all()
+        .into_iter()
+        .map(|p| {
+            tokio::spawn(etal_projections::run_projector(
+                pool.clone(),
+                p,
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The scheduler with every handler of the service.
+pub fn scheduler(pool: &PgPool, clock: Arc<dyn Clock>) -> Scheduler {
+    Scheduler::new(pool.clone(), clock)
+}
+
+/// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.
+pub async fn serve(
+    config: Config,
+    pool: PgPool,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    if config.projectors {
+        tasks.extend(spawn_projectors(&pool, &shutdown));
+    }
+    if config.scheduler {
+        let scheduler = scheduler(&pool, Arc::new(SystemClock));
+        let mut s = shutdown.clone();
+        let interval = config.scheduler_interval;
+        tasks.push(tokio::spawn(async move {
+            scheduler
+                .run(interval, async move {
+                    let _ = s.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(address = %config.listen, "serving GraphQL");
+    eprintln!("etal serves GraphiQL at http://{}/", listener.local_addr()?);
+    let mut s = shutdown.clone();
+    axum::serve(listener, server::router(pool))
+        .with_graceful_shutdown(async move {
+            let _ = s.wait_for(|v| *v).await;
+        })
+        .await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

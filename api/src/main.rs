@@ -1,1 +1,185 @@
-fn main() {}
+//! The `etal` command: the server and the operators' tools.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use etal_api::config::Config;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "etal",
+    version,
+    about = "etal: an event-sourced back-end for direct-sale food markets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GraphQL API (and run projectors and scheduler, as configured). The default.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Inspect, run, rebuild and verify projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// List projections with their checkpoint and the log's head.
+    List,
+    /// Run only the projectors (no HTTP server) until stopped.
+    Run,
+    /// Rebuild a projection from the events into fresh tables, then swap them in.
+    Rebuild {
+        /// Projection name (see `etal projections list`).
+        name: String,
+    },
+    /// Rebuild aside and compare with the live tables; exit 3 on any difference.
+    Verify {
+        /// Projection name.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Verify every projection.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Exit code when verify finds differences.
+const EXIT_DIFFERENCES: u8 = 3;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    etal_api::init_tracing();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "etal failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress_bar(label: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>20} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env().context("reading configuration")?;
+    let pool = etal_store::db::connect(config.database_url.expose(), config.db_pool)
+        .await
+        .context("connecting to PostgreSQL")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            etal_store::db::migrate(&pool).await.context("migrating")?;
+            etal_api::serve(config, pool, etal_api::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            etal_store::db::migrate(&pool).await.context("migrating")?;
+            eprintln!("migrations applied");
+        }
+        Command::Projections { command } => return projections(command, &pool).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn projections(command: ProjectionsCommand, pool: &sqlx::PgPool) -> anyhow::Result<ExitCode> {
+    match command {
+        ProjectionsCommand::List => {
+            println!(
+                "{:<24} {:>14} {:>14} {:>14}",
+                "projection", "applied", "position", "head"
+            );
+            for p in etal_projections::all() {
+                let (head, cp) = etal_projections::runtime::lag(pool, p.name()).await?;
+                println!(
+                    "{:<24} {:>14} {:>14} {:>14}",
+                    p.name(),
+                    cp.events_applied,
+                    cp.position.position,
+                    head.position
+                );
+            }
+        }
+        ProjectionsCommand::Run => {
+            let shutdown = etal_api::shutdown_signal();
+            for t in etal_api::spawn_projectors(pool, &shutdown) {
+                t.await?;
+            }
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let projection = etal_projections::by_name(&name)?;
+            let total = event_total(pool).await?;
+            let bar = progress_bar(&name, total);
+            let started = std::time::Instant::now();
+            let applied =
+                etal_projections::rebuild(pool, projection.as_ref(), &|n| bar.inc(n)).await?;
+            bar.finish_and_clear();
+            println!(
+                "rebuilt {name}: {applied} events in {:.1} s, swapped in",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        ProjectionsCommand::Verify { name, all } => {
+            let targets = if all {
+                etal_projections::all()
+            } else {
+                vec![etal_projections::by_name(
+                    name.as_deref().unwrap_or_default(),
+                )?]
+            };
+            let total = event_total(pool).await?;
+            let mut differences = 0usize;
+            for p in &targets {
+                let bar = progress_bar(p.name(), total);
+                let report = etal_projections::verify(pool, p.as_ref(), &|n| bar.inc(n)).await?;
+                bar.finish_and_clear();
+                for d in &report.diffs {
+                    println!("DIFF {}: {d}", report.projection);
+                }
+                differences += report.diffs.len();
+                println!(
+                    "{}: {} rows compared at position {}, {} differences",
+                    report.projection,
+                    report.rows_compared,
+                    report.position.position,
+                    report.diffs.len()
+                );
+            }
+            println!(
+                "verified {} projections: {differences} differences",
+                targets.len()
+            );
+            if differences > 0 {
+                return Ok(ExitCode::from(EXIT_DIFFERENCES));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn event_total(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(n.max(0) as u64)
+}

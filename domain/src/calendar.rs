@@ -1,6 +1,8 @@
 //! Business dates live in Europe/Paris; instants are stored in UTC.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Europe::Paris;
 
 /// The business date (Europe/Paris) of an instant.
@@ -53,8 +55,14 @@ mod tests {
 
     #[test]
     fn paris_is_utc_plus_one_in_winter_and_plus_two_in_summer() {
-        assert_eq!(paris_instant(d(2026, 1, 14), t(18, 0)).to_rfc3339(), "2026-01-14T17:00:00+00:00");
-        assert_eq!(paris_instant(d(2026, 7, 15), t(18, 0)).to_rfc3339(), "2026-07-15T16:00:00+00:00");
+        assert_eq!(
+            paris_instant(d(2026, 1, 14), t(18, 0)).to_rfc3339(),
+            "2026-01-14T17:00:00+00:00"
+        );
+        assert_eq!(
+            paris_instant(d(2026, 7, 15), t(18, 0)).to_rfc3339(),
+            "2026-07-15T16:00:00+00:00"
+        );
     }
 
     #[test]
@@ -68,7 +76,10 @@ mod tests {
     #[test]
     fn wall_times_in_the_autumn_overlap_take_the_first() {
         // 25 October 2026, 02:30 happens twice; the first is at 00:30 UTC.
-        assert_eq!(paris_instant(d(2026, 10, 25), t(2, 30)).to_rfc3339(), "2026-10-25T00:30:00+00:00");
+        assert_eq!(
+            paris_instant(d(2026, 10, 25), t(2, 30)).to_rfc3339(),
+            "2026-10-25T00:30:00+00:00"
+        );
     }
 
     #[test]
@@ -79,7 +90,13 @@ mod tests {
 
     #[test]
     fn next_monday_after_a_monday_is_a_week_later() {
-        assert_eq!(next_weekday_after(d(2023, 9, 11), Weekday::Mon), d(2023, 9, 18));
-        assert_eq!(next_weekday_after(d(2023, 9, 12), Weekday::Mon), d(2023, 9, 18));
+        assert_eq!(
+            next_weekday_after(d(2023, 9, 11), Weekday::Mon),
+            d(2023, 9, 18)
+        );
+        assert_eq!(
+            next_weekday_after(d(2023, 9, 12), Weekday::Mon),
+            d(2023, 9, 18)
+        );
     }
 }

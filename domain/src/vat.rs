@@ -35,7 +35,9 @@ impl VatRate {
 
     /// The amount excl. VAT of an amount incl. VAT, rounded to the cent.
     pub fn excl_vat(&self, incl_vat: Money) -> Money {
-        Money::round(incl_vat.amount() * Decimal::ONE_HUNDRED / (Decimal::ONE_HUNDRED + self.percent()))
+        Money::round(
+            incl_vat.amount() * Decimal::ONE_HUNDRED / (Decimal::ONE_HUNDRED + self.percent()),
+        )
     }
 
     /// The VAT on an amount excl. VAT, rounded to the cent.
@@ -60,7 +62,10 @@ impl TryFrom<String> for VatRate {
 impl std::str::FromStr for VatRate {
     type Err = InvalidVatRate;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let d: Decimal = s.trim().parse().map_err(|_| InvalidVatRate(s.chars().take(40).collect()))?;
+        let d: Decimal = s
+            .trim()
+            .parse()
+            .map_err(|_| InvalidVatRate(s.chars().take(40).collect()))?;
         match d.normalize().to_string().as_str() {
             "0" => Ok(VatRate::Zero),
             "5.5" => Ok(VatRate::Reduced5_5),
@@ -85,7 +90,12 @@ mod tests {
     fn food_vat_splits_an_amount_incl_vat() {
         let incl: Money = "10.55".parse().unwrap();
         assert_eq!(VatRate::Reduced5_5.excl_vat(incl).to_string(), "10.00");
-        assert_eq!(VatRate::Standard20.vat_on("3.00".parse().unwrap()).to_string(), "0.60");
+        assert_eq!(
+            VatRate::Standard20
+                .vat_on("3.00".parse().unwrap())
+                .to_string(),
+            "0.60"
+        );
     }
 
     #[test]
@@ -93,6 +103,9 @@ mod tests {
         assert_eq!("5.5".parse::<VatRate>(), Ok(VatRate::Reduced5_5));
         assert_eq!("20.0".parse::<VatRate>(), Ok(VatRate::Standard20));
         assert!("7".parse::<VatRate>().is_err());
-        assert_eq!(serde_json::to_string(&VatRate::Reduced5_5).unwrap(), "\"5.5\"");
+        assert_eq!(
+            serde_json::to_string(&VatRate::Reduced5_5).unwrap(),
+            "\"5.5\""
+        );
     }
 }

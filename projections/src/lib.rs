@@ -1,1 +1,67 @@
-//! projections
+//! The read side of etal: projections built from the global event log.
+//!
+//! A [`Projection`] owns tables (created by migrations) and applies batches of events to them.
+//! The [`runtime`] applies each batch and advances the projection's checkpoint in one transaction,
+//! so a crash at any point loses nothing and applies nothing twice; [`rebuild`] builds any
+//! projection again from the events alone, aside, to swap it in or to compare it with the live one.
+
+pub mod event_counts;
+pub mod rebuild;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use etal_store::{StoreError, StoredEvent};
+use sqlx::PgConnection;
+
+pub use rebuild::{rebuild, verify, RowDiff, VerifyReport};
+pub use runtime::{catch_up, run_projector, wait_until, Checkpoint};
+
+/// Why a projection could not apply a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("projection {projection} cannot apply event {position}: {reason}")]
+    Event {
+        projection: &'static str,
+        position: i64,
+        reason: String,
+    },
+    #[error("unknown projection '{0}'")]
+    Unknown(String),
+}
+
+/// A read model built from events.
+///
+/// `apply` runs inside the transaction that also advances the checkpoint, with `search_path`
+/// pointing at the schema being built (live: `public`; rebuild: a schema of its own), so its SQL
+/// names its tables without a schema.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint's key.
+    fn name(&self) -> &'static str;
+    /// The tables it owns (created by migrations in `public`).
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies events, in global order, to the tables.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection of the service.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(event_counts::EventCounts)]
+}
+
+/// The projection called `name`.
+pub fn by_name(name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
+    all()
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| ProjectionError::Unknown(name.to_string()))
+}

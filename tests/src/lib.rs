@@ -1,1 +1,190 @@
-//! test kit
+//! Support for etal's end-to-end tests: a tiny aggregate to drive the foundation, the `etal`
+//! binary, and throw-away PostgreSQL clusters.
+
+pub mod tally;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub use etal_store::testkit::TestDb;
+
+/// The project's root folder.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `etal` binary built with the workspace (cargo builds it for `cargo test --workspace` and
+/// nextest; ETAL_BIN overrides).
+pub fn etal_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ETAL_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test exe> -> target/<profile>/etal
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = profile_dir.join("etal");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "etal-api", "--bin", "etal"])
+            .current_dir(project_root())
+            .status()
+            .expect("cargo build etal");
+        assert!(status.success(), "building the etal binary failed");
+    }
+    bin
+}
+
+/// Runs `etal` with `args` against `database_url` and returns (exit code, stdout, stderr).
+pub fn run_etal(database_url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(etal_bin())
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run etal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `etal` with `args` in the background.
+pub fn spawn_etal(database_url: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(etal_bin());
+    cmd.args(args)
+        .env("DATABASE_URL", database_url)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().expect("spawn etal"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts `etal serve` on a free port and waits until /health answers 200.
+pub async fn spawn_server(database_url: &str, extra_env: &[(&str, &str)]) -> (Proc, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = vec![("ETAL_LISTEN", listen.as_str())];
+    env.extend_from_slice(extra_env);
+    let proc = spawn_etal(database_url, &["serve"], &env);
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                return (proc, base);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("etal serve did not become healthy on {base}");
+}
+
+/// A PostgreSQL cluster of a test's own (for tests that restart the server), removed on drop.
+pub struct PrivateCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub base_url: String,
+}
+
+impl PrivateCluster {
+    pub fn start() -> PrivateCluster {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("etal-pg-{}", uuid::Uuid::now_v7().simple()));
+        let out = Command::new(project_root().join("scripts/pg.sh"))
+            .args([
+                "cluster",
+                dir.to_str().expect("utf-8 path"),
+                &port.to_string(),
+            ])
+            .output()
+            .expect("run scripts/pg.sh");
+        assert!(
+            out.status.success(),
+            "starting a private cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let base_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        PrivateCluster {
+            dir,
+            port,
+            base_url,
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> bool {
+        let bindir = Command::new(project_root().join("scripts/pg.sh"))
+            .arg("bindir")
+            .output()
+            .expect("bindir");
+        let bindir = String::from_utf8_lossy(&bindir.stdout).trim().to_string();
+        let pg_ctl = format!("{bindir}/pg_ctl");
+        let data = self.dir.join("data");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &pg_ctl]);
+            c
+        } else {
+            Command::new(&pg_ctl)
+        };
+        cmd.arg("-D").arg(&data).args(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.status().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Restarts the server (fast shutdown: running transactions are rolled back).
+    pub fn restart(&self) {
+        assert!(
+            self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "restart"]),
+            "pg_ctl restart failed"
+        );
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("{}/{}", self.base_url, db)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

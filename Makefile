@@ -1,0 +1,38 @@
+# etal: `make run` serves the API, `make test` runs every test. Both provision a private
+# PostgreSQL cluster in .pg/ when DATABASE_URL is not set (scripts/pg.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+DB = DATABASE_URL="$${DATABASE_URL:-$$(scripts/pg.sh ensure)}"
+
+.PHONY: help run test bench fmt lint pg pg-stop schema
+
+help:
+	@echo "make run      serve the GraphQL API with GraphiQL on http://127.0.0.1:8080/"
+	@echo "make test     run every test of the workspace against a real PostgreSQL"
+	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
+	@echo "make fmt | lint | pg | pg-stop"
+
+pg:
+	@scripts/pg.sh ensure
+
+pg-stop:
+	@scripts/pg.sh stop
+
+run:
+	@export $(DB) && $(CARGO) build --release --bin etal && ./target/release/etal migrate && exec ./target/release/etal serve
+
+test:
+	@export $(DB) && \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,80 @@
+//! Typed configuration from the environment (documented in README.md).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// DATABASE_URL: the PostgreSQL database (the Makefile provisions one when unset).
+    pub database_url: Secret,
+    /// ETAL_LISTEN: address and port of the HTTP server (default 127.0.0.1:8080).
+    pub listen: SocketAddr,
+    /// ETAL_DB_POOL: connections in the pool (default 16).
+    pub db_pool: u32,
+    /// ETAL_PROJECTORS: run the projectors in this process (default true).
+    pub projectors: bool,
+    /// ETAL_SCHEDULER: run the scheduler in this process (default true).
+    pub scheduler: bool,
+    /// ETAL_SCHEDULER_INTERVAL_MS: how often the scheduler looks for due commands (default 1000).
+    pub scheduler_interval: Duration,
+    /// ETAL_READ_YOUR_WRITES_MS: how long a mutation waits for the projections (default 2000).
+    pub read_your_writes: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Ok(Config {
+            database_url: Secret(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
+            listen: parse("ETAL_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            db_pool: parse("ETAL_DB_POOL", 16u32)?,
+            projectors: parse("ETAL_PROJECTORS", true)?,
+            scheduler: parse("ETAL_SCHEDULER", true)?,
+            scheduler_interval: Duration::from_millis(parse(
+                "ETAL_SCHEDULER_INTERVAL_MS",
+                1000u64,
+            )?),
+            read_your_writes: Duration::from_millis(parse("ETAL_READ_YOUR_WRITES_MS", 2000u64)?),
+        })
+    }
+}

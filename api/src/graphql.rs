@@ -1,0 +1,104 @@
+//! The GraphQL schema. Areas are composed with MergedObject; the server only mounts it.
+
+use async_graphql::{
+    Context, EmptySubscription, MergedObject, Object, Result, Schema, SimpleObject,
+};
+use sqlx::PgPool;
+
+pub type EtalSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Events per type, from the `event_counts` projection.
+#[derive(SimpleObject)]
+pub struct EventCount {
+    pub aggregate_type: String,
+    pub event_type: String,
+    /// A count; a string because it may exceed 2^53.
+    pub events: String,
+}
+
+/// Where a projection stands against the log.
+#[derive(SimpleObject)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub events_applied: String,
+    /// Global position of the last applied event.
+    pub position: String,
+    /// Global position of the newest readable event.
+    pub head: String,
+}
+
+#[derive(Default)]
+pub struct SystemQuery;
+
+#[Object]
+impl SystemQuery {
+    /// "ok" when the service and its database answer.
+    async fn health(&self, ctx: &Context<'_>) -> Result<String> {
+        let pool = ctx.data::<PgPool>()?;
+        sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map_err(|_| "database unavailable")?;
+        Ok("ok".into())
+    }
+
+    /// Events stored, per aggregate type and event type.
+    async fn event_counts(&self, ctx: &Context<'_>) -> Result<Vec<EventCount>> {
+        let pool = ctx.data::<PgPool>()?;
+        let rows = etal_projections::event_counts::list(pool)
+            .await
+            .map_err(|_| "database unavailable")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventCount {
+                aggregate_type: r.aggregate_type,
+                event_type: r.event_type,
+                events: r.events.to_string(),
+            })
+            .collect())
+    }
+
+    /// Every projection, with its checkpoint and the log's head.
+    async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
+        let pool = ctx.data::<PgPool>()?;
+        let mut out = Vec::new();
+        for p in etal_projections::all() {
+            let (head, cp) = etal_projections::runtime::lag(pool, p.name())
+                .await
+                .map_err(|_| "database unavailable")?;
+            out.push(ProjectionStatus {
+                name: p.name().to_string(),
+                events_applied: cp.events_applied.to_string(),
+                position: cp.position.position.to_string(),
+                head: head.position.to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(SystemQuery);
+
+#[derive(Default)]
+pub struct SystemMutation;
+
+#[Object]
+impl SystemMutation {
+    /// Does nothing; the business mutations arrive with the domain.
+    async fn noop(&self) -> bool {
+        true
+    }
+}
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(SystemMutation);
+
+/// The schema with its limits.
+pub fn schema(pool: PgPool) -> EtalSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(pool)
+        .limit_depth(12)
+        .limit_complexity(2000)
+        .finish()
+}

@@ -1,0 +1,215 @@
+//! The global log: every committed event exactly once, in a stable order, without gaps.
+//!
+//! `global_position` (a bigserial) is allocated when a row is inserted, not when it commits, so a
+//! reader that follows it alone skips events whose transaction commits late. Each row also carries
+//! its `transaction_id` (xid8). The reader only takes rows whose transaction is older than the
+//! oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): every such
+//! transaction has finished, so no row can appear later below that watermark. Rows are ordered by
+//! (transaction_id, global_position) and a reader's checkpoint is that pair.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::{PgExecutor, PgPool, Row};
+
+use crate::error::StoreError;
+
+/// The channel notified when events commit.
+pub const CHANNEL: &str = "etal_events";
+
+/// A place in the global order: (transaction id, global position).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub txid: i64,
+    pub position: i64,
+}
+
+impl Position {
+    pub const START: Position = Position {
+        txid: 0,
+        position: 0,
+    };
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.txid, self.position)
+    }
+}
+
+/// An event as stored, with its place in the global order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// Deserializes the payload into the event type of an aggregate.
+    pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
+        serde_json::from_value(self.payload.clone()).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "event {} ({} {} #{}): {e}",
+                self.position.position, self.aggregate_type, self.aggregate_id, self.sequence
+            ))
+        })
+    }
+}
+
+const SELECT_COLUMNS: &str =
+    "transaction_id::text::bigint AS txid, global_position, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+
+fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        position: Position {
+            txid: row.try_get("txid")?,
+            position: row.try_get("global_position")?,
+        },
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// Reads the global log.
+#[derive(Debug, Clone)]
+pub struct EventLog;
+
+impl EventLog {
+    /// Up to `limit` committed events after `after`, in global order, below the watermark.
+    /// `until`, when given, is the last position to include.
+    pub async fn read_after<'e>(
+        executor: impl PgExecutor<'e>,
+        after: Position,
+        until: Option<Position>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let until = until.unwrap_or(Position {
+            txid: i64::MAX,
+            position: i64::MAX,
+        });
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+               AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+             ORDER BY transaction_id, global_position \
+             LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.txid.to_string())
+            .bind(after.position)
+            .bind(until.txid.to_string())
+            .bind(until.position)
+            .bind(limit)
+            .fetch_all(executor)
+            .await?;
+        rows.iter()
+            .map(|r| row_to_event(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The last position a reader can see now (the newest event below the watermark).
+    pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text::bigint AS txid, global_position FROM events \
+             WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(executor)
+        .await?;
+        Ok(match row {
+            Some(r) => Position {
+                txid: r.try_get("txid")?,
+                position: r.try_get("global_position")?,
+            },
+            None => Position::START,
+        })
+    }
+
+    /// The events of one aggregate in sequence order (for auditors and tests).
+    pub async fn stream<'e>(
+        executor: impl PgExecutor<'e>,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .fetch_all(executor)
+            .await?;
+        rows.iter()
+            .map(|r| row_to_event(r).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+/// Wakes a reader when events commit (LISTEN/NOTIFY), with polling as a safety net: a
+/// notification can arrive while an older transaction still holds the watermark back, and a
+/// connection can drop.
+pub struct Waker {
+    listener: Option<PgListener>,
+    pool: PgPool,
+    poll: Duration,
+}
+
+impl Waker {
+    pub async fn new(pool: &PgPool, poll: Duration) -> Self {
+        let listener = Self::listen(pool).await;
+        Self {
+            listener,
+            pool: pool.clone(),
+            poll,
+        }
+    }
+
+    async fn listen(pool: &PgPool) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    /// Returns when a notification arrives or after the polling interval, whichever is first.
+    pub async fn wait(&mut self) {
+        match self.listener.as_mut() {
+            Some(listener) => {
+                match tokio::time::timeout(self.poll, listener.try_recv()).await {
+                    Ok(Ok(Some(_))) => {
+                        // Drain what else is queued, so one wake-up serves a burst.
+                        while listener.next_buffered().is_some() {}
+                    }
+                    // The connection was lost and will be re-established on the next call;
+                    // notifications may have been missed, so the reader reads now.
+                    Ok(Ok(None)) => {}
+                    Ok(Err(_)) => self.listener = None,
+                    Err(_) => {}
+                }
+            }
+            None => {
+                tokio::time::sleep(self.poll).await;
+                self.listener = Self::listen(&self.pool).await;
+            }
+        }
+    }
+}
