@@ -102,3 +102,10 @@ pub fn schema(pool: PgPool) -> EtalSchema {
         .limit_complexity(2000)
         .finish()
 }
+
+/// The schema in SDL, as checked in at docs/schema.graphql.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}
