@@ -1,0 +1,88 @@
+//! What happened to a producer account. Ids only: no personal data (R-ACC-6).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::config::PlanTerms;
+use crate::ids::{ProducerId, ProductId, UserId};
+
+use super::ProductDetails;
+
+/// Why a plan changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanChangeReason {
+    /// The owner asked.
+    Requested,
+    /// The update training was overdue (R-ACC-3).
+    TrainingLapsed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    /// R-ACC-1: records the charter version accepted and when; `terms` are the plan's frozen terms.
+    AccountOpened {
+        producer: ProducerId,
+        owner: UserId,
+        charter_version: String,
+        terms: PlanTerms,
+        at: DateTime<Utc>,
+    },
+    AccessGranted {
+        user: UserId,
+    },
+    AccessRevoked {
+        user: UserId,
+    },
+    /// The new plan is `terms.plan`; the terms are frozen as they were in force.
+    PlanChanged {
+        terms: PlanTerms,
+        reason: PlanChangeReason,
+        at: DateTime<Utc>,
+    },
+    TrainingCompleted {
+        /// Paris date of completion.
+        on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    ProductAdded {
+        product: ProductId,
+        details: ProductDetails,
+    },
+    ProductUpdated {
+        product: ProductId,
+        details: ProductDetails,
+    },
+    ProductArchived {
+        product: ProductId,
+    },
+    ProductUnarchived {
+        product: ProductId,
+    },
+    AccountClosed {
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> String {
+        match self {
+            AccountEvent::AccountOpened { .. } => "AccountOpened",
+            AccountEvent::AccessGranted { .. } => "AccessGranted",
+            AccountEvent::AccessRevoked { .. } => "AccessRevoked",
+            AccountEvent::PlanChanged { .. } => "PlanChanged",
+            AccountEvent::TrainingCompleted { .. } => "TrainingCompleted",
+            AccountEvent::ProductAdded { .. } => "ProductAdded",
+            AccountEvent::ProductUpdated { .. } => "ProductUpdated",
+            AccountEvent::ProductArchived { .. } => "ProductArchived",
+            AccountEvent::ProductUnarchived { .. } => "ProductUnarchived",
+            AccountEvent::AccountClosed { .. } => "AccountClosed",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}

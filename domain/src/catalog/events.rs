@@ -1,0 +1,160 @@
+//! What happened to a catalog. Events carry the computed prices and frozen terms.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::account::Product;
+use crate::ids::{CatalogId, ProducerId, ProductId, SaleId};
+use crate::money::Money;
+use crate::vat::VatRate;
+
+use super::Modulation;
+
+/// The product as offered: a snapshot of the account's product terms (R-ACC-5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferProduct {
+    pub product: ProductId,
+    pub name: String,
+    pub unit: String,
+    pub vat: VatRate,
+    pub variable_weight: bool,
+    pub packaging_multiple: Option<u32>,
+}
+
+impl From<&Product> for OfferProduct {
+    fn from(p: &Product) -> Self {
+        OfferProduct {
+            product: p.id,
+            name: p.details.name.clone(),
+            unit: p.details.unit.clone(),
+            vat: p.details.vat,
+            variable_weight: p.details.variable_weight,
+            packaging_multiple: p.details.packaging_multiple,
+        }
+    }
+}
+
+/// Whether the platform fees are added into the prices the customer sees (R-CAT-2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeOptions {
+    pub include_payment_fee: bool,
+    pub include_service_fee: bool,
+}
+
+/// A new price of one offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferPrice {
+    pub product: ProductId,
+    pub price_incl_vat: Money,
+}
+
+/// The full terms on which an offer is sold in a sale (R-CAT-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferTerms {
+    pub product: ProductId,
+    pub name: String,
+    pub unit: String,
+    /// The producer's unit price, VAT included, before any fee added for the customer.
+    pub price_incl_vat: Money,
+    pub vat: VatRate,
+    pub variable_weight: bool,
+    pub packaging_multiple: Option<u32>,
+    pub fees: FeeOptions,
+}
+
+/// The terms of an offer as frozen for a sale.
+pub type FrozenOffer = OfferTerms;
+
+impl OfferTerms {
+    /// The unit price the customer sees, VAT included.
+    ///
+    /// Without fee options it is `price_incl_vat`. With them, the price is grossed up so that
+    /// once the chosen fees are taken at source from what the customer pays, the producer keeps
+    /// their price: `round(price_incl_vat / (1 - rates))`, where `rates` is the sum of the chosen
+    /// rates among `payment_fee_rate` and `service_fee_rate`, each a fraction of the amount paid
+    /// VAT included (0.036 for the 3.6 % incl. VAT payment fee), and the rounding is half away
+    /// from zero to the cent. `None` when a rate is negative or the chosen rates reach 1.
+    pub fn customer_price(
+        &self,
+        payment_fee_rate: Decimal,
+        service_fee_rate: Decimal,
+    ) -> Option<Money> {
+        if payment_fee_rate.is_sign_negative() || service_fee_rate.is_sign_negative() {
+            return None;
+        }
+        let mut rates = Decimal::ZERO;
+        if self.fees.include_payment_fee {
+            rates = rates.checked_add(payment_fee_rate)?;
+        }
+        if self.fees.include_service_fee {
+            rates = rates.checked_add(service_fee_rate)?;
+        }
+        if rates >= Decimal::ONE {
+            return None;
+        }
+        let gross = self
+            .price_incl_vat
+            .amount()
+            .checked_div(Decimal::ONE - rates)?;
+        Some(Money::round(gross))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CatalogEvent {
+    CatalogCreated {
+        catalog: CatalogId,
+        producer: ProducerId,
+        name: String,
+    },
+    OfferAdded {
+        product: OfferProduct,
+        price_incl_vat: Money,
+    },
+    OfferRemoved {
+        product: ProductId,
+    },
+    OfferPriceSet {
+        product: ProductId,
+        price_incl_vat: Money,
+    },
+    /// The modulation asked and the resulting price of every offer.
+    PricesModulated {
+        modulation: Modulation,
+        prices: Vec<OfferPrice>,
+    },
+    FeeOptionsSet {
+        options: FeeOptions,
+    },
+    /// R-CAT-3: the terms of every offer as they stood when the sale's order period opened.
+    PricesFrozenForSale {
+        sale: SaleId,
+        offers: Vec<FrozenOffer>,
+        at: DateTime<Utc>,
+    },
+    SaleForgotten {
+        sale: SaleId,
+    },
+}
+
+impl DomainEvent for CatalogEvent {
+    fn event_type(&self) -> String {
+        match self {
+            CatalogEvent::CatalogCreated { .. } => "CatalogCreated",
+            CatalogEvent::OfferAdded { .. } => "OfferAdded",
+            CatalogEvent::OfferRemoved { .. } => "OfferRemoved",
+            CatalogEvent::OfferPriceSet { .. } => "OfferPriceSet",
+            CatalogEvent::PricesModulated { .. } => "PricesModulated",
+            CatalogEvent::FeeOptionsSet { .. } => "FeeOptionsSet",
+            CatalogEvent::PricesFrozenForSale { .. } => "PricesFrozenForSale",
+            CatalogEvent::SaleForgotten { .. } => "SaleForgotten",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
