@@ -1,0 +1,394 @@
+//! The market aggregate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, MarketAccess};
+use crate::calendar::paris_instant;
+use crate::ids::{CatalogId, MarketId, ProducerId, UserId};
+
+use super::commands::{MarketCommand, PaymentMode, Slot, Visibility};
+use super::error::MarketError;
+use super::events::MarketEvent;
+
+/// Longest name or place accepted, in characters.
+const MAX_TEXT: usize = 200;
+
+/// One occurrence of a slot: a business date and its UTC start and end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotOccurrence {
+    pub date: NaiveDate,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Market {
+    id: Option<MarketId>,
+    name: String,
+    place: String,
+    slots: Vec<Slot>,
+    administrators: BTreeSet<UserId>,
+    referents: BTreeSet<UserId>,
+    payment_mode: Option<PaymentMode>,
+    visibility: Option<Visibility>,
+    amap: bool,
+    /// Linked catalogs and their producer (R-CAT-4).
+    linked: BTreeMap<CatalogId, ProducerId>,
+    /// Number of sales registered so far; the next sale gets `sales + 1`.
+    sales: u32,
+}
+
+fn check_slot(slot: &Slot) -> Result<(), MarketError> {
+    if slot.every_weeks != 1 && slot.every_weeks != 2 {
+        return Err(MarketError::InvalidSlot {
+            reason: "a slot repeats every week or every other week",
+        });
+    }
+    if slot.end <= slot.start {
+        return Err(MarketError::InvalidSlot {
+            reason: "a slot must end after it starts",
+        });
+    }
+    if slot.anchor.weekday() != slot.weekday {
+        return Err(MarketError::InvalidSlot {
+            reason: "the slot's first date must fall on its weekday",
+        });
+    }
+    Ok(())
+}
+
+impl Market {
+    pub fn id(&self) -> Option<MarketId> {
+        self.id
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+    pub fn administrators(&self) -> &BTreeSet<UserId> {
+        &self.administrators
+    }
+    pub fn referents(&self) -> &BTreeSet<UserId> {
+        &self.referents
+    }
+    pub fn payment_mode(&self) -> Option<PaymentMode> {
+        self.payment_mode
+    }
+    pub fn visibility(&self) -> Option<Visibility> {
+        self.visibility
+    }
+    pub fn amap(&self) -> bool {
+        self.amap
+    }
+    pub fn sale_count(&self) -> u32 {
+        self.sales
+    }
+    pub fn is_administrator(&self, user: UserId) -> bool {
+        self.administrators.contains(&user)
+    }
+    /// R-CAT-4: whether the catalog is linked to this market.
+    pub fn is_linked(&self, catalog: CatalogId) -> bool {
+        self.linked.contains_key(&catalog)
+    }
+    /// The producer of a linked catalog.
+    pub fn linked_producer(&self, catalog: CatalogId) -> Option<ProducerId> {
+        self.linked.get(&catalog).copied()
+    }
+    pub fn linked_catalogs(&self) -> &BTreeMap<CatalogId, ProducerId> {
+        &self.linked
+    }
+
+    /// What `actor` may do on this market (put into commands on sales).
+    pub fn access(&self, actor: Actor) -> MarketAccess {
+        MarketAccess {
+            market: self.id.unwrap_or_default(),
+            actor,
+            administrator: self.id.is_some() && self.administrators.contains(&actor.user),
+            referent: self.id.is_some() && self.referents.contains(&actor.user),
+        }
+    }
+
+    /// Every occurrence of every slot between `from` and `to` (both included), in Europe/Paris
+    /// wall-clock time converted to UTC (DST handled by [`paris_instant`]), sorted by start.
+    pub fn sale_dates(&self, from: NaiveDate, to: NaiveDate) -> Vec<SlotOccurrence> {
+        let mut out = Vec::new();
+        if to < from {
+            return out;
+        }
+        for slot in &self.slots {
+            // First date on or after `from` with the slot's weekday.
+            let shift = (i64::from(slot.weekday.num_days_from_monday())
+                - i64::from(from.weekday().num_days_from_monday()))
+            .rem_euclid(7);
+            let mut date = from + Duration::days(shift);
+            while date <= to {
+                if slot.falls_on(date) {
+                    out.push(SlotOccurrence {
+                        date,
+                        starts_at: paris_instant(date, slot.start),
+                        ends_at: paris_instant(date, slot.end),
+                    });
+                }
+                date += Duration::days(7);
+            }
+        }
+        out.sort_by_key(|o| (o.starts_at, o.ends_at));
+        out.dedup();
+        out
+    }
+
+    fn require_created(&self) -> Result<MarketId, MarketError> {
+        self.id.ok_or(MarketError::NotCreated)
+    }
+
+    fn require_admin(&self, actor: &Actor) -> Result<(), MarketError> {
+        self.require_created()?;
+        if self.administrators.contains(&actor.user) {
+            Ok(())
+        } else {
+            Err(MarketError::NotAnAdministrator)
+        }
+    }
+
+    /// An access is trusted only for what this market's own state confirms.
+    fn require_admin_access(&self, access: &MarketAccess) -> Result<(), MarketError> {
+        let id = self.require_created()?;
+        if access.market != id {
+            return Err(MarketError::WrongMarket);
+        }
+        self.require_admin(&access.actor)
+    }
+
+    /// Decides the events of a command, without changing anything.
+    pub fn decide(&self, command: MarketCommand) -> Result<Vec<MarketEvent>, MarketError> {
+        use MarketCommand as C;
+        use MarketEvent as E;
+        match command {
+            C::CreateMarket {
+                market,
+                name,
+                place,
+                slots,
+                administrators,
+                payment_mode,
+                visibility,
+                amap,
+                actor,
+            } => {
+                if self.id.is_some() {
+                    return Err(MarketError::AlreadyCreated);
+                }
+                let name = name.trim().to_string();
+                if name.is_empty() || name.chars().count() > MAX_TEXT {
+                    return Err(MarketError::NameMissing);
+                }
+                let place = place.trim().to_string();
+                if place.is_empty() || place.chars().count() > MAX_TEXT {
+                    return Err(MarketError::InvalidPlace);
+                }
+                if slots.is_empty() {
+                    return Err(MarketError::NoSlot);
+                }
+                let mut unique = Vec::new();
+                for slot in slots {
+                    check_slot(&slot)?;
+                    if unique.contains(&slot) {
+                        return Err(MarketError::DuplicateSlot);
+                    }
+                    unique.push(slot);
+                }
+                let mut admins = Vec::new();
+                for a in administrators {
+                    if !admins.contains(&a) {
+                        admins.push(a);
+                    }
+                }
+                if admins.is_empty() {
+                    return Err(MarketError::NoAdministrator);
+                }
+                Ok(vec![E::MarketCreated {
+                    market,
+                    name,
+                    place,
+                    slots: unique,
+                    administrators: admins,
+                    payment_mode,
+                    visibility,
+                    amap,
+                    created_by: actor.user,
+                }])
+            }
+            C::AddSlot { slot, actor } => {
+                self.require_admin(&actor)?;
+                check_slot(&slot)?;
+                if self.slots.contains(&slot) {
+                    return Err(MarketError::DuplicateSlot);
+                }
+                Ok(vec![E::SlotAdded { slot }])
+            }
+            C::RemoveSlot { slot, actor } => {
+                self.require_admin(&actor)?;
+                if !self.slots.contains(&slot) {
+                    return Err(MarketError::UnknownSlot { slot });
+                }
+                if self.slots.len() == 1 {
+                    return Err(MarketError::LastSlot);
+                }
+                Ok(vec![E::SlotRemoved { slot }])
+            }
+            C::AddAdministrator { user, actor } => {
+                self.require_admin(&actor)?;
+                if self.administrators.contains(&user) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::AdministratorAdded { user }])
+            }
+            C::RemoveAdministrator { user, actor } => {
+                self.require_admin(&actor)?;
+                if !self.administrators.contains(&user) {
+                    return Err(MarketError::UnknownAdministrator { user });
+                }
+                if self.administrators.len() == 1 {
+                    return Err(MarketError::LastAdministrator);
+                }
+                Ok(vec![E::AdministratorRemoved { user }])
+            }
+            C::SetReferent { user, actor } => {
+                self.require_admin(&actor)?;
+                if self.referents.contains(&user) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::ReferentSet { user }])
+            }
+            C::RemoveReferent { user, actor } => {
+                self.require_admin(&actor)?;
+                if !self.referents.contains(&user) {
+                    return Err(MarketError::UnknownReferent { user });
+                }
+                Ok(vec![E::ReferentRemoved { user }])
+            }
+            C::SetPaymentMode {
+                payment_mode,
+                actor,
+            } => {
+                self.require_admin(&actor)?;
+                if self.payment_mode == Some(payment_mode) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::PaymentModeSet { payment_mode }])
+            }
+            C::LinkCatalog {
+                catalog,
+                producer,
+                access,
+            } => {
+                self.require_admin_access(&access)?;
+                if self.linked.contains_key(&catalog) {
+                    return Err(MarketError::AlreadyLinked { catalog });
+                }
+                Ok(vec![E::CatalogLinked {
+                    catalog,
+                    producer,
+                    linked_by: access.actor.user,
+                }])
+            }
+            C::UnlinkCatalog { catalog, access } => {
+                self.require_admin_access(&access)?;
+                let producer = self
+                    .linked
+                    .get(&catalog)
+                    .copied()
+                    .ok_or(MarketError::NotLinked { catalog })?;
+                Ok(vec![E::CatalogUnlinked { catalog, producer }])
+            }
+            C::RegisterSale { sale, date } => {
+                self.require_created()?;
+                Ok(vec![E::SaleRegistered {
+                    sale,
+                    date,
+                    number: self.sales.saturating_add(1),
+                }])
+            }
+        }
+    }
+}
+
+impl Aggregate for Market {
+    const TYPE: &'static str = "market";
+    type Command = MarketCommand;
+    type Event = MarketEvent;
+    type Error = MarketError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _service: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use MarketEvent as E;
+        match event {
+            E::MarketCreated {
+                market,
+                name,
+                place,
+                slots,
+                administrators,
+                payment_mode,
+                visibility,
+                amap,
+                created_by: _,
+            } => {
+                self.id = Some(market);
+                self.name = name;
+                self.place = place;
+                self.slots = slots;
+                self.administrators = administrators.into_iter().collect();
+                self.payment_mode = Some(payment_mode);
+                self.visibility = Some(visibility);
+                self.amap = amap;
+            }
+            E::SlotAdded { slot } => self.slots.push(slot),
+            E::SlotRemoved { slot } => self.slots.retain(|s| *s != slot),
+            E::AdministratorAdded { user } => {
+                self.administrators.insert(user);
+            }
+            E::AdministratorRemoved { user } => {
+                self.administrators.remove(&user);
+            }
+            E::ReferentSet { user } => {
+                self.referents.insert(user);
+            }
+            E::ReferentRemoved { user } => {
+                self.referents.remove(&user);
+            }
+            E::PaymentModeSet { payment_mode } => self.payment_mode = Some(payment_mode),
+            E::CatalogLinked {
+                catalog, producer, ..
+            } => {
+                self.linked.insert(catalog, producer);
+            }
+            E::CatalogUnlinked { catalog, .. } => {
+                self.linked.remove(&catalog);
+            }
+            E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
+        }
+    }
+}

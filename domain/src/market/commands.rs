@@ -1,0 +1,110 @@
+//! What can be asked of a market.
+
+use chrono::{Datelike, NaiveDate, NaiveTime, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, MarketAccess};
+use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+
+/// How customers of a market pay (R-SAL-1), chosen by its administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMode {
+    /// Paid online when ordering.
+    Online,
+    /// Paid at pick-up by cash, cheque or card terminal; settled outside the platform.
+    OnSite,
+}
+
+/// Who can see a market.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Public,
+    MembersOnly,
+}
+
+/// A recurring pick-up time slot, in Europe/Paris wall-clock time.
+///
+/// `every_weeks` is 1 (every week) or 2 (every other week); `anchor` is one date of the
+/// series (it must fall on `weekday`), which fixes the parity of a fortnightly slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Slot {
+    pub weekday: Weekday,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub every_weeks: u32,
+    pub anchor: NaiveDate,
+}
+
+impl Slot {
+    /// Whether `date` is a date of this slot's series.
+    pub fn falls_on(&self, date: NaiveDate) -> bool {
+        if date.weekday() != self.weekday || self.every_weeks == 0 {
+            return false;
+        }
+        let weeks = (date - self.anchor).num_days().div_euclid(7);
+        weeks.rem_euclid(i64::from(self.every_weeks)) == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MarketCommand {
+    /// R-SAL-1
+    CreateMarket {
+        market: MarketId,
+        name: String,
+        place: String,
+        slots: Vec<Slot>,
+        administrators: Vec<UserId>,
+        payment_mode: PaymentMode,
+        visibility: Visibility,
+        amap: bool,
+        actor: Actor,
+    },
+    AddSlot {
+        slot: Slot,
+        actor: Actor,
+    },
+    RemoveSlot {
+        slot: Slot,
+        actor: Actor,
+    },
+    AddAdministrator {
+        user: UserId,
+        actor: Actor,
+    },
+    /// Never the last administrator.
+    RemoveAdministrator {
+        user: UserId,
+        actor: Actor,
+    },
+    /// Referents validate sales after distribution (R-SAL-6).
+    SetReferent {
+        user: UserId,
+        actor: Actor,
+    },
+    RemoveReferent {
+        user: UserId,
+        actor: Actor,
+    },
+    SetPaymentMode {
+        payment_mode: PaymentMode,
+        actor: Actor,
+    },
+    /// R-CAT-4: only an administrator of this market links a catalog.
+    LinkCatalog {
+        catalog: CatalogId,
+        producer: ProducerId,
+        access: MarketAccess,
+    },
+    UnlinkCatalog {
+        catalog: CatalogId,
+        access: MarketAccess,
+    },
+    /// Allocates the market's next sale number (1, 2, ...), used in order numbers (R-ORD-2).
+    RegisterSale {
+        sale: SaleId,
+        date: NaiveDate,
+    },
+}

@@ -1,0 +1,67 @@
+//! Why a market command was refused.
+
+use crate::ids::{CatalogId, UserId};
+
+use super::commands::Slot;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MarketError {
+    #[error("this market already exists")]
+    AlreadyCreated,
+    #[error("this market does not exist yet")]
+    NotCreated,
+    #[error("the market needs a name")]
+    NameMissing,
+    #[error("the market needs a place (at most 200 characters)")]
+    InvalidPlace,
+    #[error("the market needs at least one time slot")]
+    NoSlot,
+    #[error("invalid slot: {reason}")]
+    InvalidSlot { reason: &'static str },
+    #[error("this slot already exists")]
+    DuplicateSlot,
+    #[error("no such slot: {slot:?}")]
+    UnknownSlot { slot: Slot },
+    #[error("the last slot cannot be removed: add another first")]
+    LastSlot,
+    #[error("the market needs at least one administrator")]
+    NoAdministrator,
+    #[error("only an administrator of this market can do this")]
+    NotAnAdministrator,
+    #[error("the last administrator cannot be removed: add another first")]
+    LastAdministrator,
+    #[error("{user} is not an administrator of this market")]
+    UnknownAdministrator { user: UserId },
+    #[error("{user} is not a referent of this market")]
+    UnknownReferent { user: UserId },
+    #[error("this access was issued for another market")]
+    WrongMarket,
+    #[error("catalog {catalog} is already linked to this market")]
+    AlreadyLinked { catalog: CatalogId },
+    #[error("catalog {catalog} is not linked to this market")]
+    NotLinked { catalog: CatalogId },
+}
+
+impl MarketError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            MarketError::AlreadyCreated => "MARKET_ALREADY_CREATED",
+            MarketError::NotCreated => "MARKET_NOT_FOUND",
+            MarketError::NameMissing => "MARKET_NAME_MISSING",
+            MarketError::InvalidPlace => "MARKET_INVALID_PLACE",
+            MarketError::NoSlot => "MARKET_NO_SLOT",
+            MarketError::InvalidSlot { .. } => "MARKET_INVALID_SLOT",
+            MarketError::DuplicateSlot => "MARKET_DUPLICATE_SLOT",
+            MarketError::UnknownSlot { .. } => "MARKET_UNKNOWN_SLOT",
+            MarketError::LastSlot => "MARKET_LAST_SLOT",
+            MarketError::NoAdministrator => "MARKET_NO_ADMINISTRATOR",
+            MarketError::NotAnAdministrator => "NOT_A_MARKET_ADMINISTRATOR",
+            MarketError::LastAdministrator => "MARKET_LAST_ADMINISTRATOR",
+            MarketError::UnknownAdministrator { .. } => "MARKET_UNKNOWN_ADMINISTRATOR",
+            MarketError::UnknownReferent { .. } => "MARKET_UNKNOWN_REFERENT",
+            MarketError::WrongMarket => "MARKET_WRONG_MARKET",
+            MarketError::AlreadyLinked { .. } => "CATALOG_ALREADY_LINKED",
+            MarketError::NotLinked { .. } => "CATALOG_NOT_LINKED",
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! What happened to a market.
+
+use chrono::NaiveDate;
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+
+use super::commands::{PaymentMode, Slot, Visibility};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MarketEvent {
+    MarketCreated {
+        market: MarketId,
+        name: String,
+        place: String,
+        slots: Vec<Slot>,
+        administrators: Vec<UserId>,
+        payment_mode: PaymentMode,
+        visibility: Visibility,
+        amap: bool,
+        created_by: UserId,
+    },
+    SlotAdded {
+        slot: Slot,
+    },
+    SlotRemoved {
+        slot: Slot,
+    },
+    AdministratorAdded {
+        user: UserId,
+    },
+    AdministratorRemoved {
+        user: UserId,
+    },
+    ReferentSet {
+        user: UserId,
+    },
+    ReferentRemoved {
+        user: UserId,
+    },
+    PaymentModeSet {
+        payment_mode: PaymentMode,
+    },
+    CatalogLinked {
+        catalog: CatalogId,
+        producer: ProducerId,
+        linked_by: UserId,
+    },
+    CatalogUnlinked {
+        catalog: CatalogId,
+        producer: ProducerId,
+    },
+    SaleRegistered {
+        sale: SaleId,
+        date: NaiveDate,
+        number: u32,
+    },
+}
+
+impl DomainEvent for MarketEvent {
+    fn event_type(&self) -> String {
+        match self {
+            MarketEvent::MarketCreated { .. } => "MarketCreated",
+            MarketEvent::SlotAdded { .. } => "SlotAdded",
+            MarketEvent::SlotRemoved { .. } => "SlotRemoved",
+            MarketEvent::AdministratorAdded { .. } => "AdministratorAdded",
+            MarketEvent::AdministratorRemoved { .. } => "AdministratorRemoved",
+            MarketEvent::ReferentSet { .. } => "ReferentSet",
+            MarketEvent::ReferentRemoved { .. } => "ReferentRemoved",
+            MarketEvent::PaymentModeSet { .. } => "PaymentModeSet",
+            MarketEvent::CatalogLinked { .. } => "CatalogLinked",
+            MarketEvent::CatalogUnlinked { .. } => "CatalogUnlinked",
+            MarketEvent::SaleRegistered { .. } => "SaleRegistered",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}

@@ -1,0 +1,640 @@
+//! The order aggregate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
+use crate::market::PaymentMode;
+use crate::money::Money;
+use crate::vat::VatRate;
+
+use super::commands::{Canceller, Delivery, LineInput, OrderCommand, PaymentMethod};
+use super::error::OrderError;
+use super::events::OrderEvent;
+
+/// Most units on one line (keeps every computation far from decimal overflow).
+pub const MAX_QUANTITY: i64 = 100_000;
+/// Heaviest weight accepted, in kg.
+const MAX_WEIGHT_KG: Decimal = Decimal::from_parts(100_000, 0, 0, false, 0);
+
+/// One order line: frozen terms and computed amounts (rounded half away from zero per line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub line: u32,
+    pub producer: ProducerId,
+    pub catalog: CatalogId,
+    pub product: ProductId,
+    pub name: String,
+    pub unit: String,
+    pub unit_price_incl_vat: Money,
+    pub vat: VatRate,
+    pub variable_weight: bool,
+    pub estimated_weight_kg: Option<Decimal>,
+    pub packaging_multiple: Option<u32>,
+    pub quantity: i64,
+    /// Actual total weight once weighed (variable weight).
+    pub weight_kg: Option<Decimal>,
+    pub amount_incl_vat: Money,
+    pub amount_excl_vat: Money,
+    pub vat_amount: Money,
+}
+
+impl Line {
+    /// The line amount incl. VAT for a quantity and an actual weight.
+    fn amount_for(&self, quantity: i64, weight_kg: Option<Decimal>) -> Money {
+        let price = self.unit_price_incl_vat;
+        if quantity <= 0 {
+            return Money::ZERO;
+        }
+        match (self.variable_weight, weight_kg, self.estimated_weight_kg) {
+            (true, Some(w), _) => price.times(w),
+            (true, None, Some(est)) => price.times(est * Decimal::from(quantity)),
+            _ => price.times(Decimal::from(quantity)),
+        }
+    }
+
+    /// Splits an amount incl. VAT: excl. VAT rounded, VAT = the rest, so they add up exactly.
+    fn split(vat: VatRate, amount: Money) -> (Money, Money) {
+        let excl = vat.excl_vat(amount);
+        (excl, amount - excl)
+    }
+}
+
+/// A payment recorded on the order and what was refunded on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub method: PaymentMethod,
+    pub amount: Money,
+    pub refunded: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    id: Option<OrderId>,
+    sale: SaleId,
+    market: MarketId,
+    customer: UserId,
+    number: String,
+    lines: Vec<Line>,
+    payment_mode: PaymentMode,
+    delivery: Delivery,
+    total: Money,
+    paid: Money,
+    refunded: Money,
+    payments: BTreeMap<PaymentId, PaymentRecord>,
+    cancelled: bool,
+}
+
+impl Default for Order {
+    fn default() -> Self {
+        Self {
+            id: None,
+            sale: SaleId::default(),
+            market: MarketId::default(),
+            customer: UserId::default(),
+            number: String::new(),
+            lines: Vec::new(),
+            payment_mode: PaymentMode::Online,
+            delivery: Delivery::PickUp,
+            total: Money::ZERO,
+            paid: Money::ZERO,
+            refunded: Money::ZERO,
+            payments: BTreeMap::new(),
+            cancelled: false,
+        }
+    }
+}
+
+fn valid_weight(weight: Decimal) -> bool {
+    weight > Decimal::ZERO && weight <= MAX_WEIGHT_KG && weight.normalize().scale() <= 3
+}
+
+impl Order {
+    pub fn id(&self) -> Option<OrderId> {
+        self.id
+    }
+    pub fn sale(&self) -> SaleId {
+        self.sale
+    }
+    pub fn market(&self) -> MarketId {
+        self.market
+    }
+    pub fn customer(&self) -> UserId {
+        self.customer
+    }
+    pub fn number(&self) -> &str {
+        &self.number
+    }
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+    pub fn payment_mode(&self) -> PaymentMode {
+        self.payment_mode
+    }
+    pub fn payments(&self) -> &BTreeMap<PaymentId, PaymentRecord> {
+        &self.payments
+    }
+    /// What the customer owes for the order: lines plus delivery fee; zero once cancelled.
+    pub fn total(&self) -> Money {
+        self.total
+    }
+    pub fn paid(&self) -> Money {
+        self.paid
+    }
+    pub fn refunded(&self) -> Money {
+        self.refunded
+    }
+    /// What was received and not refunded beyond the total.
+    pub fn refund_owed(&self) -> Money {
+        (self.paid - self.refunded - self.total).max(Money::ZERO)
+    }
+    /// What the customer still has to pay.
+    pub fn balance_due(&self) -> Money {
+        (self.total - (self.paid - self.refunded)).max(Money::ZERO)
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+    /// Catalogs with at least one unit ordered (none once cancelled).
+    pub fn catalogs(&self) -> BTreeSet<CatalogId> {
+        if self.cancelled {
+            return BTreeSet::new();
+        }
+        self.lines
+            .iter()
+            .filter(|l| l.quantity > 0)
+            .map(|l| l.catalog)
+            .collect()
+    }
+    /// Producers with at least one line in the order.
+    pub fn producers(&self) -> BTreeSet<ProducerId> {
+        self.lines.iter().map(|l| l.producer).collect()
+    }
+    pub fn quantity_of(&self, product: ProductId) -> i64 {
+        if self.cancelled {
+            return 0;
+        }
+        self.lines
+            .iter()
+            .filter(|l| l.product == product)
+            .map(|l| l.quantity)
+            .sum()
+    }
+
+    fn extra_due_with(&self, total: Money) -> Money {
+        if self.paid.is_zero() {
+            Money::ZERO
+        } else {
+            (total - (self.paid - self.refunded)).max(Money::ZERO)
+        }
+    }
+
+    fn refund_owed_with(&self, total: Money) -> Money {
+        (self.paid - self.refunded - total).max(Money::ZERO)
+    }
+
+    fn require_live(&self) -> Result<(), OrderError> {
+        if self.id.is_none() {
+            return Err(OrderError::NotPlaced);
+        }
+        if self.cancelled {
+            return Err(OrderError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn own_line(&self, line: u32, producer: ProducerId) -> Result<&Line, OrderError> {
+        let l = self
+            .lines
+            .iter()
+            .find(|l| l.line == line)
+            .ok_or(OrderError::UnknownLine { line })?;
+        if l.producer != producer {
+            return Err(OrderError::NotYourLine { line });
+        }
+        Ok(l)
+    }
+
+    fn build_line(input: LineInput) -> Result<Line, OrderError> {
+        let line = input.line;
+        if input.quantity <= 0 {
+            return Err(OrderError::QuantityNotPositive {
+                line,
+                quantity: input.quantity,
+            });
+        }
+        if input.quantity > MAX_QUANTITY {
+            return Err(OrderError::QuantityTooLarge {
+                line,
+                max: MAX_QUANTITY,
+            });
+        }
+        if let Some(multiple) = input.packaging_multiple {
+            if multiple > 1 && input.quantity % i64::from(multiple) != 0 {
+                return Err(OrderError::NotAPackagingMultiple { line, multiple });
+            }
+        }
+        if input.unit_price_incl_vat.is_negative() {
+            return Err(OrderError::NegativePrice { line });
+        }
+        let estimated_weight_kg = if input.variable_weight {
+            let est = input
+                .estimated_weight_kg
+                .ok_or(OrderError::EstimatedWeightMissing { line })?;
+            if !valid_weight(est) {
+                return Err(OrderError::InvalidWeight {
+                    line,
+                    weight_kg: est,
+                });
+            }
+            Some(est)
+        } else {
+            None
+        };
+        let mut l = Line {
+            line,
+            producer: input.producer,
+            catalog: input.catalog,
+            product: input.product,
+            name: input.name,
+            unit: input.unit,
+            unit_price_incl_vat: input.unit_price_incl_vat,
+            vat: input.vat,
+            variable_weight: input.variable_weight,
+            estimated_weight_kg,
+            packaging_multiple: input.packaging_multiple,
+            quantity: input.quantity,
+            weight_kg: None,
+            amount_incl_vat: Money::ZERO,
+            amount_excl_vat: Money::ZERO,
+            vat_amount: Money::ZERO,
+        };
+        l.amount_incl_vat = l.amount_for(l.quantity, None);
+        (l.amount_excl_vat, l.vat_amount) = Line::split(l.vat, l.amount_incl_vat);
+        Ok(l)
+    }
+
+    /// Decides the events of a command, without changing anything.
+    pub fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+        use OrderCommand as C;
+        use OrderEvent as E;
+        match command {
+            C::PlaceOrder {
+                order,
+                sale,
+                market,
+                customer,
+                number,
+                lines,
+                payment_mode,
+                delivery,
+                at,
+                actor,
+            } => {
+                if self.id.is_some() {
+                    return Err(OrderError::AlreadyPlaced);
+                }
+                if actor.user != customer && !actor.is_system() {
+                    return Err(OrderError::NotTheCustomer);
+                }
+                if number.trim().is_empty() {
+                    return Err(OrderError::NumberMissing);
+                }
+                if lines.is_empty() {
+                    return Err(OrderError::NoLine);
+                }
+                let mut built: Vec<Line> = Vec::with_capacity(lines.len());
+                for input in lines {
+                    if built.iter().any(|l| l.line == input.line) {
+                        return Err(OrderError::DuplicateLine { line: input.line });
+                    }
+                    if built.iter().any(|l| l.product == input.product) {
+                        return Err(OrderError::DuplicateProduct {
+                            line: input.line,
+                            product: input.product,
+                        });
+                    }
+                    built.push(Self::build_line(input)?);
+                }
+                let fee = match delivery {
+                    Delivery::PickUp => Money::ZERO,
+                    Delivery::Home { fee, .. } if fee.is_negative() => {
+                        return Err(OrderError::NegativeDeliveryFee)
+                    }
+                    Delivery::Home { fee, .. } => fee,
+                };
+                let total = built.iter().map(|l| l.amount_incl_vat).sum::<Money>() + fee;
+                Ok(vec![E::OrderPlaced {
+                    order,
+                    sale,
+                    market,
+                    customer,
+                    number,
+                    lines: built,
+                    payment_mode,
+                    delivery,
+                    total,
+                    at,
+                }])
+            }
+            C::AdjustQuantity {
+                line,
+                quantity,
+                access,
+                at,
+            } => {
+                self.require_live()?;
+                let l = self.own_line(line, access.producer)?;
+                if quantity < 0 {
+                    return Err(OrderError::QuantityNotPositive { line, quantity });
+                }
+                if quantity > l.quantity {
+                    return Err(OrderError::CannotRaise {
+                        line,
+                        current: l.quantity,
+                    });
+                }
+                if quantity == l.quantity {
+                    return Ok(vec![]);
+                }
+                let new_amount = l.amount_for(quantity, l.weight_kg);
+                let (amount_excl_vat, vat_amount) = Line::split(l.vat, new_amount);
+                let delta = new_amount - l.amount_incl_vat;
+                let total = self.total + delta;
+                Ok(vec![E::QuantityAdjusted {
+                    line,
+                    old_quantity: l.quantity,
+                    new_quantity: quantity,
+                    old_amount: l.amount_incl_vat,
+                    new_amount,
+                    amount_excl_vat,
+                    vat_amount,
+                    delta,
+                    total,
+                    refund_owed: self.refund_owed_with(total),
+                    extra_due: self.extra_due_with(total),
+                    by: access.actor.user,
+                    at,
+                }])
+            }
+            C::RecordWeight {
+                line,
+                weight_kg,
+                access,
+                at,
+            } => {
+                self.require_live()?;
+                let l = self.own_line(line, access.producer)?;
+                if !l.variable_weight {
+                    return Err(OrderError::NotVariableWeight { line });
+                }
+                if !valid_weight(weight_kg) {
+                    return Err(OrderError::InvalidWeight { line, weight_kg });
+                }
+                if l.quantity == 0 {
+                    return Err(OrderError::QuantityNotPositive { line, quantity: 0 });
+                }
+                let new_amount = l.amount_for(l.quantity, Some(weight_kg));
+                let (amount_excl_vat, vat_amount) = Line::split(l.vat, new_amount);
+                let delta = new_amount - l.amount_incl_vat;
+                let total = self.total + delta;
+                Ok(vec![E::WeightRecorded {
+                    line,
+                    weight_kg: weight_kg.normalize(),
+                    old_amount: l.amount_incl_vat,
+                    new_amount,
+                    amount_excl_vat,
+                    vat_amount,
+                    delta,
+                    total,
+                    refund_owed: self.refund_owed_with(total),
+                    extra_due: self.extra_due_with(total),
+                    by: access.actor.user,
+                    at,
+                }])
+            }
+            C::RecordPayment {
+                payment,
+                method,
+                amount,
+                actor,
+                market_access,
+                at,
+            } => {
+                self.require_live()?;
+                if let Some(existing) = self.payments.get(&payment) {
+                    if existing.method == method && existing.amount == amount {
+                        return Ok(vec![]);
+                    }
+                    return Err(OrderError::PaymentConflict { payment });
+                }
+                if amount.is_zero() || amount.is_negative() {
+                    return Err(OrderError::AmountNotPositive);
+                }
+                if !method.is_online() {
+                    let allowed = market_access.is_some_and(|a| {
+                        a.market == self.market && a.administrator && a.actor.user == actor.user
+                    });
+                    if !allowed {
+                        return Err(OrderError::NotAMarketAdministrator);
+                    }
+                }
+                let due = self.balance_due();
+                if amount > due {
+                    return Err(OrderError::PaymentExceedsDue { due });
+                }
+                Ok(vec![E::PaymentRecorded {
+                    payment,
+                    method,
+                    amount,
+                    by: actor.user,
+                    at,
+                    paid: self.paid + amount,
+                    balance_due: due - amount,
+                }])
+            }
+            C::RecordRefund {
+                payment,
+                amount,
+                provider_ref,
+                at,
+            } => {
+                if self.id.is_none() {
+                    return Err(OrderError::NotPlaced);
+                }
+                let p = self
+                    .payments
+                    .get(&payment)
+                    .ok_or(OrderError::UnknownPayment { payment })?;
+                if amount.is_zero() || amount.is_negative() {
+                    return Err(OrderError::AmountNotPositive);
+                }
+                let owed = self.refund_owed().min(p.amount - p.refunded);
+                if amount > owed {
+                    return Err(OrderError::RefundExceedsOwed { owed });
+                }
+                Ok(vec![E::RefundRecorded {
+                    payment,
+                    amount,
+                    provider_ref,
+                    at,
+                    refunded: self.refunded + amount,
+                    refund_owed: self.refund_owed() - amount,
+                }])
+            }
+            C::Cancel {
+                by,
+                at,
+                period_open,
+            } => {
+                self.require_live()?;
+                let user = match by {
+                    Canceller::Customer(actor) => {
+                        if actor.user != self.customer {
+                            return Err(OrderError::NotAllowedToCancel);
+                        }
+                        if !period_open {
+                            return Err(OrderError::CancellationClosed);
+                        }
+                        actor.user
+                    }
+                    Canceller::Producer(access) => {
+                        if !self.producers().contains(&access.producer) {
+                            return Err(OrderError::NotAllowedToCancel);
+                        }
+                        access.actor.user
+                    }
+                    Canceller::MarketAdministrator(access) => {
+                        if access.market != self.market || !access.administrator {
+                            return Err(OrderError::NotAllowedToCancel);
+                        }
+                        access.actor.user
+                    }
+                };
+                Ok(vec![E::OrderCancelled {
+                    by: user,
+                    at,
+                    previous_total: self.total,
+                    refund_owed: self.refund_owed_with(Money::ZERO),
+                }])
+            }
+        }
+    }
+}
+
+impl Aggregate for Order {
+    const TYPE: &'static str = "order";
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _service: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use OrderEvent as E;
+        match event {
+            E::OrderPlaced {
+                order,
+                sale,
+                market,
+                customer,
+                number,
+                lines,
+                payment_mode,
+                delivery,
+                total,
+                ..
+            } => {
+                self.id = Some(order);
+                self.sale = sale;
+                self.market = market;
+                self.customer = customer;
+                self.number = number;
+                self.lines = lines;
+                self.payment_mode = payment_mode;
+                self.delivery = delivery;
+                self.total = total;
+            }
+            E::QuantityAdjusted {
+                line,
+                new_quantity,
+                new_amount,
+                amount_excl_vat,
+                vat_amount,
+                total,
+                ..
+            } => {
+                if let Some(l) = self.lines.iter_mut().find(|l| l.line == line) {
+                    l.quantity = new_quantity;
+                    l.amount_incl_vat = new_amount;
+                    l.amount_excl_vat = amount_excl_vat;
+                    l.vat_amount = vat_amount;
+                }
+                self.total = total;
+            }
+            E::WeightRecorded {
+                line,
+                weight_kg,
+                new_amount,
+                amount_excl_vat,
+                vat_amount,
+                total,
+                ..
+            } => {
+                if let Some(l) = self.lines.iter_mut().find(|l| l.line == line) {
+                    l.weight_kg = Some(weight_kg);
+                    l.amount_incl_vat = new_amount;
+                    l.amount_excl_vat = amount_excl_vat;
+                    l.vat_amount = vat_amount;
+                }
+                self.total = total;
+            }
+            E::PaymentRecorded {
+                payment,
+                method,
+                amount,
+                ..
+            } => {
+                self.paid += amount;
+                self.payments.insert(
+                    payment,
+                    PaymentRecord {
+                        method,
+                        amount,
+                        refunded: Money::ZERO,
+                    },
+                );
+            }
+            E::RefundRecorded {
+                payment, amount, ..
+            } => {
+                self.refunded += amount;
+                if let Some(p) = self.payments.get_mut(&payment) {
+                    p.refunded += amount;
+                }
+            }
+            E::OrderCancelled { .. } => {
+                self.cancelled = true;
+                self.total = Money::ZERO;
+            }
+        }
+    }
+}

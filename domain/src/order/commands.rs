@@ -1,0 +1,116 @@
+//! What can be asked of an order.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::actor::{Actor, MarketAccess, ProducerAccess};
+use crate::ids::{CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
+use crate::market::PaymentMode;
+use crate::money::Money;
+use crate::vat::VatRate;
+
+/// One line as ordered, with the terms the flow looked up and froze (price, VAT, unit...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineInput {
+    pub line: u32,
+    pub producer: ProducerId,
+    pub catalog: CatalogId,
+    pub product: ProductId,
+    pub name: String,
+    pub unit: String,
+    /// Per unit, or per kg for a variable-weight product.
+    pub unit_price_incl_vat: Money,
+    pub vat: VatRate,
+    pub variable_weight: bool,
+    /// Estimated weight of one unit, in kg, for variable-weight products.
+    pub estimated_weight_kg: Option<Decimal>,
+    pub packaging_multiple: Option<u32>,
+    pub quantity: i64,
+}
+
+/// R-ORD-6: pick-up by default, or home delivery with a fee and an opaque address reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    PickUp,
+    Home { fee: Money, address_ref: Uuid },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Online { provider_ref: String },
+    Cash,
+    Cheque,
+    CardTerminal,
+}
+
+impl PaymentMethod {
+    pub fn is_online(&self) -> bool {
+        matches!(self, PaymentMethod::Online { .. })
+    }
+}
+
+/// Who cancels an order (R-ORD-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Canceller {
+    Customer(Actor),
+    Producer(ProducerAccess),
+    MarketAdministrator(MarketAccess),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrderCommand {
+    /// R-ORD-1: `number` comes from the sale's `OrderAttached` (R-ORD-2).
+    PlaceOrder {
+        order: OrderId,
+        sale: SaleId,
+        market: MarketId,
+        customer: UserId,
+        number: String,
+        lines: Vec<LineInput>,
+        payment_mode: PaymentMode,
+        delivery: Delivery,
+        at: DateTime<Utc>,
+        actor: Actor,
+    },
+    /// R-ORD-4: lowers a line's quantity (shortage); 0 empties the line.
+    AdjustQuantity {
+        line: u32,
+        quantity: i64,
+        access: ProducerAccess,
+        at: DateTime<Utc>,
+    },
+    /// R-ORD-4: the actual total weight of a variable-weight line.
+    RecordWeight {
+        line: u32,
+        weight_kg: Decimal,
+        access: ProducerAccess,
+        at: DateTime<Utc>,
+    },
+    /// On-site methods need the access of an administrator of the order's market.
+    RecordPayment {
+        payment: PaymentId,
+        method: PaymentMethod,
+        amount: Money,
+        actor: Actor,
+        market_access: Option<MarketAccess>,
+        at: DateTime<Utc>,
+    },
+    /// Never above what is owed (R-ORD-4: nothing is refunded twice).
+    RecordRefund {
+        payment: PaymentId,
+        amount: Money,
+        provider_ref: String,
+        at: DateTime<Utc>,
+    },
+    /// R-ORD-5: `period_open` is the sale's answer for the order's catalogs.
+    Cancel {
+        by: Canceller,
+        at: DateTime<Utc>,
+        period_open: bool,
+    },
+}
