@@ -9,6 +9,7 @@
 //! which lack a global order, return nothing from `execute` and lose query updates (see
 //! docs/architecture.md).
 
+pub mod aggregates;
 pub mod bus;
 pub mod db;
 pub mod error;
