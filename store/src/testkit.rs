@@ -113,3 +113,48 @@ impl TestDb {
         TestDb { pool, name, url }
     }
 }
+
+/// Appends `events` to the stream `aggregate_id` of `A` after its last sequence, as a command
+/// would (for projection tests that start from given events). Returns their positions.
+pub async fn append_events<A: cqrs_es::Aggregate>(
+    pool: &PgPool,
+    aggregate_id: &str,
+    events: &[A::Event],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<crate::log::Position> {
+    use cqrs_es::DomainEvent;
+    use sqlx::Row;
+    let mut tx = pool.begin().await.expect("begin");
+    let last: i64 = sqlx::query_scalar(
+        "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(A::TYPE)
+    .bind(aggregate_id)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("last sequence");
+    let mut positions = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let row = sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING transaction_id::text::bigint AS txid, global_position",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(last + 1 + i as i64)
+        .bind(e.event_type())
+        .bind(e.event_version())
+        .bind(serde_json::to_value(e).expect("serialize event"))
+        .bind(serde_json::json!({"actor": etal_domain::Actor::system(), "at": at}))
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("insert event");
+        positions.push(crate::log::Position {
+            txid: row.get("txid"),
+            position: row.get("global_position"),
+        });
+    }
+    tx.commit().await.expect("commit");
+    positions
+}
