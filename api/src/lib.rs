@@ -1,6 +1,7 @@
 //! The `etal` service: GraphQL API, command wiring, and the processes it runs (projectors,
 //! scheduler). `main.rs` is the CLI over this library.
 
+pub mod app;
 pub mod config;
 pub mod graphql;
 pub mod server;

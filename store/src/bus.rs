@@ -173,7 +173,7 @@ impl CommandBus {
         loop {
             attempt += 1;
             if let Some(idem) = &ctx.idempotency {
-                if let Some(outcome) = self.recorded_outcome::<A>(idem).await? {
+                if let Some(outcome) = self.recorded_outcome::<A::Error>(idem).await? {
                     return Ok(outcome);
                 }
             }
@@ -218,10 +218,15 @@ impl CommandBus {
         load::<A>(&mut conn, id).await
     }
 
-    async fn recorded_outcome<A: EsAggregate>(
+    /// The recorded outcome of an idempotency key, if any; a different fingerprint is refused.
+    pub async fn recorded(&self, idem: &Idempotency) -> Result<Option<CommandOutcome>, BusError<std::convert::Infallible>> {
+        self.recorded_outcome::<std::convert::Infallible>(idem).await
+    }
+
+    async fn recorded_outcome<E: std::error::Error>(
         &self,
         idem: &Idempotency,
-    ) -> Result<Option<CommandOutcome>, BusError<A::Error>> {
+    ) -> Result<Option<CommandOutcome>, BusError<E>> {
         let row = sqlx::query("SELECT command_hash, outcome FROM idempotency_keys WHERE key = $1")
             .bind(&idem.key)
             .fetch_optional(&self.pool)

@@ -363,6 +363,14 @@ fn checked_details(details: ProductDetails) -> Result<ProductDetails, AccountErr
             given: details.packaging_multiple.unwrap_or_default(),
         });
     }
+    let weight_ok = match (details.variable_weight, details.estimated_weight_kg) {
+        (true, Some(w)) => w > rust_decimal::Decimal::ZERO && w <= rust_decimal::Decimal::from(1000) && w.normalize().scale() <= 3,
+        (true, None) => false,
+        (false, w) => w.is_none(),
+    };
+    if !weight_ok {
+        return Err(AccountError::InvalidEstimatedWeight);
+    }
     Ok(ProductDetails {
         name,
         unit,

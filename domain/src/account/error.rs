@@ -17,6 +17,8 @@ pub enum AccountError {
     Closed,
     #[error("only the producer themself can do this on their account (not a collaborator, administrator or the platform)")]
     NotTheOwner,
+    #[error("a variable-weight product needs an estimated weight per unit (over 0 and up to 1000 kg, to the gram); other products none")]
+    InvalidEstimatedWeight,
     #[error("you must accept the current producer charter ({current}); you accepted '{accepted}'")]
     CharterNotAccepted { current: String, accepted: String },
     #[error("the terms given are those of plan {terms_plan}, not of plan {plan}")]
@@ -72,6 +74,7 @@ impl AccountError {
             AccountError::AlreadyOpened => "ACCOUNT_ALREADY_OPENED",
             AccountError::Closed => "ACCOUNT_CLOSED",
             AccountError::NotTheOwner => "NOT_THE_OWNER",
+            AccountError::InvalidEstimatedWeight => "INVALID_ESTIMATED_WEIGHT",
             AccountError::CharterNotAccepted { .. } => "CHARTER_NOT_ACCEPTED",
             AccountError::TermsMismatch { .. } => "TERMS_MISMATCH",
             AccountError::NoAccess => "NO_ACCESS",

@@ -22,6 +22,9 @@ pub struct ProductDetails {
     pub vat: VatRate,
     /// Sold by weight: the final amount is known after weighing (R-ORD-4).
     pub variable_weight: bool,
+    /// Estimated weight of one unit in kg, for variable-weight products (the price is then per kg).
+    #[serde(default)]
+    pub estimated_weight_kg: Option<rust_decimal::Decimal>,
     /// Units are ordered by multiples of this (bottles by 6); at least 2 when set.
     pub packaging_multiple: Option<u32>,
 }

@@ -104,6 +104,7 @@ fn details() -> ProductDetails {
         price_incl_vat: "3.20".parse().expect("amount"),
         vat: VatRate::Reduced5_5,
         variable_weight: true,
+        estimated_weight_kg: Some(rust_decimal::Decimal::new(5, 1)),
         packaging_multiple: None,
     }
 }
@@ -593,6 +594,7 @@ fn a_product_is_added_with_name_unit_price_vat_weight_and_packaging() {
         price_incl_vat: "9.50".parse().expect("amount"),
         vat: VatRate::Standard20,
         variable_weight: false,
+        estimated_weight_kg: None,
         packaging_multiple: Some(6),
     };
     Test::with(())

@@ -92,6 +92,7 @@ impl Catalog {
             price_incl_vat: offer.price_incl_vat,
             vat: offer.product.vat,
             variable_weight: offer.product.variable_weight,
+            estimated_weight_kg: offer.product.estimated_weight_kg,
             packaging_multiple: offer.product.packaging_multiple,
             fees: self.fees,
         })

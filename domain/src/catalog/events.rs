@@ -20,6 +20,9 @@ pub struct OfferProduct {
     pub unit: String,
     pub vat: VatRate,
     pub variable_weight: bool,
+    /// Estimated weight of one unit in kg, for variable-weight products (the price is then per kg).
+    #[serde(default)]
+    pub estimated_weight_kg: Option<rust_decimal::Decimal>,
     pub packaging_multiple: Option<u32>,
 }
 
@@ -31,6 +34,7 @@ impl From<&Product> for OfferProduct {
             unit: p.details.unit.clone(),
             vat: p.details.vat,
             variable_weight: p.details.variable_weight,
+            estimated_weight_kg: p.details.estimated_weight_kg,
             packaging_multiple: p.details.packaging_multiple,
         }
     }
@@ -60,6 +64,9 @@ pub struct OfferTerms {
     pub price_incl_vat: Money,
     pub vat: VatRate,
     pub variable_weight: bool,
+    /// Estimated weight of one unit in kg, for variable-weight products (the price is then per kg).
+    #[serde(default)]
+    pub estimated_weight_kg: Option<rust_decimal::Decimal>,
     pub packaging_multiple: Option<u32>,
     pub fees: FeeOptions,
 }

@@ -51,6 +51,7 @@ fn apples_product() -> OfferProduct {
         unit: "kg".into(),
         vat: VatRate::Reduced5_5,
         variable_weight: true,
+        estimated_weight_kg: Some(rust_decimal::Decimal::new(5, 1)),
         packaging_multiple: None,
     }
 }
@@ -62,6 +63,7 @@ fn wine_product() -> OfferProduct {
         unit: "bottle".into(),
         vat: VatRate::Standard20,
         variable_weight: false,
+        estimated_weight_kg: None,
         packaging_multiple: Some(6),
     }
 }
@@ -244,6 +246,7 @@ fn an_offer_snapshots_the_accounts_product() {
             price_incl_vat: m("3.20"),
             vat: VatRate::Reduced5_5,
             variable_weight: true,
+            estimated_weight_kg: Some(rust_decimal::Decimal::new(5, 1)),
             packaging_multiple: None,
         },
         archived: false,
@@ -489,6 +492,7 @@ fn opening_a_sale_freezes_the_full_terms_of_every_offer() {
                     price_incl_vat: m("3.20"),
                     vat: VatRate::Reduced5_5,
                     variable_weight: true,
+                    estimated_weight_kg: Some(rust_decimal::Decimal::new(5, 1)),
                     packaging_multiple: None,
                     fees: FeeOptions::default(),
                 },
@@ -499,6 +503,7 @@ fn opening_a_sale_freezes_the_full_terms_of_every_offer() {
                     price_incl_vat: m("9.99"),
                     vat: VatRate::Standard20,
                     variable_weight: false,
+                    estimated_weight_kg: None,
                     packaging_multiple: Some(6),
                     fees: FeeOptions::default(),
                 },

@@ -114,6 +114,12 @@ fn valid_weight(weight: Decimal) -> bool {
 }
 
 impl Order {
+    /// The lines an order with these inputs would have, with their amounts, or the first refusal:
+    /// what the order flow checks (caps, packaging) before anything is reserved.
+    pub fn price_lines(inputs: Vec<LineInput>) -> Result<Vec<Line>, OrderError> {
+        inputs.into_iter().map(Self::build_line).collect()
+    }
+
     pub fn id(&self) -> Option<OrderId> {
         self.id
     }

@@ -1,0 +1,220 @@
+//! The application layer: the flows between aggregates, wired to the command bus and the
+//! scheduler. GraphQL resolvers and tests call these methods; nothing here decides a business rule
+//! (the aggregates do): it looks up facts, sends commands in the right order, and undoes what a
+//! refused step left behind.
+
+pub mod error;
+pub mod market;
+pub mod order;
+pub mod payments;
+pub mod people;
+pub mod producer;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use etal_domain::config::Config as DomainConfig;
+use etal_domain::{Actor, Clock};
+use etal_store::log::Position;
+use etal_store::{CommandBus, CommandContext, CommandOutcome, EsAggregate, Scheduler};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use error::{AppError, Coded, LineRefusal};
+pub use payments::{PaymentProvider, Simulator};
+
+/// Tunables of the flows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a stock reservation holds if the order is never confirmed.
+    pub reservation_ttl: chrono::Duration,
+    /// How long after a sale's end its units count as delivered (R-STK-4: "shortly after").
+    pub delivery_delay: chrono::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            reservation_ttl: chrono::Duration::minutes(15),
+            delivery_delay: chrono::Duration::hours(2),
+        }
+    }
+}
+
+/// The service: everything a flow needs. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub bus: CommandBus,
+    pub pool: PgPool,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<DomainConfig>,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub settings: Settings,
+}
+
+/// Who calls, and the idempotency key of the request, if any.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub key: Option<String>,
+    pub correlation_id: Uuid,
+}
+
+impl Ctx {
+    pub fn new(actor: Actor) -> Self {
+        Self {
+            actor,
+            key: None,
+            correlation_id: Uuid::now_v7(),
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The service acting on its own behalf (scheduler, flows).
+    pub fn system() -> Self {
+        Self::new(Actor::system())
+    }
+
+    /// A command context without idempotency (steps that are idempotent by nature).
+    pub fn plain(&self) -> CommandContext {
+        CommandContext::new(self.actor).correlated(self.correlation_id)
+    }
+
+    /// A command context for one step of the request: with the request's key, the step gets
+    /// the key `<key>:<step>` and the request's fingerprint.
+    pub fn step(&self, step: &str, fingerprint: &str) -> CommandContext {
+        let cc = self.plain();
+        match &self.key {
+            Some(k) => cc.with_idempotency(format!("{k}:{step}"), format!("{fingerprint}:{step}")),
+            None => cc,
+        }
+    }
+
+    /// An id for something the request creates: derived from the key, so a retry creates the
+    /// same thing; random without a key.
+    pub fn new_id(&self, kind: &str) -> Uuid {
+        match &self.key {
+            Some(k) => derived_id(&format!("{}:{kind}:{k}", self.actor.user)),
+            None => Uuid::now_v7(),
+        }
+    }
+}
+
+/// A stable id from a name.
+pub fn derived_id(name: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
+}
+
+/// A fingerprint of a request's arguments.
+pub fn fingerprint<T: Serialize>(operation: &str, args: &T) -> String {
+    let json = serde_json::to_string(args).unwrap_or_default();
+    hex::encode(Sha256::digest(format!("{operation}:{json}").as_bytes()))
+}
+
+/// What a mutation did: its result and the last global position it wrote (for read-your-writes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done<T> {
+    pub value: T,
+    pub position: Option<Position>,
+}
+
+impl<T> Done<T> {
+    pub fn new(value: T, position: Option<Position>) -> Self {
+        Self { value, position }
+    }
+}
+
+/// Tracks the last position written by a multi-step flow.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written(pub Option<Position>);
+
+impl Written {
+    pub fn add(&mut self, outcome: &CommandOutcome) {
+        if let Some(p) = outcome.last_position() {
+            self.0 = Some(self.0.map_or(p, |q| q.max(p)));
+        }
+    }
+}
+
+impl App {
+    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, config: DomainConfig, payments: Arc<dyn PaymentProvider>) -> Self {
+        Self {
+            bus: CommandBus::new(pool.clone(), clock.clone()),
+            pool,
+            clock,
+            config: Arc::new(config),
+            payments,
+            settings: Settings::default(),
+        }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// The scheduler with every handler of the service.
+    pub fn scheduler(&self) -> Scheduler {
+        schedule::scheduler(self)
+    }
+
+    /// Runs one command.
+    pub async fn exec<A>(&self, id: impl ToString, command: A::Command, cc: &CommandContext) -> Result<CommandOutcome, AppError>
+    where
+        A: EsAggregate<Services = ()>,
+        A::Command: Clone,
+        A::Error: Coded,
+    {
+        Ok(self.bus.execute::<A>(&id.to_string(), command, &(), cc).await?)
+    }
+
+    /// The state of an aggregate and its version (0: it does not exist).
+    pub async fn load<A: EsAggregate>(&self, id: impl ToString) -> Result<(A, i64), AppError> {
+        Ok(self.bus.load::<A>(&id.to_string()).await?)
+    }
+
+    /// The payload of one stored event.
+    pub(crate) async fn event_payload(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        sequence: i64,
+    ) -> Result<serde_json::Value, AppError> {
+        Ok(sqlx::query_scalar(
+            "SELECT payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(aggregate_type)
+        .bind(id)
+        .bind(sequence)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Schedules a command of `kind` at `due` (a no-op when `dedupe_key` was scheduled before).
+    pub(crate) async fn schedule(
+        &self,
+        kind: &str,
+        dedupe_key: &str,
+        payload: serde_json::Value,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AppError> {
+        Scheduler::schedule(&self.pool, kind, dedupe_key, &payload, due, self.now()).await?;
+        Ok(())
+    }
+}
+
+/// Loads the plans configuration: `ETAL_PLANS` (a path), else `config/plans.json` of the
+/// working directory, else the copy built into the binary from the same file.
+pub fn load_plans() -> Result<DomainConfig, AppError> {
+    let text = match std::env::var("ETAL_PLANS") {
+        Ok(path) => std::fs::read_to_string(&path).map_err(|e| AppError::Internal(format!("{path}: {e}")))?,
+        Err(_) => std::fs::read_to_string("config/plans.json")
+            .unwrap_or_else(|_| include_str!("../../../config/plans.json").to_string()),
+    };
+    DomainConfig::from_json(&text).map_err(|e| AppError::Internal(format!("plans configuration: {e}")))
+}

@@ -1,0 +1,161 @@
+//! The scheduled commands of the business: order periods opening and closing, distribution
+//! ends (R-STK-4), reservations expiring. Each runs exactly once (see etal_store::scheduler).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use etal_domain::catalog::{Catalog, CatalogCommand};
+use etal_domain::ids::{CatalogId, ProductId, SaleId};
+use etal_domain::order::Order;
+use etal_domain::sale::{Sale, SaleCommand, SaleEvent};
+use etal_domain::stock::{Stock, StockCommand};
+use etal_store::scheduler::HandlerError;
+use etal_store::{CommandContext, ScheduledCommand, ScheduledHandler, Scheduler};
+use serde::Deserialize;
+
+use super::{App, AppError};
+
+/// The kinds of scheduled commands.
+pub mod kinds {
+    pub const OPEN_PERIOD: &str = "open_order_period";
+    pub const CLOSE_PERIOD: &str = "close_order_period";
+    pub const END_DISTRIBUTION: &str = "end_distribution";
+    pub const EXPIRE_RESERVATIONS: &str = "expire_reservations";
+}
+
+/// The scheduler with every handler of the service.
+pub fn scheduler(app: &App) -> Scheduler {
+    let mut s = Scheduler::new(app.pool.clone(), app.clock.clone());
+    for kind in [kinds::OPEN_PERIOD, kinds::CLOSE_PERIOD, kinds::END_DISTRIBUTION, kinds::EXPIRE_RESERVATIONS] {
+        s = s.with_handler(Arc::new(Handler { app: app.clone(), kind }));
+    }
+    s
+}
+
+struct Handler {
+    app: App,
+    kind: &'static str,
+}
+
+#[derive(Deserialize)]
+struct PeriodPayload {
+    sale: SaleId,
+    catalog: CatalogId,
+}
+
+#[derive(Deserialize)]
+struct SalePayload {
+    sale: SaleId,
+}
+
+#[derive(Deserialize)]
+struct ProductPayload {
+    product: ProductId,
+}
+
+fn payload<T: serde::de::DeserializeOwned>(cmd: &ScheduledCommand) -> Result<T, HandlerError> {
+    serde_json::from_value(cmd.payload.clone()).map_err(|e| HandlerError::Fail(format!("bad payload: {e}")))
+}
+
+fn handler_error(e: AppError) -> HandlerError {
+    match e {
+        AppError::Retryable(m) => HandlerError::Retry(m),
+        AppError::Internal(m) => HandlerError::Retry(m),
+        other => HandlerError::Fail(format!("{}: {other}", other.code())),
+    }
+}
+
+/// The context of a step of a scheduled command: idempotent by the schedule's id.
+fn step(cmd: &ScheduledCommand, step: &str) -> CommandContext {
+    let key = format!("{}:{step}", cmd.idempotency_key());
+    CommandContext::new(etal_domain::Actor::system())
+        .caused_by(cmd.id.to_string())
+        .with_idempotency(key.clone(), key)
+}
+
+#[async_trait::async_trait]
+impl ScheduledHandler for Handler {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn run(&self, cmd: &ScheduledCommand) -> Result<serde_json::Value, HandlerError> {
+        let app = &self.app;
+        let now = app.now();
+        match self.kind {
+            kinds::OPEN_PERIOD => {
+                let p: PeriodPayload = payload(cmd)?;
+                let (sale, _) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
+                match sale.participations().get(&p.catalog) {
+                    // Withdrawn, or the period was moved: a newer schedule does the work.
+                    None => return Ok(serde_json::json!("withdrawn")),
+                    Some(part) if part.opens_at != cmd.due_at => return Ok(serde_json::json!("superseded")),
+                    Some(_) => {}
+                }
+                // R-CAT-3: prices are frozen for this sale before anyone can order.
+                app.exec::<Catalog>(p.catalog, CatalogCommand::FreezePricesForSale { sale: p.sale, at: now }, &step(cmd, "freeze"))
+                    .await
+                    .map_err(handler_error)?;
+                app.exec::<Sale>(p.sale, SaleCommand::OpenOrderPeriod { catalog: p.catalog, at: now }, &step(cmd, "open"))
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!("opened"))
+            }
+            kinds::CLOSE_PERIOD => {
+                let p: PeriodPayload = payload(cmd)?;
+                let (sale, _) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
+                match sale.participations().get(&p.catalog) {
+                    None => return Ok(serde_json::json!("withdrawn")),
+                    Some(part) if part.closes_at != cmd.due_at => return Ok(serde_json::json!("superseded")),
+                    Some(_) => {}
+                }
+                let out = app
+                    .exec::<Sale>(p.sale, SaleCommand::CloseOrderPeriod { catalog: p.catalog, at: now }, &step(cmd, "close"))
+                    .await
+                    .map_err(handler_error)?;
+                // R-SAL-5: the recap is ready; the notification outbox is the RecapReady event.
+                for e in etal_store::log::EventLog::stream(&app.pool, "sale", &p.sale.to_string())
+                    .await
+                    .map_err(|e| handler_error(e.into()))?
+                    .iter()
+                    .filter(|e| out.events.iter().any(|w| w.sequence == e.sequence))
+                {
+                    if let Ok(SaleEvent::RecapReady { catalog, producer, orders, .. }) = e.decode::<SaleEvent>() {
+                        tracing::info!(sale = %p.sale, %catalog, %producer, orders, "order recap ready: notify the producer");
+                    }
+                }
+                Ok(serde_json::json!("closed"))
+            }
+            kinds::END_DISTRIBUTION => {
+                let p: SalePayload = payload(cmd)?;
+                let (sale, version) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
+                if version == 0 {
+                    return Err(HandlerError::Fail(format!("sale {} does not exist", p.sale)));
+                }
+                app.exec::<Sale>(p.sale, SaleCommand::EndDistribution { at: now }, &step(cmd, "end"))
+                    .await
+                    .map_err(handler_error)?;
+                // R-STK-4: the sale's ordered units are delivered, product by product.
+                let mut products = BTreeSet::new();
+                for order in sale.orders().keys() {
+                    let (o, _) = app.load::<Order>(*order).await.map_err(handler_error)?;
+                    products.extend(o.lines().iter().map(|l| l.product));
+                }
+                for product in &products {
+                    app.exec::<Stock>(*product, StockCommand::Deliver { sale: p.sale, at: now }, &step(cmd, &format!("deliver:{product}")))
+                        .await
+                        .map_err(handler_error)?;
+                }
+                Ok(serde_json::json!({ "delivered_products": products.len() }))
+            }
+            kinds::EXPIRE_RESERVATIONS => {
+                let p: ProductPayload = payload(cmd)?;
+                app.exec::<Stock>(p.product, StockCommand::ExpireReservations { at: now }, &step(cmd, "expire"))
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!("expired"))
+            }
+            other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
+        }
+    }
+}
