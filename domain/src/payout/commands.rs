@@ -1,0 +1,47 @@
+//! What can be asked of a producer's balance. Times and facts come in the commands.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::fees::FeeLine;
+use crate::ids::{MarketId, SaleId};
+use crate::money::Money;
+
+use super::events::PayoutId;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProducerBalanceCommand {
+    /// Credits the producer's net from a validated sale (R-SAL-6), once per sale. The caller
+    /// computes the fee lines (fees engine) and `available_on` ([`super::available_on`]);
+    /// `net` must equal `gross_incl_vat - refunds - fees incl. VAT` (R-PAY-2).
+    CreditSale {
+        sale: SaleId,
+        market: MarketId,
+        gross_incl_vat: Money,
+        refunds: Money,
+        fees: Vec<FeeLine>,
+        net: Money,
+        available_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// Pays every credit available on or before `on` and not yet paid or in flight.
+    StartPayout {
+        payout: PayoutId,
+        on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    RecordTransferSucceeded {
+        payout: PayoutId,
+        provider_ref: String,
+        at: DateTime<Utc>,
+    },
+    RecordTransferFailed {
+        payout: PayoutId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Sends a failed transfer again.
+    RetryTransfer { payout: PayoutId, at: DateTime<Utc> },
+    /// Gives up a failed transfer: its credits go back to the balance, to be paid later.
+    ReturnToBalance { payout: PayoutId, at: DateTime<Utc> },
+}

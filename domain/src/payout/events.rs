@@ -1,0 +1,141 @@
+//! What happened to a producer's balance. Events carry the computed amounts and the statement.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::fees::FeeLine;
+use crate::ids::{MarketId, SaleId};
+use crate::money::Money;
+
+/// A payout (one bank transfer to a producer, with its statement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PayoutId(pub Uuid);
+
+impl PayoutId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for PayoutId {
+    fn default() -> Self {
+        Self(Uuid::nil())
+    }
+}
+
+impl fmt::Display for PayoutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for PayoutId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl From<Uuid> for PayoutId {
+    fn from(u: Uuid) -> Self {
+        Self(u)
+    }
+}
+
+/// One sale on a payout statement (R-PAY-2): gross, refunds, each fee line, net.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub sale: SaleId,
+    pub market: MarketId,
+    pub gross_incl_vat: Money,
+    pub refunds: Money,
+    pub fees: Vec<FeeLine>,
+    /// Sum of the fee lines incl. VAT.
+    pub fees_incl_vat: Money,
+    /// `gross_incl_vat - refunds - fees_incl_vat`.
+    pub net: Money,
+    pub available_on: NaiveDate,
+}
+
+/// What a payout pays: every sale in it, and the total transferred.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutStatement {
+    pub payout: PayoutId,
+    /// The payout date (Europe/Paris): credits available on or before it are paid.
+    pub on: NaiveDate,
+    pub lines: Vec<StatementLine>,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProducerBalanceEvent {
+    /// A validated sale's net is credited to the producer's balance.
+    SaleCredited {
+        sale: SaleId,
+        market: MarketId,
+        gross_incl_vat: Money,
+        refunds: Money,
+        fees: Vec<FeeLine>,
+        net: Money,
+        available_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// A transfer of the statement's total is sent; its credits are in flight.
+    PayoutStarted {
+        statement: PayoutStatement,
+        at: DateTime<Utc>,
+    },
+    /// The bank confirmed the transfer: the credits are paid.
+    TransferSucceeded {
+        payout: PayoutId,
+        amount: Money,
+        provider_ref: String,
+        at: DateTime<Utc>,
+    },
+    /// The transfer failed; the money stays in flight until retried or returned.
+    TransferFailed {
+        payout: PayoutId,
+        amount: Money,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The failed transfer is sent again (`attempt` counts from 2).
+    TransferRetried {
+        payout: PayoutId,
+        amount: Money,
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+    /// The failed transfer is abandoned; its credits are back in the balance.
+    PayoutReturnedToBalance {
+        payout: PayoutId,
+        amount: Money,
+        sales: Vec<SaleId>,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for ProducerBalanceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            ProducerBalanceEvent::SaleCredited { .. } => "SaleCredited",
+            ProducerBalanceEvent::PayoutStarted { .. } => "PayoutStarted",
+            ProducerBalanceEvent::TransferSucceeded { .. } => "TransferSucceeded",
+            ProducerBalanceEvent::TransferFailed { .. } => "TransferFailed",
+            ProducerBalanceEvent::TransferRetried { .. } => "TransferRetried",
+            ProducerBalanceEvent::PayoutReturnedToBalance { .. } => "PayoutReturnedToBalance",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
