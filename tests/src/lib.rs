@@ -2,6 +2,7 @@
 //! binary, and throw-away PostgreSQL clusters.
 
 pub mod tally;
+pub mod world;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -218,3 +218,11 @@ pub fn load_plans() -> Result<DomainConfig, AppError> {
     };
     DomainConfig::from_json(&text).map_err(|e| AppError::Internal(format!("plans configuration: {e}")))
 }
+
+impl App {
+    /// Schedules a command (tests that simulate a crash between steps).
+    #[doc(hidden)]
+    pub async fn schedule_for_test(&self, kind: &str, dedupe_key: &str, payload: serde_json::Value, due: chrono::DateTime<chrono::Utc>) {
+        self.schedule(kind, dedupe_key, payload, due).await.expect("schedule");
+    }
+}
