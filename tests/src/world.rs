@@ -53,9 +53,19 @@ impl World {
         let db = TestDb::new(40).await;
         let clock = FakeClock::at(now);
         let payments = Arc::new(Simulator::new());
-        let mut app = App::new(db.pool.clone(), Arc::new(clock.clone()), plans(), payments.clone());
+        let mut app = App::new(
+            db.pool.clone(),
+            Arc::new(clock.clone()),
+            plans(),
+            payments.clone(),
+        );
         app.bus = app.bus.clone().with_max_attempts(40);
-        World { db, app, clock, payments }
+        World {
+            db,
+            app,
+            clock,
+            payments,
+        }
     }
 
     /// Monday 2 March 2026, 08:00 UTC.
@@ -100,7 +110,11 @@ impl World {
                 p.id,
                 ProductDetails {
                     name: name.into(),
-                    unit: if estimated_weight_kg.is_some() { "kg".into() } else { "piece".into() },
+                    unit: if estimated_weight_kg.is_some() {
+                        "kg".into()
+                    } else {
+                        "piece".into()
+                    },
                     price_incl_vat: money(price),
                     vat,
                     variable_weight: estimated_weight_kg.is_some(),
@@ -114,10 +128,23 @@ impl World {
     }
 
     /// A catalog offering each product at its account price.
-    pub async fn catalog(&self, p: &Producer, name: &str, offers: &[(ProductId, &str)]) -> CatalogId {
-        let c = self.app.create_catalog(&p.ctx(), p.id, name).await.expect("create catalog").value;
+    pub async fn catalog(
+        &self,
+        p: &Producer,
+        name: &str,
+        offers: &[(ProductId, &str)],
+    ) -> CatalogId {
+        let c = self
+            .app
+            .create_catalog(&p.ctx(), p.id, name)
+            .await
+            .expect("create catalog")
+            .value;
         for (product, price) in offers {
-            self.app.add_offer(&p.ctx(), c, *product, money(price)).await.expect("add offer");
+            self.app
+                .add_offer(&p.ctx(), c, *product, money(price))
+                .await
+                .expect("add offer");
         }
         c
     }
@@ -161,7 +188,14 @@ impl World {
     }
 
     /// Links the catalog and has it take part in the given sales with the default period.
-    pub async fn join(&self, admin: Actor, market: MarketId, p: &Producer, catalog: CatalogId, sales: &[SaleId]) {
+    pub async fn join(
+        &self,
+        admin: Actor,
+        market: MarketId,
+        p: &Producer,
+        catalog: CatalogId,
+        sales: &[SaleId],
+    ) {
         self.app
             .link_catalog(&Ctx::new(admin), market, catalog)
             .await
@@ -189,7 +223,12 @@ impl World {
                         self.clock.set(due);
                     }
                     let report = scheduler.run_due().await.expect("run scheduled commands");
-                    assert_eq!(report.failed, 0, "a scheduled command failed: {:?}", self.failures().await);
+                    assert_eq!(
+                        report.failed,
+                        0,
+                        "a scheduled command failed: {:?}",
+                        self.failures().await
+                    );
                 }
                 None => {
                     self.clock.set(t);
@@ -206,10 +245,12 @@ impl World {
 
     /// The reasons of failed scheduled commands.
     pub async fn failures(&self) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT kind, coalesce(last_error, '') FROM scheduled_commands WHERE status = 'failed'")
-            .fetch_all(&self.db.pool)
-            .await
-            .unwrap_or_default()
+        sqlx::query_as(
+            "SELECT kind, coalesce(last_error, '') FROM scheduled_commands WHERE status = 'failed'",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap_or_default()
     }
 
     /// How many events the store holds.
