@@ -383,6 +383,14 @@ pub async fn load<A: EsAggregate>(
     conn: &mut PgConnection,
     id: &str,
 ) -> Result<(A, i64), StoreError> {
+    load_counting::<A>(conn, id).await.map(|(a, last, _)| (a, last))
+}
+
+/// [`load`], also telling how many events were replayed on top of the snapshot.
+pub async fn load_counting<A: EsAggregate>(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<(A, i64, usize), StoreError> {
     let snapshot = sqlx::query(
         "SELECT last_sequence, state_version, payload FROM snapshots \
          WHERE aggregate_type = $1 AND aggregate_id = $2",
@@ -413,6 +421,7 @@ pub async fn load<A: EsAggregate>(
     .bind(last_sequence)
     .fetch_all(&mut *conn)
     .await?;
+    let replayed = rows.len();
     for row in rows {
         let sequence: i64 = row.try_get("sequence")?;
         let payload: serde_json::Value = row.try_get("payload")?;
@@ -421,7 +430,7 @@ pub async fn load<A: EsAggregate>(
         aggregate.apply(event);
         last_sequence = sequence;
     }
-    Ok((aggregate, last_sequence))
+    Ok((aggregate, last_sequence, replayed))
 }
 
 async fn backoff(attempt: u32) {

@@ -274,3 +274,34 @@ async fn loading_an_aggregate_replays_only_the_events_after_its_snapshot() {
     let (state, _) = bus.load::<Tally>("long").await.unwrap();
     assert_eq!(state.total, 1010);
 }
+
+/// Design property 6 at scale: an aggregate with 100,000 past events loads by replaying only the
+/// events since its last snapshot, like a fresh one. (Timings are measured in `make bench`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_with_a_hundred_thousand_events_replays_no_more_than_a_fresh_one() {
+    let db = TestDb::new(5).await;
+    let bus = CommandBus::new(db.pool.clone(), Arc::new(SystemClock));
+    let ctx = CommandContext::new(actor());
+    for _ in 0..100 {
+        bus.execute::<Tally>("old", TallyCommand::AddMany { tag: "y".into(), count: 1000 }, &(), &ctx)
+            .await
+            .unwrap();
+    }
+    bus.execute::<Tally>("old", TallyCommand::Add { tag: "z".into(), amount: 1 }, &(), &ctx)
+        .await
+        .unwrap();
+    bus.execute::<Tally>("fresh", TallyCommand::Add { tag: "z".into(), amount: 1 }, &(), &ctx)
+        .await
+        .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let started = std::time::Instant::now();
+    let (old, last, replayed_old) = etal_store::bus::load_counting::<Tally>(&mut conn, "old").await.unwrap();
+    let old_time = started.elapsed();
+    let started = std::time::Instant::now();
+    let (_, _, replayed_fresh) = etal_store::bus::load_counting::<Tally>(&mut conn, "fresh").await.unwrap();
+    let fresh_time = started.elapsed();
+    assert_eq!((old.total, last), (100_001, 100_001));
+    assert!(replayed_old <= 1, "replayed {replayed_old} events of 100,001");
+    assert_eq!(replayed_fresh, 1);
+    println!("load with 100,001 events of history: {old_time:?}; fresh: {fresh_time:?}");
+}
