@@ -9,7 +9,6 @@ pub mod server;
 use std::sync::Arc;
 
 use etal_domain::{Clock, SystemClock};
-use etal_store::Scheduler;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -68,9 +67,18 @@ pub fn spawn_projectors(
         .collect()
 }
 
-/// The scheduler with every handler of the service.
-pub fn scheduler(pool: &PgPool, clock: Arc<dyn Clock>) -> Scheduler {
-    Scheduler::new(pool.clone(), clock)
+/// The application over `pool`: the machine's clock, the plans configuration
+/// (`ETAL_PLANS` or `config/plans.json`), and the payment-provider simulator (no real provider is
+/// reachable from here; a real one implements `app::PaymentProvider`).
+pub fn application(pool: &PgPool) -> anyhow::Result<app::App> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let plans = app::load_plans().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(app::App::new(
+        pool.clone(),
+        clock,
+        plans,
+        Arc::new(app::Simulator::new()),
+    ))
 }
 
 /// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.
@@ -83,8 +91,9 @@ pub async fn serve(
     if config.projectors {
         tasks.extend(spawn_projectors(&pool, &shutdown));
     }
+    let app = application(&pool)?;
     if config.scheduler {
-        let scheduler = scheduler(&pool, Arc::new(SystemClock));
+        let scheduler = app.scheduler();
         let mut s = shutdown.clone();
         let interval = config.scheduler_interval;
         tasks.push(tokio::spawn(async move {

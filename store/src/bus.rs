@@ -383,7 +383,9 @@ pub async fn load<A: EsAggregate>(
     conn: &mut PgConnection,
     id: &str,
 ) -> Result<(A, i64), StoreError> {
-    load_counting::<A>(conn, id).await.map(|(a, last, _)| (a, last))
+    load_counting::<A>(conn, id)
+        .await
+        .map(|(a, last, _)| (a, last))
 }
 
 /// [`load`], also telling how many events were replayed on top of the snapshot.

@@ -283,25 +283,56 @@ async fn an_aggregate_with_a_hundred_thousand_events_replays_no_more_than_a_fres
     let bus = CommandBus::new(db.pool.clone(), Arc::new(SystemClock));
     let ctx = CommandContext::new(actor());
     for _ in 0..100 {
-        bus.execute::<Tally>("old", TallyCommand::AddMany { tag: "y".into(), count: 1000 }, &(), &ctx)
-            .await
-            .unwrap();
+        bus.execute::<Tally>(
+            "old",
+            TallyCommand::AddMany {
+                tag: "y".into(),
+                count: 1000,
+            },
+            &(),
+            &ctx,
+        )
+        .await
+        .unwrap();
     }
-    bus.execute::<Tally>("old", TallyCommand::Add { tag: "z".into(), amount: 1 }, &(), &ctx)
-        .await
-        .unwrap();
-    bus.execute::<Tally>("fresh", TallyCommand::Add { tag: "z".into(), amount: 1 }, &(), &ctx)
-        .await
-        .unwrap();
+    bus.execute::<Tally>(
+        "old",
+        TallyCommand::Add {
+            tag: "z".into(),
+            amount: 1,
+        },
+        &(),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    bus.execute::<Tally>(
+        "fresh",
+        TallyCommand::Add {
+            tag: "z".into(),
+            amount: 1,
+        },
+        &(),
+        &ctx,
+    )
+    .await
+    .unwrap();
     let mut conn = db.pool.acquire().await.unwrap();
     let started = std::time::Instant::now();
-    let (old, last, replayed_old) = etal_store::bus::load_counting::<Tally>(&mut conn, "old").await.unwrap();
+    let (old, last, replayed_old) = etal_store::bus::load_counting::<Tally>(&mut conn, "old")
+        .await
+        .unwrap();
     let old_time = started.elapsed();
     let started = std::time::Instant::now();
-    let (_, _, replayed_fresh) = etal_store::bus::load_counting::<Tally>(&mut conn, "fresh").await.unwrap();
+    let (_, _, replayed_fresh) = etal_store::bus::load_counting::<Tally>(&mut conn, "fresh")
+        .await
+        .unwrap();
     let fresh_time = started.elapsed();
     assert_eq!((old.total, last), (100_001, 100_001));
-    assert!(replayed_old <= 1, "replayed {replayed_old} events of 100,001");
+    assert!(
+        replayed_old <= 1,
+        "replayed {replayed_old} events of 100,001"
+    );
     assert_eq!(replayed_fresh, 1);
     println!("load with 100,001 events of history: {old_time:?}; fresh: {fresh_time:?}");
 }
