@@ -23,6 +23,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::{Decimal, RoundingStrategy};
 
+/// Name, price, VAT, stock limit, estimated kg per unit.
+type FarmProduct = (
+    &'static str,
+    &'static str,
+    VatRate,
+    Option<i64>,
+    Option<Decimal>,
+);
+/// A sale, whether it is paid online, and (item index, quantity) lines.
+type Request = (SaleId, bool, Vec<(usize, i64)>);
+
 struct Item {
     id: ProductId,
     catalog: CatalogId,
@@ -126,7 +137,7 @@ async fn a_fortnight_of_two_markets_ends_with_stock_orders_and_payments_as_compu
         .unwrap();
 
     // 14 producers, each with a catalog linked to both markets, taking part in all three sales.
-    let farm: [(&str, &str, VatRate, Option<i64>, Option<Decimal>); 14] = [
+    let farm: [FarmProduct; 14] = [
         ("Miel 500 g", "8.50", VatRate::Reduced5_5, Some(30), None),
         (
             "Pain de campagne 1 kg",
@@ -542,7 +553,7 @@ async fn a_fortnight_of_two_markets_ends_with_stock_orders_and_payments_as_compu
 }
 
 async fn run_orders(
-    requests: Vec<(SaleId, bool, Vec<(usize, i64)>)>,
+    requests: Vec<Request>,
     model: &mut Model,
     w: &World,
     items: &[Item],
