@@ -48,7 +48,7 @@ async fn the_server_serves_graphiql_graphql_health_and_metrics() {
 
     // The projector runs in the server: the metrics catch up with the 4 events.
     let mut metrics = String::new();
-    for _ in 0..100 {
+    for _ in 0..400 {
         metrics = http
             .get(format!("{base}/metrics"))
             .send()
