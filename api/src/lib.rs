@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod graphql;
 pub mod server;
 
@@ -92,6 +93,32 @@ pub async fn serve(
         tasks.extend(spawn_projectors(&pool, &shutdown));
     }
     let app = application(&pool)?;
+    if std::env::var("DEMO").is_ok_and(|v| v == "1" || v == "true") {
+        match demo::seed(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?
+        {
+            Some(d) => {
+                eprintln!(
+                    "demo: {} markets, {} producers, {} customers, {} sales, {} orders placed",
+                    d.market_admins.len(),
+                    d.producers.len(),
+                    d.customers.len(),
+                    d.sales.len(),
+                    d.orders
+                );
+                for (label, actor) in d
+                    .market_admins
+                    .iter()
+                    .chain(&d.producers)
+                    .chain(d.customers.iter().take(3))
+                {
+                    eprintln!("demo user {:?} {} ({label})", actor.role, actor.user);
+                }
+            }
+            None => eprintln!("demo: the event store is not empty, nothing seeded"),
+        }
+    }
     if config.scheduler {
         let scheduler = app.scheduler();
         let mut s = shutdown.clone();

@@ -95,3 +95,39 @@ async fn the_server_serves_graphiql_graphql_health_and_metrics() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
 }
+
+/// `DEMO=1` seeds the worked example on an empty store: markets, producers, sales, orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_seeds_the_worked_example_once() {
+    let db = TestDb::new(5).await;
+    let (_server, _base) = spawn_server(&db.url, &[("DEMO", "1")]).await;
+    let count = |t: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events WHERE event_type = $1")
+                .bind(t)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("MarketCreated").await, 3);
+    assert_eq!(count("AccountOpened").await, 14);
+    assert!(count("SalePlanned").await >= 4);
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(people, 63);
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    drop(_server);
+    let (_again, _) = spawn_server(&db.url, &[("DEMO", "1")]).await;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after, "a second start seeds nothing");
+}

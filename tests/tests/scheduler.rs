@@ -137,7 +137,10 @@ async fn a_command_due_before_a_crash_runs_exactly_once_after_restart() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut done = 0;
     while done == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the schedule never ran after the crash");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule never ran after the crash"
+        );
         done = scheduler.run_due().await.unwrap().done;
         if done == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
