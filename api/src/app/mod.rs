@@ -150,7 +150,9 @@ impl App {
         payments: Arc<dyn PaymentProvider>,
     ) -> Self {
         Self {
-            bus: CommandBus::new(pool.clone(), clock.clone()),
+            // Hot streams (a product's stock during a busy sale) see many conflicts: each retry is
+            // a fresh decision, bounded, with jittered backoff.
+            bus: CommandBus::new(pool.clone(), clock.clone()).with_max_attempts(30),
             pool,
             clock,
             config: Arc::new(config),
