@@ -5,9 +5,17 @@
 //! so a crash at any point loses nothing and applies nothing twice; [`rebuild`] builds any
 //! projection again from the events alone, aside, to swap it in or to compare it with the live one.
 
+pub mod annual_sales;
+pub mod dashboard;
 pub mod event_counts;
+pub mod history;
+pub mod order_recaps;
 pub mod rebuild;
 pub mod runtime;
+pub mod stock_levels;
+mod support;
+
+pub use support::ERASED_CUSTOMER;
 
 use std::sync::Arc;
 
@@ -55,7 +63,12 @@ pub trait Projection: Send + Sync {
 
 /// Every projection of the service.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(event_counts::EventCounts)]
+    vec![
+        Arc::new(event_counts::EventCounts),
+        Arc::new(order_recaps::OrderRecaps),
+        Arc::new(stock_levels::StockLevels),
+        Arc::new(annual_sales::AnnualSalesProjection),
+    ]
 }
 
 /// The projection called `name`.
