@@ -23,7 +23,7 @@ use etal_store::{StoreError, StoredEvent};
 use sqlx::PgConnection;
 
 pub use rebuild::{rebuild, verify, RowDiff, VerifyReport};
-pub use runtime::{catch_up, run_projector, wait_until, Checkpoint};
+pub use runtime::{catch_up, catch_up_in_batches, run_projector, wait_until, Checkpoint};
 
 /// Why a projection could not apply a batch.
 #[derive(Debug, thiserror::Error)]

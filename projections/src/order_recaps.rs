@@ -48,9 +48,10 @@ impl Projection for OrderRecaps {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        let mut batch = Batch::default();
         for e in events {
             match e.aggregate_type.as_str() {
-                "order" => apply_order(conn, e).await?,
+                "order" => batch.order(e)?,
                 "sale" => {
                     if let SaleEvent::SalePlanned {
                         sale,
@@ -63,19 +64,15 @@ impl Projection for OrderRecaps {
                         ..
                     } = decode::<SaleEvent>(NAME, e)?
                     {
-                        sqlx::query(
-                            "INSERT INTO recap_sales (sale_id, market_id, number, date, starts_at, ends_at, amap) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        )
-                        .bind(sale.0)
-                        .bind(market.0)
-                        .bind(i64::from(number))
-                        .bind(date)
-                        .bind(starts_at)
-                        .bind(ends_at)
-                        .bind(amap)
-                        .execute(&mut *conn)
-                        .await?;
+                        batch.sales.push((
+                            sale.0,
+                            market.0,
+                            i64::from(number),
+                            date,
+                            starts_at,
+                            ends_at,
+                            amap,
+                        ));
                     }
                 }
                 "market" => {
@@ -83,201 +80,379 @@ impl Projection for OrderRecaps {
                         market, name, amap, ..
                     } = decode::<MarketEvent>(NAME, e)?
                     {
-                        sqlx::query(
-                            "INSERT INTO recap_markets (market_id, name, amap) VALUES ($1, $2, $3)",
-                        )
-                        .bind(market.0)
-                        .bind(name)
-                        .bind(amap)
-                        .execute(&mut *conn)
-                        .await?;
+                        batch.markets.push((market.0, name, amap));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(())
+        batch.flush(conn).await
     }
 }
 
-async fn apply_order(conn: &mut PgConnection, e: &StoredEvent) -> Result<(), ProjectionError> {
-    let event = decode::<OrderEvent>(NAME, e)?;
-    let order = aggregate_uuid(NAME, e)?;
-    match event {
-        OrderEvent::OrderPlaced {
-            order: placed,
-            sale,
-            market,
-            customer,
-            number,
-            lines,
-            payment_mode,
-            delivery,
-            total,
-            at,
-        } => {
-            let fee = match delivery {
-                Delivery::PickUp => Money::ZERO,
-                Delivery::Home { fee, .. } => fee,
-            };
-            let mode = match payment_mode {
-                PaymentMode::Online => "online",
-                PaymentMode::OnSite => "on_site",
-            };
+/// A recap order row.
+struct OrderRow {
+    order: Uuid,
+    sale: Uuid,
+    market: Uuid,
+    customer: Uuid,
+    number: String,
+    mode: &'static str,
+    fee: Decimal,
+    total: Decimal,
+    paid: Decimal,
+    refunded: Decimal,
+    cancelled: bool,
+    at: DateTime<Utc>,
+}
+
+/// A recap line row.
+struct LineRow {
+    order: Uuid,
+    sale: Uuid,
+    line: etal_domain::order::Line,
+}
+
+/// Changes to a line inserted by an earlier batch (last value wins, as the events carry the
+/// line's new figures, not deltas).
+#[derive(Default)]
+struct LineSet {
+    quantity: Option<i64>,
+    weight: Option<Decimal>,
+    amounts: Option<(Decimal, Decimal, Decimal)>,
+}
+
+/// Changes to an order inserted by an earlier batch.
+#[derive(Default)]
+struct OrderSet {
+    total: Option<Decimal>,
+    paid: Option<Decimal>,
+    refunded: Option<Decimal>,
+    cancelled: bool,
+}
+
+/// One batch of events folded in memory, then written with a handful of set-based statements:
+/// replay speed does not depend on round trips per event.
+#[derive(Default)]
+struct Batch {
+    markets: Vec<(Uuid, String, bool)>,
+    #[allow(clippy::type_complexity)]
+    sales: Vec<(
+        Uuid,
+        Uuid,
+        i64,
+        NaiveDate,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        bool,
+    )>,
+    orders: Vec<OrderRow>,
+    order_index: HashMap<Uuid, usize>,
+    lines: Vec<LineRow>,
+    line_index: HashMap<(Uuid, u32), usize>,
+    line_sets: HashMap<(Uuid, u32), LineSet>,
+    order_sets: HashMap<Uuid, OrderSet>,
+}
+
+impl Batch {
+    fn order(&mut self, e: &StoredEvent) -> Result<(), ProjectionError> {
+        let event = decode::<OrderEvent>(NAME, e)?;
+        let order = aggregate_uuid(NAME, e)?;
+        match event {
+            OrderEvent::OrderPlaced {
+                order: placed,
+                sale,
+                market,
+                customer,
+                number,
+                lines,
+                payment_mode,
+                delivery,
+                total,
+                at,
+            } => {
+                let fee = match delivery {
+                    Delivery::PickUp => Money::ZERO,
+                    Delivery::Home { fee, .. } => fee,
+                };
+                self.order_index.insert(placed.0, self.orders.len());
+                self.orders.push(OrderRow {
+                    order: placed.0,
+                    sale: sale.0,
+                    market: market.0,
+                    customer: customer.0,
+                    number,
+                    mode: match payment_mode {
+                        PaymentMode::Online => "online",
+                        PaymentMode::OnSite => "on_site",
+                    },
+                    fee: fee.amount(),
+                    total: total.amount(),
+                    paid: Decimal::ZERO,
+                    refunded: Decimal::ZERO,
+                    cancelled: false,
+                    at,
+                });
+                for line in lines {
+                    self.line_index
+                        .insert((placed.0, line.line), self.lines.len());
+                    self.lines.push(LineRow {
+                        order: placed.0,
+                        sale: sale.0,
+                        line,
+                    });
+                }
+            }
+            OrderEvent::QuantityAdjusted {
+                line,
+                new_quantity,
+                new_amount,
+                amount_excl_vat,
+                vat_amount,
+                total,
+                ..
+            } => {
+                let amounts = (
+                    new_amount.amount(),
+                    amount_excl_vat.amount(),
+                    vat_amount.amount(),
+                );
+                match self.line_index.get(&(order, line)) {
+                    Some(&i) => {
+                        let l = &mut self.lines[i].line;
+                        l.quantity = new_quantity;
+                        (l.amount_incl_vat, l.amount_excl_vat, l.vat_amount) =
+                            (new_amount, amount_excl_vat, vat_amount);
+                    }
+                    None => {
+                        let set = self.line_sets.entry((order, line)).or_default();
+                        set.quantity = Some(new_quantity);
+                        set.amounts = Some(amounts);
+                    }
+                }
+                self.set_order(
+                    order,
+                    |row| row.total = total.amount(),
+                    |set| set.total = Some(total.amount()),
+                );
+            }
+            OrderEvent::WeightRecorded {
+                line,
+                weight_kg,
+                new_amount,
+                amount_excl_vat,
+                vat_amount,
+                total,
+                ..
+            } => {
+                let amounts = (
+                    new_amount.amount(),
+                    amount_excl_vat.amount(),
+                    vat_amount.amount(),
+                );
+                match self.line_index.get(&(order, line)) {
+                    Some(&i) => {
+                        let l = &mut self.lines[i].line;
+                        l.weight_kg = Some(weight_kg);
+                        (l.amount_incl_vat, l.amount_excl_vat, l.vat_amount) =
+                            (new_amount, amount_excl_vat, vat_amount);
+                    }
+                    None => {
+                        let set = self.line_sets.entry((order, line)).or_default();
+                        set.weight = Some(weight_kg);
+                        set.amounts = Some(amounts);
+                    }
+                }
+                self.set_order(
+                    order,
+                    |row| row.total = total.amount(),
+                    |set| set.total = Some(total.amount()),
+                );
+            }
+            OrderEvent::PaymentRecorded { paid, .. } => {
+                self.set_order(
+                    order,
+                    |row| row.paid = paid.amount(),
+                    |set| set.paid = Some(paid.amount()),
+                );
+            }
+            OrderEvent::RefundRecorded { refunded, .. } => {
+                self.set_order(
+                    order,
+                    |row| row.refunded = refunded.amount(),
+                    |set| set.refunded = Some(refunded.amount()),
+                );
+            }
+            OrderEvent::OrderCancelled { .. } => {
+                self.set_order(
+                    order,
+                    |row| {
+                        row.cancelled = true;
+                        row.total = Decimal::ZERO;
+                    },
+                    |set| {
+                        set.cancelled = true;
+                        set.total = Some(Decimal::ZERO);
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn set_order(
+        &mut self,
+        order: Uuid,
+        on_row: impl FnOnce(&mut OrderRow),
+        on_set: impl FnOnce(&mut OrderSet),
+    ) {
+        match self.order_index.get(&order) {
+            Some(&i) => on_row(&mut self.orders[i]),
+            None => on_set(self.order_sets.entry(order).or_default()),
+        }
+    }
+
+    async fn flush(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.markets.is_empty() {
+            let (ids, rest): (Vec<Uuid>, Vec<(String, bool)>) = self
+                .markets
+                .into_iter()
+                .map(|(a, b, c)| (a, (b, c)))
+                .unzip();
+            let (names, amaps): (Vec<String>, Vec<bool>) = rest.into_iter().unzip();
+            sqlx::query("INSERT INTO recap_markets (market_id, name, amap) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bool[])")
+                .bind(&ids)
+                .bind(&names)
+                .bind(&amaps)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !self.sales.is_empty() {
+            let mut cols = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for (sale, market, number, date, starts, ends, amap) in self.sales {
+                cols.0.push(sale);
+                cols.1.push(market);
+                cols.2.push(number);
+                cols.3.push(date);
+                cols.4.push(starts);
+                cols.5.push(ends);
+                cols.6.push(amap);
+            }
+            sqlx::query(
+                "INSERT INTO recap_sales (sale_id, market_id, number, date, starts_at, ends_at, amap) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::date[], $5::timestamptz[], \
+                 $6::timestamptz[], $7::bool[])",
+            )
+            .bind(&cols.0)
+            .bind(&cols.1)
+            .bind(&cols.2)
+            .bind(&cols.3)
+            .bind(&cols.4)
+            .bind(&cols.5)
+            .bind(&cols.6)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.orders.is_empty() {
+            let o = &self.orders;
             sqlx::query(
                 "INSERT INTO recap_orders (order_id, sale_id, market_id, customer_id, number, payment_mode, \
                  delivery_fee, total, paid, refunded, cancelled, placed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, false, $9)",
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], \
+                 $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::bool[], $12::timestamptz[])",
             )
-            .bind(placed.0)
-            .bind(sale.0)
-            .bind(market.0)
-            .bind(customer.0)
-            .bind(&number)
-            .bind(mode)
-            .bind(fee.amount())
-            .bind(total.amount())
-            .bind(at)
+            .bind(o.iter().map(|r| r.order).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.sale).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.market).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.customer).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.number.clone()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.mode).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.fee).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.total).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.paid).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.refunded).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.cancelled).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            let n = lines.len();
-            let mut line = Vec::with_capacity(n);
-            let mut catalog = Vec::with_capacity(n);
-            let mut producer = Vec::with_capacity(n);
-            let mut product = Vec::with_capacity(n);
-            let mut name = Vec::with_capacity(n);
-            let mut unit = Vec::with_capacity(n);
-            let mut price = Vec::with_capacity(n);
-            let mut vat = Vec::with_capacity(n);
-            let mut variable = Vec::with_capacity(n);
-            let mut estimated = Vec::with_capacity(n);
-            let mut quantity = Vec::with_capacity(n);
-            let mut weight = Vec::with_capacity(n);
-            let mut incl = Vec::with_capacity(n);
-            let mut excl = Vec::with_capacity(n);
-            let mut vat_amount = Vec::with_capacity(n);
-            for l in lines {
-                line.push(i64::from(l.line));
-                catalog.push(l.catalog.0);
-                producer.push(l.producer.0);
-                product.push(l.product.0);
-                name.push(l.name);
-                unit.push(l.unit);
-                price.push(l.unit_price_incl_vat.amount());
-                vat.push(vat_percent(l.vat));
-                variable.push(l.variable_weight);
-                estimated.push(l.estimated_weight_kg);
-                quantity.push(l.quantity);
-                weight.push(l.weight_kg);
-                incl.push(l.amount_incl_vat.amount());
-                excl.push(l.amount_excl_vat.amount());
-                vat_amount.push(l.vat_amount.amount());
-            }
+        }
+        if !self.lines.is_empty() {
+            let l = &self.lines;
             sqlx::query(
                 "INSERT INTO recap_lines (order_id, line, sale_id, catalog_id, producer_id, product_id, name, unit, \
                  unit_price_incl_vat, vat_rate, variable_weight, estimated_weight_kg, quantity, weight_kg, \
                  amount_incl_vat, amount_excl_vat, vat_amount) \
-                 SELECT $1, t.* FROM UNNEST($3::bigint[], $2::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], \
-                 $8::text[], $9::numeric[], $10::numeric[], $11::bool[], $12::numeric[], $13::bigint[], \
-                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[]) AS t",
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
+                 $7::text[], $8::text[], $9::numeric[], $10::numeric[], $11::bool[], $12::numeric[], $13::bigint[], \
+                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[])",
             )
-            .bind(placed.0)
-            .bind(vec![sale.0; n])
-            .bind(&line)
-            .bind(&catalog)
-            .bind(&producer)
-            .bind(&product)
-            .bind(&name)
-            .bind(&unit)
-            .bind(&price)
-            .bind(&vat)
-            .bind(&variable)
-            .bind(&estimated)
-            .bind(&quantity)
-            .bind(&weight)
-            .bind(&incl)
-            .bind(&excl)
-            .bind(&vat_amount)
+            .bind(l.iter().map(|r| r.order).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| i64::from(r.line.line)).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.sale).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.catalog.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.producer.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.product.0).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.name.clone()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.unit.clone()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.unit_price_incl_vat.amount()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| vat_percent(r.line.vat)).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.variable_weight).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.estimated_weight_kg).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.quantity).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.weight_kg).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.amount_incl_vat.amount()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.amount_excl_vat.amount()).collect::<Vec<_>>())
+            .bind(l.iter().map(|r| r.line.vat_amount.amount()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        OrderEvent::QuantityAdjusted {
-            line,
-            new_quantity,
-            new_amount,
-            amount_excl_vat,
-            vat_amount,
-            total,
-            ..
-        } => {
+        if !self.line_sets.is_empty() {
+            let sets: Vec<_> = self.line_sets.into_iter().collect();
             sqlx::query(
-                "UPDATE recap_lines SET quantity = $3, amount_incl_vat = $4, amount_excl_vat = $5, vat_amount = $6 \
-                 WHERE order_id = $1 AND line = $2",
+                "UPDATE recap_lines l SET quantity = coalesce(u.quantity, l.quantity), \
+                 weight_kg = coalesce(u.weight, l.weight_kg), \
+                 amount_incl_vat = coalesce(u.incl, l.amount_incl_vat), \
+                 amount_excl_vat = coalesce(u.excl, l.amount_excl_vat), vat_amount = coalesce(u.vat, l.vat_amount) \
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[], \
+                 $7::numeric[]) AS u(order_id, line, quantity, weight, incl, excl, vat) \
+                 WHERE l.order_id = u.order_id AND l.line = u.line",
             )
-            .bind(order)
-            .bind(i64::from(line))
-            .bind(new_quantity)
-            .bind(new_amount.amount())
-            .bind(amount_excl_vat.amount())
-            .bind(vat_amount.amount())
+            .bind(sets.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
+            .bind(sets.iter().map(|((_, l), _)| i64::from(*l)).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.quantity).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.weight).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.0)).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.1)).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.2)).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            set_total(conn, order, total).await?;
         }
-        OrderEvent::WeightRecorded {
-            line,
-            weight_kg,
-            new_amount,
-            amount_excl_vat,
-            vat_amount,
-            total,
-            ..
-        } => {
+        if !self.order_sets.is_empty() {
+            let sets: Vec<_> = self.order_sets.into_iter().collect();
             sqlx::query(
-                "UPDATE recap_lines SET weight_kg = $3, amount_incl_vat = $4, amount_excl_vat = $5, vat_amount = $6 \
-                 WHERE order_id = $1 AND line = $2",
+                "UPDATE recap_orders o SET total = coalesce(u.total, o.total), paid = coalesce(u.paid, o.paid), \
+                 refunded = coalesce(u.refunded, o.refunded), cancelled = o.cancelled OR u.cancelled \
+                 FROM UNNEST($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::bool[]) \
+                 AS u(order_id, total, paid, refunded, cancelled) WHERE o.order_id = u.order_id",
             )
-            .bind(order)
-            .bind(i64::from(line))
-            .bind(weight_kg)
-            .bind(new_amount.amount())
-            .bind(amount_excl_vat.amount())
-            .bind(vat_amount.amount())
+            .bind(sets.iter().map(|(o, _)| *o).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.total).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.paid).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.refunded).collect::<Vec<_>>())
+            .bind(sets.iter().map(|(_, s)| s.cancelled).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            set_total(conn, order, total).await?;
         }
-        OrderEvent::PaymentRecorded { paid, .. } => {
-            sqlx::query("UPDATE recap_orders SET paid = $2 WHERE order_id = $1")
-                .bind(order)
-                .bind(paid.amount())
-                .execute(&mut *conn)
-                .await?;
-        }
-        OrderEvent::RefundRecorded { refunded, .. } => {
-            sqlx::query("UPDATE recap_orders SET refunded = $2 WHERE order_id = $1")
-                .bind(order)
-                .bind(refunded.amount())
-                .execute(&mut *conn)
-                .await?;
-        }
-        OrderEvent::OrderCancelled { .. } => {
-            sqlx::query("UPDATE recap_orders SET cancelled = true, total = 0 WHERE order_id = $1")
-                .bind(order)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Ok(())
     }
-    Ok(())
-}
-
-async fn set_total(conn: &mut PgConnection, order: Uuid, total: Money) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE recap_orders SET total = $2 WHERE order_id = $1")
-        .bind(order)
-        .bind(total.amount())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// One catalog in one sale: the unit of a producer's recap.

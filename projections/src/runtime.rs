@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::{Projection, ProjectionError};
 
 /// Events applied per transaction.
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 2000;
 
 /// Where a projection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +111,24 @@ pub async fn catch_up(
     until: Option<Position>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, ProjectionError> {
+    catch_up_in_batches(pool, projection, schema, until, BATCH, progress).await
+}
+
+/// [`catch_up`] with a given batch size (tests check that any batching gives the same tables).
+pub async fn catch_up_in_batches(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    schema: Option<&str>,
+    until: Option<Position>,
+    batch: i64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, ProjectionError> {
     let mut total = 0u64;
     let mut conn = pool.acquire().await?;
     loop {
         let mut tx = conn.begin().await?;
         use_schema(&mut tx, schema).await?;
-        let n = apply_batch(&mut tx, projection, until, BATCH).await?;
+        let n = apply_batch(&mut tx, projection, until, batch.max(1)).await?;
         if n == 0 {
             tx.rollback().await?;
             return Ok(total);

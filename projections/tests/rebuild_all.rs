@@ -35,6 +35,7 @@ async fn every_projection_rebuilds_to_its_live_tables() {
                 price_incl_vat: eur("4.20"),
                 vat: VatRate::Reduced5_5,
                 variable_weight: false,
+                estimated_weight_kg: None,
                 packaging_multiple: None,
             },
         }],

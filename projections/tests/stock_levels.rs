@@ -18,6 +18,7 @@ fn details(name: &str) -> ProductDetails {
         price_incl_vat: eur("3.00"),
         vat: VatRate::Reduced5_5,
         variable_weight: false,
+        estimated_weight_kg: None,
         packaging_multiple: None,
     }
 }

@@ -189,3 +189,59 @@ fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Applies every committed event to `projection` in batches of `batch`, however long other
+/// databases' transactions hold the cluster-wide watermark back (tests run side by side).
+pub async fn catch_up_all(
+    pool: &sqlx::PgPool,
+    projection: &dyn etal_projections::Projection,
+    batch: i64,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        etal_projections::catch_up_in_batches(pool, projection, None, None, batch, &|_| {})
+            .await
+            .expect("catch up");
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        let applied: i64 = sqlx::query_scalar("SELECT coalesce(max(events_applied), 0) FROM projector_checkpoints WHERE projection = $1")
+            .bind(projection.name())
+            .fetch_one(pool)
+            .await
+            .expect("checkpoint");
+        if applied >= events {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} stuck at {applied} of {events} events",
+            projection.name()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until a running projector has applied every committed event.
+pub async fn wait_all_applied(pool: &sqlx::PgPool, projection: &str, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        let applied: i64 = sqlx::query_scalar("SELECT coalesce(max(events_applied), 0) FROM projector_checkpoints WHERE projection = $1")
+            .bind(projection)
+            .fetch_one(pool)
+            .await
+            .expect("checkpoint");
+        if applied >= events {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
