@@ -89,6 +89,10 @@ pub struct SlotInput {
     pub anchor: Date,
 }
 
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 fn time(field: &str, s: &str) -> Result<NaiveTime> {
     NaiveTime::parse_from_str(s, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M:%S"))
@@ -589,6 +593,9 @@ impl MarketMutation {
         closes_at: DateTime<Utc>,
         idempotency_key: Option<String>,
     ) -> Result<SalesPayload> {
+        // Whole seconds: the scheduler stores due times in microseconds and recognises a
+        // period's opening by its exact time.
+        let (opens_at, closes_at) = (whole_seconds(opens_at), whole_seconds(closes_at));
         if closes_at <= opens_at {
             return Err(bad_input("closesAt", "must be after opensAt"));
         }
