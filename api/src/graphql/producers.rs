@@ -88,7 +88,7 @@ impl ProducerView {
     async fn training_due(&self) -> Option<super::scalars::Date> {
         self.account.training_due().map(super::scalars::Date)
     }
-    /// The account's products (archived ones with `includeArchived`).
+    /// The account's products (archived ones with `includeArchived`): its people and auditors.
     async fn products(
         &self,
         #[graphql(default = false)] include_archived: bool,
@@ -97,6 +97,7 @@ impl ProducerView {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Connection<usize, ProductView, EmptyFields, EmptyFields>> {
+        self.products_visible()?;
         let items = self
             .account
             .products()
@@ -108,11 +109,24 @@ impl ProducerView {
             .collect();
         paginate(items, after, before, first, last).await
     }
-    async fn product(&self, id: Uuid) -> Option<ProductView> {
-        self.account.product(ProductId(id)).map(|p| ProductView {
+    async fn product(&self, id: Uuid) -> Result<Option<ProductView>> {
+        self.products_visible()?;
+        Ok(self.account.product(ProductId(id)).map(|p| ProductView {
             product: p.clone(),
             viewer: self.viewer,
-        })
+        }))
+    }
+}
+
+impl ProducerView {
+    /// Platform administrators see the account's plan and charter (configuration), not its
+    /// products.
+    fn products_visible(&self) -> Result<()> {
+        if sees_stock(self.viewer) {
+            Ok(())
+        } else {
+            Err(forbidden("only the producer's people see the products"))
+        }
     }
 }
 
