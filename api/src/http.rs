@@ -141,7 +141,11 @@ fn respond(status: StatusCode, media: Media, body: &Value) -> Response {
 }
 
 /// Authenticates and rate-limits; Err is the response to send.
-fn admit(state: &GraphqlState, headers: &HeaderMap, media: Media) -> Result<Principal, Response> {
+fn admit(
+    state: &GraphqlState,
+    headers: &HeaderMap,
+    media: Media,
+) -> Result<Principal, Box<Response>> {
     let principal = match headers.get(header::AUTHORIZATION) {
         None => Principal::Anonymous,
         Some(v) => {
@@ -169,7 +173,7 @@ fn admit(state: &GraphqlState, headers: &HeaderMap, media: Media) -> Result<Prin
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Bearer error=\"invalid_token\""),
                     );
-                    return Err(r);
+                    return Err(Box::new(r));
                 }
             }
         }
@@ -191,7 +195,7 @@ fn admit(state: &GraphqlState, headers: &HeaderMap, media: Media) -> Result<Prin
         if let Ok(v) = HeaderValue::from_str(&secs) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return Err(r);
+        return Err(Box::new(r));
     }
     Ok(principal)
 }
@@ -272,7 +276,7 @@ pub async fn graphql_post(
     }
     let principal = match admit(&state, &headers, media) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let parsed = match serde_json::from_slice::<Value>(&body) {
         Ok(v) => v,
@@ -319,7 +323,7 @@ pub async fn graphql_get(
     };
     let principal = match admit(&state, &headers, media) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut body = serde_json::Map::new();
     for (k, v) in query {
@@ -428,6 +432,10 @@ fn classify(error: &mut Value, parse_failed: bool) {
         ext.insert("field".into(), Value::String(field));
         "BAD_USER_INPUT"
     } else if message.starts_with("Failed to parse") || message.contains("Invalid value for") {
+        // An argument refused while resolving: name the field it belongs to.
+        if let Some(Value::String(f)) = e.get("path").and_then(|p| p.as_array()?.last().cloned()) {
+            ext.insert("field".into(), Value::String(f));
+        }
         "BAD_USER_INPUT"
     } else {
         "GRAPHQL_VALIDATION_FAILED"

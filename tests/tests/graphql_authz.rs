@@ -4,8 +4,8 @@
 
 mod graphql_common;
 
-use graphql_common::{fixture, Api, Who, PLACE_ORDER};
 use etal_domain::Role;
+use graphql_common::{fixture, Api, Who, PLACE_ORDER};
 use serde_json::{json, Value};
 
 const DENIED: [&str; 3] = ["UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"];
@@ -35,10 +35,13 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         )
         .await;
     let order_id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
-    let line = d["placeOrder"]["order"]["lines"][0]["line"].as_u64().unwrap();
+    let line = d["placeOrder"]["order"]["lines"][0]["line"]
+        .as_u64()
+        .unwrap();
 
     let other_producer = api.who(Role::Producer);
-    api.ok(&other_producer, graphql_common::OPEN_ACCOUNT, json!({})).await;
+    api.ok(&other_producer, graphql_common::OPEN_ACCOUNT, json!({}))
+        .await;
     let other_admin = api.who(Role::MarketAdmin);
     let other_customer = api.who(Role::Customer);
     let auditor = api.who(Role::Auditor);
@@ -114,8 +117,7 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
                 failures.push(format!("{name} should be ALLOWED: {query}: {text}"));
             } else if !should_allow && denied.is_none() {
                 failures.push(format!("{name} should be DENIED: {query}: {text}"));
-            } else if !should_allow
-                && (text.contains("Miel 500 g") || text.contains("Secretname"))
+            } else if !should_allow && (text.contains("Miel 500 g") || text.contains("Secretname"))
             {
                 failures.push(format!("{name} LEAK: {query}: {text}"));
             }

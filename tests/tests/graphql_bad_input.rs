@@ -53,7 +53,9 @@ async fn bad_input_gets_a_coded_error_and_writes_nothing() {
     let mut failures = Vec::new();
     for (what, who, query, vars, expected) in &cases {
         let (status, body) = api.raw(Some(&who.token), query, vars.clone()).await;
-        let got = body["errors"][0]["extensions"]["code"].as_str().unwrap_or("none");
+        let got = body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("none");
         if status >= 500 || got != *expected {
             let text = body.to_string();
             failures.push(format!(
@@ -62,7 +64,10 @@ async fn bad_input_gets_a_coded_error_and_writes_nothing() {
             ));
         }
         if *expected == "BAD_USER_INPUT" && body["errors"][0]["extensions"]["field"].is_null() {
-            eprintln!("note: {what}: no extensions.field: {}", body["errors"][0]["message"]);
+            eprintln!(
+                "note: {what}: no extensions.field: {}",
+                body["errors"][0]["message"]
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -237,7 +237,14 @@ pub async fn fixture(api: &Api) -> Fixture {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if period != "OPEN" {
-        let rows: Vec<(String, chrono::DateTime<chrono::Utc>, String, Option<Value>, Option<String>)> =
+        type Row = (
+            String,
+            chrono::DateTime<chrono::Utc>,
+            String,
+            Option<Value>,
+            Option<String>,
+        );
+        let rows: Vec<Row> =
             sqlx::query_as("SELECT kind, due_at, status, outcome, last_error FROM scheduled_commands ORDER BY due_at")
                 .fetch_all(&api.db.pool)
                 .await
