@@ -20,7 +20,9 @@ pg-stop:
 	@scripts/pg.sh stop
 
 run:
-	@export $(DB) && $(CARGO) build --release --bin etal && ./target/release/etal migrate && exec ./target/release/etal serve
+	@export $(DB) && $(CARGO) build --release --bin etal && ./target/release/etal migrate && \
+	{ [ -z "$${ETAL_JWT_SECRET:-}" ] || for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done; } && \
+	exec ./target/release/etal serve
 
 test:
 	@export $(DB) && \

@@ -2,9 +2,11 @@
 //! scheduler). `main.rs` is the CLI over this library.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod graphql;
+pub mod http;
 pub mod server;
 
 use std::sync::Arc;
@@ -135,7 +137,11 @@ pub async fn serve(
     tracing::info!(address = %config.listen, "serving GraphQL");
     eprintln!("etal serves GraphiQL at http://{}/", listener.local_addr()?);
     let mut s = shutdown.clone();
-    axum::serve(listener, server::router(pool))
+    let api = graphql::ApiSettings {
+        read_your_writes: config.read_your_writes,
+    };
+    let router = server::router(app, api, &http::HttpSettings::from_env()?);
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = s.wait_for(|v| *v).await;
         })

@@ -29,6 +29,18 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Mint a bearer token (HS256, signed with ETAL_JWT_SECRET) for a user in a role.
+    Token {
+        /// The user's UUID (a new one when omitted).
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+        /// producer, market_admin, customer, auditor or platform_admin.
+        #[arg(long, value_parser = etal_api::auth::parse_role)]
+        role: etal_domain::Role,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +96,19 @@ fn progress_bar(label: &str, total: u64) -> ProgressBar {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Token {
+        user,
+        role,
+        ttl_hours,
+    }) = &cli.command
+    {
+        let key = etal_api::auth::JwtKey::from_env()?
+            .context("ETAL_JWT_SECRET is not set: tokens need the server's signing key")?;
+        let user = etal_domain::ids::UserId(user.unwrap_or_else(uuid::Uuid::new_v4));
+        let ttl = std::time::Duration::from_secs(ttl_hours.saturating_mul(3600));
+        println!("{}", etal_api::auth::mint(&key, user, *role, ttl)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::from_env().context("reading configuration")?;
     let pool = etal_store::db::connect(config.database_url.expose(), config.db_pool)
         .await
@@ -98,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
         }
         Command::Projections { command } => return projections(command, &pool).await,
+        Command::Token { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,33 +1,42 @@
 //! The HTTP server: GraphiQL at `/`, GraphQL at `/graphql`, `/health`, `/metrics`.
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 
-use crate::graphql::{schema, EtalSchema};
+use crate::app::App;
+use crate::graphql::{schema, ApiSettings};
+use crate::http::{graphql_get, graphql_post, GraphqlState, HttpSettings};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub schema: EtalSchema,
+    pub graphql: GraphqlState,
+}
+
+impl FromRef<AppState> for GraphqlState {
+    fn from_ref(s: &AppState) -> GraphqlState {
+        s.graphql.clone()
+    }
 }
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn router(pool: PgPool) -> Router {
+/// The router over the application: GraphiQL, GraphQL over HTTP (see [`crate::http`]),
+/// health and metrics.
+pub fn router(app: App, api: ApiSettings, http: &HttpSettings) -> Router {
     let state = AppState {
-        schema: schema(pool.clone()),
-        pool,
+        pool: app.pool.clone(),
+        graphql: GraphqlState::new(schema(app, api), http),
     };
     Router::new()
-        .route("/", get(graphiql).post(graphql))
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/", get(graphiql).post(graphql_post))
+        .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -38,10 +47,6 @@ pub fn router(pool: PgPool) -> Router {
 
 async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
-}
-
-async fn graphql(State(state): State<AppState>, req: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(req.into_inner()).await.into()
 }
 
 async fn health(State(state): State<AppState>) -> Response {

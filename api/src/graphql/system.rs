@@ -1,11 +1,9 @@
-//! The GraphQL schema. Areas are composed with MergedObject; the server only mounts it.
+//! The system area: health, event counts, projection status (public, as /metrics is).
 
-use async_graphql::{
-    Context, EmptySubscription, MergedObject, Object, Result, Schema, SimpleObject,
-};
-use sqlx::PgPool;
+use async_graphql::{Context, Object, Result, SimpleObject};
+use etal_domain::Role;
 
-pub type EtalSchema = Schema<Query, Mutation, EmptySubscription>;
+use super::common::{app, RoleGuard};
 
 /// Events per type, from the `event_counts` projection.
 #[derive(SimpleObject)]
@@ -34,20 +32,20 @@ pub struct SystemQuery;
 impl SystemQuery {
     /// "ok" when the service and its database answer.
     async fn health(&self, ctx: &Context<'_>) -> Result<String> {
-        let pool = ctx.data::<PgPool>()?;
+        let pool = &app(ctx).pool;
         sqlx::query("SELECT 1")
             .execute(pool)
             .await
-            .map_err(|_| "database unavailable")?;
+            .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;
         Ok("ok".into())
     }
 
     /// Events stored, per aggregate type and event type.
     async fn event_counts(&self, ctx: &Context<'_>) -> Result<Vec<EventCount>> {
-        let pool = ctx.data::<PgPool>()?;
+        let pool = &app(ctx).pool;
         let rows = etal_projections::event_counts::list(pool)
             .await
-            .map_err(|_| "database unavailable")?;
+            .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;
         Ok(rows
             .into_iter()
             .map(|r| EventCount {
@@ -60,12 +58,12 @@ impl SystemQuery {
 
     /// Every projection, with its checkpoint and the log's head.
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
-        let pool = ctx.data::<PgPool>()?;
+        let pool = &app(ctx).pool;
         let mut out = Vec::new();
         for p in etal_projections::all() {
             let (head, cp) = etal_projections::runtime::lag(pool, p.name())
                 .await
-                .map_err(|_| "database unavailable")?;
+                .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;
             out.push(ProjectionStatus {
                 name: p.name().to_string(),
                 events_applied: cp.events_applied.to_string(),
@@ -77,35 +75,16 @@ impl SystemQuery {
     }
 }
 
-#[derive(MergedObject, Default)]
-pub struct Query(SystemQuery);
-
 #[derive(Default)]
 pub struct SystemMutation;
 
 #[Object]
 impl SystemMutation {
-    /// Does nothing; the business mutations arrive with the domain.
+    /// Does nothing; answers true to a platform administrator (a token check).
+    #[graphql(guard = "RoleGuard(&[Role::PlatformAdmin])")]
     async fn noop(&self) -> bool {
         true
     }
-}
-
-#[derive(MergedObject, Default)]
-pub struct Mutation(SystemMutation);
-
-/// The schema with its limits.
-pub fn schema(pool: PgPool) -> EtalSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(pool)
-        .limit_depth(12)
-        .limit_complexity(2000)
-        .finish()
-}
-
-/// The schema in SDL, as checked in at docs/schema.graphql.
-pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    // EXTENSION POINT (money branch): platform configuration mutations (fee rules, plans) go
+    // here, guarded by `RoleGuard(&[Role::PlatformAdmin])`.
 }

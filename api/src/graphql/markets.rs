@@ -1,0 +1,654 @@
+//! Markets, their sales, participations and the sale's lifecycle (R-SAL, R-CAT-4).
+
+use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, NaiveTime, Utc};
+use etal_domain::catalog::Catalog;
+use etal_domain::ids::{CatalogId, MarketId, SaleId, UserId};
+use etal_domain::market::{Market, Slot};
+use etal_domain::sale::{Participation, Sale};
+use etal_domain::{Actor, Role};
+use uuid::Uuid;
+
+use super::catalogs::OfferView;
+use super::common::{
+    actor, app, app_ctx, app_error, bad_input, forbidden, paginate, read_your_writes, OrCoded,
+    RoleGuard,
+};
+use super::orders::OrderView;
+use super::scalars::Date;
+use crate::app::market::{NewMarket, PeriodRule};
+use crate::app::AppError;
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_domain::market::PaymentMode")]
+pub enum PaymentMode {
+    Online,
+    OnSite,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_domain::market::Visibility")]
+pub enum Visibility {
+    Public,
+    MembersOnly,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "chrono::Weekday")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_domain::sale::SaleStatus")]
+pub enum SaleStatus {
+    Unplanned,
+    Planned,
+    Open,
+    Closed,
+    Distributed,
+    Validated,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_domain::sale::PeriodState")]
+pub enum PeriodState {
+    NotOpen,
+    Open,
+    Closed,
+}
+
+/// A recurring pick-up slot, in Europe/Paris wall-clock time.
+#[derive(SimpleObject)]
+pub struct SlotView {
+    pub weekday: Weekday,
+    /// "18:00"
+    pub start: String,
+    pub end: String,
+    /// 1: every week; 2: every other week.
+    pub every_weeks: u32,
+    /// One date of the series.
+    pub anchor: Date,
+}
+
+#[derive(InputObject)]
+pub struct SlotInput {
+    pub weekday: Weekday,
+    /// "18:00" (Europe/Paris)
+    pub start: String,
+    pub end: String,
+    #[graphql(default = 1, validator(minimum = 1, maximum = 4))]
+    pub every_weeks: u32,
+    pub anchor: Date,
+}
+
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+fn time(field: &str, s: &str) -> Result<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M")
+        .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M:%S"))
+        .map_err(|_| bad_input(field, "a time of day such as \"18:00\""))
+}
+
+#[derive(InputObject)]
+pub struct MarketInput {
+    #[graphql(validator(max_length = 200))]
+    pub name: String,
+    #[graphql(validator(max_length = 500))]
+    pub place: String,
+    #[graphql(validator(max_items = 20))]
+    pub slots: Vec<SlotInput>,
+    pub payment_mode: PaymentMode,
+    #[graphql(default_with = "Visibility::Public")]
+    pub visibility: Visibility,
+    #[graphql(default = false)]
+    pub amap: bool,
+}
+
+/// Whether `viewer` administers (or is referent of) `market`, or audits.
+fn sees_market_internals(market: &Market, viewer: Actor) -> bool {
+    match viewer.role {
+        Role::Auditor | Role::PlatformAdmin => true,
+        Role::MarketAdmin => {
+            let a = market.access(viewer);
+            a.administrator || a.referent
+        }
+        _ => false,
+    }
+}
+
+async fn load_market(ctx: &Context<'_>, id: MarketId) -> Result<Market> {
+    actor(ctx)?;
+    let (m, v) = app(ctx).load::<Market>(id).await.coded()?;
+    if v == 0 {
+        return Err(app_error(AppError::not_found("market", id)));
+    }
+    Ok(m)
+}
+
+async fn load_sale(ctx: &Context<'_>, id: SaleId) -> Result<Sale> {
+    actor(ctx)?;
+    let (s, v) = app(ctx).load::<Sale>(id).await.coded()?;
+    if v == 0 || s.id().is_none() {
+        return Err(app_error(AppError::not_found("sale", id)));
+    }
+    Ok(s)
+}
+
+/// A market (R-SAL-1). Its public face is open to every signed-in user; its people and links
+/// to its administrators, referents and auditors.
+pub struct MarketView {
+    pub id: MarketId,
+    pub market: Market,
+    pub viewer: Actor,
+}
+
+#[Object(name = "Market")]
+impl MarketView {
+    async fn id(&self) -> Uuid {
+        self.id.0
+    }
+    async fn name(&self) -> &str {
+        self.market.name()
+    }
+    async fn place(&self) -> &str {
+        self.market.place()
+    }
+    async fn slots(&self) -> Vec<SlotView> {
+        self.market
+            .slots()
+            .iter()
+            .map(|s| SlotView {
+                weekday: s.weekday.into(),
+                start: s.start.format("%H:%M").to_string(),
+                end: s.end.format("%H:%M").to_string(),
+                every_weeks: s.every_weeks,
+                anchor: Date(s.anchor),
+            })
+            .collect()
+    }
+    async fn payment_mode(&self) -> Option<PaymentMode> {
+        self.market.payment_mode().map(Into::into)
+    }
+    async fn visibility(&self) -> Option<Visibility> {
+        self.market.visibility().map(Into::into)
+    }
+    async fn amap(&self) -> bool {
+        self.market.amap()
+    }
+    /// Whether the caller administers this market.
+    async fn you_administer(&self) -> bool {
+        self.market.access(self.viewer).administrator
+    }
+    async fn administrators(&self) -> Result<Vec<Uuid>> {
+        self.internals()?;
+        Ok(self.market.administrators().iter().map(|u| u.0).collect())
+    }
+    async fn referents(&self) -> Result<Vec<Uuid>> {
+        self.internals()?;
+        Ok(self.market.referents().iter().map(|u| u.0).collect())
+    }
+    /// Catalogs linked to the market (R-CAT-4).
+    async fn linked_catalogs(&self) -> Result<Vec<LinkedCatalog>> {
+        self.internals()?;
+        Ok(self
+            .market
+            .linked_catalogs()
+            .iter()
+            .map(|(c, p)| LinkedCatalog {
+                catalog_id: c.0,
+                producer_id: p.0,
+            })
+            .collect())
+    }
+    /// The market's sales between two dates (inclusive, at most a year).
+    #[allow(clippy::too_many_arguments)]
+    async fn sales(
+        &self,
+        ctx: &Context<'_>,
+        from: Date,
+        to: Date,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Connection<usize, SaleView, EmptyFields, EmptyFields>> {
+        if to.0 < from.0 || (to.0 - from.0).num_days() > 366 {
+            return Err(bad_input(
+                "to",
+                "the range must be ordered and at most a year",
+            ));
+        }
+        let ids = app(ctx).market_sales(self.id, from.0, to.0).await.coded()?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            items.push(SaleView {
+                id,
+                sale: load_sale(ctx, id).await?,
+                viewer: self.viewer,
+            });
+        }
+        paginate(items, after, before, first, last).await
+    }
+}
+
+impl MarketView {
+    fn internals(&self) -> Result<()> {
+        if sees_market_internals(&self.market, self.viewer) {
+            Ok(())
+        } else {
+            Err(forbidden("only the market's administrators see this"))
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct LinkedCatalog {
+    pub catalog_id: Uuid,
+    pub producer_id: Uuid,
+}
+
+/// One dated pick-up of a market.
+pub struct SaleView {
+    pub id: SaleId,
+    pub sale: Sale,
+    pub viewer: Actor,
+}
+
+#[Object(name = "Sale")]
+impl SaleView {
+    async fn id(&self) -> Uuid {
+        self.id.0
+    }
+    async fn market_id(&self) -> Uuid {
+        self.sale.market().0
+    }
+    async fn number(&self) -> u32 {
+        self.sale.number()
+    }
+    async fn date(&self) -> Option<Date> {
+        self.sale.date().map(Date)
+    }
+    async fn starts_at(&self) -> Option<DateTime<Utc>> {
+        self.sale.starts_at()
+    }
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.sale.ends_at()
+    }
+    async fn status(&self) -> SaleStatus {
+        self.sale.status().into()
+    }
+    async fn amap(&self) -> bool {
+        self.sale.amap()
+    }
+    async fn payment_mode(&self) -> PaymentMode {
+        self.sale.payment_mode().into()
+    }
+    /// The catalogs taking part, with their order periods (R-SAL-2, R-SAL-3).
+    async fn participations(&self) -> Vec<ParticipationView> {
+        self.sale
+            .participations()
+            .iter()
+            .map(|(c, p)| ParticipationView {
+                sale: self.id,
+                catalog: *c,
+                p: *p,
+            })
+            .collect()
+    }
+    /// The orders of the sale: its market's administrators and auditors.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Connection<usize, OrderView, EmptyFields, EmptyFields>> {
+        let market = load_market(ctx, self.sale.market()).await?;
+        if !sees_market_internals(&market, self.viewer) {
+            return Err(forbidden(
+                "only the market's administrators list its orders",
+            ));
+        }
+        let ids: Vec<_> = self.sale.orders().keys().copied().collect();
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            items.push(super::orders::order_for_read(ctx, id).await?);
+        }
+        paginate(items, after, before, first, last).await
+    }
+    /// The caller's own order in this sale (customers).
+    async fn my_order(&self, ctx: &Context<'_>) -> Result<Option<OrderView>> {
+        match self.sale.order_of(self.viewer.user) {
+            Some(id) if self.viewer.role == Role::Customer => {
+                Ok(Some(super::orders::order_for_read(ctx, id).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A catalog's participation in a sale.
+pub struct ParticipationView {
+    sale: SaleId,
+    catalog: CatalogId,
+    p: Participation,
+}
+
+#[Object(name = "Participation")]
+impl ParticipationView {
+    async fn catalog_id(&self) -> Uuid {
+        self.catalog.0
+    }
+    async fn producer_id(&self) -> Uuid {
+        self.p.producer.0
+    }
+    async fn opens_at(&self) -> DateTime<Utc> {
+        self.p.opens_at
+    }
+    async fn closes_at(&self) -> DateTime<Utc> {
+        self.p.closes_at
+    }
+    async fn period(&self) -> PeriodState {
+        self.p.period.into()
+    }
+    /// What customers can order in this sale from this catalog, at this sale's terms (R-CAT-3).
+    async fn offers(&self, ctx: &Context<'_>) -> Result<Vec<OfferView>> {
+        let (c, _) = app(ctx).load::<Catalog>(self.catalog).await.coded()?;
+        Ok(c.offers()
+            .filter_map(|o| c.terms_for_sale(self.sale, o.product.product))
+            .map(OfferView)
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct MarketQuery;
+
+#[Object]
+impl MarketQuery {
+    /// A market (any signed-in user; internals for its administrators and auditors).
+    async fn market(&self, ctx: &Context<'_>, id: Uuid) -> Result<MarketView> {
+        let viewer = actor(ctx)?;
+        Ok(MarketView {
+            id: MarketId(id),
+            market: load_market(ctx, MarketId(id)).await?,
+            viewer,
+        })
+    }
+
+    /// A sale with its participations and order periods (any signed-in user).
+    async fn sale(&self, ctx: &Context<'_>, id: Uuid) -> Result<SaleView> {
+        let viewer = actor(ctx)?;
+        Ok(SaleView {
+            id: SaleId(id),
+            sale: load_sale(ctx, SaleId(id)).await?,
+            viewer,
+        })
+    }
+    // EXTENSION POINT (read side): `orderRecap(saleId, catalogId)` (R-SAL-5) and
+    // `saleStatistics(marketId, ...)` backed by projections; scope them with the market's
+    // access (`sees_market_internals`) or the catalog's (`catalog_for_read`).
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct MarketPayload {
+    pub market_id: Uuid,
+    pub position: Option<String>,
+}
+
+#[ComplexObject]
+impl MarketPayload {
+    async fn market(&self, ctx: &Context<'_>) -> Result<MarketView> {
+        MarketQuery.market(ctx, self.market_id).await
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SalesPayload {
+    pub sale_ids: Vec<Uuid>,
+    pub position: Option<String>,
+}
+
+#[ComplexObject]
+impl SalesPayload {
+    async fn sales(&self, ctx: &Context<'_>) -> Result<Vec<SaleView>> {
+        let mut out = Vec::new();
+        for id in &self.sale_ids {
+            out.push(MarketQuery.sale(ctx, *id).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Default)]
+pub struct MarketMutation;
+
+const ADMIN: RoleGuard = RoleGuard(&[Role::MarketAdmin, Role::PlatformAdmin]);
+const PRODUCER: RoleGuard = RoleGuard(&[Role::Producer]);
+
+fn sales_payload(ids: Vec<Uuid>, position: Option<String>) -> SalesPayload {
+    SalesPayload {
+        sale_ids: ids,
+        position,
+    }
+}
+
+#[Object]
+impl MarketMutation {
+    /// R-SAL-1: a market administrator creates a market and administers it.
+    #[graphql(guard = "ADMIN")]
+    async fn create_market(
+        &self,
+        ctx: &Context<'_>,
+        market: MarketInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let mut slots = Vec::new();
+        for (i, s) in market.slots.iter().enumerate() {
+            slots.push(Slot {
+                weekday: s.weekday.into(),
+                start: time(&format!("market.slots[{i}].start"), &s.start)?,
+                end: time(&format!("market.slots[{i}].end"), &s.end)?,
+                every_weeks: s.every_weeks,
+                anchor: s.anchor.0,
+            });
+        }
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .create_market(
+                &c,
+                NewMarket {
+                    name: market.name,
+                    place: market.place,
+                    slots,
+                    payment_mode: market.payment_mode.into(),
+                    visibility: market.visibility.into(),
+                    amap: market.amap,
+                },
+            )
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id: done.value.0,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// Adds an administrator, or a referent (who validates sales, R-SAL-6).
+    #[graphql(guard = "ADMIN")]
+    async fn add_market_role(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        user_id: Uuid,
+        #[graphql(default = false)] referent: bool,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .add_market_role(&c, MarketId(market_id), UserId(user_id), referent)
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-CAT-4: the market's administrator links a producer's catalog.
+    #[graphql(guard = "ADMIN")]
+    async fn link_catalog(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        catalog_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .link_catalog(&c, MarketId(market_id), CatalogId(catalog_id))
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-1: generates the market's sales from its slots between two dates (inclusive).
+    #[graphql(guard = "ADMIN")]
+    async fn generate_sales(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        from: Date,
+        to: Date,
+        idempotency_key: Option<String>,
+    ) -> Result<SalesPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .generate_sales(&c, MarketId(market_id), from.0, to.0)
+            .await
+            .coded()?;
+        let ids = done.value.iter().map(|s| s.0).collect();
+        Ok(sales_payload(
+            ids,
+            read_your_writes(ctx, done.position).await,
+        ))
+    }
+
+    /// R-SAL-2, R-SAL-3: a producer takes part in sales with a linked catalog. Orders open
+    /// `opensHoursBefore` and close `closesHoursBefore` hours before each sale starts.
+    #[graphql(guard = "PRODUCER")]
+    async fn participate(
+        &self,
+        ctx: &Context<'_>,
+        catalog_id: Uuid,
+        #[graphql(validator(min_items = 1, max_items = 200))] sale_ids: Vec<Uuid>,
+        #[graphql(default = 168, validator(minimum = 0, maximum = 8760))] opens_hours_before: i64,
+        #[graphql(default = 24, validator(minimum = 0, maximum = 8760))] closes_hours_before: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<SalesPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let sales: Vec<SaleId> = sale_ids.iter().map(|s| SaleId(*s)).collect();
+        let done = app(ctx)
+            .participate(
+                &c,
+                CatalogId(catalog_id),
+                &sales,
+                PeriodRule {
+                    opens_hours_before,
+                    closes_hours_before,
+                },
+            )
+            .await
+            .coded()?;
+        Ok(sales_payload(
+            sale_ids,
+            read_your_writes(ctx, done.position).await,
+        ))
+    }
+
+    /// R-SAL-3: the producer overrides one sale's order period for a catalog.
+    #[graphql(guard = "PRODUCER")]
+    async fn override_period(
+        &self,
+        ctx: &Context<'_>,
+        sale_id: Uuid,
+        catalog_id: Uuid,
+        opens_at: DateTime<Utc>,
+        closes_at: DateTime<Utc>,
+        idempotency_key: Option<String>,
+    ) -> Result<SalesPayload> {
+        // Whole seconds: the scheduler stores due times in microseconds and recognises a
+        // period's opening by its exact time.
+        let (opens_at, closes_at) = (whole_seconds(opens_at), whole_seconds(closes_at));
+        if closes_at <= opens_at {
+            return Err(bad_input("closesAt", "must be after opensAt"));
+        }
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .override_period(
+                &c,
+                SaleId(sale_id),
+                CatalogId(catalog_id),
+                opens_at,
+                closes_at,
+            )
+            .await
+            .coded()?;
+        Ok(sales_payload(
+            vec![sale_id],
+            read_your_writes(ctx, done.position).await,
+        ))
+    }
+
+    /// R-SAL-4: withdraws a catalog from a sale (refused while it has orders).
+    #[graphql(guard = "PRODUCER")]
+    async fn withdraw(
+        &self,
+        ctx: &Context<'_>,
+        sale_id: Uuid,
+        catalog_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<SalesPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .withdraw(&c, SaleId(sale_id), CatalogId(catalog_id))
+            .await
+            .coded()?;
+        Ok(sales_payload(
+            vec![sale_id],
+            read_your_writes(ctx, done.position).await,
+        ))
+    }
+
+    /// R-SAL-6: the market's referent (or an administrator) validates the distributed sale.
+    #[graphql(guard = "RoleGuard(&[Role::MarketAdmin])")]
+    async fn validate_sale(
+        &self,
+        ctx: &Context<'_>,
+        sale_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<SalesPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx).validate_sale(&c, SaleId(sale_id)).await.coded()?;
+        Ok(sales_payload(
+            vec![sale_id],
+            read_your_writes(ctx, done.position).await,
+        ))
+    }
+}

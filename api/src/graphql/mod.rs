@@ -1,0 +1,73 @@
+//! The GraphQL schema. One module per area, composed with MergedObject; the server only mounts
+//! it (see `crate::http` for GraphQL over HTTP).
+//!
+//! Conventions: money is a string scalar (`Money`, "12.30"), weights and percentages `Decimal`
+//! strings, dates `Date` (YYYY-MM-DD) and `DateTime` (RFC 3339), ids `UUID`. Every mutation
+//! takes an optional `idempotencyKey` and returns the affected object and `position`, the global
+//! position it wrote, after waiting (bounded) for the projections to pass it. Every error has
+//! `extensions.code`. Authorization: role guards on fields, then scope checks against the
+//! aggregates (who owns the account, who administers the market, whose order it is).
+
+pub mod catalogs;
+pub mod common;
+pub mod markets;
+pub mod orders;
+pub mod people;
+pub mod producers;
+pub mod scalars;
+pub mod system;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+pub use common::ApiSettings;
+pub use system::{EventCount, ProjectionStatus};
+
+use crate::app::App;
+
+pub type EtalSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query accepted (each field counts 1, connections their page size).
+pub const MAX_COMPLEXITY: usize = 2000;
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    producers::ProducerQuery,
+    catalogs::CatalogQuery,
+    markets::MarketQuery,
+    orders::OrderQuery,
+    people::PeopleQuery,
+    system::SystemQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    producers::ProducerMutation,
+    catalogs::CatalogMutation,
+    markets::MarketMutation,
+    orders::OrderMutation,
+    people::PeopleMutation,
+    system::SystemMutation,
+);
+
+/// The schema with its limits, over the application.
+pub fn schema(app: App, settings: ApiSettings) -> EtalSchema {
+    let people = DataLoader::new(orders::PeopleLoader(app.pool.clone()), tokio::spawn);
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(app)
+        .data(settings)
+        .data(people)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32)
+        .finish()
+}
+
+/// The schema in SDL, as checked in at docs/schema.graphql.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}

@@ -1,0 +1,267 @@
+//! Shared by the graphql_* tests: a server with a signing key, tokens, and a GraphQL client.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use etal_api::auth::{mint, JwtKey};
+use etal_domain::ids::UserId;
+use etal_domain::Role;
+use etal_tests::{spawn_server, Proc, TestDb};
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "graphql-tests-secret-0123456789abcdef";
+
+pub struct Api {
+    pub db: TestDb,
+    pub server: Proc,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// Someone with a token.
+#[derive(Clone)]
+pub struct Who {
+    pub user: UserId,
+    pub role: Role,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn start(extra_env: &[(&str, &str)]) -> Api {
+        let db = TestDb::new(10).await;
+        let mut env = vec![
+            ("ETAL_JWT_SECRET", SECRET),
+            ("ETAL_SCHEDULER_INTERVAL_MS", "100"),
+        ];
+        env.extend_from_slice(extra_env);
+        let (server, base) = spawn_server(&db.url, &env).await;
+        Api {
+            db,
+            server,
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn who(&self, role: Role) -> Who {
+        let user = UserId::new();
+        let key = JwtKey::new(SECRET.into()).unwrap();
+        Who {
+            user,
+            role,
+            token: mint(&key, user, role, Duration::from_secs(3600)).unwrap(),
+        }
+    }
+
+    /// POSTs a GraphQL request (application/json); returns (status, body).
+    pub async fn raw(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn call(&self, who: &Who, query: &str, variables: Value) -> Value {
+        self.raw(Some(&who.token), query, variables).await.1
+    }
+
+    /// A call that must succeed; returns `data`.
+    pub async fn ok(&self, who: &Who, query: &str, variables: Value) -> Value {
+        let body = self.call(who, query, variables).await;
+        assert!(
+            body.get("errors").is_none(),
+            "{query}\n{}",
+            serde_json::to_string_pretty(&body).unwrap()
+        );
+        body["data"].clone()
+    }
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn code(body: &Value) -> Option<String> {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A market with one sale two days from now, a producer with a product (stock 10) offered in a
+/// linked catalog taking part in it, and the order period open.
+pub struct Fixture {
+    pub producer: Who,
+    pub admin: Who,
+    pub customer: Who,
+    pub producer_id: String,
+    pub product_id: String,
+    pub chicken_id: String,
+    pub catalog_id: String,
+    pub market_id: String,
+    pub sale_id: String,
+}
+
+pub const OPEN_ACCOUNT: &str = "mutation($k: String) { openAccount(acceptedCharter: \"v2\", plan: PRO, idempotencyKey: $k) { producerId position producer { plan youOwnIt } } }";
+
+pub async fn fixture(api: &Api) -> Fixture {
+    let producer = api.who(Role::Producer);
+    let admin = api.who(Role::MarketAdmin);
+    let customer = api.who(Role::Customer);
+    let d = api
+        .ok(&producer, OPEN_ACCOUNT, json!({"k": "open-1"}))
+        .await;
+    let producer_id = d["openAccount"]["producerId"].as_str().unwrap().to_string();
+    let add = "mutation($p: UUID!, $input: ProductInput!) { addProduct(producerId: $p, product: $input) { productId position product { name priceInclVat } } }";
+    let d = api
+        .ok(
+            &producer,
+            add,
+            json!({"p": producer_id, "input": {"name": "Miel 500 g", "unit": "pot", "priceInclVat": "8.50", "vatRate": "5.5"}}),
+        )
+        .await;
+    assert_eq!(d["addProduct"]["product"]["priceInclVat"], "8.50");
+    let product_id = d["addProduct"]["productId"].as_str().unwrap().to_string();
+    let d = api
+        .ok(
+            &producer,
+            add,
+            json!({"p": producer_id, "input": {"name": "Poulet fermier", "unit": "kg", "priceInclVat": "12.00", "variableWeight": true, "estimatedWeightKg": "1.5"}}),
+        )
+        .await;
+    let chicken_id = d["addProduct"]["productId"].as_str().unwrap().to_string();
+    let d = api
+        .ok(
+            &producer,
+            "mutation($p: UUID!, $x: UUID!) { setStock(producerId: $p, productId: $x, real: 10) { stock { real available } } }",
+            json!({"p": producer_id, "x": product_id}),
+        )
+        .await;
+    assert_eq!(d["setStock"]["stock"]["available"], 10);
+    let d = api
+        .ok(
+            &producer,
+            "mutation($p: UUID!) { createCatalog(producerId: $p, name: \"Le panier\") { catalogId } }",
+            json!({"p": producer_id}),
+        )
+        .await;
+    let catalog_id = d["createCatalog"]["catalogId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (product, price) in [(&product_id, "8.50"), (&chicken_id, "12.00")] {
+        api.ok(
+            &producer,
+            "mutation($c: UUID!, $x: UUID!, $price: Money!) { addOffer(catalogId: $c, productId: $x, priceInclVat: $price) { catalog { offers { edges { node { name priceInclVat } } } } } }",
+            json!({"c": catalog_id, "x": product, "price": price}),
+        )
+        .await;
+    }
+    // A sale two days from now (Europe/Paris date), orders open a week before.
+    let day = (chrono::Utc::now() + chrono::Duration::days(2))
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .date_naive();
+    let weekday = match chrono::Datelike::weekday(&day) {
+        chrono::Weekday::Mon => "MON",
+        chrono::Weekday::Tue => "TUE",
+        chrono::Weekday::Wed => "WED",
+        chrono::Weekday::Thu => "THU",
+        chrono::Weekday::Fri => "FRI",
+        chrono::Weekday::Sat => "SAT",
+        chrono::Weekday::Sun => "SUN",
+    };
+    let d = api
+        .ok(
+            &admin,
+            "mutation($m: MarketInput!) { createMarket(market: $m, idempotencyKey: \"m1\") { marketId position market { name youAdminister } } }",
+            json!({"m": {"name": "Segonzac", "place": "Salle des fêtes", "paymentMode": "ONLINE",
+                "slots": [{"weekday": weekday, "start": "18:00", "end": "19:00", "everyWeeks": 1, "anchor": day.to_string()}]}}),
+        )
+        .await;
+    assert_eq!(d["createMarket"]["market"]["youAdminister"], true);
+    let market_id = d["createMarket"]["marketId"].as_str().unwrap().to_string();
+    api.ok(
+        &admin,
+        "mutation($m: UUID!, $c: UUID!) { linkCatalog(marketId: $m, catalogId: $c) { market { linkedCatalogs { catalogId } } } }",
+        json!({"m": market_id, "c": catalog_id}),
+    )
+    .await;
+    let d = api
+        .ok(
+            &admin,
+            "mutation($m: UUID!, $d: Date!) { generateSales(marketId: $m, from: $d, to: $d) { saleIds position sales { status date } } }",
+            json!({"m": market_id, "d": day.to_string()}),
+        )
+        .await;
+    let sale_id = d["generateSales"]["saleIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        &producer,
+        "mutation($c: UUID!, $s: UUID!) { participate(catalogId: $c, saleIds: [$s]) { position } }",
+        json!({"c": catalog_id, "s": sale_id}),
+    )
+    .await;
+    // R-SAL-3: this sale's period opens an hour ago and closes in 12 hours.
+    let now = chrono::Utc::now();
+    api.ok(
+        &producer,
+        "mutation($s: UUID!, $c: UUID!, $o: DateTime!, $cl: DateTime!) { overridePeriod(saleId: $s, catalogId: $c, opensAt: $o, closesAt: $cl) { position } }",
+        json!({"s": sale_id, "c": catalog_id, "o": (now - chrono::Duration::hours(1)).to_rfc3339(), "cl": (now + chrono::Duration::hours(12)).to_rfc3339()}),
+    )
+    .await;
+    // The scheduler opens the period.
+    let mut period = Value::Null;
+    for _ in 0..100 {
+        let d = api
+            .ok(
+                &customer,
+                "query($s: UUID!) { sale(id: $s) { status participations { period offers { name priceInclVat } } } }",
+                json!({"s": sale_id}),
+            )
+            .await;
+        period = d["sale"]["participations"][0]["period"].clone();
+        if period == "OPEN" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if period != "OPEN" {
+        type Row = (
+            String,
+            chrono::DateTime<chrono::Utc>,
+            String,
+            Option<Value>,
+            Option<String>,
+        );
+        let rows: Vec<Row> =
+            sqlx::query_as("SELECT kind, due_at, status, outcome, last_error FROM scheduled_commands ORDER BY due_at")
+                .fetch_all(&api.db.pool)
+                .await
+                .unwrap();
+        panic!("the order period never opened: {rows:#?}");
+    }
+    Fixture {
+        producer,
+        admin,
+        customer,
+        producer_id,
+        product_id,
+        chicken_id,
+        catalog_id,
+        market_id,
+        sale_id,
+    }
+}
+
+pub const PLACE_ORDER: &str = "mutation($s: UUID!, $lines: [LineInput!]!, $k: String) { placeOrder(saleId: $s, lines: $lines, idempotencyKey: $k) { orderId position order { number total paid lines { line name quantity amountInclVat } } } }";
