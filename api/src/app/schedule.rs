@@ -98,7 +98,10 @@ impl ScheduledHandler for Handler {
                 match sale.participations().get(&p.catalog) {
                     // Withdrawn, or the period was moved: a newer schedule does the work.
                     None => return Ok(serde_json::json!("withdrawn")),
-                    Some(part) if part.opens_at != cmd.due_at => {
+                    // PostgreSQL keeps microseconds: compare at that precision.
+                    Some(part)
+                        if part.opens_at.timestamp_micros() != cmd.due_at.timestamp_micros() =>
+                    {
                         return Ok(serde_json::json!("superseded"))
                     }
                     Some(_) => {}
@@ -131,7 +134,9 @@ impl ScheduledHandler for Handler {
                 let (sale, _) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
                 match sale.participations().get(&p.catalog) {
                     None => return Ok(serde_json::json!("withdrawn")),
-                    Some(part) if part.closes_at != cmd.due_at => {
+                    Some(part)
+                        if part.closes_at.timestamp_micros() != cmd.due_at.timestamp_micros() =>
+                    {
                         return Ok(serde_json::json!("superseded"))
                     }
                     Some(_) => {}
