@@ -21,12 +21,16 @@ pub mod kinds {
     pub const CLOSE_PERIOD: &str = "close_order_period";
     pub const END_DISTRIBUTION: &str = "end_distribution";
     pub const EXPIRE_RESERVATIONS: &str = "expire_reservations";
+    /// Credit the producers of a validated sale (see `money`).
+    pub const CREDIT_SALE: &str = "credit_sale";
+    /// The Monday payout run (see `money`).
+    pub const PAYOUT_RUN: &str = "payout_run";
 }
 
 /// The scheduler with every handler of the service.
 pub fn scheduler(app: &App) -> Scheduler {
     let mut s = Scheduler::new(app.pool.clone(), app.clock.clone());
-    for kind in [kinds::OPEN_PERIOD, kinds::CLOSE_PERIOD, kinds::END_DISTRIBUTION, kinds::EXPIRE_RESERVATIONS] {
+    for kind in [kinds::OPEN_PERIOD, kinds::CLOSE_PERIOD, kinds::END_DISTRIBUTION, kinds::EXPIRE_RESERVATIONS, kinds::CREDIT_SALE, kinds::PAYOUT_RUN] {
         s = s.with_handler(Arc::new(Handler { app: app.clone(), kind }));
     }
     s
@@ -46,6 +50,11 @@ struct PeriodPayload {
 #[derive(Deserialize)]
 struct SalePayload {
     sale: SaleId,
+}
+
+#[derive(Deserialize)]
+struct MondayPayload {
+    monday: chrono::NaiveDate,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +163,16 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!("expired"))
+            }
+            kinds::CREDIT_SALE => {
+                let p: SalePayload = payload(cmd)?;
+                let report = app.credit_sale(p.sale, &cmd.idempotency_key()).await.map_err(handler_error)?;
+                Ok(serde_json::json!(report))
+            }
+            kinds::PAYOUT_RUN => {
+                let p: MondayPayload = payload(cmd)?;
+                let report = app.run_payouts(p.monday, &cmd.idempotency_key()).await.map_err(handler_error)?;
+                Ok(serde_json::json!(report))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
         }
