@@ -6,6 +6,7 @@
 //! projection again from the events alone, aside, to swap it in or to compare it with the live one.
 
 pub mod event_counts;
+pub mod ledger;
 pub mod rebuild;
 pub mod runtime;
 
@@ -55,7 +56,10 @@ pub trait Projection: Send + Sync {
 
 /// Every projection of the service.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(event_counts::EventCounts)]
+    vec![
+        Arc::new(event_counts::EventCounts),
+        Arc::new(ledger::LedgerProjection),
+    ]
 }
 
 /// The projection called `name`.
