@@ -358,10 +358,13 @@ pub async fn journal(
     after: Option<(NaiveDate, String)>,
     limit: i64,
 ) -> Result<Vec<JournalLine>, sqlx::Error> {
-    let (date, id) = after.unwrap_or((NaiveDate::MIN, String::new()));
+    let (date, id) = match after {
+        Some((d, i)) => (Some(d), i),
+        None => (None, String::new()),
+    };
     let rows = sqlx::query(
         "WITH page AS (SELECT entry_id, entry_date, description FROM ledger_entries \
-           WHERE (entry_date, entry_id) > ($1, $2) ORDER BY entry_date, entry_id LIMIT $3) \
+           WHERE $1::date IS NULL OR (entry_date, entry_id) > ($1::date, $2) ORDER BY entry_date, entry_id LIMIT $3) \
          SELECT page.entry_id, page.entry_date, page.description, p.account, p.party, p.debit, p.credit \
          FROM page JOIN ledger_postings p USING (entry_id) \
          ORDER BY page.entry_date, page.entry_id, p.line",
