@@ -103,9 +103,17 @@ pub struct Replay {
 fn check_fee_line(e: &StoredEvent, field: &str, line: &FeeLine, out: &mut Vec<Difference>) {
     let again = recompute(line);
     for (name, recorded, computed) in [
-        ("amount_excl_vat", line.amount_excl_vat, again.amount_excl_vat),
+        (
+            "amount_excl_vat",
+            line.amount_excl_vat,
+            again.amount_excl_vat,
+        ),
         ("vat", line.vat, again.vat),
-        ("amount_incl_vat", line.amount_incl_vat, again.amount_incl_vat),
+        (
+            "amount_incl_vat",
+            line.amount_incl_vat,
+            again.amount_incl_vat,
+        ),
     ] {
         if recorded != computed {
             out.push(difference(
@@ -143,7 +151,8 @@ impl Replay {
                 let event: OrderEvent = match e.decode() {
                     Ok(ev) => ev,
                     Err(err) => {
-                        self.differences.push(difference(e, "payload", err.to_string()));
+                        self.differences
+                            .push(difference(e, "payload", err.to_string()));
                         return;
                     }
                 };
@@ -166,7 +175,8 @@ impl Replay {
                 let event: ProducerBalanceEvent = match e.decode() {
                     Ok(ev) => ev,
                     Err(err) => {
-                        self.differences.push(difference(e, "payload", err.to_string()));
+                        self.differences
+                            .push(difference(e, "payload", err.to_string()));
                         return;
                     }
                 };
@@ -200,7 +210,12 @@ impl Replay {
             } => {
                 for (i, line) in fees.iter().enumerate() {
                     self.fee_lines_checked += 1;
-                    check_fee_line(e, &format!("SaleCredited.fees[{i}]"), line, &mut self.differences);
+                    check_fee_line(
+                        e,
+                        &format!("SaleCredited.fees[{i}]"),
+                        line,
+                        &mut self.differences,
+                    );
                 }
                 let fees_total: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
                 let expected = *gross_incl_vat - *refunds - fees_total;
@@ -239,7 +254,10 @@ impl Replay {
                             self.differences.push(difference(
                                 e,
                                 format!("PayoutStarted.statement.lines[{i}].net"),
-                                format!("statement pays {} for sale {} credited {}", l.net, l.sale, c.net),
+                                format!(
+                                    "statement pays {} for sale {} credited {}",
+                                    l.net, l.sale, c.net
+                                ),
                             ));
                         }
                     }
@@ -257,7 +275,8 @@ impl Replay {
             }
             ProducerBalanceEvent::TransferSucceeded { payout, amount, .. } => {
                 let Some((_, lines)) = self.payouts.get(payout).cloned() else {
-                    self.differences.push(difference(e, "payout", "unknown payout confirmed"));
+                    self.differences
+                        .push(difference(e, "payout", "unknown payout confirmed"));
                     return;
                 };
                 let total: Money = lines.iter().map(|(_, m)| *m).sum();
@@ -323,21 +342,29 @@ impl Replay {
                 self.differences.push(difference(
                     &credit.event,
                     "SaleCredited.gross_incl_vat",
-                    format!("credited {} but the orders of sale {sale} paid {payments}", credit.gross),
+                    format!(
+                        "credited {} but the orders of sale {sale} paid {payments}",
+                        credit.gross
+                    ),
                 ));
             }
             if credit.refunds != refunds {
                 self.differences.push(difference(
                     &credit.event,
                     "SaleCredited.refunds",
-                    format!("credited {} refunds but the orders refunded {refunds}", credit.refunds),
+                    format!(
+                        "credited {} refunds but the orders refunded {refunds}",
+                        credit.refunds
+                    ),
                 ));
             }
         }
         // Conservation per sale: payments = refunds + fees + payouts + held.
         let mut sales: BTreeMap<SaleId, SaleConservation> = BTreeMap::new();
         for ((sale, producer), (payments, refunds)) in &self.received {
-            let s = sales.entry(*sale).or_insert_with(|| SaleConservation::new(*sale));
+            let s = sales
+                .entry(*sale)
+                .or_insert_with(|| SaleConservation::new(*sale));
             s.payments += *payments;
             s.refunds += *refunds;
             match self.credits.get(&(*sale, *producer)) {
@@ -426,7 +453,10 @@ pub struct CheckReport {
 }
 
 /// Replays and checks everything (see [`Replay::finish_checks`]).
-pub async fn check(pool: &PgPool, progress: &(dyn Fn(u64) + Sync)) -> Result<CheckReport, StoreError> {
+pub async fn check(
+    pool: &PgPool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport, StoreError> {
     let mut r = replay(pool, progress).await?;
     let sales = r.finish_checks();
     let as_of = r.last_date();
@@ -459,7 +489,10 @@ fn csv_field(s: &str) -> String {
 
 /// Writes the journal as CSV (one row per posting), ordered by date then entry id.
 pub fn write_journal_csv(ledger: &Ledger, out: &mut dyn Write) -> std::io::Result<usize> {
-    writeln!(out, "entry_id,date,available_on,description,line,account,debit,credit")?;
+    writeln!(
+        out,
+        "entry_id,date,available_on,description,line,account,debit,credit"
+    )?;
     let mut entries: Vec<&JournalEntry> = ledger.entries().collect();
     entries.sort_by(|a, b| (a.date, &a.entry_id).cmp(&(b.date, &b.entry_id)));
     let mut rows = 0;

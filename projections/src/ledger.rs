@@ -59,7 +59,10 @@ async fn insert_entry(
     entry: &JournalEntry,
 ) -> Result<(), ProjectionError> {
     if !entry.is_balanced() {
-        return Err(bad(source.event, format!("entry {} is unbalanced", entry.entry_id)));
+        return Err(bad(
+            source.event,
+            format!("entry {} is unbalanced", entry.entry_id),
+        ));
     }
     sqlx::query(
         "INSERT INTO ledger_entries (entry_id, global_position, source_type, source_id, sequence, \
@@ -157,7 +160,11 @@ impl Projection for LedgerProjection {
                     let entries = order_entries(state, &e.aggregate_id, sequence, &event);
                     let (sale, market) = (state.sale.map(|s| s.0), state.market.map(|m| m.0));
                     for entry in &entries {
-                        let producer = entry.entry_id.split(':').nth(3).and_then(|p| p.parse().ok());
+                        let producer = entry
+                            .entry_id
+                            .split(':')
+                            .nth(3)
+                            .and_then(|p| p.parse().ok());
                         let source = Source {
                             event: e,
                             sale,

@@ -59,10 +59,19 @@ pub const PAYOUT_RUN_TIME: NaiveTime = match NaiveTime::from_hms_opt(6, 0, 0) {
 
 /// The fee configuration files built into the binary (the same files as `config/fees/`).
 const EMBEDDED: [(&str, &str); 5] = [
-    ("cagette.json", include_str!("../../../config/fees/cagette.json")),
-    ("locavor.json", include_str!("../../../config/fees/locavor.json")),
+    (
+        "cagette.json",
+        include_str!("../../../config/fees/cagette.json"),
+    ),
+    (
+        "locavor.json",
+        include_str!("../../../config/fees/locavor.json"),
+    ),
     ("ofn.json", include_str!("../../../config/fees/ofn.json")),
-    ("ruche.json", include_str!("../../../config/fees/ruche.json")),
+    (
+        "ruche.json",
+        include_str!("../../../config/fees/ruche.json"),
+    ),
     (
         "subscription.json",
         include_str!("../../../config/fees/subscription.json"),
@@ -242,12 +251,13 @@ impl App {
         }
         let orders = self.sale_orders(sale).await?;
         let on = paris_date(validated_at);
-        let credits = sale_credits(self.fee_schedule(state.market())?, on, &orders).map_err(
-            |e| AppError::Rejected {
-                code: e.code(),
-                message: e.to_string(),
-            },
-        )?;
+        let credits =
+            sale_credits(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
+                AppError::Rejected {
+                    code: e.code(),
+                    message: e.to_string(),
+                }
+            })?;
         let available = available_on(validated_at);
         report.available_on = Some(available);
         report.payout_on = Some(payout_on(available));
@@ -349,7 +359,10 @@ impl App {
                 let cc = system_step(key, &format!("return:{id}"));
                 self.exec::<ProducerBalance>(
                     producer,
-                    ProducerBalanceCommand::ReturnToBalance { payout: id, at: now },
+                    ProducerBalanceCommand::ReturnToBalance {
+                        payout: id,
+                        at: now,
+                    },
                     &cc,
                 )
                 .await?;
@@ -358,7 +371,10 @@ impl App {
                 let cc = system_step(key, &format!("retry:{id}"));
                 self.exec::<ProducerBalance>(
                     producer,
-                    ProducerBalanceCommand::RetryTransfer { payout: id, at: now },
+                    ProducerBalanceCommand::RetryTransfer {
+                        payout: id,
+                        at: now,
+                    },
                     &cc,
                 )
                 .await?;
@@ -384,8 +400,13 @@ impl App {
             {
                 Ok(_) => report.started += 1,
                 Err(e)
-                    if rejected_with(&e, ProducerBalanceError::PayoutAlreadyExists { payout: id })
-                        || rejected_with(&e, ProducerBalanceError::NothingToPay { on: cutoff }) => {}
+                    if rejected_with(
+                        &e,
+                        ProducerBalanceError::PayoutAlreadyExists { payout: id },
+                    ) || rejected_with(
+                        &e,
+                        ProducerBalanceError::NothingToPay { on: cutoff },
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }

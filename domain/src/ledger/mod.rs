@@ -49,5 +49,6 @@ pub use entries::{
 pub use error::LedgerError;
 pub use fold::{Conservation, Ledger, TrialBalance};
 pub use settlement::{
-    balance_entries, order_entries, sale_credits, OrderMoney, OrderMovement, ProducerPart, SaleCredit,
+    balance_entries, order_entries, sale_credits, OrderMoney, OrderMovement, ProducerPart,
+    SaleCredit,
 };

@@ -267,7 +267,14 @@ pub fn order_entries(
         )],
         OrderMovement::Refund(shares) => shares
             .iter()
-            .map(|(p, m)| refund_paid(entry_id("order", order, sequence, &p.to_string()), date, *p, *m))
+            .map(|(p, m)| {
+                refund_paid(
+                    entry_id("order", order, sequence, &p.to_string()),
+                    date,
+                    *p,
+                    *m,
+                )
+            })
             .collect(),
     }
 }
@@ -492,8 +499,12 @@ mod tests {
         o.apply(&placed(vec![line(0, a, "100.00"), line(1, b, "50.00")]));
         let moved = o.apply(&paid("150.00"));
         assert!(matches!(moved, OrderMovement::Payment(ref s) if s.len() == 2));
-        let credits = sale_credits(&cagette(), NaiveDate::from_ymd_opt(2023, 9, 9).unwrap(), &[o])
-            .expect("credits");
+        let credits = sale_credits(
+            &cagette(),
+            NaiveDate::from_ymd_opt(2023, 9, 9).unwrap(),
+            &[o],
+        )
+        .expect("credits");
         let ca = &credits[&a];
         assert_eq!(ca.gross_incl_vat, m("100.00"));
         // 3.00 + 6.00 excl. VAT, 10.80 incl. VAT.
