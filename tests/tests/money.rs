@@ -782,3 +782,80 @@ async fn r_fee_5_a_ruche_schedule_pays_the_host_and_the_platform_their_shares() 
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// R-FEE-4, R-FEE-1: a refund gives back the fee in proportion (the fee is charged on what each
+/// producer keeps), and a fixed part per payment is charged once per payment, split across the
+/// producers who keep something of it; a fully refunded payment pays no fixed part.
+#[tokio::test]
+async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once() {
+    let schedules = etal_domain::fees::FeeSchedules::from_json(
+        r#"{"schedules": [{"name": "fixed_per_payment", "rules": [
+            {"id": "t.online", "version": 1, "valid_from": "2020-01-01", "label": "Paiement",
+             "base": "incl_vat", "rate": "0.03", "fixed": {"amount": "0.30", "per": "payment"},
+             "split": [{"beneficiary": "platform", "rate": "0.03"}], "vat_on_fee": "20",
+             "applies_to": "online_payment"},
+            {"id": "t.service", "version": 1, "valid_from": "2020-01-01", "label": "Service",
+             "base": "incl_vat", "rate": "0.06",
+             "split": [{"beneficiary": "platform", "rate": "0.06"}], "vat_on_fee": "20",
+             "applies_to": "all_sales"}]}]}"#,
+    )
+    .expect("schedule");
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    w.app = w.app.clone().with_fee_schedules(schedules);
+    w.app.settings.fee_schedule = "fixed_per_payment".into();
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Poulet", "10.00").await;
+    let b = w.seller(market, "Salade", "10.00").await;
+    let sale = w.sale(market, d(2023, 9, 9), &[&a, &b]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let o1 = w.order(sale, &[(&a, 3), (&b, 1)]).await; // 30.00 + 10.00, one payment
+    let o2 = w.order(sale, &[(&a, 1)]).await; // 10.00
+    w.at(paris(d(2023, 9, 8), 10, 0)).await;
+    w.app
+        .adjust_quantity(&b.ctx, o1, 1, 0)
+        .await
+        .expect("B out of salad");
+    w.app
+        .adjust_quantity(&a.ctx, o2, 0, 0)
+        .await
+        .expect("o2 emptied");
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+
+    let bal_a = w.balance(a.producer).await;
+    let credit = &bal_a.credits()[&sale];
+    assert_eq!(
+        (credit.gross_incl_vat, credit.refunds),
+        (m("40.00"), m("10.00"))
+    );
+    let online = credit
+        .fees
+        .iter()
+        .find(|l| l.rule_id == "t.online")
+        .expect("online fee");
+    // 3 % of the 30.00 kept from o1, plus o1's whole fixed part (B kept nothing of it); o2,
+    // refunded in full, pays no fixed part.
+    assert_eq!(
+        (online.base_amount, online.fixed_part),
+        (m("30.00"), m("0.30"))
+    );
+    assert_eq!(online.amount_incl_vat, m("1.44"));
+    assert_eq!(credit.net, m("26.40")); // 40 - 10 - 1.44 - 2.16
+    let bal_b = w.balance(b.producer).await;
+    let credit_b = &bal_b.credits()[&sale];
+    assert_eq!((credit_b.refunds, credit_b.net), (m("10.00"), Money::ZERO));
+    assert!(
+        credit_b.fees.is_empty(),
+        "a fully refunded share keeps no fee"
+    );
+
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![(d(2023, 9, 18), m("26.40"))]
+    );
+    assert!(w.transfers(b.producer).await.is_empty());
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
