@@ -859,3 +859,82 @@ async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once()
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Not a rule: timings of the money read side on a bigger history (run with
+/// `cargo nextest run -p etal-tests --test money --run-ignored only`).
+#[tokio::test]
+#[ignore]
+async fn measure_credit_payout_audit_and_ledger_rebuild() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let mut sellers = Vec::new();
+    for i in 0..5 {
+        sellers.push(w.seller(market, &format!("P{i}"), "1.15").await);
+    }
+    let refs: Vec<&Seller> = sellers.iter().collect();
+    let weeks = 8;
+    let per_sale = 25;
+    let started = std::time::Instant::now();
+    for week in 0..weeks {
+        let date = d(2023, 9, 9) + Duration::days(7 * week);
+        let sale = w.sale(market, date, &refs).await;
+        w.at(paris(date - Duration::days(6), 10, 0)).await;
+        for i in 0..per_sale {
+            let a = &sellers[i % 5];
+            let b = &sellers[(i + 1 + week as usize % 4) % 5];
+            w.order(sale, &[(a, 1), (b, 2)]).await;
+        }
+        w.at(paris(date, 14, 30)).await;
+        w.app.validate_sale(&w.admin, sale).await.expect("validate");
+        let t = std::time::Instant::now();
+        w.at(paris(date, 14, 31)).await;
+        if week == 0 {
+            eprintln!(
+                "credit of one sale ({per_sale} orders, 5 producers): {:?}",
+                t.elapsed()
+            );
+        }
+        let t = std::time::Instant::now();
+        w.at(paris(date + Duration::days(2), 6, 0)).await; // the Monday run
+        if week == 1 {
+            eprintln!("one Monday payout run (5 producers): {:?}", t.elapsed());
+        }
+    }
+    eprintln!(
+        "history of {} orders built in {:?}",
+        weeks as usize * per_sale,
+        started.elapsed()
+    );
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count");
+    let t = std::time::Instant::now();
+    let report = etal_api::audit::check(&w.db.pool, &|_| {})
+        .await
+        .expect("audit");
+    eprintln!(
+        "audit check of {events} events: {:?}, {} entries, {} differences",
+        t.elapsed(),
+        report.entries,
+        report.differences.len()
+    );
+    assert!(report.differences.is_empty());
+    let t = std::time::Instant::now();
+    w.catch_up_ledger().await;
+    eprintln!(
+        "ledger projection catch-up of {events} events: {:?}",
+        t.elapsed()
+    );
+    let ledger = etal_projections::by_name("ledger").expect("ledger");
+    let t = std::time::Instant::now();
+    let verify = etal_projections::verify(&w.db.pool, ledger.as_ref(), &|_| {})
+        .await
+        .expect("verify");
+    eprintln!(
+        "ledger verify (rebuild aside + diff of {} rows): {:?}",
+        verify.rows_compared,
+        t.elapsed()
+    );
+    assert!(verify.diffs.is_empty());
+}
