@@ -548,6 +548,8 @@ mod property {
         /// (sale, order, line, new quantity) shortages after the close.
         shortages: Vec<(usize, usize, usize, i64)>,
         validate: Vec<bool>,
+        /// (sale, order) cancelled by the market after the close (everything refunded).
+        cancellations: Vec<(usize, usize)>,
         /// Transfers failing at each of the Monday runs.
         failures: Vec<u32>,
     }
@@ -562,16 +564,20 @@ mod property {
                     proptest::collection::vec(proptest::collection::vec(order, 1..=3), 2),
                     proptest::collection::vec((0usize..2, 0usize..3, 0usize..3, 0i64..4), 0..4),
                     proptest::collection::vec(any::<bool>(), 2),
+                    proptest::collection::vec((0usize..2, 0usize..3), 0..2),
                     proptest::collection::vec(0u32..3, 6),
                 )
             })
-            .prop_map(|(prices, orders, shortages, validate, failures)| Plan {
-                prices,
-                orders,
-                shortages,
-                validate,
-                failures,
-            })
+            .prop_map(
+                |(prices, orders, shortages, validate, cancellations, failures)| Plan {
+                    prices,
+                    orders,
+                    shortages,
+                    validate,
+                    cancellations,
+                    failures,
+                },
+            )
     }
 
     async fn run(plan: Plan) {
@@ -590,6 +596,7 @@ mod property {
         }
         // Sale by sale: orders (the period opened a week before), shortages after the close,
         // validation after the distribution.
+        let mut all_orders: Vec<(SaleId, OrderId)> = Vec::new();
         for (s, date) in dates.iter().enumerate() {
             w.at(paris(*date - Duration::days(6), 10, 0)).await;
             let mut placed: Vec<(OrderId, usize)> = Vec::new();
@@ -602,6 +609,7 @@ mod property {
                     merged.iter().map(|(p, q)| (&sellers[*p], *q)).collect();
                 let order = w.order(sales[s], &req).await;
                 placed.push((order, merged.len()));
+                all_orders.push((sales[s], order));
             }
             w.at(paris(*date - Duration::days(1), 10, 0)).await;
             for (ss, o, l, q) in &plan.shortages {
@@ -626,6 +634,19 @@ mod property {
                         .adjust_quantity(&seller.ctx, order, line, *q)
                         .await
                         .expect("shortage");
+                }
+            }
+            for (cs, o) in &plan.cancellations {
+                if *cs == s {
+                    let (order, _) = placed[*o % placed.len()];
+                    let (state, _) = w
+                        .app
+                        .load::<etal_domain::order::Order>(order)
+                        .await
+                        .expect("order");
+                    if !state.is_cancelled() {
+                        w.app.cancel_order(&w.admin, order).await.expect("cancel");
+                    }
                 }
             }
             w.at(paris(*date, 14, 30)).await;
@@ -662,6 +683,41 @@ mod property {
             let paid: Money = w.transfers(s.producer).await.iter().map(|(_, a)| *a).sum();
             assert_eq!(paid, bal.paid_total());
             assert!(paid <= bal.credited_total());
+        }
+        // ...and each producer keeps exactly what their lines are worth now, read from the
+        // order aggregates (independent of the attribution code).
+        let mut worth: BTreeMap<(SaleId, ProducerId), Money> = BTreeMap::new();
+        for (sale, order) in &all_orders {
+            let (state, _) = w
+                .app
+                .load::<etal_domain::order::Order>(*order)
+                .await
+                .expect("order");
+            for l in state.lines() {
+                let v = if state.is_cancelled() {
+                    Money::ZERO
+                } else {
+                    l.amount_incl_vat
+                };
+                *worth.entry((*sale, l.producer)).or_default() += v;
+            }
+        }
+        for s in &sellers {
+            let stream = EventLog::stream(&w.db.pool, "producer_balance", &s.producer.to_string())
+                .await
+                .expect("stream");
+            for e in stream {
+                if let Ok(ProducerBalanceEvent::SaleCredited {
+                    sale,
+                    gross_incl_vat,
+                    refunds,
+                    ..
+                }) = e.decode::<ProducerBalanceEvent>()
+                {
+                    let expected = worth.get(&(sale, s.producer)).copied().unwrap_or_default();
+                    assert_eq!(gross_incl_vat - refunds, expected, "kept by {}", s.producer);
+                }
+            }
         }
         // ...and the projection agrees with its rebuild.
         w.catch_up_ledger().await;
