@@ -221,7 +221,10 @@ async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<Exi
             let r = audit::replay(pool, &|n| bar.inc(n)).await?;
             bar.finish_and_clear();
             let tb = r.ledger.trial_balance(until);
-            println!("{:<60} {:>14} {:>14} {:>14}", "account", "debits", "credits", "balance");
+            println!(
+                "{:<60} {:>14} {:>14} {:>14}",
+                "account", "debits", "credits", "balance"
+            );
             for (account, (d, c)) in &tb.accounts {
                 println!(
                     "{:<60} {:>14} {:>14} {:>14}",
@@ -239,7 +242,11 @@ async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<Exi
                 c.fees,
                 c.payouts,
                 c.held,
-                if c.holds() { "conserved" } else { "NOT CONSERVED" }
+                if c.holds() {
+                    "conserved"
+                } else {
+                    "NOT CONSERVED"
+                }
             );
             println!(
                 "replayed {} events into {} entries in {:.1} s: debits {} credits {} as of {until}",
@@ -290,7 +297,10 @@ async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<Exi
                 "exported {} entries ({rows} postings) from {} events to {}",
                 r.ledger.entries().count(),
                 r.events,
-                output.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into())
+                output
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "stdout".into())
             );
         }
     }

@@ -219,8 +219,12 @@ impl CommandBus {
     }
 
     /// The recorded outcome of an idempotency key, if any; a different fingerprint is refused.
-    pub async fn recorded(&self, idem: &Idempotency) -> Result<Option<CommandOutcome>, BusError<std::convert::Infallible>> {
-        self.recorded_outcome::<std::convert::Infallible>(idem).await
+    pub async fn recorded(
+        &self,
+        idem: &Idempotency,
+    ) -> Result<Option<CommandOutcome>, BusError<std::convert::Infallible>> {
+        self.recorded_outcome::<std::convert::Infallible>(idem)
+            .await
     }
 
     async fn recorded_outcome<E: std::error::Error>(

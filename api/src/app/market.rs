@@ -1,11 +1,11 @@
 //! Markets, their sales, producers' participations and the sale's lifecycle (R-SAL, R-CAT-4).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use etal_domain::actor::MarketAccess;
 use etal_domain::catalog::{Catalog, CatalogCommand};
 use etal_domain::ids::{CatalogId, MarketId, SaleId, UserId};
 use etal_domain::market::{Market, MarketCommand, PaymentMode, Slot, Visibility};
 use etal_domain::sale::{Sale, SaleCommand};
-use etal_domain::actor::MarketAccess;
 use etal_domain::{Actor, Role};
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,11 @@ impl Default for PeriodRule {
 
 impl App {
     /// The market and what the caller may do on it.
-    pub async fn market_access(&self, actor: Actor, market: MarketId) -> Result<(Market, MarketAccess), AppError> {
+    pub async fn market_access(
+        &self,
+        actor: Actor,
+        market: MarketId,
+    ) -> Result<(Market, MarketAccess), AppError> {
         let (state, version) = self.load::<Market>(market).await?;
         if version == 0 {
             return Err(AppError::not_found("market", market));
@@ -54,18 +58,30 @@ impl App {
         Ok((state, access))
     }
 
-    async fn admin_access(&self, actor: Actor, market: MarketId) -> Result<(Market, MarketAccess), AppError> {
+    async fn admin_access(
+        &self,
+        actor: Actor,
+        market: MarketId,
+    ) -> Result<(Market, MarketAccess), AppError> {
         let (state, access) = self.market_access(actor, market).await?;
         if !access.administrator {
-            return Err(AppError::Forbidden(format!("you are not an administrator of market {market}")));
+            return Err(AppError::Forbidden(format!(
+                "you are not an administrator of market {market}"
+            )));
         }
         Ok((state, access))
     }
 
     /// R-SAL-1: creates a market; the caller (a market administrator) administers it.
-    pub async fn create_market(&self, ctx: &Ctx, new: NewMarket) -> Result<Done<MarketId>, AppError> {
+    pub async fn create_market(
+        &self,
+        ctx: &Ctx,
+        new: NewMarket,
+    ) -> Result<Done<MarketId>, AppError> {
         if !matches!(ctx.actor.role, Role::MarketAdmin | Role::PlatformAdmin) {
-            return Err(AppError::Forbidden("only a market administrator creates a market".into()));
+            return Err(AppError::Forbidden(
+                "only a market administrator creates a market".into(),
+            ));
         }
         let market = MarketId(ctx.new_id("market"));
         let fp = fingerprint("createMarket", &new);
@@ -90,21 +106,45 @@ impl App {
     }
 
     /// Adds an administrator or a referent (R-SAL-6) to a market.
-    pub async fn add_market_role(&self, ctx: &Ctx, market: MarketId, user: UserId, referent: bool) -> Result<Done<()>, AppError> {
+    pub async fn add_market_role(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        user: UserId,
+        referent: bool,
+    ) -> Result<Done<()>, AppError> {
         self.admin_access(ctx.actor, market).await?;
         let command = if referent {
-            MarketCommand::SetReferent { user, actor: ctx.actor }
+            MarketCommand::SetReferent {
+                user,
+                actor: ctx.actor,
+            }
         } else {
-            MarketCommand::AddAdministrator { user, actor: ctx.actor }
+            MarketCommand::AddAdministrator {
+                user,
+                actor: ctx.actor,
+            }
         };
         let out = self
-            .exec::<Market>(market, command, &ctx.step("role", &fingerprint("addMarketRole", &(market, user, referent))))
+            .exec::<Market>(
+                market,
+                command,
+                &ctx.step(
+                    "role",
+                    &fingerprint("addMarketRole", &(market, user, referent)),
+                ),
+            )
             .await?;
         Ok(Done::new((), out.last_position()))
     }
 
     /// R-CAT-4: the market's administrator links a producer's catalog to the market.
-    pub async fn link_catalog(&self, ctx: &Ctx, market: MarketId, catalog: CatalogId) -> Result<Done<()>, AppError> {
+    pub async fn link_catalog(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        catalog: CatalogId,
+    ) -> Result<Done<()>, AppError> {
         let (_, access) = self.admin_access(ctx.actor, market).await?;
         let (state, version) = self.load::<Catalog>(catalog).await?;
         let producer = match (version, state.producer()) {
@@ -114,7 +154,11 @@ impl App {
         let out = self
             .exec::<Market>(
                 market,
-                MarketCommand::LinkCatalog { catalog, producer, access },
+                MarketCommand::LinkCatalog {
+                    catalog,
+                    producer,
+                    access,
+                },
                 &ctx.step("link", &fingerprint("linkCatalog", &(market, catalog))),
             )
             .await?;
@@ -123,15 +167,27 @@ impl App {
 
     /// R-SAL-1: generates the market's sales from its slots between two dates (inclusive).
     /// A sale's id derives from its market and start, so generating twice changes nothing.
-    pub async fn generate_sales(&self, ctx: &Ctx, market: MarketId, from: NaiveDate, to: NaiveDate) -> Result<Done<Vec<SaleId>>, AppError> {
+    pub async fn generate_sales(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Done<Vec<SaleId>>, AppError> {
         if to < from || (to - from).num_days() > 366 {
-            return Err(AppError::bad_input("to", "the range must be ordered and at most a year"));
+            return Err(AppError::bad_input(
+                "to",
+                "the range must be ordered and at most a year",
+            ));
         }
         let (state, _) = self.admin_access(ctx.actor, market).await?;
         let mut written = Written::default();
         let mut sales = Vec::new();
         for occ in state.sale_dates(from, to) {
-            let sale = SaleId(derived_id(&format!("sale:{market}:{}", occ.starts_at.to_rfc3339())));
+            let sale = SaleId(derived_id(&format!(
+                "sale:{market}:{}",
+                occ.starts_at.to_rfc3339()
+            )));
             sales.push(sale);
             let (existing, version) = self.load::<Sale>(sale).await?;
             if version > 0 && existing.id().is_some() {
@@ -140,13 +196,24 @@ impl App {
             let reg = self
                 .exec::<Market>(
                     market,
-                    MarketCommand::RegisterSale { sale, date: occ.date },
-                    &Ctx::system().step(&format!("register:{sale}"), "register").with_idempotency(format!("register:{sale}"), "register"),
+                    MarketCommand::RegisterSale {
+                        sale,
+                        date: occ.date,
+                    },
+                    &Ctx::system()
+                        .step(&format!("register:{sale}"), "register")
+                        .with_idempotency(format!("register:{sale}"), "register"),
                 )
                 .await?;
             written.add(&reg);
-            let seq = reg.events.first().map(|e| e.sequence).ok_or_else(|| AppError::Internal("sale not registered".into()))?;
-            let payload = self.event_payload("market", &market.to_string(), seq).await?;
+            let seq = reg
+                .events
+                .first()
+                .map(|e| e.sequence)
+                .ok_or_else(|| AppError::Internal("sale not registered".into()))?;
+            let payload = self
+                .event_payload("market", &market.to_string(), seq)
+                .await?;
             let number = payload["SaleRegistered"]["number"]
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
@@ -164,7 +231,9 @@ impl App {
                         amap: state.amap(),
                         payment_mode: state.payment_mode().unwrap_or(PaymentMode::OnSite),
                     },
-                    &Ctx::system().plain().with_idempotency(format!("plan:{sale}"), "plan"),
+                    &Ctx::system()
+                        .plain()
+                        .with_idempotency(format!("plan:{sale}"), "plan"),
                 )
                 .await?;
             written.add(&plan);
@@ -182,9 +251,18 @@ impl App {
     /// R-SAL-2, R-SAL-3: a producer takes part in sales with a linked catalog, with the default
     /// order period of `rule`; one sale, several, or all of a market's sales (see
     /// [`App::market_sales`]).
-    pub async fn participate(&self, ctx: &Ctx, catalog: CatalogId, sales: &[SaleId], rule: PeriodRule) -> Result<Done<()>, AppError> {
+    pub async fn participate(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        sales: &[SaleId],
+        rule: PeriodRule,
+    ) -> Result<Done<()>, AppError> {
         if rule.opens_hours_before <= rule.closes_hours_before || rule.closes_hours_before < 0 {
-            return Err(AppError::bad_input("period", "orders must open before they close, and close before the sale"));
+            return Err(AppError::bad_input(
+                "period",
+                "orders must open before they close, and close before the sale",
+            ));
         }
         let (_, _, access) = self.catalog_access(ctx, catalog).await?;
         let mut written = Written::default();
@@ -207,32 +285,60 @@ impl App {
                         opens_at,
                         closes_at,
                     },
-                    &ctx.step(&format!("participate:{sale}"), &fingerprint("participate", &(catalog, sales, rule))),
+                    &ctx.step(
+                        &format!("participate:{sale}"),
+                        &fingerprint("participate", &(catalog, sales, rule)),
+                    ),
                 )
                 .await?;
             written.add(&out);
-            self.schedule_period(sale, catalog, opens_at, closes_at).await?;
+            self.schedule_period(sale, catalog, opens_at, closes_at)
+                .await?;
         }
         Ok(Done::new((), written.0))
     }
 
-    async fn schedule_period(&self, sale: SaleId, catalog: CatalogId, opens_at: DateTime<Utc>, closes_at: DateTime<Utc>) -> Result<(), AppError> {
+    async fn schedule_period(
+        &self,
+        sale: SaleId,
+        catalog: CatalogId,
+        opens_at: DateTime<Utc>,
+        closes_at: DateTime<Utc>,
+    ) -> Result<(), AppError> {
         let payload = serde_json::json!({ "sale": sale, "catalog": catalog });
-        self.schedule(kinds::OPEN_PERIOD, &format!("open:{sale}:{catalog}:{}", opens_at.timestamp()), payload.clone(), opens_at)
-            .await?;
-        self.schedule(kinds::CLOSE_PERIOD, &format!("close:{sale}:{catalog}:{}", closes_at.timestamp()), payload, closes_at)
-            .await
+        self.schedule(
+            kinds::OPEN_PERIOD,
+            &format!("open:{sale}:{catalog}:{}", opens_at.timestamp()),
+            payload.clone(),
+            opens_at,
+        )
+        .await?;
+        self.schedule(
+            kinds::CLOSE_PERIOD,
+            &format!("close:{sale}:{catalog}:{}", closes_at.timestamp()),
+            payload,
+            closes_at,
+        )
+        .await
     }
 
     /// The sales of a market between two dates (for "all the recurring sales").
-    pub async fn market_sales(&self, market: MarketId, from: NaiveDate, to: NaiveDate) -> Result<Vec<SaleId>, AppError> {
+    pub async fn market_sales(
+        &self,
+        market: MarketId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<SaleId>, AppError> {
         let (state, version) = self.load::<Market>(market).await?;
         if version == 0 {
             return Err(AppError::not_found("market", market));
         }
         let mut out = Vec::new();
         for occ in state.sale_dates(from, to) {
-            let sale = SaleId(derived_id(&format!("sale:{market}:{}", occ.starts_at.to_rfc3339())));
+            let sale = SaleId(derived_id(&format!(
+                "sale:{market}:{}",
+                occ.starts_at.to_rfc3339()
+            )));
             if self.load::<Sale>(sale).await?.1 > 0 {
                 out.push(sale);
             }
@@ -253,16 +359,30 @@ impl App {
         let out = self
             .exec::<Sale>(
                 sale,
-                SaleCommand::OverrideOrderPeriod { access, catalog, opens_at, closes_at },
-                &ctx.step("override", &fingerprint("overridePeriod", &(sale, catalog, opens_at, closes_at))),
+                SaleCommand::OverrideOrderPeriod {
+                    access,
+                    catalog,
+                    opens_at,
+                    closes_at,
+                },
+                &ctx.step(
+                    "override",
+                    &fingerprint("overridePeriod", &(sale, catalog, opens_at, closes_at)),
+                ),
             )
             .await?;
-        self.schedule_period(sale, catalog, opens_at, closes_at).await?;
+        self.schedule_period(sale, catalog, opens_at, closes_at)
+            .await?;
         Ok(Done::new((), out.last_position()))
     }
 
     /// R-SAL-4: withdraws a catalog from a sale; refused while orders have lines for it.
-    pub async fn withdraw(&self, ctx: &Ctx, sale: SaleId, catalog: CatalogId) -> Result<Done<()>, AppError> {
+    pub async fn withdraw(
+        &self,
+        ctx: &Ctx,
+        sale: SaleId,
+        catalog: CatalogId,
+    ) -> Result<Done<()>, AppError> {
         let (_, _, access) = self.catalog_access(ctx, catalog).await?;
         let out = self
             .exec::<Sale>(
@@ -282,13 +402,18 @@ impl App {
         }
         let (_, access) = self.market_access(ctx.actor, state.market()).await?;
         if !access.referent && !access.administrator {
-            return Err(AppError::Forbidden("only the market's referent or an administrator validates a sale".into()));
+            return Err(AppError::Forbidden(
+                "only the market's referent or an administrator validates a sale".into(),
+            ));
         }
         let mut written = Written::default();
         let out = self
             .exec::<Sale>(
                 sale,
-                SaleCommand::Validate { access, at: self.now() },
+                SaleCommand::Validate {
+                    access,
+                    at: self.now(),
+                },
                 &ctx.step("validate", &fingerprint("validateSale", &sale)),
             )
             .await?;
@@ -298,7 +423,11 @@ impl App {
         // The catalogs no longer need this sale's frozen prices.
         for catalog in state.participations().keys() {
             let out = self
-                .exec::<Catalog>(*catalog, CatalogCommand::ForgetSale { sale }, &Ctx::system().plain())
+                .exec::<Catalog>(
+                    *catalog,
+                    CatalogCommand::ForgetSale { sale },
+                    &Ctx::system().plain(),
+                )
                 .await?;
             written.add(&out);
         }

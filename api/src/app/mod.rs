@@ -152,7 +152,12 @@ impl Written {
 }
 
 impl App {
-    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, config: DomainConfig, payments: Arc<dyn PaymentProvider>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        clock: Arc<dyn Clock>,
+        config: DomainConfig,
+        payments: Arc<dyn PaymentProvider>,
+    ) -> Self {
         Self {
             bus: CommandBus::new(pool.clone(), clock.clone()),
             pool,
@@ -174,13 +179,21 @@ impl App {
     }
 
     /// Runs one command.
-    pub async fn exec<A>(&self, id: impl ToString, command: A::Command, cc: &CommandContext) -> Result<CommandOutcome, AppError>
+    pub async fn exec<A>(
+        &self,
+        id: impl ToString,
+        command: A::Command,
+        cc: &CommandContext,
+    ) -> Result<CommandOutcome, AppError>
     where
         A: EsAggregate<Services = ()>,
         A::Command: Clone,
         A::Error: Coded,
     {
-        Ok(self.bus.execute::<A>(&id.to_string(), command, &(), cc).await?)
+        Ok(self
+            .bus
+            .execute::<A>(&id.to_string(), command, &(), cc)
+            .await?)
     }
 
     /// The state of an aggregate and its version (0: it does not exist).
@@ -222,9 +235,11 @@ impl App {
 /// working directory, else the copy built into the binary from the same file.
 pub fn load_plans() -> Result<DomainConfig, AppError> {
     let text = match std::env::var("ETAL_PLANS") {
-        Ok(path) => std::fs::read_to_string(&path).map_err(|e| AppError::Internal(format!("{path}: {e}")))?,
+        Ok(path) => std::fs::read_to_string(&path)
+            .map_err(|e| AppError::Internal(format!("{path}: {e}")))?,
         Err(_) => std::fs::read_to_string("config/plans.json")
             .unwrap_or_else(|_| include_str!("../../../config/plans.json").to_string()),
     };
-    DomainConfig::from_json(&text).map_err(|e| AppError::Internal(format!("plans configuration: {e}")))
+    DomainConfig::from_json(&text)
+        .map_err(|e| AppError::Internal(format!("plans configuration: {e}")))
 }

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use etal_domain::account::ProducerAccount;
-use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand, AnnualSalesError};
+use etal_domain::annual::{
+    annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand, AnnualSalesError,
+};
 use etal_domain::catalog::Catalog;
 use etal_domain::ids::{CatalogId, OrderId, PaymentId, ProducerId, ProductId, SaleId};
 use etal_domain::market::PaymentMode;
@@ -51,7 +53,12 @@ struct Undo {
     attached: Vec<CatalogId>,
 }
 
-fn refusal(line: u32, name: &str, code: &'static str, message: impl std::fmt::Display) -> LineRefusal {
+fn refusal(
+    line: u32,
+    name: &str,
+    code: &'static str,
+    message: impl std::fmt::Display,
+) -> LineRefusal {
     LineRefusal {
         line,
         product: name.to_string(),
@@ -75,10 +82,15 @@ impl App {
         delivery: DeliveryRequest,
     ) -> Result<Done<PlacedOrder>, AppError> {
         if ctx.actor.role != Role::Customer {
-            return Err(AppError::Forbidden("only a customer places an order".into()));
+            return Err(AppError::Forbidden(
+                "only a customer places an order".into(),
+            ));
         }
         if lines.is_empty() {
-            return Err(AppError::bad_input("lines", "an order needs at least one line"));
+            return Err(AppError::bad_input(
+                "lines",
+                "an order needs at least one line",
+            ));
         }
         if lines.len() > 500 {
             return Err(AppError::bad_input("lines", "at most 500 lines"));
@@ -86,7 +98,10 @@ impl App {
         let mut seen = BTreeSet::new();
         for (i, l) in lines.iter().enumerate() {
             if !seen.insert(l.product) {
-                return Err(AppError::bad_input(&format!("lines[{i}].product"), "a product appears on two lines"));
+                return Err(AppError::bad_input(
+                    &format!("lines[{i}].product"),
+                    "a product appears on two lines",
+                ));
             }
         }
         let fp = fingerprint("placeOrder", &(sale_id, lines, delivery));
@@ -100,7 +115,9 @@ impl App {
                 let (order, _) = self.load::<Order>(&outcome.aggregate_id).await?;
                 return Ok(Done::new(
                     PlacedOrder {
-                        order: order.id().ok_or_else(|| AppError::Internal("recorded order missing".into()))?,
+                        order: order
+                            .id()
+                            .ok_or_else(|| AppError::Internal("recorded order missing".into()))?,
                         number: order.number().to_string(),
                         total: order.total(),
                     },
@@ -118,10 +135,12 @@ impl App {
         let delivery = match delivery {
             DeliveryRequest::PickUp => Delivery::PickUp,
             DeliveryRequest::Home { address_ref, fee } => {
-                let owner: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM addresses WHERE address_ref = $1 AND erased_at IS NULL")
-                    .bind(address_ref)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let owner: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT user_id FROM addresses WHERE address_ref = $1 AND erased_at IS NULL",
+                )
+                .bind(address_ref)
+                .fetch_optional(&self.pool)
+                .await?;
                 if owner != Some(customer.0) {
                     return Err(AppError::not_found("address", address_ref));
                 }
@@ -148,18 +167,33 @@ impl App {
                 return Err(AppError::not_found("catalog", req.catalog));
             };
             let Some(terms) = catalog.terms_for_sale(sale_id, req.product) else {
-                refusals.push(refusal(line, &req.product.to_string(), "UNKNOWN_OFFER", "not offered in this catalog"));
+                refusals.push(refusal(
+                    line,
+                    &req.product.to_string(),
+                    "UNKNOWN_OFFER",
+                    "not offered in this catalog",
+                ));
                 continue;
             };
             if let std::collections::btree_map::Entry::Vacant(e) = accounts.entry(producer) {
                 e.insert(self.load::<ProducerAccount>(producer).await?.0);
             }
             if !accounts[&producer].is_orderable(req.product) {
-                refusals.push(refusal(line, &terms.name, "PRODUCT_UNAVAILABLE", "no longer offered"));
+                refusals.push(refusal(
+                    line,
+                    &terms.name,
+                    "PRODUCT_UNAVAILABLE",
+                    "no longer offered",
+                ));
                 continue;
             }
             if !sale.period_open(req.catalog, now) {
-                refusals.push(refusal(line, &terms.name, "ORDER_PERIOD_CLOSED", "orders are not open for this catalog"));
+                refusals.push(refusal(
+                    line,
+                    &terms.name,
+                    "ORDER_PERIOD_CLOSED",
+                    "orders are not open for this catalog",
+                ));
                 continue;
             }
             let input = LineInput {
@@ -216,7 +250,9 @@ impl App {
                 .await;
             match reserved {
                 Ok(_) => undo.reserved.push(l.product),
-                Err(AppError::Rejected { code, message }) => refusals.push(refusal(l.line, &l.name, code, message)),
+                Err(AppError::Rejected { code, message }) => {
+                    refusals.push(refusal(l.line, &l.name, code, message))
+                }
                 Err(e) => {
                     self.undo(order_id, sale_id, &undo).await;
                     return Err(e);
@@ -230,10 +266,18 @@ impl App {
                 *by_producer.entry(l.producer).or_default() += l.amount_incl_vat;
             }
             let year = sales_year(sale.starts_at().unwrap_or(now));
-            let sale_date = sale.date().unwrap_or_else(|| etal_domain::calendar::paris_date(now));
+            let sale_date = sale
+                .date()
+                .unwrap_or_else(|| etal_domain::calendar::paris_date(now));
             for (producer, amount) in by_producer {
-                let plan = accounts.get(&producer).map(|a| a.plan()).unwrap_or_default();
-                let cap = self.config.plan_terms(plan, sale_date).and_then(|t| t.annual_cap_non_amap);
+                let plan = accounts
+                    .get(&producer)
+                    .map(|a| a.plan())
+                    .unwrap_or_default();
+                let cap = self
+                    .config
+                    .plan_terms(plan, sale_date)
+                    .and_then(|t| t.annual_cap_non_amap);
                 let reserved = self
                     .exec::<AnnualSales>(
                         annual_sales_id(producer, year),
@@ -266,7 +310,12 @@ impl App {
             return Err(AppError::OrderRefused { lines: refusals });
         }
         // 3. The sale numbers the order and checks the periods again, atomically (R-ORD-2/3).
-        let order_catalogs: Vec<CatalogId> = priced.iter().map(|l| l.catalog).collect::<BTreeSet<_>>().into_iter().collect();
+        let order_catalogs: Vec<CatalogId> = priced
+            .iter()
+            .map(|l| l.catalog)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let attached = self
             .exec::<Sale>(
                 sale_id,
@@ -320,31 +369,50 @@ impl App {
         // 5. Confirm the reservations: they no longer expire.
         for product in &undo.reserved {
             let out = self
-                .exec::<Stock>(*product, StockCommand::Confirm { reservation: order_id }, &ctx.plain())
+                .exec::<Stock>(
+                    *product,
+                    StockCommand::Confirm {
+                        reservation: order_id,
+                    },
+                    &ctx.plain(),
+                )
                 .await?;
             written.add(&out);
         }
         for producer in &undo.capped {
             let year = sales_year(sale.starts_at().unwrap_or(now));
             match self
-                .exec::<AnnualSales>(annual_sales_id(*producer, year), AnnualSalesCommand::Confirm { order: order_id }, &ctx.plain())
+                .exec::<AnnualSales>(
+                    annual_sales_id(*producer, year),
+                    AnnualSalesCommand::Confirm { order: order_id },
+                    &ctx.plain(),
+                )
                 .await
             {
                 Ok(out) => written.add(&out),
-                Err(AppError::Rejected { code: "ALREADY_CONFIRMED", .. }) => {}
+                Err(AppError::Rejected {
+                    code: "ALREADY_CONFIRMED",
+                    ..
+                }) => {}
                 Err(e) => return Err(e),
             }
         }
         let (order, _) = self.load::<Order>(order_id).await?;
         // 6. Online markets charge at once.
         if sale.payment_mode() == PaymentMode::Online && !order.total().is_zero() {
-            match self.payments.charge(&format!("charge:{order_id}"), order.total()).await {
+            match self
+                .payments
+                .charge(&format!("charge:{order_id}"), order.total())
+                .await
+            {
                 Ok(provider_ref) => {
                     let out = self
                         .exec::<Order>(
                             order_id,
                             OrderCommand::RecordPayment {
-                                payment: PaymentId(derived_id(&format!("payment:{order_id}:online"))),
+                                payment: PaymentId(derived_id(&format!(
+                                    "payment:{order_id}:online"
+                                ))),
                                 method: PaymentMethod::Online { provider_ref },
                                 amount: order.total(),
                                 actor: ctx.actor,
@@ -389,7 +457,11 @@ impl App {
         let ctx = Ctx::system();
         for product in &undo.reserved {
             if let Err(e) = self
-                .exec::<Stock>(*product, StockCommand::Release { reservation: order }, &ctx.plain())
+                .exec::<Stock>(
+                    *product,
+                    StockCommand::Release { reservation: order },
+                    &ctx.plain(),
+                )
                 .await
             {
                 tracing::warn!(%order, %product, error = %e, "release failed; the reservation will expire");
@@ -399,7 +471,11 @@ impl App {
         let year = sales_year(sale_state.starts_at().unwrap_or_else(|| self.now()));
         for producer in &undo.capped {
             if let Err(e) = self
-                .exec::<AnnualSales>(annual_sales_id(*producer, year), AnnualSalesCommand::Release { order }, &ctx.plain())
+                .exec::<AnnualSales>(
+                    annual_sales_id(*producer, year),
+                    AnnualSalesCommand::Release { order },
+                    &ctx.plain(),
+                )
                 .await
             {
                 tracing::warn!(%order, %producer, error = %e, "cap release failed");
@@ -422,7 +498,11 @@ impl App {
         }
     }
 
-    async fn order_line(&self, order: OrderId, line: u32) -> Result<(Order, etal_domain::order::Line), AppError> {
+    async fn order_line(
+        &self,
+        order: OrderId,
+        line: u32,
+    ) -> Result<(Order, etal_domain::order::Line), AppError> {
         let (state, version) = self.load::<Order>(order).await?;
         if version == 0 {
             return Err(AppError::not_found("order", order));
@@ -438,7 +518,13 @@ impl App {
 
     /// R-ORD-4: a producer lowers a line after a shortage. The stock reservation follows, the
     /// annual sales shrink, and an online payment gets the difference refunded.
-    pub async fn adjust_quantity(&self, ctx: &Ctx, order_id: OrderId, line: u32, quantity: i64) -> Result<Done<()>, AppError> {
+    pub async fn adjust_quantity(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        line: u32,
+        quantity: i64,
+    ) -> Result<Done<()>, AppError> {
         let (_, l) = self.order_line(order_id, line).await?;
         let (_, access) = self.producer_access(ctx.actor, l.producer).await?;
         let fp = fingerprint("adjustQuantity", &(order_id, line, quantity));
@@ -467,12 +553,19 @@ impl App {
             )
             .await?;
         written.add(&out);
-        self.after_change(ctx, order_id, l.producer, l.catalog, &mut written).await?;
+        self.after_change(ctx, order_id, l.producer, l.catalog, &mut written)
+            .await?;
         Ok(Done::new((), written.0))
     }
 
     /// R-ORD-4: a producer records the actual weight of a variable-weight line.
-    pub async fn record_weight(&self, ctx: &Ctx, order_id: OrderId, line: u32, weight_kg: Decimal) -> Result<Done<()>, AppError> {
+    pub async fn record_weight(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        line: u32,
+        weight_kg: Decimal,
+    ) -> Result<Done<()>, AppError> {
         let (_, l) = self.order_line(order_id, line).await?;
         let (_, access) = self.producer_access(ctx.actor, l.producer).await?;
         let fp = fingerprint("recordWeight", &(order_id, line, weight_kg));
@@ -490,13 +583,18 @@ impl App {
             )
             .await?;
         written.add(&out);
-        self.after_change(ctx, order_id, l.producer, l.catalog, &mut written).await?;
+        self.after_change(ctx, order_id, l.producer, l.catalog, &mut written)
+            .await?;
         Ok(Done::new((), written.0))
     }
 
     /// R-ORD-4: weighing in bulk for a whole sale: (order, line, kg) entries, each applied as
     /// [`App::record_weight`]. Returns one result per entry, in order.
-    pub async fn record_weights(&self, ctx: &Ctx, entries: &[(OrderId, u32, Decimal)]) -> Vec<Result<Done<()>, AppError>> {
+    pub async fn record_weights(
+        &self,
+        ctx: &Ctx,
+        entries: &[(OrderId, u32, Decimal)],
+    ) -> Vec<Result<Done<()>, AppError>> {
         let mut results = Vec::with_capacity(entries.len());
         for (order, line, kg) in entries {
             results.push(self.record_weight(ctx, *order, *line, *kg).await);
@@ -506,11 +604,23 @@ impl App {
 
     /// After an order changed: shrink the producer's annual sales, detach a catalog that has
     /// no more units, and refund what is owed.
-    async fn after_change(&self, ctx: &Ctx, order_id: OrderId, producer: ProducerId, catalog: CatalogId, written: &mut Written) -> Result<(), AppError> {
+    async fn after_change(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        producer: ProducerId,
+        catalog: CatalogId,
+        written: &mut Written,
+    ) -> Result<(), AppError> {
         let (order, _) = self.load::<Order>(order_id).await?;
         let (sale, _) = self.load::<Sale>(order.sale()).await?;
         let year = sales_year(sale.starts_at().unwrap_or_else(|| self.now()));
-        let amount: Money = order.lines().iter().filter(|l| l.producer == producer).map(|l| l.amount_incl_vat).sum();
+        let amount: Money = order
+            .lines()
+            .iter()
+            .filter(|l| l.producer == producer)
+            .map(|l| l.amount_incl_vat)
+            .sum();
         let annual = annual_sales_id(producer, year);
         let cmd = if amount.is_zero() {
             AnnualSalesCommand::Release { order: order_id }
@@ -523,10 +633,22 @@ impl App {
         match self.exec::<AnnualSales>(&annual, cmd, &ctx.plain()).await {
             Ok(out) => written.add(&out),
             // A weighing that raised the amount, or a reservation already gone: nothing to shrink.
-            Err(AppError::Rejected { code, .. }) if code == AnnualSalesError::NotAReduction { order: order_id, current: Money::ZERO }.code() || code == "UNKNOWN_ORDER" => {}
+            Err(AppError::Rejected { code, .. })
+                if code
+                    == AnnualSalesError::NotAReduction {
+                        order: order_id,
+                        current: Money::ZERO,
+                    }
+                    .code()
+                    || code == "UNKNOWN_ORDER" => {}
             Err(e) => return Err(e),
         }
-        let units_left: i64 = order.lines().iter().filter(|l| l.catalog == catalog).map(|l| l.quantity).sum();
+        let units_left: i64 = order
+            .lines()
+            .iter()
+            .filter(|l| l.catalog == catalog)
+            .map(|l| l.quantity)
+            .sum();
         if units_left == 0 {
             let out = self
                 .exec::<Sale>(
@@ -546,14 +668,20 @@ impl App {
     /// Refunds through the payment provider what an order owes on its online payments. The
     /// provider call and the record carry keys derived from the order's state, so a retry never
     /// refunds twice (R-ORD-4, R-FEE-4).
-    pub async fn settle_refund(&self, order_id: OrderId, written: &mut Written) -> Result<(), AppError> {
+    pub async fn settle_refund(
+        &self,
+        order_id: OrderId,
+        written: &mut Written,
+    ) -> Result<(), AppError> {
         let (order, _) = self.load::<Order>(order_id).await?;
         let mut owed = order.refund_owed();
         for (payment, record) in order.payments() {
             if owed.is_zero() {
                 break;
             }
-            let PaymentMethod::Online { provider_ref } = &record.method else { continue };
+            let PaymentMethod::Online { provider_ref } = &record.method else {
+                continue;
+            };
             let refundable = (record.amount - record.refunded).min(owed);
             if refundable.is_zero() || refundable.is_negative() {
                 continue;
@@ -591,28 +719,39 @@ impl App {
         }
         let (sale, _) = self.load::<Sale>(order.sale()).await?;
         let now = self.now();
-        let by = match ctx.actor.role {
-            Role::Customer => Canceller::Customer(ctx.actor),
-            Role::Producer => {
-                let mut found = None;
-                for producer in order.producers() {
-                    if let Ok((_, access)) = self.producer_access(ctx.actor, producer).await {
-                        found = Some(access);
-                        break;
+        let by =
+            match ctx.actor.role {
+                Role::Customer => Canceller::Customer(ctx.actor),
+                Role::Producer => {
+                    let mut found = None;
+                    for producer in order.producers() {
+                        if let Ok((_, access)) = self.producer_access(ctx.actor, producer).await {
+                            found = Some(access);
+                            break;
+                        }
                     }
+                    Canceller::Producer(found.ok_or_else(|| {
+                        AppError::Forbidden("you sell nothing in this order".into())
+                    })?)
                 }
-                Canceller::Producer(found.ok_or_else(|| AppError::Forbidden("you sell nothing in this order".into()))?)
-            }
-            Role::MarketAdmin => {
-                let (_, access) = self.market_access(ctx.actor, order.market()).await?;
-                Canceller::MarketAdministrator(access)
-            }
-            _ => return Err(AppError::Forbidden("you cannot cancel this order".into())),
-        };
+                Role::MarketAdmin => {
+                    let (_, access) = self.market_access(ctx.actor, order.market()).await?;
+                    Canceller::MarketAdministrator(access)
+                }
+                _ => return Err(AppError::Forbidden("you cannot cancel this order".into())),
+            };
         let period_open = order.catalogs().iter().all(|c| sale.period_open(*c, now));
         let mut written = Written::default();
         let out = self
-            .exec::<Order>(order_id, OrderCommand::Cancel { by, at: now, period_open }, &ctx.step("cancel", &fingerprint("cancelOrder", &order_id)))
+            .exec::<Order>(
+                order_id,
+                OrderCommand::Cancel {
+                    by,
+                    at: now,
+                    period_open,
+                },
+                &ctx.step("cancel", &fingerprint("cancelOrder", &order_id)),
+            )
             .await?;
         written.add(&out);
         let undo = Undo {
@@ -626,9 +765,18 @@ impl App {
     }
 
     /// A market administrator records a payment taken at pick-up (cash, cheque, card terminal).
-    pub async fn record_onsite_payment(&self, ctx: &Ctx, order_id: OrderId, method: PaymentMethod, amount: Money) -> Result<Done<()>, AppError> {
+    pub async fn record_onsite_payment(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        method: PaymentMethod,
+        amount: Money,
+    ) -> Result<Done<()>, AppError> {
         if method.is_online() {
-            return Err(AppError::bad_input("method", "online payments come from the payment provider"));
+            return Err(AppError::bad_input(
+                "method",
+                "online payments come from the payment provider",
+            ));
         }
         let (order, version) = self.load::<Order>(order_id).await?;
         if version == 0 {
@@ -636,7 +784,9 @@ impl App {
         }
         let (_, access) = self.market_access(ctx.actor, order.market()).await?;
         if !access.administrator {
-            return Err(AppError::Forbidden("only a market administrator records payments at pick-up".into()));
+            return Err(AppError::Forbidden(
+                "only a market administrator records payments at pick-up".into(),
+            ));
         }
         let payment = PaymentId(ctx.new_id("payment"));
         let out = self
@@ -650,7 +800,10 @@ impl App {
                     market_access: Some(access),
                     at: self.now(),
                 },
-                &ctx.step("pay", &fingerprint("recordPayment", &(order_id, &method, amount))),
+                &ctx.step(
+                    "pay",
+                    &fingerprint("recordPayment", &(order_id, &method, amount)),
+                ),
             )
             .await?;
         Ok(Done::new((), out.last_position()))

@@ -17,7 +17,12 @@ pub trait PaymentProvider: Send + Sync {
     /// Charges the customer; returns the provider's reference.
     async fn charge(&self, key: &str, amount: Money) -> Result<String, PaymentFailure>;
     /// Refunds part of a charge; returns the refund's reference.
-    async fn refund(&self, key: &str, charge_ref: &str, amount: Money) -> Result<String, PaymentFailure>;
+    async fn refund(
+        &self,
+        key: &str,
+        charge_ref: &str,
+        amount: Money,
+    ) -> Result<String, PaymentFailure>;
     /// Transfers money to a producer's bank account; returns the transfer's reference.
     async fn transfer(&self, key: &str, amount: Money) -> Result<String, PaymentFailure>;
 }
@@ -74,7 +79,12 @@ impl PaymentProvider for Simulator {
         self.outcome("charge", key, amount)
     }
 
-    async fn refund(&self, key: &str, _charge_ref: &str, amount: Money) -> Result<String, PaymentFailure> {
+    async fn refund(
+        &self,
+        key: &str,
+        _charge_ref: &str,
+        amount: Money,
+    ) -> Result<String, PaymentFailure> {
         self.outcome("refund", key, amount)
     }
 

@@ -18,10 +18,16 @@ pub struct PersonalData {
 
 fn check(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.chars().count() > max {
-        return Err(AppError::bad_input(field, format!("at most {max} characters")));
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {max} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(AppError::bad_input(field, "control characters are not allowed"));
+        return Err(AppError::bad_input(
+            field,
+            "control characters are not allowed",
+        ));
     }
     Ok(())
 }
@@ -65,10 +71,12 @@ impl App {
             return Err(AppError::bad_input("address", "must not be empty"));
         }
         check("address", address, 1000)?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE user_id = $1 AND erased_at IS NULL)")
-            .bind(user.0)
-            .fetch_one(&self.pool)
-            .await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM people WHERE user_id = $1 AND erased_at IS NULL)",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await?;
         if !exists {
             return Err(AppError::not_found("person", user));
         }
@@ -109,10 +117,11 @@ impl App {
 
     /// The name to show for a person: theirs, or "erased customer".
     pub async fn display_name(&self, user: UserId) -> Result<String, AppError> {
-        let name: Option<Option<String>> = sqlx::query_scalar("SELECT display_name FROM people WHERE user_id = $1")
-            .bind(user.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let name: Option<Option<String>> =
+            sqlx::query_scalar("SELECT display_name FROM people WHERE user_id = $1")
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(name.flatten().unwrap_or_else(|| ERASED.to_string()))
     }
 }

@@ -14,7 +14,11 @@ use super::{fingerprint, App, AppError, Ctx, Done};
 
 impl App {
     /// The account and the caller's access to it (owner or collaborator, R-ACC-2).
-    pub async fn producer_access(&self, actor: etal_domain::Actor, producer: ProducerId) -> Result<(ProducerAccount, ProducerAccess), AppError> {
+    pub async fn producer_access(
+        &self,
+        actor: etal_domain::Actor,
+        producer: ProducerId,
+    ) -> Result<(ProducerAccount, ProducerAccess), AppError> {
         let (account, version) = self.load::<ProducerAccount>(producer).await?;
         if version == 0 {
             return Err(AppError::not_found("producer", producer));
@@ -32,9 +36,16 @@ impl App {
     }
 
     /// R-ACC-1: a producer opens their own account, accepting the charter in force.
-    pub async fn open_account(&self, ctx: &Ctx, accepted_charter: &str, plan: PlanKind) -> Result<Done<ProducerId>, AppError> {
+    pub async fn open_account(
+        &self,
+        ctx: &Ctx,
+        accepted_charter: &str,
+        plan: PlanKind,
+    ) -> Result<Done<ProducerId>, AppError> {
         if ctx.actor.role != Role::Producer {
-            return Err(AppError::Forbidden("only a producer opens their own account".into()));
+            return Err(AppError::Forbidden(
+                "only a producer opens their own account".into(),
+            ));
         }
         let today = paris_date(self.now());
         let charter = self
@@ -44,7 +55,9 @@ impl App {
         let terms = self
             .config
             .plan_terms(plan, today)
-            .ok_or_else(|| AppError::bad_input("plan", format!("the {plan} plan is not offered on {today}")))?
+            .ok_or_else(|| {
+                AppError::bad_input("plan", format!("the {plan} plan is not offered on {today}"))
+            })?
             .clone();
         let producer = ProducerId(ctx.new_id("producer"));
         let fp = fingerprint("openAccount", &(accepted_charter, plan));
@@ -77,49 +90,87 @@ impl App {
     ) -> Result<Done<()>, AppError> {
         let (_, access) = self.producer_access(ctx.actor, producer).await?;
         let out = self
-            .exec::<ProducerAccount>(producer, make(access), &ctx.step(op, &fingerprint(op, args)))
+            .exec::<ProducerAccount>(
+                producer,
+                make(access),
+                &ctx.step(op, &fingerprint(op, args)),
+            )
             .await?;
         Ok(Done::new((), out.last_position()))
     }
 
     /// R-ACC-2
-    pub async fn grant_access(&self, ctx: &Ctx, producer: ProducerId, user: UserId) -> Result<Done<()>, AppError> {
-        self.account_command(ctx, producer, "grantAccess", &(producer, user), |access| AccountCommand::GrantAccess { access, user })
-            .await
+    pub async fn grant_access(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        user: UserId,
+    ) -> Result<Done<()>, AppError> {
+        self.account_command(ctx, producer, "grantAccess", &(producer, user), |access| {
+            AccountCommand::GrantAccess { access, user }
+        })
+        .await
     }
 
     /// R-ACC-2
-    pub async fn revoke_access(&self, ctx: &Ctx, producer: ProducerId, user: UserId) -> Result<Done<()>, AppError> {
-        self.account_command(ctx, producer, "revokeAccess", &(producer, user), |access| AccountCommand::RevokeAccess { access, user })
-            .await
+    pub async fn revoke_access(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        user: UserId,
+    ) -> Result<Done<()>, AppError> {
+        self.account_command(ctx, producer, "revokeAccess", &(producer, user), |access| {
+            AccountCommand::RevokeAccess { access, user }
+        })
+        .await
     }
 
     /// R-ACC-3: the terms in force today are frozen into the event.
-    pub async fn change_plan(&self, ctx: &Ctx, producer: ProducerId, plan: PlanKind) -> Result<Done<()>, AppError> {
+    pub async fn change_plan(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        plan: PlanKind,
+    ) -> Result<Done<()>, AppError> {
         let at = self.now();
         let terms = self
             .config
             .plan_terms(plan, paris_date(at))
-            .ok_or_else(|| AppError::bad_input("plan", format!("the {plan} plan is not offered now")))?
+            .ok_or_else(|| {
+                AppError::bad_input("plan", format!("the {plan} plan is not offered now"))
+            })?
             .clone();
-        self.account_command(ctx, producer, "changePlan", &(producer, plan), |access| AccountCommand::ChangePlan {
-            access,
-            plan,
-            terms,
-            at,
+        self.account_command(ctx, producer, "changePlan", &(producer, plan), |access| {
+            AccountCommand::ChangePlan {
+                access,
+                plan,
+                terms,
+                at,
+            }
         })
         .await
     }
 
     /// R-ACC-5
-    pub async fn add_product(&self, ctx: &Ctx, producer: ProducerId, details: ProductDetails) -> Result<Done<ProductId>, AppError> {
+    pub async fn add_product(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        details: ProductDetails,
+    ) -> Result<Done<ProductId>, AppError> {
         let product = ProductId(ctx.new_id("product"));
         let done = self
-            .account_command(ctx, producer, "addProduct", &(producer, &details.clone()), |access| AccountCommand::AddProduct {
-                access,
-                product,
-                details,
-            })
+            .account_command(
+                ctx,
+                producer,
+                "addProduct",
+                &(producer, &details.clone()),
+                |access| AccountCommand::AddProduct {
+                    access,
+                    product,
+                    details,
+                },
+            )
             .await?;
         Ok(Done::new(product, done.position))
     }
@@ -132,36 +183,66 @@ impl App {
         product: ProductId,
         details: ProductDetails,
     ) -> Result<Done<()>, AppError> {
-        self.account_command(ctx, producer, "updateProduct", &(product, &details.clone()), |access| AccountCommand::UpdateProduct {
-            access,
-            product,
-            details,
-        })
+        self.account_command(
+            ctx,
+            producer,
+            "updateProduct",
+            &(product, &details.clone()),
+            |access| AccountCommand::UpdateProduct {
+                access,
+                product,
+                details,
+            },
+        )
         .await
     }
 
     /// R-ACC-5: archiving takes the product out of every catalog at once (orders check it).
-    pub async fn archive_product(&self, ctx: &Ctx, producer: ProducerId, product: ProductId, archived: bool) -> Result<Done<()>, AppError> {
-        self.account_command(ctx, producer, "archiveProduct", &(product, archived), |access| {
-            if archived {
-                AccountCommand::ArchiveProduct { access, product }
-            } else {
-                AccountCommand::UnarchiveProduct { access, product }
-            }
-        })
+    pub async fn archive_product(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        product: ProductId,
+        archived: bool,
+    ) -> Result<Done<()>, AppError> {
+        self.account_command(
+            ctx,
+            producer,
+            "archiveProduct",
+            &(product, archived),
+            |access| {
+                if archived {
+                    AccountCommand::ArchiveProduct { access, product }
+                } else {
+                    AccountCommand::UnarchiveProduct { access, product }
+                }
+            },
+        )
         .await
     }
 
     /// R-ACC-6: the owner closes the account.
-    pub async fn close_account(&self, ctx: &Ctx, producer: ProducerId) -> Result<Done<()>, AppError> {
+    pub async fn close_account(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+    ) -> Result<Done<()>, AppError> {
         let at = self.now();
-        self.account_command(ctx, producer, "closeAccount", &producer, |access| AccountCommand::CloseAccount { access, at })
-            .await
+        self.account_command(ctx, producer, "closeAccount", &producer, |access| {
+            AccountCommand::CloseAccount { access, at }
+        })
+        .await
     }
 
     /// R-STK-1, R-STK-5: sets a product's real stock (None: unlimited), shared by every catalog
     /// and market; applies at once to open sales.
-    pub async fn set_stock(&self, ctx: &Ctx, producer: ProducerId, product: ProductId, real: Option<i64>) -> Result<Done<()>, AppError> {
+    pub async fn set_stock(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        product: ProductId,
+        real: Option<i64>,
+    ) -> Result<Done<()>, AppError> {
         let (account, access) = self.producer_access(ctx.actor, producer).await?;
         if account.product(product).is_none() {
             return Err(AppError::not_found("product", product));
@@ -169,7 +250,11 @@ impl App {
         let out = self
             .exec::<Stock>(
                 product,
-                StockCommand::SetStock { product, access, real },
+                StockCommand::SetStock {
+                    product,
+                    access,
+                    real,
+                },
                 &ctx.step("setStock", &fingerprint("setStock", &(product, real))),
             )
             .await?;
@@ -177,7 +262,12 @@ impl App {
     }
 
     /// R-CAT-1: one more catalog for a producer.
-    pub async fn create_catalog(&self, ctx: &Ctx, producer: ProducerId, name: &str) -> Result<Done<CatalogId>, AppError> {
+    pub async fn create_catalog(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        name: &str,
+    ) -> Result<Done<CatalogId>, AppError> {
         let (_, access) = self.producer_access(ctx.actor, producer).await?;
         let catalog = CatalogId(ctx.new_id("catalog"));
         let out = self
@@ -188,14 +278,21 @@ impl App {
                     name: name.to_string(),
                     access,
                 },
-                &ctx.step("createCatalog", &fingerprint("createCatalog", &(producer, name))),
+                &ctx.step(
+                    "createCatalog",
+                    &fingerprint("createCatalog", &(producer, name)),
+                ),
             )
             .await?;
         Ok(Done::new(catalog, out.last_position()))
     }
 
     /// The catalog, its producer's account and the caller's access to it.
-    pub async fn catalog_access(&self, ctx: &Ctx, catalog: CatalogId) -> Result<(Catalog, ProducerAccount, ProducerAccess), AppError> {
+    pub async fn catalog_access(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+    ) -> Result<(Catalog, ProducerAccount, ProducerAccess), AppError> {
         let (state, version) = self.load::<Catalog>(catalog).await?;
         let producer = match (version, state.producer()) {
             (v, Some(p)) if v > 0 => p,
@@ -222,47 +319,94 @@ impl App {
     }
 
     /// R-CAT-1: offers one of the producer's products in a catalog at a price.
-    pub async fn add_offer(&self, ctx: &Ctx, catalog: CatalogId, product: ProductId, price: Money) -> Result<Done<()>, AppError> {
-        self.catalog_command(ctx, catalog, "addOffer", &(catalog, product, price), |account, access| {
-            let p = account.product(product).ok_or_else(|| AppError::not_found("product", product))?;
-            Ok(CatalogCommand::AddOffer {
-                product: OfferProduct::from(p),
-                price_incl_vat: price,
-                access,
-            })
-        })
+    pub async fn add_offer(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        product: ProductId,
+        price: Money,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "addOffer",
+            &(catalog, product, price),
+            |account, access| {
+                let p = account
+                    .product(product)
+                    .ok_or_else(|| AppError::not_found("product", product))?;
+                Ok(CatalogCommand::AddOffer {
+                    product: OfferProduct::from(p),
+                    price_incl_vat: price,
+                    access,
+                })
+            },
+        )
         .await
     }
 
     /// R-CAT-2, R-CAT-3: a new price for one offer, from the next sale on.
-    pub async fn set_offer_price(&self, ctx: &Ctx, catalog: CatalogId, product: ProductId, price: Money) -> Result<Done<()>, AppError> {
-        self.catalog_command(ctx, catalog, "setOfferPrice", &(catalog, product, price), |_, access| {
-            Ok(CatalogCommand::SetOfferPrice {
-                product,
-                price_incl_vat: price,
-                access,
-            })
-        })
+    pub async fn set_offer_price(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        product: ProductId,
+        price: Money,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "setOfferPrice",
+            &(catalog, product, price),
+            |_, access| {
+                Ok(CatalogCommand::SetOfferPrice {
+                    product,
+                    price_incl_vat: price,
+                    access,
+                })
+            },
+        )
         .await
     }
 
     /// R-CAT-2: every offer by a percentage or an amount.
-    pub async fn modulate_prices(&self, ctx: &Ctx, catalog: CatalogId, modulation: Modulation) -> Result<Done<()>, AppError> {
-        self.catalog_command(ctx, catalog, "modulatePrices", &(catalog, modulation), |_, access| {
-            Ok(CatalogCommand::ModulatePrices { modulation, access })
-        })
+    pub async fn modulate_prices(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        modulation: Modulation,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "modulatePrices",
+            &(catalog, modulation),
+            |_, access| Ok(CatalogCommand::ModulatePrices { modulation, access }),
+        )
         .await
     }
 
     /// R-CAT-2: fees included in customer prices.
-    pub async fn set_fee_options(&self, ctx: &Ctx, catalog: CatalogId, payment_fee: bool, service_fee: bool) -> Result<Done<()>, AppError> {
-        self.catalog_command(ctx, catalog, "setFeeOptions", &(catalog, payment_fee, service_fee), |_, access| {
-            Ok(CatalogCommand::SetFeeOptions {
-                include_payment_fee: payment_fee,
-                include_service_fee: service_fee,
-                access,
-            })
-        })
+    pub async fn set_fee_options(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        payment_fee: bool,
+        service_fee: bool,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "setFeeOptions",
+            &(catalog, payment_fee, service_fee),
+            |_, access| {
+                Ok(CatalogCommand::SetFeeOptions {
+                    include_payment_fee: payment_fee,
+                    include_service_fee: service_fee,
+                    access,
+                })
+            },
+        )
         .await
     }
 }

@@ -30,8 +30,18 @@ pub mod kinds {
 /// The scheduler with every handler of the service.
 pub fn scheduler(app: &App) -> Scheduler {
     let mut s = Scheduler::new(app.pool.clone(), app.clock.clone());
-    for kind in [kinds::OPEN_PERIOD, kinds::CLOSE_PERIOD, kinds::END_DISTRIBUTION, kinds::EXPIRE_RESERVATIONS, kinds::CREDIT_SALE, kinds::PAYOUT_RUN] {
-        s = s.with_handler(Arc::new(Handler { app: app.clone(), kind }));
+    for kind in [
+        kinds::OPEN_PERIOD,
+        kinds::CLOSE_PERIOD,
+        kinds::END_DISTRIBUTION,
+        kinds::EXPIRE_RESERVATIONS,
+        kinds::CREDIT_SALE,
+        kinds::PAYOUT_RUN,
+    ] {
+        s = s.with_handler(Arc::new(Handler {
+            app: app.clone(),
+            kind,
+        }));
     }
     s
 }
@@ -63,7 +73,8 @@ struct ProductPayload {
 }
 
 fn payload<T: serde::de::DeserializeOwned>(cmd: &ScheduledCommand) -> Result<T, HandlerError> {
-    serde_json::from_value(cmd.payload.clone()).map_err(|e| HandlerError::Fail(format!("bad payload: {e}")))
+    serde_json::from_value(cmd.payload.clone())
+        .map_err(|e| HandlerError::Fail(format!("bad payload: {e}")))
 }
 
 fn handler_error(e: AppError) -> HandlerError {
@@ -98,16 +109,32 @@ impl ScheduledHandler for Handler {
                 match sale.participations().get(&p.catalog) {
                     // Withdrawn, or the period was moved: a newer schedule does the work.
                     None => return Ok(serde_json::json!("withdrawn")),
-                    Some(part) if part.opens_at != cmd.due_at => return Ok(serde_json::json!("superseded")),
+                    Some(part) if part.opens_at != cmd.due_at => {
+                        return Ok(serde_json::json!("superseded"))
+                    }
                     Some(_) => {}
                 }
                 // R-CAT-3: prices are frozen for this sale before anyone can order.
-                app.exec::<Catalog>(p.catalog, CatalogCommand::FreezePricesForSale { sale: p.sale, at: now }, &step(cmd, "freeze"))
-                    .await
-                    .map_err(handler_error)?;
-                app.exec::<Sale>(p.sale, SaleCommand::OpenOrderPeriod { catalog: p.catalog, at: now }, &step(cmd, "open"))
-                    .await
-                    .map_err(handler_error)?;
+                app.exec::<Catalog>(
+                    p.catalog,
+                    CatalogCommand::FreezePricesForSale {
+                        sale: p.sale,
+                        at: now,
+                    },
+                    &step(cmd, "freeze"),
+                )
+                .await
+                .map_err(handler_error)?;
+                app.exec::<Sale>(
+                    p.sale,
+                    SaleCommand::OpenOrderPeriod {
+                        catalog: p.catalog,
+                        at: now,
+                    },
+                    &step(cmd, "open"),
+                )
+                .await
+                .map_err(handler_error)?;
                 Ok(serde_json::json!("opened"))
             }
             kinds::CLOSE_PERIOD => {
@@ -115,11 +142,20 @@ impl ScheduledHandler for Handler {
                 let (sale, _) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
                 match sale.participations().get(&p.catalog) {
                     None => return Ok(serde_json::json!("withdrawn")),
-                    Some(part) if part.closes_at != cmd.due_at => return Ok(serde_json::json!("superseded")),
+                    Some(part) if part.closes_at != cmd.due_at => {
+                        return Ok(serde_json::json!("superseded"))
+                    }
                     Some(_) => {}
                 }
                 let out = app
-                    .exec::<Sale>(p.sale, SaleCommand::CloseOrderPeriod { catalog: p.catalog, at: now }, &step(cmd, "close"))
+                    .exec::<Sale>(
+                        p.sale,
+                        SaleCommand::CloseOrderPeriod {
+                            catalog: p.catalog,
+                            at: now,
+                        },
+                        &step(cmd, "close"),
+                    )
                     .await
                     .map_err(handler_error)?;
                 // R-SAL-5: the recap is ready; the notification outbox is the RecapReady event.
@@ -129,7 +165,13 @@ impl ScheduledHandler for Handler {
                     .iter()
                     .filter(|e| out.events.iter().any(|w| w.sequence == e.sequence))
                 {
-                    if let Ok(SaleEvent::RecapReady { catalog, producer, orders, .. }) = e.decode::<SaleEvent>() {
+                    if let Ok(SaleEvent::RecapReady {
+                        catalog,
+                        producer,
+                        orders,
+                        ..
+                    }) = e.decode::<SaleEvent>()
+                    {
                         tracing::info!(sale = %p.sale, %catalog, %producer, orders, "order recap ready: notify the producer");
                     }
                 }
@@ -139,11 +181,18 @@ impl ScheduledHandler for Handler {
                 let p: SalePayload = payload(cmd)?;
                 let (sale, version) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
                 if version == 0 {
-                    return Err(HandlerError::Fail(format!("sale {} does not exist", p.sale)));
+                    return Err(HandlerError::Fail(format!(
+                        "sale {} does not exist",
+                        p.sale
+                    )));
                 }
-                app.exec::<Sale>(p.sale, SaleCommand::EndDistribution { at: now }, &step(cmd, "end"))
-                    .await
-                    .map_err(handler_error)?;
+                app.exec::<Sale>(
+                    p.sale,
+                    SaleCommand::EndDistribution { at: now },
+                    &step(cmd, "end"),
+                )
+                .await
+                .map_err(handler_error)?;
                 // R-STK-4: the sale's ordered units are delivered, product by product.
                 let mut products = BTreeSet::new();
                 for order in sale.orders().keys() {
@@ -151,27 +200,44 @@ impl ScheduledHandler for Handler {
                     products.extend(o.lines().iter().map(|l| l.product));
                 }
                 for product in &products {
-                    app.exec::<Stock>(*product, StockCommand::Deliver { sale: p.sale, at: now }, &step(cmd, &format!("deliver:{product}")))
-                        .await
-                        .map_err(handler_error)?;
+                    app.exec::<Stock>(
+                        *product,
+                        StockCommand::Deliver {
+                            sale: p.sale,
+                            at: now,
+                        },
+                        &step(cmd, &format!("deliver:{product}")),
+                    )
+                    .await
+                    .map_err(handler_error)?;
                 }
                 Ok(serde_json::json!({ "delivered_products": products.len() }))
             }
             kinds::EXPIRE_RESERVATIONS => {
                 let p: ProductPayload = payload(cmd)?;
-                app.exec::<Stock>(p.product, StockCommand::ExpireReservations { at: now }, &step(cmd, "expire"))
-                    .await
-                    .map_err(handler_error)?;
+                app.exec::<Stock>(
+                    p.product,
+                    StockCommand::ExpireReservations { at: now },
+                    &step(cmd, "expire"),
+                )
+                .await
+                .map_err(handler_error)?;
                 Ok(serde_json::json!("expired"))
             }
             kinds::CREDIT_SALE => {
                 let p: SalePayload = payload(cmd)?;
-                let report = app.credit_sale(p.sale, &cmd.idempotency_key()).await.map_err(handler_error)?;
+                let report = app
+                    .credit_sale(p.sale, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
                 Ok(serde_json::json!(report))
             }
             kinds::PAYOUT_RUN => {
                 let p: MondayPayload = payload(cmd)?;
-                let report = app.run_payouts(p.monday, &cmd.idempotency_key()).await.map_err(handler_error)?;
+                let report = app
+                    .run_payouts(p.monday, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
                 Ok(serde_json::json!(report))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),

@@ -364,7 +364,11 @@ fn checked_details(details: ProductDetails) -> Result<ProductDetails, AccountErr
         });
     }
     let weight_ok = match (details.variable_weight, details.estimated_weight_kg) {
-        (true, Some(w)) => w > rust_decimal::Decimal::ZERO && w <= rust_decimal::Decimal::from(1000) && w.normalize().scale() <= 3,
+        (true, Some(w)) => {
+            w > rust_decimal::Decimal::ZERO
+                && w <= rust_decimal::Decimal::from(1000)
+                && w.normalize().scale() <= 3
+        }
         (true, None) => false,
         (false, w) => w.is_none(),
     };
