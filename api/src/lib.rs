@@ -2,6 +2,7 @@
 //! scheduler). `main.rs` is the CLI over this library.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod demo;

@@ -41,6 +41,32 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
     },
+    /// The auditor's tools: replay the money history, check it, export the journal (R-PAY-3).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Rebuild the ledger in memory from the events alone and print every account's balance and
+    /// the conservation of money as of a date.
+    Replay {
+        /// Business date (Europe/Paris, YYYY-MM-DD): entries dated after it are left out.
+        #[arg(long)]
+        until: chrono::NaiveDate,
+    },
+    /// Check the whole history: debits = credits, money conserved overall and per sale, every
+    /// fee line recomputed from its inputs, credits equal to what the orders received, no sale
+    /// paid twice. Exits 3 naming every difference (event position, aggregate, field).
+    Check,
+    /// Write the journal (one row per posting) as CSV.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Projections { command } => return projections(command, &pool).await,
         Command::Token { .. } => {}
+        Command::Audit { command } => return audit(command, &pool).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -208,4 +235,100 @@ async fn event_total(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
         .fetch_one(pool)
         .await?;
     Ok(n.max(0) as u64)
+}
+
+async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<ExitCode> {
+    use etal_api::audit;
+    let total = event_total(pool).await?;
+    let bar = progress_bar("replaying", total);
+    let started = std::time::Instant::now();
+    match command {
+        AuditCommand::Replay { until } => {
+            let r = audit::replay(pool, &|n| bar.inc(n)).await?;
+            bar.finish_and_clear();
+            let tb = r.ledger.trial_balance(until);
+            println!(
+                "{:<60} {:>14} {:>14} {:>14}",
+                "account", "debits", "credits", "balance"
+            );
+            for (account, (d, c)) in &tb.accounts {
+                println!(
+                    "{:<60} {:>14} {:>14} {:>14}",
+                    audit::account_name(account),
+                    d.to_string(),
+                    c.to_string(),
+                    (*d - *c).to_string()
+                );
+            }
+            let c = r.ledger.conservation(until);
+            println!(
+                "as of {until}: payments {} = refunds {} + fees {} + payouts {} + held {} ({})",
+                c.payments,
+                c.refunds,
+                c.fees,
+                c.payouts,
+                c.held,
+                if c.holds() {
+                    "conserved"
+                } else {
+                    "NOT CONSERVED"
+                }
+            );
+            println!(
+                "replayed {} events into {} entries in {:.1} s: debits {} credits {} as of {until}",
+                r.events,
+                r.ledger.entries().count(),
+                started.elapsed().as_secs_f64(),
+                tb.total_debits,
+                tb.total_credits
+            );
+        }
+        AuditCommand::Check => {
+            let report = audit::check(pool, &|n| bar.inc(n)).await?;
+            bar.finish_and_clear();
+            for d in &report.differences {
+                println!("DIFF {d}");
+            }
+            println!(
+                "checked {} events, {} entries, {} fee lines, {} sales: {} differences",
+                report.events,
+                report.entries,
+                report.fee_lines_checked,
+                report.sales.len(),
+                report.differences.len()
+            );
+            if !report.differences.is_empty() {
+                return Ok(ExitCode::from(EXIT_DIFFERENCES));
+            }
+        }
+        AuditCommand::Export { output } => {
+            let r = audit::replay(pool, &|n| bar.inc(n)).await?;
+            bar.finish_and_clear();
+            let rows = match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let rows = audit::write_journal_csv(&r.ledger, &mut w)?;
+                    std::io::Write::flush(&mut w)?;
+                    rows
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    audit::write_journal_csv(&r.ledger, &mut lock)?
+                }
+            };
+            eprintln!(
+                "exported {} entries ({rows} postings) from {} events to {}",
+                r.ledger.entries().count(),
+                r.events,
+                output
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "stdout".into())
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod annual_sales;
 pub mod dashboard;
 pub mod event_counts;
 pub mod history;
+pub mod ledger;
 pub mod order_recaps;
 pub mod rebuild;
 pub mod runtime;
@@ -68,6 +69,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(order_recaps::OrderRecaps),
         Arc::new(stock_levels::StockLevels),
         Arc::new(annual_sales::AnnualSalesProjection),
+        Arc::new(ledger::LedgerProjection),
     ]
 }
 

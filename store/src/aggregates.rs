@@ -8,6 +8,7 @@ use etal_domain::annual::AnnualSales;
 use etal_domain::catalog::Catalog;
 use etal_domain::market::Market;
 use etal_domain::order::Order;
+use etal_domain::payout::ProducerBalance;
 use etal_domain::sale::Sale;
 use etal_domain::stock::Stock;
 
@@ -25,3 +26,5 @@ impl EsAggregate for Stock {
 impl EsAggregate for AnnualSales {
     const SNAPSHOT_EVERY: i64 = 20;
 }
+/// One stream per producer; settled credits leave the state, so it stays small.
+impl EsAggregate for ProducerBalance {}

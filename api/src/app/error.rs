@@ -92,7 +92,8 @@ coded!(
     etal_domain::sale::SaleError,
     etal_domain::stock::StockError,
     etal_domain::order::OrderError,
-    etal_domain::annual::AnnualSalesError
+    etal_domain::annual::AnnualSalesError,
+    etal_domain::payout::ProducerBalanceError
 );
 
 impl<E: Coded> From<BusError<E>> for AppError {

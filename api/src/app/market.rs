@@ -418,6 +418,8 @@ impl App {
             )
             .await?;
         written.add(&out);
+        // R-SAL-6: validation releases the money (credited by a scheduled command, see money).
+        self.schedule_credit(sale).await?;
         // The catalogs no longer need this sale's frozen prices.
         for catalog in state.participations().keys() {
             let out = self

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod market;
+pub mod money;
 pub mod order;
 pub mod payments;
 pub mod people;
@@ -32,6 +33,10 @@ pub struct Settings {
     pub reservation_ttl: chrono::Duration,
     /// How long after a sale's end its units count as delivered (R-STK-4: "shortly after").
     pub delivery_delay: chrono::Duration,
+    /// The fee schedule every market uses (a name in `config/fees/`; see [`money`]).
+    pub fee_schedule: String,
+    /// Bank transfer attempts of a payout before its money goes back to the balance (R-PAY-2).
+    pub max_transfer_attempts: u32,
 }
 
 impl Default for Settings {
@@ -39,6 +44,8 @@ impl Default for Settings {
         Self {
             reservation_ttl: chrono::Duration::minutes(15),
             delivery_delay: chrono::Duration::hours(2),
+            fee_schedule: money::DEFAULT_FEE_SCHEDULE.to_string(),
+            max_transfer_attempts: 3,
         }
     }
 }
@@ -52,6 +59,8 @@ pub struct App {
     pub config: Arc<DomainConfig>,
     pub payments: Arc<dyn PaymentProvider>,
     pub settings: Settings,
+    /// Fee schedules (R-FEE-3), from `config/fees/` (see [`money::load_fee_schedules`]).
+    pub fees: Arc<etal_domain::fees::FeeSchedules>,
 }
 
 /// Who calls, and the idempotency key of the request, if any.
@@ -158,6 +167,7 @@ impl App {
             config: Arc::new(config),
             payments,
             settings: Settings::default(),
+            fees: Arc::new(money::embedded_fee_schedules()),
         }
     }
 

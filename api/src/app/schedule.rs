@@ -21,6 +21,10 @@ pub mod kinds {
     pub const CLOSE_PERIOD: &str = "close_order_period";
     pub const END_DISTRIBUTION: &str = "end_distribution";
     pub const EXPIRE_RESERVATIONS: &str = "expire_reservations";
+    /// Credit the producers of a validated sale (see `money`).
+    pub const CREDIT_SALE: &str = "credit_sale";
+    /// The Monday payout run (see `money`).
+    pub const PAYOUT_RUN: &str = "payout_run";
 }
 
 /// The scheduler with every handler of the service.
@@ -31,6 +35,8 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::CLOSE_PERIOD,
         kinds::END_DISTRIBUTION,
         kinds::EXPIRE_RESERVATIONS,
+        kinds::CREDIT_SALE,
+        kinds::PAYOUT_RUN,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -54,6 +60,11 @@ struct PeriodPayload {
 #[derive(Deserialize)]
 struct SalePayload {
     sale: SaleId,
+}
+
+#[derive(Deserialize)]
+struct MondayPayload {
+    monday: chrono::NaiveDate,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +228,22 @@ impl ScheduledHandler for Handler {
                 .await
                 .map_err(handler_error)?;
                 Ok(serde_json::json!("expired"))
+            }
+            kinds::CREDIT_SALE => {
+                let p: SalePayload = payload(cmd)?;
+                let report = app
+                    .credit_sale(p.sale, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!(report))
+            }
+            kinds::PAYOUT_RUN => {
+                let p: MondayPayload = payload(cmd)?;
+                let report = app
+                    .run_payouts(p.monday, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!(report))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
         }

@@ -38,6 +38,7 @@
 mod entries;
 mod error;
 mod fold;
+mod settlement;
 #[cfg(test)]
 mod tests;
 
@@ -47,3 +48,7 @@ pub use entries::{
 };
 pub use error::LedgerError;
 pub use fold::{Conservation, Ledger, TrialBalance};
+pub use settlement::{
+    balance_entries, order_entries, sale_credits, OrderMoney, OrderMovement, ProducerPart,
+    SaleCredit,
+};

@@ -1,0 +1,452 @@
+//! The money issue, end to end: fee schedules as configuration, crediting producers when a sale
+//! is validated, and the Monday payouts.
+//!
+//! * **Fee schedules** (R-FEE-3, R-FEE-5) are read from `config/fees/*.json` at start
+//!   ([`load_fee_schedules`]); a copy of the same files is built into the binary. Every market
+//!   uses one schedule, chosen by the setting [`super::Settings::fee_schedule`] (default
+//!   `cagette`). A per-market choice would be a market event; none is recorded yet, so the choice
+//!   is a deployment setting. Fee lines are frozen into the events, so changing the setting
+//!   never changes history.
+//! * **Crediting** (R-SAL-6, R-PAY-1, R-FEE-1..4): validating a sale schedules a `credit_sale`
+//!   command, due at once. It folds the events of every order of the sale
+//!   ([`etal_domain::ledger::OrderMoney`]), computes each producer's gross, refunds and fee lines
+//!   ([`etal_domain::ledger::sale_credits`]) and sends `CreditSale` with
+//!   `available_on(validated_at)`. Idempotent twice over: the bus records each producer's
+//!   command under the scheduled command's key, and the balance refuses a second credit of a
+//!   sale (treated as done). Markets paid on site settle outside the platform and credit
+//!   nothing (their service fee needs a receivable account: not built).
+//! * **Payouts** (R-PAY-1, R-PAY-2): crediting schedules the payout run of the Monday its money
+//!   is due (`payout_on(available_on)`, 06:00 Europe/Paris); each run schedules the next
+//!   Monday's. A run, for each producer balance: retries a transfer that failed on an earlier
+//!   run, or, after [`super::Settings::max_transfer_attempts`] attempts, returns its money to
+//!   the balance (paid with the next payout); starts a payout of everything available before
+//!   the Monday (payout id derived from producer and Monday, so a re-run never starts a second
+//!   one); sends every transfer in flight with the key `payout:<payout id>:<attempt>` (a re-run
+//!   sends the same key: the provider answers the first result, never pays twice) and records
+//!   its success or failure.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use etal_domain::calendar::{next_weekday_after, paris_date, paris_instant};
+use etal_domain::fees::{FeeSchedule, FeeSchedules};
+use etal_domain::ids::{MarketId, ProducerId, SaleId};
+use etal_domain::ledger::{sale_credits, OrderMoney};
+use etal_domain::market::PaymentMode;
+use etal_domain::order::OrderEvent;
+use etal_domain::payout::{
+    available_on, payout_on, PayoutId, PayoutStatus, ProducerBalance, ProducerBalanceCommand,
+    ProducerBalanceError,
+};
+use etal_domain::sale::{Sale, SaleEvent};
+use etal_domain::{Actor, Money};
+use etal_store::log::EventLog;
+use etal_store::CommandContext;
+use serde::Serialize;
+
+use super::schedule::kinds;
+use super::{derived_id, App, AppError};
+
+/// The schedule markets use unless configured otherwise.
+pub const DEFAULT_FEE_SCHEDULE: &str = "cagette";
+
+/// When the Monday payout run starts (Europe/Paris).
+pub const PAYOUT_RUN_TIME: NaiveTime = match NaiveTime::from_hms_opt(6, 0, 0) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
+/// The fee configuration files built into the binary (the same files as `config/fees/`).
+const EMBEDDED: [(&str, &str); 5] = [
+    (
+        "cagette.json",
+        include_str!("../../../config/fees/cagette.json"),
+    ),
+    (
+        "locavor.json",
+        include_str!("../../../config/fees/locavor.json"),
+    ),
+    ("ofn.json", include_str!("../../../config/fees/ofn.json")),
+    (
+        "ruche.json",
+        include_str!("../../../config/fees/ruche.json"),
+    ),
+    (
+        "subscription.json",
+        include_str!("../../../config/fees/subscription.json"),
+    ),
+];
+
+fn merge(files: Vec<(String, String)>) -> Result<FeeSchedules, AppError> {
+    let mut parsed = Vec::new();
+    for (name, text) in files {
+        parsed.push(
+            FeeSchedules::from_json(&text)
+                .map_err(|e| AppError::Internal(format!("fee configuration {name}: {e}")))?,
+        );
+    }
+    FeeSchedules::merge(parsed).map_err(|e| AppError::Internal(format!("fee configuration: {e}")))
+}
+
+/// The fee schedules built into the binary.
+pub fn embedded_fee_schedules() -> FeeSchedules {
+    let files = EMBEDDED
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    match merge(files) {
+        Ok(f) => f,
+        // The embedded files are checked by a test; this keeps the service up regardless.
+        Err(e) => {
+            tracing::error!(error = %e, "embedded fee configuration is invalid");
+            FeeSchedules {
+                schedules: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Loads the fee schedules: every `*.json` of `ETAL_FEES` (a folder), else of `config/fees/`
+/// in the working directory, else the copy built into the binary.
+pub fn load_fee_schedules() -> Result<FeeSchedules, AppError> {
+    let dir = std::env::var("ETAL_FEES").unwrap_or_else(|_| "config/fees".to_string());
+    let dir = Path::new(&dir);
+    if !dir.is_dir() {
+        return Ok(embedded_fee_schedules());
+    }
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| AppError::Internal(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| AppError::Internal(format!("{}: {e}", p.display())))?;
+        files.push((p.display().to_string(), text));
+    }
+    merge(files)
+}
+
+/// The payout of a producer started by the run of `monday` (stable across re-runs).
+pub fn payout_id_for(producer: ProducerId, monday: NaiveDate) -> PayoutId {
+    PayoutId(derived_id(&format!("payout:{producer}:{monday}")))
+}
+
+/// The idempotency key of a payout's bank transfer, attempt by attempt.
+pub fn transfer_key(payout: PayoutId, attempt: u32) -> String {
+    format!("payout:{payout}:{attempt}")
+}
+
+/// When the payout run of `monday` is due.
+pub fn payout_run_at(monday: NaiveDate) -> DateTime<Utc> {
+    paris_instant(monday, PAYOUT_RUN_TIME)
+}
+
+/// What crediting a sale did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CreditReport {
+    pub credited: u32,
+    pub already_credited: u32,
+    pub total_net: Money,
+    pub available_on: Option<NaiveDate>,
+    pub payout_on: Option<NaiveDate>,
+}
+
+/// What a payout run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PayoutRunReport {
+    pub producers: u32,
+    pub started: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub retried: u32,
+    pub returned: u32,
+    pub paid: Money,
+}
+
+fn system_step(key: &str, step: &str) -> CommandContext {
+    let k = format!("{key}:{step}");
+    CommandContext::new(Actor::system()).with_idempotency(k.clone(), k)
+}
+
+fn rejected_with(e: &AppError, error: ProducerBalanceError) -> bool {
+    matches!(e, AppError::Rejected { code, .. } if *code == error.code())
+}
+
+impl App {
+    /// Replaces the fee schedules (e.g. those of [`load_fee_schedules`]).
+    pub fn with_fee_schedules(mut self, fees: FeeSchedules) -> Self {
+        self.fees = std::sync::Arc::new(fees);
+        self
+    }
+
+    /// The fee schedule a market uses (the setting; see the module documentation).
+    pub fn fee_schedule(&self, _market: MarketId) -> Result<&FeeSchedule, AppError> {
+        self.fees.get(&self.settings.fee_schedule).ok_or_else(|| {
+            AppError::Internal(format!(
+                "fee schedule '{}' is not configured",
+                self.settings.fee_schedule
+            ))
+        })
+    }
+
+    /// Schedules the crediting of a validated sale (called by `validate_sale`).
+    pub(crate) async fn schedule_credit(&self, sale: SaleId) -> Result<(), AppError> {
+        self.schedule(
+            kinds::CREDIT_SALE,
+            &format!("credit:{sale}"),
+            serde_json::json!({ "sale": sale }),
+            self.now(),
+        )
+        .await
+    }
+
+    /// The money of every order placed for a sale, folded from the order events.
+    pub async fn sale_orders(&self, sale: SaleId) -> Result<Vec<OrderMoney>, AppError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = 'order' \
+             AND event_type = 'OrderPlaced' AND payload->'OrderPlaced'->>'sale' = $1 \
+             ORDER BY aggregate_id",
+        )
+        .bind(sale.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut money = OrderMoney::default();
+            for e in EventLog::stream(&self.pool, "order", &id).await? {
+                money.apply(&e.decode::<OrderEvent>()?);
+            }
+            orders.push(money);
+        }
+        Ok(orders)
+    }
+
+    /// R-SAL-6, R-PAY-1, R-FEE-1..4: credits every producer of a validated sale with their net
+    /// and schedules the payout run that pays it. `key` makes each producer's command
+    /// idempotent (a scheduled command's key).
+    pub async fn credit_sale(&self, sale: SaleId, key: &str) -> Result<CreditReport, AppError> {
+        let (state, version) = self.load::<Sale>(sale).await?;
+        if version == 0 {
+            return Err(AppError::not_found("sale", sale));
+        }
+        let validated_at = EventLog::stream(&self.pool, "sale", &sale.to_string())
+            .await?
+            .iter()
+            .rev()
+            .find_map(|e| match e.decode::<SaleEvent>() {
+                Ok(SaleEvent::SaleValidated { at, .. }) => Some(at),
+                _ => None,
+            })
+            .ok_or_else(|| AppError::Rejected {
+                code: "SALE_NOT_VALIDATED",
+                message: format!("sale {sale} is not validated"),
+            })?;
+        let mut report = CreditReport::default();
+        if state.payment_mode() != PaymentMode::Online {
+            return Ok(report);
+        }
+        let orders = self.sale_orders(sale).await?;
+        let on = paris_date(validated_at);
+        let credits =
+            sale_credits(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
+                AppError::Rejected {
+                    code: e.code(),
+                    message: e.to_string(),
+                }
+            })?;
+        let available = available_on(validated_at);
+        report.available_on = Some(available);
+        report.payout_on = Some(payout_on(available));
+        for (producer, credit) in credits {
+            let command = ProducerBalanceCommand::CreditSale {
+                sale,
+                market: state.market(),
+                gross_incl_vat: credit.gross_incl_vat,
+                refunds: credit.refunds,
+                fees: credit.fees,
+                net: credit.net,
+                available_on: available,
+                at: validated_at,
+            };
+            let cc = system_step(key, &format!("credit:{producer}"));
+            match self.exec::<ProducerBalance>(producer, command, &cc).await {
+                Ok(_) => {
+                    report.credited += 1;
+                    report.total_net += credit.net;
+                }
+                Err(e) if rejected_with(&e, ProducerBalanceError::SaleAlreadyCredited { sale }) => {
+                    report.already_credited += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.schedule_payout_run(payout_on(available)).await?;
+        Ok(report)
+    }
+
+    /// Schedules the payout run of a Monday (a no-op when it is scheduled already).
+    pub async fn schedule_payout_run(&self, monday: NaiveDate) -> Result<(), AppError> {
+        self.schedule(
+            kinds::PAYOUT_RUN,
+            &format!("payouts:{monday}"),
+            serde_json::json!({ "monday": monday }),
+            payout_run_at(monday),
+        )
+        .await
+    }
+
+    /// Producers with a balance stream.
+    async fn balance_producers(&self) -> Result<Vec<ProducerId>, AppError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'producer_balance' \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| AppError::Internal(format!("bad producer id {s}")))
+            })
+            .collect()
+    }
+
+    /// R-PAY-1, R-PAY-2: the payout run of `monday` (see the module documentation), then the
+    /// next Monday's run is scheduled.
+    pub async fn run_payouts(
+        &self,
+        monday: NaiveDate,
+        key: &str,
+    ) -> Result<PayoutRunReport, AppError> {
+        let mut report = PayoutRunReport::default();
+        for producer in self.balance_producers().await? {
+            report.producers += 1;
+            self.pay_producer(producer, monday, key, &mut report)
+                .await?;
+        }
+        self.schedule_payout_run(next_weekday_after(monday, Weekday::Mon))
+            .await?;
+        Ok(report)
+    }
+
+    async fn pay_producer(
+        &self,
+        producer: ProducerId,
+        monday: NaiveDate,
+        key: &str,
+        report: &mut PayoutRunReport,
+    ) -> Result<(), AppError> {
+        // Credits available before the Monday are paid on it (payout_on: strictly after).
+        let cutoff = monday - Duration::days(1);
+        let now = self.now();
+        let open = |b: &ProducerBalance| -> BTreeSet<PayoutId> {
+            b.credits().values().filter_map(|c| c.payout).collect()
+        };
+        // 1. Transfers that failed on an earlier run: retry, or give the money back.
+        let (balance, _) = self.load::<ProducerBalance>(producer).await?;
+        for id in open(&balance) {
+            let Some(record) = balance.payout(id) else {
+                continue;
+            };
+            if record.status != PayoutStatus::Failed || record.statement.on >= cutoff {
+                continue;
+            }
+            if record.attempts >= self.settings.max_transfer_attempts {
+                let cc = system_step(key, &format!("return:{id}"));
+                self.exec::<ProducerBalance>(
+                    producer,
+                    ProducerBalanceCommand::ReturnToBalance {
+                        payout: id,
+                        at: now,
+                    },
+                    &cc,
+                )
+                .await?;
+                report.returned += 1;
+            } else {
+                let cc = system_step(key, &format!("retry:{id}"));
+                self.exec::<ProducerBalance>(
+                    producer,
+                    ProducerBalanceCommand::RetryTransfer {
+                        payout: id,
+                        at: now,
+                    },
+                    &cc,
+                )
+                .await?;
+                report.retried += 1;
+            }
+        }
+        // 2. This Monday's payout of what is available.
+        let (balance, _) = self.load::<ProducerBalance>(producer).await?;
+        let id = payout_id_for(producer, monday);
+        if balance.payout(id).is_none() && balance.available(cutoff) > Money::ZERO {
+            let cc = system_step(key, &format!("start:{producer}"));
+            match self
+                .exec::<ProducerBalance>(
+                    producer,
+                    ProducerBalanceCommand::StartPayout {
+                        payout: id,
+                        on: cutoff,
+                        at: now,
+                    },
+                    &cc,
+                )
+                .await
+            {
+                Ok(_) => report.started += 1,
+                Err(e)
+                    if rejected_with(
+                        &e,
+                        ProducerBalanceError::PayoutAlreadyExists { payout: id },
+                    ) || rejected_with(
+                        &e,
+                        ProducerBalanceError::NothingToPay { on: cutoff },
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // 3. Every transfer in flight: send it (same key on a re-run) and record the outcome.
+        let (balance, _) = self.load::<ProducerBalance>(producer).await?;
+        for id in open(&balance) {
+            let Some(record) = balance.payout(id) else {
+                continue;
+            };
+            if record.status != PayoutStatus::InFlight {
+                continue;
+            }
+            let amount = record.statement.total;
+            let transfer = transfer_key(id, record.attempts);
+            let command = match self.payments.transfer(&transfer, amount).await {
+                Ok(provider_ref) => ProducerBalanceCommand::RecordTransferSucceeded {
+                    payout: id,
+                    provider_ref,
+                    at: now,
+                },
+                Err(failure) => ProducerBalanceCommand::RecordTransferFailed {
+                    payout: id,
+                    reason: failure.0,
+                    at: now,
+                },
+            };
+            let succeeded = matches!(
+                command,
+                ProducerBalanceCommand::RecordTransferSucceeded { .. }
+            );
+            let cc = system_step(key, &format!("outcome:{transfer}"));
+            self.exec::<ProducerBalance>(producer, command, &cc).await?;
+            if succeeded {
+                report.succeeded += 1;
+                report.paid += amount;
+            } else {
+                tracing::warn!(%producer, payout = %id, %amount, "payout transfer failed");
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+}

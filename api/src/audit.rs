@@ -1,0 +1,522 @@
+//! The auditor's tools (R-PAY-3, R-FEE-3): replay the history into the domain's in-memory
+//! [`Ledger`], check it, export the journal. Nothing here reads a projection: the events alone
+//! are the evidence, read in their global order with the same posting code as the ledger
+//! projection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use chrono::NaiveDate;
+use etal_domain::calendar::paris_date;
+use etal_domain::fees::{recompute, FeeLine};
+use etal_domain::ids::{ProducerId, SaleId};
+use etal_domain::ledger::{
+    balance_entries, order_entries, Account, Conservation, JournalEntry, Ledger, OrderMoney,
+    TrialBalance,
+};
+use etal_domain::order::OrderEvent;
+use etal_domain::payout::{PayoutId, ProducerBalanceEvent};
+use etal_domain::Money;
+use etal_projections::ledger::account_parts;
+use etal_store::log::{EventLog, Position};
+use etal_store::{StoreError, StoredEvent};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// One thing that does not add up, named by the event that shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// Global position of the event (0 when the difference is about a total).
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event {} ({} {} #{}) {}: {}",
+            self.position,
+            self.aggregate_type,
+            self.aggregate_id,
+            self.sequence,
+            self.field,
+            self.message
+        )
+    }
+}
+
+fn difference(e: &StoredEvent, field: impl Into<String>, message: impl Into<String>) -> Difference {
+    Difference {
+        position: e.position.position,
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        sequence: e.sequence,
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn total_difference(what: &str, id: impl ToString, field: &str, message: String) -> Difference {
+    Difference {
+        position: 0,
+        aggregate_type: what.to_string(),
+        aggregate_id: id.to_string(),
+        sequence: 0,
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// Where the event of a credit is, and what it said.
+#[derive(Debug, Clone)]
+struct CreditSeen {
+    event: StoredEvent,
+    gross: Money,
+    refunds: Money,
+    fees: Money,
+    net: Money,
+}
+
+/// The history folded: the ledger and what the checks need.
+#[derive(Default)]
+pub struct Replay {
+    pub ledger: Ledger,
+    pub events: u64,
+    pub fee_lines_checked: u64,
+    pub differences: Vec<Difference>,
+    orders: HashMap<String, OrderMoney>,
+    /// (sale, producer) -> (payments, refunds) attributed from the order events.
+    received: BTreeMap<(SaleId, ProducerId), (Money, Money)>,
+    credits: BTreeMap<(SaleId, ProducerId), CreditSeen>,
+    /// payout -> (producer, [(sale, net)])
+    payouts: HashMap<PayoutId, (ProducerId, Vec<(SaleId, Money)>)>,
+    /// (sale, producer) -> position of the confirmed transfer that paid it.
+    paid: BTreeMap<(SaleId, ProducerId), i64>,
+    last_date: Option<NaiveDate>,
+}
+
+fn check_fee_line(e: &StoredEvent, field: &str, line: &FeeLine, out: &mut Vec<Difference>) {
+    let again = recompute(line);
+    for (name, recorded, computed) in [
+        (
+            "amount_excl_vat",
+            line.amount_excl_vat,
+            again.amount_excl_vat,
+        ),
+        ("vat", line.vat, again.vat),
+        (
+            "amount_incl_vat",
+            line.amount_incl_vat,
+            again.amount_incl_vat,
+        ),
+    ] {
+        if recorded != computed {
+            out.push(difference(
+                e,
+                format!("{field}.{name}"),
+                format!(
+                    "fee line of rule {} v{} records {recorded} but its inputs give {computed}",
+                    line.rule_id, line.rule_version
+                ),
+            ));
+        }
+    }
+}
+
+impl Replay {
+    fn post(&mut self, e: &StoredEvent, entries: Vec<JournalEntry>) {
+        for entry in entries {
+            self.last_date = Some(self.last_date.map_or(entry.date, |d| d.max(entry.date)));
+            let id = entry.entry_id.clone();
+            if let Err(err) = self.ledger.post(entry) {
+                self.differences
+                    .push(difference(e, "entry", format!("{id}: {err}")));
+            }
+        }
+    }
+
+    /// Folds one event (in global order).
+    pub fn apply(&mut self, e: &StoredEvent) {
+        self.events += 1;
+        let Ok(sequence) = u64::try_from(e.sequence) else {
+            return;
+        };
+        match e.aggregate_type.as_str() {
+            "order" => {
+                let event: OrderEvent = match e.decode() {
+                    Ok(ev) => ev,
+                    Err(err) => {
+                        self.differences
+                            .push(difference(e, "payload", err.to_string()));
+                        return;
+                    }
+                };
+                let state = self.orders.entry(e.aggregate_id.clone()).or_default();
+                let entries = order_entries(state, &e.aggregate_id, sequence, &event);
+                if let Some(sale) = state.sale {
+                    for entry in &entries {
+                        for p in &entry.postings {
+                            if let Account::ProducerPayable(producer) = p.account {
+                                let r = self.received.entry((sale, producer)).or_default();
+                                r.0 += p.credit;
+                                r.1 += p.debit;
+                            }
+                        }
+                    }
+                }
+                self.post(e, entries);
+            }
+            "producer_balance" => {
+                let event: ProducerBalanceEvent = match e.decode() {
+                    Ok(ev) => ev,
+                    Err(err) => {
+                        self.differences
+                            .push(difference(e, "payload", err.to_string()));
+                        return;
+                    }
+                };
+                let Ok(producer) = e.aggregate_id.parse::<ProducerId>() else {
+                    self.differences
+                        .push(difference(e, "aggregate_id", "not a producer id"));
+                    return;
+                };
+                self.check_balance_event(e, producer, &event);
+                let entries = balance_entries(producer, sequence, &event);
+                self.post(e, entries);
+            }
+            _ => {}
+        }
+    }
+
+    fn check_balance_event(
+        &mut self,
+        e: &StoredEvent,
+        producer: ProducerId,
+        event: &ProducerBalanceEvent,
+    ) {
+        match event {
+            ProducerBalanceEvent::SaleCredited {
+                sale,
+                gross_incl_vat,
+                refunds,
+                fees,
+                net,
+                ..
+            } => {
+                for (i, line) in fees.iter().enumerate() {
+                    self.fee_lines_checked += 1;
+                    check_fee_line(
+                        e,
+                        &format!("SaleCredited.fees[{i}]"),
+                        line,
+                        &mut self.differences,
+                    );
+                }
+                let fees_total: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
+                let expected = *gross_incl_vat - *refunds - fees_total;
+                if *net != expected {
+                    self.differences.push(difference(
+                        e,
+                        "SaleCredited.net",
+                        format!("net {net} but gross - refunds - fees = {expected}"),
+                    ));
+                }
+                self.credits.insert(
+                    (*sale, producer),
+                    CreditSeen {
+                        event: e.clone(),
+                        gross: *gross_incl_vat,
+                        refunds: *refunds,
+                        fees: fees_total,
+                        net: *net,
+                    },
+                );
+            }
+            ProducerBalanceEvent::PayoutStarted { statement, .. } => {
+                let mut lines = Vec::new();
+                for (i, l) in statement.lines.iter().enumerate() {
+                    for (j, f) in l.fees.iter().enumerate() {
+                        self.fee_lines_checked += 1;
+                        check_fee_line(
+                            e,
+                            &format!("PayoutStarted.statement.lines[{i}].fees[{j}]"),
+                            f,
+                            &mut self.differences,
+                        );
+                    }
+                    if let Some(c) = self.credits.get(&(l.sale, producer)) {
+                        if c.net != l.net {
+                            self.differences.push(difference(
+                                e,
+                                format!("PayoutStarted.statement.lines[{i}].net"),
+                                format!(
+                                    "statement pays {} for sale {} credited {}",
+                                    l.net, l.sale, c.net
+                                ),
+                            ));
+                        }
+                    }
+                    lines.push((l.sale, l.net));
+                }
+                let sum: Money = statement.lines.iter().map(|l| l.net).sum();
+                if sum != statement.total {
+                    self.differences.push(difference(
+                        e,
+                        "PayoutStarted.statement.total",
+                        format!("total {} but its lines add up to {sum}", statement.total),
+                    ));
+                }
+                self.payouts.insert(statement.payout, (producer, lines));
+            }
+            ProducerBalanceEvent::TransferSucceeded { payout, amount, .. } => {
+                let Some((_, lines)) = self.payouts.get(payout).cloned() else {
+                    self.differences
+                        .push(difference(e, "payout", "unknown payout confirmed"));
+                    return;
+                };
+                let total: Money = lines.iter().map(|(_, m)| *m).sum();
+                if total != *amount {
+                    self.differences.push(difference(
+                        e,
+                        "TransferSucceeded.amount",
+                        format!("transferred {amount} for a statement of {total}"),
+                    ));
+                }
+                for (sale, _) in lines {
+                    if let Some(first) = self.paid.insert((sale, producer), e.position.position) {
+                        self.differences.push(difference(
+                            e,
+                            "TransferSucceeded",
+                            format!("sale {sale} was already paid to {producer} by event {first}"),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The last business date of the history.
+    pub fn last_date(&self) -> NaiveDate {
+        self.last_date.unwrap_or(NaiveDate::MIN)
+    }
+
+    /// The checks after the fold: balanced ledger, conservation overall and per sale, credits
+    /// equal to what the orders received.
+    pub fn finish_checks(&mut self) -> Vec<SaleConservation> {
+        let as_of = self.last_date();
+        let tb = self.ledger.trial_balance(as_of);
+        if !tb.is_balanced() {
+            self.differences.push(total_difference(
+                "ledger",
+                "all",
+                "trial_balance",
+                format!("debits {} != credits {}", tb.total_debits, tb.total_credits),
+            ));
+        }
+        let c = self.ledger.conservation(as_of);
+        if !c.holds() {
+            self.differences.push(total_difference(
+                "ledger",
+                "all",
+                "conservation",
+                format!(
+                    "payments {} != refunds {} + fees {} + payouts {} + held {}",
+                    c.payments, c.refunds, c.fees, c.payouts, c.held
+                ),
+            ));
+        }
+        // Credits against what the orders received.
+        for ((sale, producer), credit) in &self.credits {
+            let (payments, refunds) = self
+                .received
+                .get(&(*sale, *producer))
+                .copied()
+                .unwrap_or_default();
+            if credit.gross != payments {
+                self.differences.push(difference(
+                    &credit.event,
+                    "SaleCredited.gross_incl_vat",
+                    format!(
+                        "credited {} but the orders of sale {sale} paid {payments}",
+                        credit.gross
+                    ),
+                ));
+            }
+            if credit.refunds != refunds {
+                self.differences.push(difference(
+                    &credit.event,
+                    "SaleCredited.refunds",
+                    format!(
+                        "credited {} refunds but the orders refunded {refunds}",
+                        credit.refunds
+                    ),
+                ));
+            }
+        }
+        // Conservation per sale: payments = refunds + fees + payouts + held.
+        let mut sales: BTreeMap<SaleId, SaleConservation> = BTreeMap::new();
+        for ((sale, producer), (payments, refunds)) in &self.received {
+            let s = sales
+                .entry(*sale)
+                .or_insert_with(|| SaleConservation::new(*sale));
+            s.payments += *payments;
+            s.refunds += *refunds;
+            match self.credits.get(&(*sale, *producer)) {
+                Some(c) => {
+                    s.fees += c.fees;
+                    if self.paid.contains_key(&(*sale, *producer)) {
+                        s.payouts += c.net;
+                    } else {
+                        s.held += c.net;
+                    }
+                }
+                None => s.held += *payments - *refunds,
+            }
+        }
+        for s in sales.values() {
+            if !s.holds() {
+                self.differences.push(total_difference(
+                    "sale",
+                    s.sale,
+                    "conservation",
+                    format!(
+                        "payments {} != refunds {} + fees {} + payouts {} + held {}",
+                        s.payments, s.refunds, s.fees, s.payouts, s.held
+                    ),
+                ));
+            }
+        }
+        sales.into_values().collect()
+    }
+}
+
+/// R-PAY-3 for one sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SaleConservation {
+    pub sale: SaleId,
+    pub payments: Money,
+    pub refunds: Money,
+    pub fees: Money,
+    pub payouts: Money,
+    pub held: Money,
+}
+
+impl SaleConservation {
+    fn new(sale: SaleId) -> Self {
+        Self {
+            sale,
+            payments: Money::ZERO,
+            refunds: Money::ZERO,
+            fees: Money::ZERO,
+            payouts: Money::ZERO,
+            held: Money::ZERO,
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        self.payments == self.refunds + self.fees + self.payouts + self.held
+    }
+}
+
+/// Reads every event in global order into a [`Replay`]; `progress` gets the count of each batch.
+pub async fn replay(pool: &PgPool, progress: &(dyn Fn(u64) + Sync)) -> Result<Replay, StoreError> {
+    let mut r = Replay::default();
+    let mut after = Position::START;
+    loop {
+        let batch = EventLog::read_after(pool, after, None, 1000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for e in &batch {
+            r.apply(e);
+        }
+        progress(batch.len() as u64);
+    }
+    Ok(r)
+}
+
+/// What `etal audit check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub events: u64,
+    pub entries: usize,
+    pub fee_lines_checked: u64,
+    pub sales: Vec<SaleConservation>,
+    pub trial_balance: TrialBalance,
+    pub conservation: Conservation,
+    pub differences: Vec<Difference>,
+}
+
+/// Replays and checks everything (see [`Replay::finish_checks`]).
+pub async fn check(
+    pool: &PgPool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport, StoreError> {
+    let mut r = replay(pool, progress).await?;
+    let sales = r.finish_checks();
+    let as_of = r.last_date();
+    Ok(CheckReport {
+        events: r.events,
+        entries: r.ledger.entries().count(),
+        fee_lines_checked: r.fee_lines_checked,
+        sales,
+        trial_balance: r.ledger.trial_balance(as_of),
+        conservation: r.ledger.conservation(as_of),
+        differences: r.differences,
+    })
+}
+
+/// An account's printable name: `ProducerPayable:<producer id>`.
+pub fn account_name(account: &Account) -> String {
+    match account_parts(account) {
+        (kind, Some(party)) => format!("{kind}:{party}"),
+        (kind, None) => kind.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes the journal as CSV (one row per posting), ordered by date then entry id.
+pub fn write_journal_csv(ledger: &Ledger, out: &mut dyn Write) -> std::io::Result<usize> {
+    writeln!(
+        out,
+        "entry_id,date,available_on,description,line,account,debit,credit"
+    )?;
+    let mut entries: Vec<&JournalEntry> = ledger.entries().collect();
+    entries.sort_by(|a, b| (a.date, &a.entry_id).cmp(&(b.date, &b.entry_id)));
+    let mut rows = 0;
+    for e in entries {
+        for (i, p) in e.postings.iter().enumerate() {
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{},{}",
+                csv_field(&e.entry_id),
+                e.date,
+                e.available_on.map(|d| d.to_string()).unwrap_or_default(),
+                csv_field(&e.description),
+                i,
+                csv_field(&account_name(&p.account)),
+                p.debit,
+                p.credit
+            )?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+/// The business date of an instant (for `--until` defaults).
+pub fn today(clock: &dyn etal_domain::Clock) -> NaiveDate {
+    paris_date(clock.now())
+}

@@ -1,0 +1,514 @@
+//! From orders to money movements: who a customer payment and a refund belong to, the journal
+//! entries of order and producer balance events, and what a validated sale credits each
+//! producer (R-SAL-6, R-FEE-1..4, R-PAY-2). Pure: the API (crediting a sale), the ledger
+//! projection and the auditor's replay all run this same code over the same events.
+//!
+//! # Attribution
+//! An order is paid once for all its producers (R-ORD-1). [`OrderMoney`] folds the order's
+//! events and attributes each online payment and each refund to producers:
+//! * a payment first covers what each producer is still owed (current line amounts minus what
+//!   they already received net of refunds), in producer id order; any rest (a delivery fee) goes
+//!   to the producer with the largest amount;
+//! * a refund is first taken from producers who received more than their current amount (a
+//!   shortage, a weighing, a cancellation), in producer id order, then from what the others
+//!   hold; never more than a producer received.
+//!
+//! Payments taken on site never reach the platform: they move no money in the ledger.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::paris_date;
+use crate::fees::{recompute, FeeError, FeeLine, FeeSchedule, ProducerShare};
+use crate::ids::{MarketId, OrderId, PaymentId, ProducerId, SaleId};
+use crate::market::PaymentMode;
+use crate::money::Money;
+use crate::order::OrderEvent;
+use crate::payout::ProducerBalanceEvent;
+
+use super::entries::{entry_id, fees_charged, payment_received, payout_entries, refund_paid};
+use super::JournalEntry;
+
+/// One producer's lines in an order, now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProducerPart {
+    pub amount_incl_vat: Money,
+    pub amount_excl_vat: Money,
+    pub items: i64,
+    /// Received from online payments (attributed).
+    pub paid: Money,
+    /// Refunded to the customer (attributed).
+    pub refunded: Money,
+}
+
+impl ProducerPart {
+    /// What the producer keeps of the customer's payments.
+    pub fn kept(&self) -> Money {
+        self.paid - self.refunded
+    }
+}
+
+/// The money of one order, folded from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrderMoney {
+    pub order: Option<OrderId>,
+    pub sale: Option<SaleId>,
+    pub market: Option<MarketId>,
+    pub online_market: bool,
+    /// line number -> (producer, amount incl. VAT, amount excl. VAT, quantity)
+    lines: BTreeMap<u32, (ProducerId, Money, Money, i64)>,
+    paid: BTreeMap<ProducerId, Money>,
+    refunded: BTreeMap<ProducerId, Money>,
+    online_payments: BTreeSet<PaymentId>,
+}
+
+/// What an order event moved, attributed to producers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderMovement {
+    None,
+    /// An online payment received.
+    Payment(Vec<(ProducerId, Money)>),
+    /// An online refund sent back.
+    Refund(Vec<(ProducerId, Money)>),
+}
+
+impl OrderMoney {
+    /// Each producer's part now (producers with a line).
+    pub fn parts(&self) -> BTreeMap<ProducerId, ProducerPart> {
+        let mut parts: BTreeMap<ProducerId, ProducerPart> = BTreeMap::new();
+        for (producer, incl, excl, quantity) in self.lines.values() {
+            let p = parts.entry(*producer).or_default();
+            p.amount_incl_vat += *incl;
+            p.amount_excl_vat += *excl;
+            p.items += *quantity;
+        }
+        for (producer, paid) in &self.paid {
+            parts.entry(*producer).or_default().paid = *paid;
+        }
+        for (producer, refunded) in &self.refunded {
+            parts.entry(*producer).or_default().refunded = *refunded;
+        }
+        parts
+    }
+
+    fn largest(&self, by: impl Fn(&ProducerPart) -> Money) -> Option<ProducerId> {
+        let mut best: Option<(ProducerId, Money)> = None;
+        for (producer, part) in self.parts() {
+            let v = by(&part);
+            if best.is_none_or(|(_, b)| v > b) {
+                best = Some((producer, v));
+            }
+        }
+        best.map(|(p, _)| p)
+    }
+
+    fn attribute_payment(&self, amount: Money) -> Vec<(ProducerId, Money)> {
+        let mut left = amount;
+        let mut shares: BTreeMap<ProducerId, Money> = BTreeMap::new();
+        for (producer, part) in self.parts() {
+            let due = (part.amount_incl_vat - part.kept()).max(Money::ZERO);
+            let take = due.min(left);
+            if !take.is_zero() {
+                *shares.entry(producer).or_default() += take;
+                left -= take;
+            }
+        }
+        if !left.is_zero() {
+            if let Some(p) = self.largest(|p| p.amount_incl_vat) {
+                *shares.entry(p).or_default() += left;
+            }
+        }
+        shares.into_iter().filter(|(_, m)| !m.is_zero()).collect()
+    }
+
+    fn attribute_refund(&self, amount: Money) -> Vec<(ProducerId, Money)> {
+        let parts = self.parts();
+        let mut left = amount;
+        let mut shares: BTreeMap<ProducerId, Money> = BTreeMap::new();
+        // First from those who received more than they sell now...
+        for (producer, part) in &parts {
+            let over = (part.kept() - part.amount_incl_vat).max(Money::ZERO);
+            let take = over.min(left);
+            if !take.is_zero() {
+                *shares.entry(*producer).or_default() += take;
+                left -= take;
+            }
+        }
+        // ...then from what the others still hold.
+        for (producer, part) in &parts {
+            if left.is_zero() {
+                break;
+            }
+            let taken = shares.get(producer).copied().unwrap_or(Money::ZERO);
+            let room = (part.kept() - taken).max(Money::ZERO);
+            let take = room.min(left);
+            if !take.is_zero() {
+                *shares.entry(*producer).or_default() += take;
+                left -= take;
+            }
+        }
+        shares.into_iter().filter(|(_, m)| !m.is_zero()).collect()
+    }
+
+    /// Folds one event of the order and says what money it moved.
+    pub fn apply(&mut self, event: &OrderEvent) -> OrderMovement {
+        match event {
+            OrderEvent::OrderPlaced {
+                order,
+                sale,
+                market,
+                lines,
+                payment_mode,
+                ..
+            } => {
+                self.order = Some(*order);
+                self.sale = Some(*sale);
+                self.market = Some(*market);
+                self.online_market = *payment_mode == PaymentMode::Online;
+                for l in lines {
+                    self.lines.insert(
+                        l.line,
+                        (l.producer, l.amount_incl_vat, l.amount_excl_vat, l.quantity),
+                    );
+                }
+                OrderMovement::None
+            }
+            OrderEvent::QuantityAdjusted {
+                line,
+                new_quantity,
+                new_amount,
+                amount_excl_vat,
+                ..
+            } => {
+                if let Some(l) = self.lines.get_mut(line) {
+                    l.1 = *new_amount;
+                    l.2 = *amount_excl_vat;
+                    l.3 = *new_quantity;
+                }
+                OrderMovement::None
+            }
+            OrderEvent::WeightRecorded {
+                line,
+                new_amount,
+                amount_excl_vat,
+                ..
+            } => {
+                if let Some(l) = self.lines.get_mut(line) {
+                    l.1 = *new_amount;
+                    l.2 = *amount_excl_vat;
+                }
+                OrderMovement::None
+            }
+            OrderEvent::OrderCancelled { .. } => {
+                for l in self.lines.values_mut() {
+                    l.1 = Money::ZERO;
+                    l.2 = Money::ZERO;
+                    l.3 = 0;
+                }
+                OrderMovement::None
+            }
+            OrderEvent::PaymentRecorded {
+                payment,
+                method,
+                amount,
+                ..
+            } => {
+                if !method.is_online() {
+                    return OrderMovement::None;
+                }
+                self.online_payments.insert(*payment);
+                let shares = self.attribute_payment(*amount);
+                for (p, m) in &shares {
+                    *self.paid.entry(*p).or_default() += *m;
+                }
+                OrderMovement::Payment(shares)
+            }
+            OrderEvent::RefundRecorded {
+                payment, amount, ..
+            } => {
+                if !self.online_payments.contains(payment) {
+                    return OrderMovement::None;
+                }
+                let shares = self.attribute_refund(*amount);
+                for (p, m) in &shares {
+                    *self.refunded.entry(*p).or_default() += *m;
+                }
+                OrderMovement::Refund(shares)
+            }
+        }
+    }
+}
+
+/// The journal entries of one order event (stream "order", `sequence` = the event's sequence),
+/// folding it into `state`: a payment received (one entry, a credit per producer) or a refund
+/// paid (one entry per producer, part = the producer's id).
+pub fn order_entries(
+    state: &mut OrderMoney,
+    order: &str,
+    sequence: u64,
+    event: &OrderEvent,
+) -> Vec<JournalEntry> {
+    let at = match event {
+        OrderEvent::PaymentRecorded { at, .. } | OrderEvent::RefundRecorded { at, .. } => *at,
+        _ => {
+            state.apply(event);
+            return vec![];
+        }
+    };
+    let date = paris_date(at);
+    match state.apply(event) {
+        OrderMovement::None => vec![],
+        OrderMovement::Payment(shares) => vec![payment_received(
+            entry_id("order", order, sequence, ""),
+            date,
+            &shares,
+        )],
+        OrderMovement::Refund(shares) => shares
+            .iter()
+            .map(|(p, m)| {
+                refund_paid(
+                    entry_id("order", order, sequence, &p.to_string()),
+                    date,
+                    *p,
+                    *m,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The journal entries of one producer balance event: fees charged when a sale is credited
+/// (R-FEE-1, R-FEE-2), then the payout movements of [`payout_entries`].
+pub fn balance_entries(
+    producer: ProducerId,
+    sequence: u64,
+    event: &ProducerBalanceEvent,
+) -> Vec<JournalEntry> {
+    match event {
+        ProducerBalanceEvent::SaleCredited {
+            market,
+            fees,
+            available_on,
+            at,
+            ..
+        } => {
+            if fees.is_empty() {
+                return vec![];
+            }
+            vec![fees_charged(
+                entry_id("producer_balance", producer, sequence, ""),
+                paris_date(*at),
+                Some(*available_on),
+                producer,
+                *market,
+                fees,
+            )]
+        }
+        other => payout_entries(producer, sequence, other),
+    }
+}
+
+/// What a validated sale credits one producer (the `CreditSale` command's figures).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleCredit {
+    /// Online payments received for the producer's lines, incl. VAT.
+    pub gross_incl_vat: Money,
+    /// Refunded to customers from the producer's share.
+    pub refunds: Money,
+    pub fees: Vec<FeeLine>,
+    /// `gross - refunds - fees incl. VAT`.
+    pub net: Money,
+}
+
+/// Merges lines of the same rule version and beneficiary into one line on the summed base and
+/// fixed part, recomputed (one fee line per rule and beneficiary on the statement).
+fn merge_lines(lines: Vec<FeeLine>) -> Vec<FeeLine> {
+    let mut merged: BTreeMap<(String, u32, String), FeeLine> = BTreeMap::new();
+    for line in lines {
+        let key = (
+            line.rule_id.clone(),
+            line.rule_version,
+            format!("{:?}", line.beneficiary),
+        );
+        match merged.get_mut(&key) {
+            Some(m) => {
+                m.base_amount += line.base_amount;
+                m.fixed_part += line.fixed_part;
+            }
+            None => {
+                merged.insert(key, line);
+            }
+        }
+    }
+    merged.into_values().map(|l| recompute(&l)).collect()
+}
+
+/// The credit of every producer of a validated sale paid online (R-SAL-6, R-PAY-2): the
+/// payments each received and the refunds taken from them (see the attribution above), and the
+/// fees of `schedule` in force on `on` (the validation's Paris date) on what they keep,
+/// payment by payment, so a fixed part per payment is split across the producers of each order
+/// (R-FEE-1) and a refund gives back its share of the fee (R-FEE-4: the fee is charged on what
+/// is kept after refunds; a fully refunded order pays no fixed part). Lines of one rule and
+/// beneficiary are merged across orders. Producers with nothing paid are left out.
+///
+/// Markets paid on site settle outside the platform: nothing is credited (see docs).
+pub fn sale_credits(
+    schedule: &FeeSchedule,
+    on: NaiveDate,
+    orders: &[OrderMoney],
+) -> Result<BTreeMap<ProducerId, SaleCredit>, FeeError> {
+    let mut gross: BTreeMap<ProducerId, (Money, Money)> = BTreeMap::new();
+    let mut fees: BTreeMap<ProducerId, Vec<FeeLine>> = BTreeMap::new();
+    for order in orders {
+        let parts = order.parts();
+        let mut shares = Vec::new();
+        for (producer, part) in &parts {
+            if part.paid.is_zero() && part.refunded.is_zero() {
+                continue;
+            }
+            let g = gross.entry(*producer).or_default();
+            g.0 += part.paid;
+            g.1 += part.refunded;
+            let kept = part.kept();
+            if kept <= Money::ZERO {
+                continue;
+            }
+            // The excl. VAT part of what is kept, in the proportion of the lines now.
+            let excl = if part.amount_incl_vat.is_zero() {
+                kept
+            } else {
+                Money::round(
+                    part.amount_excl_vat.amount() * kept.amount() / part.amount_incl_vat.amount(),
+                )
+                .min(kept)
+            };
+            shares.push(ProducerShare {
+                producer: *producer,
+                amount_incl_vat: kept,
+                amount_excl_vat: excl,
+                items: u32::try_from(part.items.max(0)).unwrap_or(u32::MAX),
+                orders: 1,
+            });
+        }
+        if shares.is_empty() {
+            continue;
+        }
+        for pf in schedule.fees_for_payment(on, true, &shares)? {
+            fees.entry(pf.producer).or_default().extend(pf.lines);
+        }
+    }
+    Ok(gross
+        .into_iter()
+        .map(|(producer, (paid, refunded))| {
+            let lines = merge_lines(fees.remove(&producer).unwrap_or_default());
+            let total: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+            (
+                producer,
+                SaleCredit {
+                    gross_incl_vat: paid,
+                    refunds: refunded,
+                    net: paid - refunded - total,
+                    fees: lines,
+                },
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{Delivery, Line, PaymentMethod};
+    use crate::vat::VatRate;
+    use chrono::{TimeZone, Utc};
+
+    fn m(s: &str) -> Money {
+        s.parse().expect("money")
+    }
+
+    fn line(n: u32, producer: ProducerId, amount: &str) -> Line {
+        let vat: VatRate = "5.5".parse().expect("vat");
+        let amount = m(amount);
+        let excl = vat.excl_vat(amount);
+        Line {
+            line: n,
+            producer,
+            catalog: Default::default(),
+            product: Default::default(),
+            name: "x".into(),
+            unit: "piece".into(),
+            unit_price_incl_vat: amount,
+            vat,
+            variable_weight: false,
+            estimated_weight_kg: None,
+            packaging_multiple: None,
+            quantity: 1,
+            weight_kg: None,
+            amount_incl_vat: amount,
+            amount_excl_vat: excl,
+            vat_amount: amount - excl,
+        }
+    }
+
+    fn placed(lines: Vec<Line>) -> OrderEvent {
+        let total = lines.iter().map(|l| l.amount_incl_vat).sum();
+        OrderEvent::OrderPlaced {
+            order: OrderId::default(),
+            sale: SaleId::default(),
+            market: MarketId::default(),
+            customer: Default::default(),
+            number: "1".into(),
+            lines,
+            payment_mode: PaymentMode::Online,
+            delivery: Delivery::PickUp,
+            total,
+            at: Utc.with_ymd_and_hms(2023, 9, 1, 10, 0, 0).unwrap(),
+        }
+    }
+
+    fn paid(amount: &str) -> OrderEvent {
+        OrderEvent::PaymentRecorded {
+            payment: PaymentId::default(),
+            method: PaymentMethod::Online {
+                provider_ref: "p".into(),
+            },
+            amount: m(amount),
+            by: Default::default(),
+            at: Utc.with_ymd_and_hms(2023, 9, 1, 10, 0, 0).unwrap(),
+            paid: m(amount),
+            balance_due: Money::ZERO,
+        }
+    }
+
+    fn cagette() -> FeeSchedule {
+        crate::fees::FeeSchedules::from_json(include_str!("../../../config/fees/cagette.json"))
+            .expect("cagette")
+            .get("cagette")
+            .expect("schedule")
+            .clone()
+    }
+
+    /// R-FEE-1, R-FEE-2, R-PAY-2: one payment for two producers; each is credited its share
+    /// minus 3 % + 6 % excl. VAT (+20 % VAT) of it.
+    #[test]
+    fn r_fee_1_a_payment_is_attributed_to_its_producers_and_charged_nine_percent() {
+        let (a, b) = (ProducerId::new(), ProducerId::new());
+        let mut o = OrderMoney::default();
+        o.apply(&placed(vec![line(0, a, "100.00"), line(1, b, "50.00")]));
+        let moved = o.apply(&paid("150.00"));
+        assert!(matches!(moved, OrderMovement::Payment(ref s) if s.len() == 2));
+        let credits = sale_credits(
+            &cagette(),
+            NaiveDate::from_ymd_opt(2023, 9, 9).unwrap(),
+            &[o],
+        )
+        .expect("credits");
+        let ca = &credits[&a];
+        assert_eq!(ca.gross_incl_vat, m("100.00"));
+        // 3.00 + 6.00 excl. VAT, 10.80 incl. VAT.
+        assert_eq!(ca.net, m("89.20"));
+        assert_eq!(credits[&b].net, m("44.60"));
+    }
+}

@@ -1,0 +1,996 @@
+//! The money issue end to end (R-SAL-6, R-FEE-1..5, R-PAY-1..3): markets, producers and online
+//! orders through the application flows, a fake clock driving the scheduler, sale validation
+//! crediting producers, Monday payouts through the payment simulator (with injected failures),
+//! the ledger projection, and the auditor's CLI against the same database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use etal_api::app::market::{NewMarket, PeriodRule};
+use etal_api::app::money::{payout_id_for, transfer_key};
+use etal_api::app::order::{DeliveryRequest, LineRequest};
+use etal_api::app::{load_plans, App, Ctx, Simulator};
+use etal_domain::account::ProductDetails;
+use etal_domain::calendar::{paris_date, paris_instant};
+use etal_domain::config::PlanKind;
+use etal_domain::ids::{CatalogId, MarketId, OrderId, ProducerId, ProductId, SaleId, UserId};
+use etal_domain::market::{PaymentMode, Slot, Visibility};
+use etal_domain::payout::{ProducerBalance, ProducerBalanceEvent};
+use etal_domain::{Actor, FakeClock, Money, Role};
+use etal_projections::ledger::{
+    balances_as_of, conservation_as_of, fee_ledger, journal, FeeGrouping,
+};
+use etal_store::log::EventLog;
+use etal_tests::{run_etal, TestDb};
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).expect("date")
+}
+
+fn paris(date: NaiveDate, h: u32, mi: u32) -> DateTime<Utc> {
+    paris_instant(date, NaiveTime::from_hms_opt(h, mi, 0).expect("time"))
+}
+
+fn m(s: &str) -> Money {
+    s.parse().expect("money")
+}
+
+struct World {
+    db: TestDb,
+    clock: FakeClock,
+    app: App,
+    sim: Arc<Simulator>,
+    admin: Ctx,
+}
+
+#[derive(Clone)]
+struct Seller {
+    ctx: Ctx,
+    producer: ProducerId,
+    product: ProductId,
+    catalog: CatalogId,
+}
+
+impl World {
+    async fn new(start: DateTime<Utc>) -> World {
+        let db = TestDb::new(8).await;
+        let clock = FakeClock::at(start);
+        let sim = Arc::new(Simulator::new());
+        let app = App::new(
+            db.pool.clone(),
+            Arc::new(clock.clone()),
+            load_plans().expect("plans"),
+            sim.clone(),
+        );
+        let admin = Ctx::new(Actor::new(UserId::new(), Role::MarketAdmin));
+        World {
+            db,
+            clock,
+            app,
+            sim,
+            admin,
+        }
+    }
+
+    /// Moves the clock and runs what is due.
+    async fn at(&self, t: DateTime<Utc>) {
+        self.clock.set(t);
+        let report = self.app.scheduler().run_due().await.expect("run due");
+        assert_eq!(report.failed, 0, "a scheduled command failed at {t}");
+    }
+
+    async fn market(&self, weekday: Weekday, anchor: NaiveDate, start: (u32, u32)) -> MarketId {
+        let t = |h, mi| NaiveTime::from_hms_opt(h, mi, 0).expect("time");
+        self.app
+            .create_market(
+                &self.admin,
+                NewMarket {
+                    name: format!("Marché du {weekday}"),
+                    place: "Place de l'église".into(),
+                    slots: vec![Slot {
+                        weekday,
+                        start: t(start.0, start.1),
+                        end: t(start.0 + 3, start.1),
+                        every_weeks: 1,
+                        anchor,
+                    }],
+                    payment_mode: PaymentMode::Online,
+                    visibility: Visibility::Public,
+                    amap: false,
+                },
+            )
+            .await
+            .expect("market")
+            .value
+    }
+
+    async fn seller(&self, market: MarketId, name: &str, price: &str) -> Seller {
+        let ctx = Ctx::new(Actor::new(UserId::new(), Role::Producer));
+        let app = &self.app;
+        let producer = app
+            .open_account(&ctx, "v1", PlanKind::Discovery)
+            .await
+            .expect("account")
+            .value;
+        let product = app
+            .add_product(
+                &ctx,
+                producer,
+                ProductDetails {
+                    name: name.into(),
+                    unit: "piece".into(),
+                    price_incl_vat: m(price),
+                    vat: "5.5".parse().expect("vat"),
+                    variable_weight: false,
+                    estimated_weight_kg: None,
+                    packaging_multiple: None,
+                },
+            )
+            .await
+            .expect("product")
+            .value;
+        app.set_stock(&ctx, producer, product, None)
+            .await
+            .expect("stock");
+        let catalog = app
+            .create_catalog(&ctx, producer, &format!("{name} catalog"))
+            .await
+            .expect("catalog")
+            .value;
+        app.add_offer(&ctx, catalog, product, m(price))
+            .await
+            .expect("offer");
+        app.link_catalog(&self.admin, market, catalog)
+            .await
+            .expect("link");
+        Seller {
+            ctx,
+            producer,
+            product,
+            catalog,
+        }
+    }
+
+    async fn sale(&self, market: MarketId, date: NaiveDate, sellers: &[&Seller]) -> SaleId {
+        let sales = self
+            .app
+            .generate_sales(&self.admin, market, date, date)
+            .await
+            .expect("sales")
+            .value;
+        assert_eq!(sales.len(), 1, "one sale on {date}");
+        for s in sellers {
+            self.app
+                .participate(&s.ctx, s.catalog, &sales, PeriodRule::default())
+                .await
+                .expect("participate");
+        }
+        sales[0]
+    }
+
+    async fn order(&self, sale: SaleId, lines: &[(&Seller, i64)]) -> OrderId {
+        let customer = Ctx::new(Actor::new(UserId::new(), Role::Customer));
+        let lines: Vec<LineRequest> = lines
+            .iter()
+            .map(|(s, q)| LineRequest {
+                catalog: s.catalog,
+                product: s.product,
+                quantity: *q,
+            })
+            .collect();
+        self.app
+            .place_order(&customer, sale, &lines, DeliveryRequest::PickUp)
+            .await
+            .expect("order")
+            .value
+            .order
+    }
+
+    async fn balance(&self, producer: ProducerId) -> ProducerBalance {
+        self.app
+            .load::<ProducerBalance>(producer)
+            .await
+            .expect("balance")
+            .0
+    }
+
+    /// Each confirmed transfer of a producer: (Paris date, amount).
+    async fn transfers(&self, producer: ProducerId) -> Vec<(NaiveDate, Money)> {
+        EventLog::stream(&self.db.pool, "producer_balance", &producer.to_string())
+            .await
+            .expect("stream")
+            .iter()
+            .filter_map(|e| match e.decode::<ProducerBalanceEvent>() {
+                Ok(ProducerBalanceEvent::TransferSucceeded { amount, at, .. }) => {
+                    Some((paris_date(at), amount))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn balance_events(&self, producer: ProducerId, kind: &str) -> usize {
+        EventLog::stream(&self.db.pool, "producer_balance", &producer.to_string())
+            .await
+            .expect("stream")
+            .iter()
+            .filter(|e| e.event_type == kind)
+            .count()
+    }
+
+    async fn catch_up_ledger(&self) {
+        let ledger = etal_projections::by_name("ledger").expect("ledger projection");
+        etal_projections::catch_up(&self.db.pool, ledger.as_ref(), None, None, &|_| {})
+            .await
+            .expect("catch up");
+    }
+}
+
+/// The guide's two examples (R-PAY-1) with net payouts (R-PAY-2, R-FEE-1, R-FEE-2, R-FEE-4):
+/// a Wednesday sale validated on Wednesday 6 Sept 2023 is paid on Monday 11, a Saturday sale
+/// validated on Saturday 9 is paid on Monday 18; each producer receives their sales incl. VAT
+/// minus refunds minus 3 % + 6 % (excl. VAT, plus 20 % VAT) of what they keep.
+#[tokio::test]
+async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let saturday = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let wednesday = w.market(Weekday::Wed, d(2023, 8, 30), (16, 0)).await;
+    let a = w.seller(saturday, "Tomates", "12.50").await;
+    let b = w.seller(saturday, "Oeufs", "4.20").await;
+    let c = w.seller(wednesday, "Fromage", "7.00").await;
+    let sat_sale = w.sale(saturday, d(2023, 9, 9), &[&a, &b]).await;
+    let wed_sale = w.sale(wednesday, d(2023, 9, 6), &[&c]).await;
+
+    // Order periods open (a week before each sale).
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let o1 = w.order(sat_sale, &[(&a, 4), (&b, 3)]).await; // 50.00 + 12.60, one payment
+    w.order(sat_sale, &[(&a, 2)]).await; // 25.00
+    w.order(wed_sale, &[(&c, 5)]).await; // 35.00
+
+    // Wednesday: the period closed, the distribution ended; the referent validates at 21:30.
+    w.at(paris(d(2023, 9, 6), 21, 30)).await;
+    w.app
+        .validate_sale(&w.admin, wed_sale)
+        .await
+        .expect("validate wed");
+    w.at(paris(d(2023, 9, 6), 21, 31)).await;
+
+    // Friday: the Saturday period is closed; a shortage of one tomato is refunded (R-ORD-4).
+    w.at(paris(d(2023, 9, 8), 10, 0)).await;
+    w.app
+        .adjust_quantity(&a.ctx, o1, 0, 3)
+        .await
+        .expect("shortage");
+
+    // Saturday 9: distribution ends at 12:00 (+2 h); validated at 14:30.
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app
+        .validate_sale(&w.admin, sat_sale)
+        .await
+        .expect("validate sat");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+
+    // R-SAL-6: credited once; a retry of the crediting credits nothing twice.
+    let again = w
+        .app
+        .credit_sale(sat_sale, "retry")
+        .await
+        .expect("credit again");
+    assert_eq!((again.credited, again.already_credited), (0, 2));
+    let credit_a = w.balance(a.producer).await;
+    let credit = &credit_a.credits()[&sat_sale];
+    assert_eq!(credit.gross_incl_vat, m("75.00"));
+    assert_eq!(credit.refunds, m("12.50"));
+    assert_eq!(credit.available_on, d(2023, 9, 12));
+    // R-FEE-1, R-FEE-2: one line per rule, on what the producer keeps (62.50), VAT 20 %.
+    let rules: Vec<(&str, Money, Money)> = credit
+        .fees
+        .iter()
+        .map(|l| (l.rule_id.as_str(), l.base_amount, l.amount_incl_vat))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("cagette.online_payment", m("62.50"), m("2.26")),
+            ("cagette.service_fee", m("62.50"), m("4.50")),
+        ]
+    );
+
+    // Monday 11: only the Wednesday sale is due.
+    w.at(paris(d(2023, 9, 11), 6, 0)).await;
+    assert_eq!(
+        w.transfers(c.producer).await,
+        vec![(d(2023, 9, 11), m("31.22"))]
+    );
+    assert!(w.transfers(a.producer).await.is_empty());
+    // Monday 18: the Saturday sale.
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![(d(2023, 9, 18), m("55.74"))]
+    );
+    assert_eq!(
+        w.transfers(b.producer).await,
+        vec![(d(2023, 9, 18), m("11.23"))]
+    );
+    // A later Monday pays nothing twice.
+    w.at(paris(d(2023, 9, 25), 6, 0)).await;
+    assert_eq!(w.transfers(a.producer).await.len(), 1);
+    for s in [&a, &b, &c] {
+        let bal = w.balance(s.producer).await;
+        assert_eq!(bal.paid_total(), bal.credited_total());
+        assert_eq!(bal.balance_held(), Money::ZERO);
+    }
+
+    // The payout statement lists the sale and its fee lines (R-PAY-2).
+    let bal_a = w.balance(a.producer).await;
+    let statement = bal_a
+        .statement(payout_id_for(a.producer, d(2023, 9, 18)))
+        .expect("statement");
+    assert_eq!(statement.lines.len(), 1);
+    assert_eq!(statement.lines[0].sale, sat_sale);
+    assert_eq!(statement.lines[0].fees.len(), 2);
+    assert_eq!(statement.total, m("55.74"));
+
+    // The ledger projection (R-PAY-3): balanced, conserved, payouts and fees where expected.
+    w.catch_up_ledger().await;
+    let today = d(2023, 9, 30);
+    let c_now = conservation_as_of(&w.db.pool, today)
+        .await
+        .expect("conservation");
+    assert!(c_now.holds(), "{c_now:?}");
+    assert_eq!(c_now.payments, m("122.60")); // 62.60 + 25.00 + 35.00
+    assert_eq!(c_now.refunds, m("12.50"));
+    assert_eq!(c_now.payouts, m("98.19")); // 31.22 + 55.74 + 11.23
+    assert_eq!(c_now.held, Money::ZERO);
+    // As of Sunday 10 Sept the Wednesday money is held, not paid yet.
+    let before = conservation_as_of(&w.db.pool, d(2023, 9, 10))
+        .await
+        .expect("as of");
+    assert!(before.holds());
+    assert_eq!(before.payouts, Money::ZERO);
+    let balances = balances_as_of(&w.db.pool, today).await.expect("balances");
+    let debits: Money = balances.iter().map(|b| b.debits).sum();
+    let credits: Money = balances.iter().map(|b| b.credits).sum();
+    assert_eq!(debits, credits);
+    let per_producer = fee_ledger(&w.db.pool, FeeGrouping::Producer, d(2023, 9, 1), today)
+        .await
+        .expect("fee ledger");
+    let fees_a: Money = per_producer
+        .iter()
+        .filter(|f| f.key == a.producer.to_string())
+        .map(|f| f.amount_incl_vat)
+        .sum();
+    assert_eq!(fees_a, m("6.76"));
+    let per_sale = fee_ledger(&w.db.pool, FeeGrouping::Sale, d(2023, 9, 1), today)
+        .await
+        .expect("fee ledger per sale");
+    assert_eq!(per_sale.len(), 2);
+    let per_month = fee_ledger(&w.db.pool, FeeGrouping::Month, d(2023, 9, 1), today)
+        .await
+        .expect("fee ledger per month");
+    assert_eq!(per_month[0].key, "2023-09");
+    let per_market = fee_ledger(&w.db.pool, FeeGrouping::Market, d(2023, 9, 1), today)
+        .await
+        .expect("fee ledger per market");
+    assert_eq!(per_market.len(), 2);
+    // The journal, page by page.
+    let page1 = journal(&w.db.pool, None, 3).await.expect("journal");
+    let last = page1.last().expect("entries");
+    let page2 = journal(
+        &w.db.pool,
+        Some((last.entry_date, last.entry_id.clone())),
+        3,
+    )
+    .await
+    .expect("journal page 2");
+    assert!(page2
+        .iter()
+        .all(|l| (l.entry_date, &l.entry_id) > (last.entry_date, &last.entry_id)));
+
+    // The projection rebuilds identically; the auditor finds nothing to say.
+    let (code, out, err) = run_etal(&w.db.url, &["projections", "verify", "--all"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 differences"), "{out}");
+}
+
+/// R-PAY-2: a transfer that keeps failing is retried on the following Mondays, then its money
+/// goes back to the balance and is paid by the next payout: never lost, never paid twice.
+#[tokio::test]
+async fn r_pay_2_a_failing_transfer_is_retried_then_returned_never_lost_nor_paid_twice() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Miel", "9.00").await;
+    let sale = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    w.order(sale, &[(&a, 10)]).await; // 90.00
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+    let net = w.balance(a.producer).await.credited_total();
+    // 90.00 - 3 % (2.70 + 0.54) - 6 % (5.40 + 1.08)
+    assert_eq!(net, m("80.28"));
+
+    // Every attempt of the payout of Monday 18 fails at the bank.
+    let first = payout_id_for(a.producer, d(2023, 9, 18));
+    w.sim.fail_keys_starting_with(&format!("payout:{first}"));
+    w.at(paris(d(2023, 9, 18), 6, 0)).await; // attempt 1 fails
+    w.at(paris(d(2023, 9, 25), 6, 0)).await; // attempt 2 fails
+    w.at(paris(d(2023, 10, 2), 6, 0)).await; // attempt 3 fails
+    assert_eq!(w.balance_events(a.producer, "TransferFailed").await, 3);
+    assert_eq!(w.balance_events(a.producer, "TransferRetried").await, 2);
+    let bal = w.balance(a.producer).await;
+    assert_eq!(bal.in_flight(), net, "the money waits in flight, not lost");
+    assert_eq!(bal.paid_total(), Money::ZERO);
+    assert_eq!(transfer_key(first, 3), format!("payout:{first}:3"));
+
+    // Monday 9 Oct: returned to the balance, then paid by a new payout.
+    w.at(paris(d(2023, 10, 9), 6, 0)).await;
+    assert_eq!(
+        w.balance_events(a.producer, "PayoutReturnedToBalance")
+            .await,
+        1
+    );
+    assert_eq!(w.transfers(a.producer).await, vec![(d(2023, 10, 9), net)]);
+    // Running the same Monday again, and the next one, pays nothing more.
+    w.app
+        .run_payouts(d(2023, 10, 9), "rerun")
+        .await
+        .expect("rerun");
+    w.at(paris(d(2023, 10, 16), 6, 0)).await;
+    assert_eq!(w.transfers(a.producer).await.len(), 1);
+    let bal = w.balance(a.producer).await;
+    assert_eq!(bal.paid_total(), net);
+    assert_eq!(
+        (bal.in_flight(), bal.balance_held()),
+        (Money::ZERO, Money::ZERO)
+    );
+
+    // A single transient failure (fail_next) is retried the next Monday.
+    let b = w.seller(market, "Pain", "3.00").await;
+    let sale2 = w.sale(market, d(2023, 10, 21), &[&b]).await;
+    w.at(paris(d(2023, 10, 14), 10, 0)).await;
+    w.order(sale2, &[(&b, 5)]).await;
+    w.at(paris(d(2023, 10, 21), 14, 30)).await;
+    w.app
+        .validate_sale(&w.admin, sale2)
+        .await
+        .expect("validate 2");
+    w.at(paris(d(2023, 10, 21), 14, 31)).await;
+    w.sim.fail_next(1);
+    w.at(paris(d(2023, 10, 30), 6, 0)).await;
+    assert!(w.transfers(b.producer).await.is_empty());
+    w.at(paris(d(2023, 11, 6), 6, 0)).await;
+    let paid_b = w.balance(b.producer).await.credited_total();
+    assert_eq!(
+        w.transfers(b.producer).await,
+        vec![(d(2023, 11, 6), paid_b)]
+    );
+
+    w.catch_up_ledger().await;
+    let c = conservation_as_of(&w.db.pool, d(2023, 12, 31))
+        .await
+        .expect("conservation");
+    assert!(c.holds(), "{c:?}");
+    assert_eq!(c.payouts, net + paid_b);
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// R-FEE-3, R-PAY-3: the auditor replays, exports and checks the history from the events
+/// alone; one altered fee amount in a stored payload is named by event, aggregate and field.
+#[tokio::test]
+async fn r_fee_3_the_audit_names_a_tampered_fee_line_by_event_and_field() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Pommes", "2.35").await;
+    let b = w.seller(market, "Poires", "3.10").await;
+    let sale = w.sale(market, d(2023, 9, 9), &[&a, &b]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    w.order(sale, &[(&a, 7), (&b, 3)]).await;
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "replay", "--until", "2023-09-30"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(conserved)"), "{out}");
+    let (code, out, _) = run_etal(&w.db.url, &["audit", "replay", "--until", "2023-09-10"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("payouts 0.00"), "{out}");
+    let csv = std::env::temp_dir().join(format!("etal-journal-{}.csv", w.db.name));
+    let (code, _, err) = run_etal(
+        &w.db.url,
+        &["audit", "export", "--output", csv.to_str().expect("path")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let _ = std::fs::remove_file(&csv);
+    assert!(text.starts_with("entry_id,date,available_on,description,line,account,debit,credit"));
+    assert!(text.contains("CustomerPayments"));
+    assert!(text.contains("PayoutsSent"));
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Someone edits a stored fee amount.
+    let position: i64 = sqlx::query_scalar(
+        "UPDATE events SET payload = jsonb_set(payload, '{SaleCredited,fees,0,amount_excl_vat}', '\"9.99\"') \
+         WHERE aggregate_type = 'producer_balance' AND aggregate_id = $1 AND event_type = 'SaleCredited' \
+         RETURNING global_position",
+    )
+    .bind(a.producer.to_string())
+    .fetch_one(&w.db.pool)
+    .await
+    .expect("tamper");
+    let (code, out, _) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 3, "{out}");
+    let named = format!(
+        "event {position} (producer_balance {} #1) SaleCredited.fees[0].amount_excl_vat",
+        a.producer
+    );
+    assert!(out.contains(&named), "expected `{named}` in:\n{out}");
+    assert!(!out.contains("0 differences"), "{out}");
+}
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One random history: producers, orders, shortages, validations and bank failures.
+    #[derive(Debug, Clone)]
+    struct Plan {
+        prices: Vec<u32>,
+        /// Per sale (two Saturdays): orders as (producer index, quantity) lines.
+        orders: Vec<Vec<Vec<(usize, i64)>>>,
+        /// (sale, order, line, new quantity) shortages after the close.
+        shortages: Vec<(usize, usize, usize, i64)>,
+        validate: Vec<bool>,
+        /// (sale, order) cancelled by the market after the close (everything refunded).
+        cancellations: Vec<(usize, usize)>,
+        /// Transfers failing at each of the Monday runs.
+        failures: Vec<u32>,
+    }
+
+    fn plan() -> impl Strategy<Value = Plan> {
+        (1usize..=3)
+            .prop_flat_map(|n| {
+                let line = (0..n, 1i64..=4);
+                let order = proptest::collection::vec(line, 1..=3);
+                (
+                    proptest::collection::vec(150u32..1000, n),
+                    proptest::collection::vec(proptest::collection::vec(order, 1..=3), 2),
+                    proptest::collection::vec((0usize..2, 0usize..3, 0usize..3, 0i64..4), 0..4),
+                    proptest::collection::vec(any::<bool>(), 2),
+                    proptest::collection::vec((0usize..2, 0usize..3), 0..2),
+                    proptest::collection::vec(0u32..3, 6),
+                )
+            })
+            .prop_map(
+                |(prices, orders, shortages, validate, cancellations, failures)| Plan {
+                    prices,
+                    orders,
+                    shortages,
+                    validate,
+                    cancellations,
+                    failures,
+                },
+            )
+    }
+
+    async fn run(plan: Plan) {
+        let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+        let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+        let mut sellers = Vec::new();
+        for (i, cents) in plan.prices.iter().enumerate() {
+            let price = Money::from_cents(i64::from(*cents)).to_string();
+            sellers.push(w.seller(market, &format!("Produit {i}"), &price).await);
+        }
+        let refs: Vec<&Seller> = sellers.iter().collect();
+        let dates = [d(2023, 9, 9), d(2023, 9, 16)];
+        let mut sales = Vec::new();
+        for date in dates {
+            sales.push(w.sale(market, date, &refs).await);
+        }
+        // Sale by sale: orders (the period opened a week before), shortages after the close,
+        // validation after the distribution.
+        let mut all_orders: Vec<(SaleId, OrderId)> = Vec::new();
+        for (s, date) in dates.iter().enumerate() {
+            w.at(paris(*date - Duration::days(6), 10, 0)).await;
+            let mut placed: Vec<(OrderId, usize)> = Vec::new();
+            for lines in &plan.orders[s] {
+                let mut merged: BTreeMap<usize, i64> = BTreeMap::new();
+                for (p, q) in lines {
+                    *merged.entry(*p).or_default() += q;
+                }
+                let req: Vec<(&Seller, i64)> =
+                    merged.iter().map(|(p, q)| (&sellers[*p], *q)).collect();
+                let order = w.order(sales[s], &req).await;
+                placed.push((order, merged.len()));
+                all_orders.push((sales[s], order));
+            }
+            w.at(paris(*date - Duration::days(1), 10, 0)).await;
+            for (ss, o, l, q) in &plan.shortages {
+                if *ss != s {
+                    continue;
+                }
+                let (order, lines) = placed[*o % placed.len()];
+                let line = (*l % lines) as u32;
+                let (state, _) = w
+                    .app
+                    .load::<etal_domain::order::Order>(order)
+                    .await
+                    .expect("order");
+                let current = state.lines()[line as usize].quantity;
+                let producer = state.lines()[line as usize].producer;
+                let seller = sellers
+                    .iter()
+                    .find(|x| x.producer == producer)
+                    .expect("seller");
+                if *q < current {
+                    w.app
+                        .adjust_quantity(&seller.ctx, order, line, *q)
+                        .await
+                        .expect("shortage");
+                }
+            }
+            for (cs, o) in &plan.cancellations {
+                if *cs == s {
+                    let (order, _) = placed[*o % placed.len()];
+                    let (state, _) = w
+                        .app
+                        .load::<etal_domain::order::Order>(order)
+                        .await
+                        .expect("order");
+                    if !state.is_cancelled() {
+                        w.app.cancel_order(&w.admin, order).await.expect("cancel");
+                    }
+                }
+            }
+            w.at(paris(*date, 14, 30)).await;
+            if plan.validate[s] {
+                w.app
+                    .validate_sale(&w.admin, sales[s])
+                    .await
+                    .expect("validate");
+            }
+        }
+        // Six Monday runs, some transfers failing.
+        let mut monday = d(2023, 9, 18);
+        for fail in &plan.failures {
+            w.sim.fail_next(*fail);
+            w.at(paris(monday, 6, 0)).await;
+            monday += Duration::days(7);
+        }
+
+        // Invariants: the auditor finds nothing (balanced, conserved overall and per sale,
+        // every fee recomputes to the cent, no sale paid twice)...
+        let report = etal_api::audit::check(&w.db.pool, &|_| {})
+            .await
+            .expect("audit");
+        assert!(report.differences.is_empty(), "{:#?}", report.differences);
+        assert!(report.trial_balance.is_balanced());
+        assert!(report.conservation.holds());
+        // ...each balance adds up and nothing was paid twice...
+        for s in &sellers {
+            let bal = w.balance(s.producer).await;
+            assert_eq!(
+                bal.credited_total(),
+                bal.paid_total() + bal.balance_held() + bal.in_flight()
+            );
+            let paid: Money = w.transfers(s.producer).await.iter().map(|(_, a)| *a).sum();
+            assert_eq!(paid, bal.paid_total());
+            assert!(paid <= bal.credited_total());
+        }
+        // ...and each producer keeps exactly what their lines are worth now, read from the
+        // order aggregates (independent of the attribution code).
+        let mut worth: BTreeMap<(SaleId, ProducerId), Money> = BTreeMap::new();
+        for (sale, order) in &all_orders {
+            let (state, _) = w
+                .app
+                .load::<etal_domain::order::Order>(*order)
+                .await
+                .expect("order");
+            for l in state.lines() {
+                let v = if state.is_cancelled() {
+                    Money::ZERO
+                } else {
+                    l.amount_incl_vat
+                };
+                *worth.entry((*sale, l.producer)).or_default() += v;
+            }
+        }
+        for s in &sellers {
+            let stream = EventLog::stream(&w.db.pool, "producer_balance", &s.producer.to_string())
+                .await
+                .expect("stream");
+            for e in stream {
+                if let Ok(ProducerBalanceEvent::SaleCredited {
+                    sale,
+                    gross_incl_vat,
+                    refunds,
+                    ..
+                }) = e.decode::<ProducerBalanceEvent>()
+                {
+                    let expected = worth.get(&(sale, s.producer)).copied().unwrap_or_default();
+                    assert_eq!(gross_incl_vat - refunds, expected, "kept by {}", s.producer);
+                }
+            }
+        }
+        // ...and the projection agrees with its rebuild.
+        w.catch_up_ledger().await;
+        let c = conservation_as_of(&w.db.pool, d(2023, 12, 31))
+            .await
+            .expect("conservation");
+        assert!(c.holds(), "{c:?}");
+        assert_eq!(c.payments, report.conservation.payments);
+        assert_eq!(c.payouts, report.conservation.payouts);
+        let ledger = etal_projections::by_name("ledger").expect("ledger");
+        let verify = etal_projections::verify(&w.db.pool, ledger.as_ref(), &|_| {})
+            .await
+            .expect("verify");
+        assert!(verify.diffs.is_empty(), "{:?}", verify.diffs);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// R-PAY-2, R-PAY-3, R-FEE-3, R-FEE-4: random orders, shortages with refunds,
+        /// validations and transfer failures keep the ledger balanced, money conserved, every
+        /// fee recomputable and every sale paid at most once.
+        #[test]
+        fn r_pay_3_money_is_conserved_whatever_happens(plan in plan()) {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(run(plan));
+        }
+    }
+}
+
+/// R-FEE-5: every configured platform model loads (the file set the service starts with), and
+/// the default schedule is Cagette's.
+#[test]
+fn r_fee_5_the_fee_configuration_loads_every_platform_model() {
+    let fees = etal_api::app::money::embedded_fee_schedules();
+    for name in [
+        "cagette",
+        "locavor_presence",
+        "locavor_depot_vente",
+        "ofn_monthly",
+        "ruche",
+        "pro_billed_yearly",
+        "pro_billed_monthly",
+    ] {
+        assert!(fees.get(name).is_some(), "{name} missing");
+    }
+    assert!(
+        fees.schedules.len() >= 5,
+        "{:?}",
+        fees.schedules.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let loaded = std::env::set_current_dir(etal_tests::project_root())
+        .map(|_| etal_api::app::money::load_fee_schedules().expect("config/fees"));
+    assert_eq!(loaded.expect("cwd").schedules.len(), fees.schedules.len());
+}
+
+/// R-FEE-5, R-FEE-2: another platform's model by configuration alone. With the `ruche`
+/// schedule, 20 % of sales excl. VAT is shared 8.35 % to the market's host and 11.65 % to the
+/// platform, plus 20 % VAT; the ledger credits the host's revenue account of that market.
+#[tokio::test]
+async fn r_fee_5_a_ruche_schedule_pays_the_host_and_the_platform_their_shares() {
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    w.app.settings.fee_schedule = "ruche".into();
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Confiture", "10.55").await; // 10.00 excl. 5.5 % VAT
+    let sale = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    w.order(sale, &[(&a, 10)]).await; // 105.50 incl. VAT, 100.00 excl.
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    let fees: Vec<(String, Money, Money)> = w
+        .balance(a.producer)
+        .await
+        .statement(payout_id_for(a.producer, d(2023, 9, 18)))
+        .expect("statement")
+        .lines[0]
+        .fees
+        .iter()
+        .map(|l| {
+            (
+                format!("{:?}", l.beneficiary),
+                l.base_amount,
+                l.amount_incl_vat,
+            )
+        })
+        .collect();
+    assert_eq!(
+        fees,
+        vec![
+            ("MarketHost".to_string(), m("100.00"), m("10.02")),
+            ("Platform".to_string(), m("100.00"), m("13.98")),
+        ]
+    );
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![(d(2023, 9, 18), m("81.50"))]
+    );
+    w.catch_up_ledger().await;
+    let balances = balances_as_of(&w.db.pool, d(2023, 9, 30))
+        .await
+        .expect("balances");
+    let host = balances
+        .iter()
+        .find(|b| b.account == "HostFeeRevenue")
+        .expect("host revenue");
+    assert_eq!((host.party, host.credits), (Some(market.0), m("8.35")));
+    let per_market = fee_ledger(
+        &w.db.pool,
+        FeeGrouping::Market,
+        d(2023, 9, 1),
+        d(2023, 9, 30),
+    )
+    .await
+    .expect("fee ledger");
+    assert_eq!(per_market.len(), 2, "{per_market:?}");
+    assert!(per_market.iter().all(|f| f.key == market.to_string()));
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// R-FEE-4, R-FEE-1: a refund gives back the fee in proportion (the fee is charged on what each
+/// producer keeps), and a fixed part per payment is charged once per payment, split across the
+/// producers who keep something of it; a fully refunded payment pays no fixed part.
+#[tokio::test]
+async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once() {
+    let schedules = etal_domain::fees::FeeSchedules::from_json(
+        r#"{"schedules": [{"name": "fixed_per_payment", "rules": [
+            {"id": "t.online", "version": 1, "valid_from": "2020-01-01", "label": "Paiement",
+             "base": "incl_vat", "rate": "0.03", "fixed": {"amount": "0.30", "per": "payment"},
+             "split": [{"beneficiary": "platform", "rate": "0.03"}], "vat_on_fee": "20",
+             "applies_to": "online_payment"},
+            {"id": "t.service", "version": 1, "valid_from": "2020-01-01", "label": "Service",
+             "base": "incl_vat", "rate": "0.06",
+             "split": [{"beneficiary": "platform", "rate": "0.06"}], "vat_on_fee": "20",
+             "applies_to": "all_sales"}]}]}"#,
+    )
+    .expect("schedule");
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    w.app = w.app.clone().with_fee_schedules(schedules);
+    w.app.settings.fee_schedule = "fixed_per_payment".into();
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Poulet", "10.00").await;
+    let b = w.seller(market, "Salade", "10.00").await;
+    let sale = w.sale(market, d(2023, 9, 9), &[&a, &b]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let o1 = w.order(sale, &[(&a, 3), (&b, 1)]).await; // 30.00 + 10.00, one payment
+    let o2 = w.order(sale, &[(&a, 1)]).await; // 10.00
+    w.at(paris(d(2023, 9, 8), 10, 0)).await;
+    w.app
+        .adjust_quantity(&b.ctx, o1, 1, 0)
+        .await
+        .expect("B out of salad");
+    w.app
+        .adjust_quantity(&a.ctx, o2, 0, 0)
+        .await
+        .expect("o2 emptied");
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+
+    let bal_a = w.balance(a.producer).await;
+    let credit = &bal_a.credits()[&sale];
+    assert_eq!(
+        (credit.gross_incl_vat, credit.refunds),
+        (m("40.00"), m("10.00"))
+    );
+    let online = credit
+        .fees
+        .iter()
+        .find(|l| l.rule_id == "t.online")
+        .expect("online fee");
+    // 3 % of the 30.00 kept from o1, plus o1's whole fixed part (B kept nothing of it); o2,
+    // refunded in full, pays no fixed part.
+    assert_eq!(
+        (online.base_amount, online.fixed_part),
+        (m("30.00"), m("0.30"))
+    );
+    assert_eq!(online.amount_incl_vat, m("1.44"));
+    assert_eq!(credit.net, m("26.40")); // 40 - 10 - 1.44 - 2.16
+    let bal_b = w.balance(b.producer).await;
+    let credit_b = &bal_b.credits()[&sale];
+    assert_eq!((credit_b.refunds, credit_b.net), (m("10.00"), Money::ZERO));
+    assert!(
+        credit_b.fees.is_empty(),
+        "a fully refunded share keeps no fee"
+    );
+
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![(d(2023, 9, 18), m("26.40"))]
+    );
+    assert!(w.transfers(b.producer).await.is_empty());
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Not a rule: timings of the money read side on a bigger history (run with
+/// `cargo nextest run -p etal-tests --test money --run-ignored only`).
+#[tokio::test]
+#[ignore]
+async fn measure_credit_payout_audit_and_ledger_rebuild() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let mut sellers = Vec::new();
+    for i in 0..5 {
+        sellers.push(w.seller(market, &format!("P{i}"), "1.15").await);
+    }
+    let refs: Vec<&Seller> = sellers.iter().collect();
+    let weeks = 8;
+    let per_sale = 25;
+    let started = std::time::Instant::now();
+    for week in 0..weeks {
+        let date = d(2023, 9, 9) + Duration::days(7 * week);
+        let sale = w.sale(market, date, &refs).await;
+        w.at(paris(date - Duration::days(6), 10, 0)).await;
+        for i in 0..per_sale {
+            let a = &sellers[i % 5];
+            let b = &sellers[(i + 1 + week as usize % 4) % 5];
+            w.order(sale, &[(a, 1), (b, 2)]).await;
+        }
+        w.at(paris(date, 14, 30)).await;
+        w.app.validate_sale(&w.admin, sale).await.expect("validate");
+        let t = std::time::Instant::now();
+        w.at(paris(date, 14, 31)).await;
+        if week == 0 {
+            eprintln!(
+                "credit of one sale ({per_sale} orders, 5 producers): {:?}",
+                t.elapsed()
+            );
+        }
+        let t = std::time::Instant::now();
+        w.at(paris(date + Duration::days(2), 6, 0)).await; // the Monday run
+        if week == 1 {
+            eprintln!("one Monday payout run (5 producers): {:?}", t.elapsed());
+        }
+    }
+    eprintln!(
+        "history of {} orders built in {:?}",
+        weeks as usize * per_sale,
+        started.elapsed()
+    );
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count");
+    let t = std::time::Instant::now();
+    let report = etal_api::audit::check(&w.db.pool, &|_| {})
+        .await
+        .expect("audit");
+    eprintln!(
+        "audit check of {events} events: {:?}, {} entries, {} differences",
+        t.elapsed(),
+        report.entries,
+        report.differences.len()
+    );
+    assert!(report.differences.is_empty());
+    let t = std::time::Instant::now();
+    w.catch_up_ledger().await;
+    eprintln!(
+        "ledger projection catch-up of {events} events: {:?}",
+        t.elapsed()
+    );
+    let ledger = etal_projections::by_name("ledger").expect("ledger");
+    let t = std::time::Instant::now();
+    let verify = etal_projections::verify(&w.db.pool, ledger.as_ref(), &|_| {})
+        .await
+        .expect("verify");
+    eprintln!(
+        "ledger verify (rebuild aside + diff of {} rows): {:?}",
+        verify.rows_compared,
+        t.elapsed()
+    );
+    assert!(verify.diffs.is_empty());
+}
