@@ -221,9 +221,13 @@ impl World {
 
     async fn catch_up_ledger(&self) {
         let ledger = etal_projections::by_name("ledger").expect("ledger projection");
-        etal_projections::catch_up(&self.db.pool, ledger.as_ref(), None, None, &|_| {})
-            .await
-            .expect("catch up");
+        // Every committed event, however long other tests' transactions hold the watermark.
+        etal_tests::catch_up_all(
+            &self.db.pool,
+            ledger.as_ref(),
+            etal_projections::runtime::BATCH,
+        )
+        .await;
     }
 }
 
