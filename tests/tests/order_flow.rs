@@ -630,7 +630,9 @@ async fn bad_input_gets_a_typed_error_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_stays_whole() {
     let s = setup(PaymentMode::Online, false).await;
-    let (_, c, ids) = s.seller(PlanKind::Pro, &[("Panier de légumes", "15.00", None)]).await;
+    let (_, c, ids) = s
+        .seller(PlanKind::Pro, &[("Panier de légumes", "15.00", None)])
+        .await;
     s.open().await;
     let customer = actor(Role::Customer);
     let name = "Jeanne Testeuse";
@@ -638,41 +640,64 @@ async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_s
     s.w.app
         .register_person(
             customer.user,
-            &etal_api::app::people::PersonalData { display_name: name.into(), email: Some("jeanne@example.org".into()), phone: None },
+            &etal_api::app::people::PersonalData {
+                display_name: name.into(),
+                email: Some("jeanne@example.org".into()),
+                phone: None,
+            },
         )
         .await
         .unwrap();
     let address_ref = s.w.app.add_address(customer.user, address).await.unwrap();
     // Someone else's address cannot be used.
-    let err = s
-        .w
-        .app
-        .place_order(
-            &Ctx::new(actor(Role::Customer)),
-            s.sale,
-            &[LineRequest { catalog: c, product: ids[0], quantity: 1 }],
-            DeliveryRequest::Home { address_ref, fee: money("5.00") },
-        )
-        .await
-        .unwrap_err();
+    let err =
+        s.w.app
+            .place_order(
+                &Ctx::new(actor(Role::Customer)),
+                s.sale,
+                &[LineRequest {
+                    catalog: c,
+                    product: ids[0],
+                    quantity: 1,
+                }],
+                DeliveryRequest::Home {
+                    address_ref,
+                    fee: money("5.00"),
+                },
+            )
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND");
-    let placed = s
-        .w
-        .app
-        .place_order(
-            &Ctx::new(customer),
-            s.sale,
-            &[LineRequest { catalog: c, product: ids[0], quantity: 2 }],
-            DeliveryRequest::Home { address_ref, fee: money("5.00") },
-        )
-        .await
-        .unwrap()
-        .value;
-    assert_eq!(placed.total, money("35.00"), "two baskets and the delivery fee");
+    let placed =
+        s.w.app
+            .place_order(
+                &Ctx::new(customer),
+                s.sale,
+                &[LineRequest {
+                    catalog: c,
+                    product: ids[0],
+                    quantity: 2,
+                }],
+                DeliveryRequest::Home {
+                    address_ref,
+                    fee: money("5.00"),
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+    assert_eq!(
+        placed.total,
+        money("35.00"),
+        "two baskets and the delivery fee"
+    );
     assert_eq!(s.w.app.display_name(customer.user).await.unwrap(), name);
 
     s.w.app.erase_person(customer.user).await.unwrap();
-    assert_eq!(s.w.app.display_name(customer.user).await.unwrap(), "erased customer");
+    assert_eq!(
+        s.w.app.display_name(customer.user).await.unwrap(),
+        "erased customer"
+    );
     let leaked: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE payload::text LIKE '%Jeanne%' OR payload::text LIKE '%Tilleuls%' \
          OR metadata::text LIKE '%Jeanne%' OR payload::text LIKE '%example.org%'",
@@ -690,5 +715,9 @@ async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_s
     .unwrap();
     assert_eq!(kept, 0, "personal data is gone");
     let (order, _) = s.w.app.load::<Order>(placed.order).await.unwrap();
-    assert_eq!((order.total(), order.paid()), (money("35.00"), money("35.00")), "the money history is whole");
+    assert_eq!(
+        (order.total(), order.paid()),
+        (money("35.00"), money("35.00")),
+        "the money history is whole"
+    );
 }

@@ -45,8 +45,16 @@ async fn two_api_processes_and_two_projectors_share_one_database() {
     let mut health_checks = 0;
     while started.elapsed() < Duration::from_secs(8) {
         for base in [&base1, &base2] {
-            let r = http.get(format!("{base}/health")).send().await.expect("health");
-            assert!(r.status().is_success(), "{base}/health answered {}", r.status());
+            let r = http
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .expect("health");
+            assert!(
+                r.status().is_success(),
+                "{base}/health answered {}",
+                r.status()
+            );
             health_checks += 1;
         }
         if !killed && started.elapsed() > Duration::from_secs(3) {
@@ -79,10 +87,11 @@ async fn two_api_processes_and_two_projectors_share_one_database() {
     }
     let (code, out, err) = run_etal(&url, &["projections", "verify", "--all"]);
     assert_eq!(code, 0, "verify --all: {out}\n{err}");
-    let counted: i64 = sqlx::query_scalar("SELECT coalesce(sum(events), 0)::bigint FROM event_counts")
-        .fetch_one(pool)
-        .await
-        .expect("sum");
+    let counted: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(events), 0)::bigint FROM event_counts")
+            .fetch_one(pool)
+            .await
+            .expect("sum");
     let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
         .await

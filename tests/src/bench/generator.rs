@@ -9,17 +9,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use etal_api::app::derived_id;
 use etal_domain::account::{AccountCommand, ProducerAccount, ProductDetails};
 use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
 use etal_domain::catalog::{Catalog, CatalogCommand, OfferProduct};
 use etal_domain::config::{Config, PlanKind};
-use etal_domain::ids::{CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
+use etal_domain::ids::{
+    CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId,
+};
 use etal_domain::market::{Market, MarketCommand, MarketEvent, PaymentMode, Slot, Visibility};
 use etal_domain::order::{Delivery, LineInput, Order, OrderCommand, PaymentMethod};
 use etal_domain::sale::{Sale, SaleCommand};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Actor, Money, Role, VatRate};
-use etal_api::app::derived_id;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -147,11 +149,8 @@ pub async fn generate(
     for i in 0..shape.producers {
         let actor = Actor::new(UserId(uuid(&mut rng)), Role::Producer);
         let id = ProducerId(uuid(&mut rng));
-        let plan = if rng.gen_bool(0.7) {
-            PlanKind::Pro
-        } else {
-            PlanKind::Member
-        };
+        // Pro: no cap (Member needs a training first, Discovery is capped at 1,000 EUR a year).
+        let plan = PlanKind::Pro;
         let terms = config
             .plan_terms(plan, first_day)
             .or_else(|| config.plan_terms(PlanKind::Pro, first_day))
@@ -177,7 +176,11 @@ pub async fn generate(
             )
             .await
             .map_err(|e| anyhow::anyhow!("open account: {e}"))?;
-        let access = s.accounts.get(&id.to_string()).expect("opened").access(actor)?;
+        let access = s
+            .accounts
+            .get(&id.to_string())
+            .expect("opened")
+            .access(actor)?;
         let n_products = rng.gen_range(8..=12);
         let mut products = Vec::new();
         for _ in 0..n_products {
@@ -247,14 +250,17 @@ pub async fn generate(
                 .await
                 .map_err(|e| anyhow::anyhow!("create catalog: {e}"))?;
             let account = s.accounts.get(&id.to_string()).expect("opened");
-            let offered: Vec<OfferProduct> = products
+            let offered: Vec<(OfferProduct, Money)> = products
                 .iter()
                 .enumerate()
                 .filter(|(k, _)| c == 0 || k % 2 == 0)
-                .filter_map(|(_, p)| account.product(*p).map(OfferProduct::from))
+                .filter_map(|(_, p)| {
+                    account
+                        .product(*p)
+                        .map(|p| (OfferProduct::from(p), p.details.price_incl_vat))
+                })
                 .collect();
-            for product in offered {
-                let price = product.price_incl_vat;
+            for (product, price) in offered {
                 s.catalogs
                     .exec(
                         &mut w,
@@ -344,7 +350,11 @@ pub async fn generate(
         let mut catalogs = Vec::new();
         for p in chosen {
             let catalog = *producers[p].catalogs.choose(&mut rng).expect("catalogs");
-            let access = s.markets.get(&id.to_string()).expect("market").access(admin);
+            let access = s
+                .markets
+                .get(&id.to_string())
+                .expect("market")
+                .access(admin);
             s.markets
                 .exec(
                     &mut w,
@@ -507,15 +517,7 @@ pub async fn generate(
             let at = opens_at
                 + Duration::seconds(rng.gen_range(0..(closes_at - opens_at).num_seconds()));
             match place_order(
-                &mut s,
-                &mut w,
-                &mut rng,
-                config,
-                &producers,
-                market,
-                p.sale,
-                customer,
-                at,
+                &mut s, &mut w, &mut rng, config, &producers, market, p.sale, customer, at,
             )
             .await?
             {

@@ -57,14 +57,21 @@ impl Report {
              a year would take hours. The command path is measured on its own below.\n"
         );
         let _ = writeln!(s, "## Goals\n");
-        let _ = writeln!(s, "| goal | target | measured | status |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| goal | target | measured | status |\n|---|---|---|---|"
+        );
         for g in &self.goals {
             let status = match g.met {
                 Some(true) => "met",
                 Some(false) => "**not met**",
                 None => "not measured",
             };
-            let _ = writeln!(s, "| {} | {} | {} | {} |", g.name, g.target, g.measured, status);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                g.name, g.target, g.measured, status
+            );
         }
         for (title, body) in &self.sections {
             let _ = writeln!(s, "\n## {title}\n\n{body}");

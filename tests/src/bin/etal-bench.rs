@@ -13,7 +13,14 @@ use etal_tests::TestDb;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{Connection, Executor};
 
-const ALL: &[&str] = &["throughput", "hot-sale", "replay", "queries", "lag", "history"];
+const ALL: &[&str] = &[
+    "throughput",
+    "hot-sale",
+    "replay",
+    "queries",
+    "lag",
+    "history",
+];
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +145,8 @@ async fn main() -> anyhow::Result<()> {
             report.goal(
                 "server peak RSS",
                 "< 500 MB",
-                rss.map(|r| format!("{r:.0} MiB (query harness)")).unwrap_or_else(|| "?".into()),
+                rss.map(|r| format!("{r:.0} MiB (query harness)"))
+                    .unwrap_or_else(|| "?".into()),
                 rss.map(|r| r * 1.048_576 < 500.0),
             );
         }
@@ -156,7 +164,11 @@ async fn main() -> anyhow::Result<()> {
         lag::run(&mut report, rate, secs, cli.seed).await?;
     }
     if run("history") {
-        let events = if full { 100_000 } else { (100_000.0 * cli.scale).max(5_000.0) as usize };
+        let events = if full {
+            100_000
+        } else {
+            (100_000.0 * cli.scale).max(5_000.0) as usize
+        };
         history::run(&mut report, events, 300).await?;
     }
     if machine_info.is_empty() {

@@ -26,15 +26,39 @@ async fn history(world: &World, product: ProductId, events: usize) -> anyhow::Re
         for _ in 0..50 {
             let order = OrderId::new();
             streams
-                .exec(&mut w, &id, StockCommand::Reserve { product, reservation: order, sale, quantity: 1, expires_at: at }, Actor::system(), at)
+                .exec(
+                    &mut w,
+                    &id,
+                    StockCommand::Reserve {
+                        product,
+                        reservation: order,
+                        sale,
+                        quantity: 1,
+                        expires_at: at,
+                    },
+                    Actor::system(),
+                    at,
+                )
                 .await?;
             streams
-                .exec(&mut w, &id, StockCommand::Confirm { reservation: order }, Actor::system(), at)
+                .exec(
+                    &mut w,
+                    &id,
+                    StockCommand::Confirm { reservation: order },
+                    Actor::system(),
+                    at,
+                )
                 .await?;
             written += 2;
         }
         streams
-            .exec(&mut w, &id, StockCommand::Deliver { sale, at }, Actor::system(), at)
+            .exec(
+                &mut w,
+                &id,
+                StockCommand::Deliver { sale, at },
+                Actor::system(),
+                at,
+            )
             .await?;
         written += 1;
         at += chrono::Duration::days(2);
@@ -55,7 +79,11 @@ async fn history(world: &World, product: ProductId, events: usize) -> anyhow::Re
     Ok(())
 }
 
-async fn latencies(world: &World, product: ProductId, commands: usize) -> anyhow::Result<Vec<Duration>> {
+async fn latencies(
+    world: &World,
+    product: ProductId,
+    commands: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let sale = SaleId::new();
     let cc = Ctx::system().plain();
     let mut out = Vec::with_capacity(commands);
@@ -63,7 +91,13 @@ async fn latencies(world: &World, product: ProductId, commands: usize) -> anyhow
         let order = OrderId::new();
         let t = Instant::now();
         let cmd = if i % 2 == 0 {
-            StockCommand::Reserve { product, reservation: order, sale, quantity: 1, expires_at: world.now() }
+            StockCommand::Reserve {
+                product,
+                reservation: order,
+                sale,
+                quantity: 1,
+                expires_at: world.now(),
+            }
         } else {
             StockCommand::Release { reservation: order }
         };
@@ -79,7 +113,8 @@ pub async fn run(report: &mut Report, events: usize, commands: usize) -> anyhow:
     let fresh = ProductId::new();
     history(&world, old, events).await?;
     let mut conn = world.db.pool.acquire().await?;
-    let (_, last, replayed) = etal_store::bus::load_counting::<Stock>(&mut conn, &old.to_string()).await?;
+    let (_, last, replayed) =
+        etal_store::bus::load_counting::<Stock>(&mut conn, &old.to_string()).await?;
     drop(conn);
     let mut lat_old = latencies(&world, old, commands).await?;
     let mut lat_fresh = latencies(&world, fresh, commands).await?;

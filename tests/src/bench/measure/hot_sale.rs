@@ -19,7 +19,16 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
     let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
     let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
     let (market, admin) = world
-        .market("Vente flash", Weekday::Wed, (18, 0), (19, 0), 1, wednesday, PaymentMode::Online, false)
+        .market(
+            "Vente flash",
+            Weekday::Wed,
+            (18, 0),
+            (19, 0),
+            1,
+            wednesday,
+            PaymentMode::Online,
+            false,
+        )
         .await;
     let sale = world
         .app
@@ -27,11 +36,20 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
         .await?
         .value[0];
     let producer = world.producer(PlanKind::Pro).await;
-    let product = world.product(&producer, "Fraises 500 g", "4.50", VatRate::Reduced5_5).await;
-    world.app.set_stock(&producer.ctx(), producer.id, product, Some(units)).await?;
-    let catalog = world.catalog(&producer, "Printemps", &[(product, "4.50")]).await;
+    let product = world
+        .product(&producer, "Fraises 500 g", "4.50", VatRate::Reduced5_5)
+        .await;
+    world
+        .app
+        .set_stock(&producer.ctx(), producer.id, product, Some(units))
+        .await?;
+    let catalog = world
+        .catalog(&producer, "Printemps", &[(product, "4.50")])
+        .await;
     world.join(admin, market, &producer, catalog, &[sale]).await;
-    world.advance_to(world.now() + chrono::Duration::minutes(1)).await;
+    world
+        .advance_to(world.now() + chrono::Duration::minutes(1))
+        .await;
 
     let app = Arc::new(world.app.clone());
     let barrier = Arc::new(tokio::sync::Barrier::new(customers));
@@ -42,14 +60,28 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             let ctx = Ctx::new(actor(Role::Customer));
-            let lines = [LineRequest { catalog, product, quantity: 1 }];
+            let lines = [LineRequest {
+                catalog,
+                product,
+                quantity: 1,
+            }];
             barrier.wait().await;
             let t = Instant::now();
             let mut retries = 0u32;
             loop {
-                match app.place_order(&ctx, sale, &lines, DeliveryRequest::PickUp).await {
+                match app
+                    .place_order(&ctx, sale, &lines, DeliveryRequest::PickUp)
+                    .await
+                {
                     Err(e) if retryable(&e) && retries < 20 => retries += 1,
-                    r => return (r.is_ok(), matches!(r, Err(AppError::OrderRefused { .. })), t.elapsed(), retries),
+                    r => {
+                        return (
+                            r.is_ok(),
+                            matches!(r, Err(AppError::OrderRefused { .. })),
+                            t.elapsed(),
+                            retries,
+                        )
+                    }
                 }
             }
         }));

@@ -22,7 +22,11 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
     let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
     let mut runners = Vec::new();
     for p in projections {
-        runners.push(tokio::spawn(etal_projections::run_projector(pool.clone(), p, stop_rx.clone())));
+        runners.push(tokio::spawn(etal_projections::run_projector(
+            pool.clone(),
+            p,
+            stop_rx.clone(),
+        )));
     }
     let pending: Arc<Mutex<Vec<(Position, Instant)>>> = Arc::default();
     let lags: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -121,6 +125,11 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
             lags.len()
         ),
     );
-    report.goal("projection lag p99", "< 100 ms", format!("{p99:.1} ms"), Some(p99 < 100.0));
+    report.goal(
+        "projection lag p99",
+        "< 100 ms",
+        format!("{p99:.1} ms"),
+        Some(p99 < 100.0),
+    );
     Ok(())
 }

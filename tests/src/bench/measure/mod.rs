@@ -63,13 +63,19 @@ pub async fn fixture(markets: usize, producers_per_market: usize, products: usiz
                 let price = format!("{}.{:02}", 2 + (i % 6), (p * 7 + i * 13) % 100);
                 offers.push(
                     world
-                        .product(&producer, &format!("Produit {p}-{i}"), &price, VatRate::Reduced5_5)
+                        .product(
+                            &producer,
+                            &format!("Produit {p}-{i}"),
+                            &price,
+                            VatRate::Reduced5_5,
+                        )
                         .await,
                 );
             }
             let priced: Vec<(ProductId, String)> =
                 offers.iter().map(|o| (*o, "3.50".to_string())).collect();
-            let refs: Vec<(ProductId, &str)> = priced.iter().map(|(o, p)| (*o, p.as_str())).collect();
+            let refs: Vec<(ProductId, &str)> =
+                priced.iter().map(|(o, p)| (*o, p.as_str())).collect();
             let catalog = world.catalog(&producer, "Catalogue", &refs).await;
             world.join(admin, market, &producer, catalog, &[sale]).await;
             catalogs.push((catalog, offers));
@@ -83,7 +89,10 @@ pub async fn fixture(markets: usize, producers_per_market: usize, products: usiz
 
 impl Fixture {
     /// One order by a new customer on a random sale: 3 to 5 lines of 1 unit.
-    pub async fn random_order(&self, rng: &mut StdRng) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+    pub async fn random_order(
+        &self,
+        rng: &mut StdRng,
+    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
         let (sale, catalogs) = self.sales.choose(rng).expect("sales");
         let n = rng.gen_range(3..=5);
         let mut lines: Vec<LineRequest> = Vec::new();

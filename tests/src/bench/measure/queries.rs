@@ -32,7 +32,12 @@ pub fn queries() -> Vec<Query> {
 }
 
 /// `clients` concurrent clients, each sending `per_client` requests; returns latencies.
-pub async fn hammer(base: &str, body: &serde_json::Value, clients: usize, per_client: usize) -> anyhow::Result<(Vec<Duration>, u64)> {
+pub async fn hammer(
+    base: &str,
+    body: &serde_json::Value,
+    clients: usize,
+    per_client: usize,
+) -> anyhow::Result<(Vec<Duration>, u64)> {
     let client = reqwest::Client::new();
     let body = Arc::new(body.clone());
     let mut tasks = Vec::new();
@@ -81,7 +86,11 @@ pub async fn run(report: &mut Report, url: &str, per_client: usize) -> anyhow::R
         if q.recap {
             recap_p99 = Some(recap_p99.map_or(p99, |r: f64| r.max(p99)));
         }
-        body.push_str(&format!("| {} | {} | {errors} | {p50:.2} ms | {p99:.2} ms |\n", q.name, lat.len()));
+        body.push_str(&format!(
+            "| {} | {} | {errors} | {p50:.2} ms | {p99:.2} ms |\n",
+            q.name,
+            lat.len()
+        ));
     }
     let rss = peak_rss_mib(pid);
     drop(server);
@@ -90,13 +99,17 @@ pub async fn run(report: &mut Report, url: &str, per_client: usize) -> anyhow::R
          statistics are not on main yet: see `queries()` in tests/src/bench/measure/queries.rs.\n",
     );
     if let Some(rss) = rss {
-        body.push_str(&format!("\nServer peak RSS (VmHWM) during the queries: {rss:.0} MiB.\n"));
+        body.push_str(&format!(
+            "\nServer peak RSS (VmHWM) during the queries: {rss:.0} MiB.\n"
+        ));
     }
     report.section("4. Query latency", body);
     report.goal(
         "recap p99 (50 clients)",
         "< 10 ms",
-        recap_p99.map(|p| format!("{p:.2} ms")).unwrap_or_else(|| "recap queries not on main".into()),
+        recap_p99
+            .map(|p| format!("{p:.2} ms"))
+            .unwrap_or_else(|| "recap queries not on main".into()),
         recap_p99.map(|p| p < 10.0),
     );
     Ok(rss)

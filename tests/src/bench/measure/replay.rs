@@ -101,16 +101,17 @@ async fn cqrs_table(pool: &PgPool, budget: i64) -> anyhow::Result<(i64, i64)> {
     .bind(budget)
     .execute(pool)
     .await?;
-    let row: (i64, i64) = sqlx::query_as(
-        "SELECT count(DISTINCT aggregate_id), count(*) FROM cqrs_es_events",
-    )
-    .fetch_one(pool)
-    .await?;
+    let row: (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT aggregate_id), count(*) FROM cqrs_es_events")
+            .fetch_one(pool)
+            .await?;
     Ok(row)
 }
 
 pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> anyhow::Result<()> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
     let mut body = format!(
         "{total} generated events. Each projection is rebuilt by `etal projections rebuild NAME` \
          (a child process: events into fresh tables, batches of 500 per transaction, then swapped \
@@ -131,8 +132,9 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
     let (streams, events) = cqrs_table(pool, budget).await?;
     let repo = PostgresEventRepository::new(pool.clone())
         .with_tables("cqrs_es_events", "cqrs_es_snapshots");
-    let views: Arc<PostgresViewRepository<StockEventCount, Stock>> =
-        Arc::new(PostgresViewRepository::new("cqrs_stock_event_counts", pool.clone()));
+    let views: Arc<PostgresViewRepository<StockEventCount, Stock>> = Arc::new(
+        PostgresViewRepository::new("cqrs_stock_event_counts", pool.clone()),
+    );
     let query = GenericQuery::new(views);
     let replay = QueryReplay::new(repo, query);
     let started = Instant::now();
@@ -157,11 +159,23 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
          events/s** ({viewed} events counted in the view). Ratio, slowest etal projection / \
          cqrs-es: **{ratio:.1}x**.\n"
     ));
-    sqlx::raw_sql("DROP TABLE IF EXISTS cqrs_es_events, cqrs_es_snapshots, cqrs_stock_event_counts")
-        .execute(pool)
-        .await?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS cqrs_es_events, cqrs_es_snapshots, cqrs_stock_event_counts",
+    )
+    .execute(pool)
+    .await?;
     report.section("3. Replay", body);
-    report.goal("replay rate", ">= 100,000 events/s", format!("{worst:.0} events/s"), Some(worst >= 100_000.0));
-    report.goal("replay vs cqrs-es", ">= 20x", format!("{ratio:.1}x"), Some(ratio >= 20.0));
+    report.goal(
+        "replay rate",
+        ">= 100,000 events/s",
+        format!("{worst:.0} events/s"),
+        Some(worst >= 100_000.0),
+    );
+    report.goal(
+        "replay vs cqrs-es",
+        ">= 20x",
+        format!("{ratio:.1}x"),
+        Some(ratio >= 20.0),
+    );
     Ok(())
 }

@@ -162,7 +162,9 @@ pub async fn graphql_orders_per_second(
 /// Runs the measurement; returns the best orders/s (the rate measurement 5 halves).
 pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f64> {
     let fx = Arc::new(fixture(16, 3, 8).await);
-    sqlx::raw_sql(SCRATCH_TABLE).execute(&fx.world.db.pool).await?;
+    sqlx::raw_sql(SCRATCH_TABLE)
+        .execute(&fx.world.db.pool)
+        .await?;
     let mut body = String::from(
         "16 markets with one open sale each (3 producers x 8 unlimited products per sale); each \
          order is placed by a new customer on a random sale, 3-5 lines of one unit, through \
