@@ -150,6 +150,7 @@ impl World {
     }
 
     /// A market with one weekly (or fortnightly) slot; returns its administrator too.
+    #[allow(clippy::too_many_arguments)]
     pub async fn market(
         &self,
         name: &str,

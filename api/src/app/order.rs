@@ -155,12 +155,12 @@ impl App {
         let mut refusals = Vec::new();
         for (i, req) in lines.iter().enumerate() {
             let line = i as u32;
-            if !catalogs.contains_key(&req.catalog) {
+            if let std::collections::btree_map::Entry::Vacant(e) = catalogs.entry(req.catalog) {
                 let (c, v) = self.load::<Catalog>(req.catalog).await?;
                 if v == 0 {
                     return Err(AppError::not_found("catalog", req.catalog));
                 }
-                catalogs.insert(req.catalog, c);
+                e.insert(c);
             }
             let catalog = &catalogs[&req.catalog];
             let Some(producer) = catalog.producer() else {

@@ -1,4 +1,4 @@
-//! 6. History: command latency on a `Stock` with years of history (100,000 past events, written
+//! Measurement 6: History: command latency on a `Stock` with years of history (100,000 past events, written
 //! as the store would, with the snapshot the bus keeps every 20 events) against a fresh one.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! 2. Hot sale: 500 customers at once for the 50 units of one product.
+//! Measurement 2: Hot sale: 500 customers at once for the 50 units of one product.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

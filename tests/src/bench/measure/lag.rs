@@ -1,4 +1,4 @@
-//! 5. Projection lag while commands run at half the measured throughput: for each order, the
+//! Measurement 5: Projection lag while commands run at half the measured throughput: for each order, the
 //! time from its commit (place_order returned) until every projection's checkpoint passed its
 //! last position, sampled by polling the checkpoints every millisecond.
 

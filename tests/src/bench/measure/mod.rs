@@ -20,10 +20,13 @@ use rand::Rng;
 
 use crate::world::{actor, World};
 
+/// A sale and, per catalog taking part, its products.
+pub type OpenSale = (SaleId, Vec<(CatalogId, Vec<ProductId>)>);
+
 /// Open sales, prepared through the real flows, for measurements that place orders.
 pub struct Fixture {
     pub world: World,
-    pub sales: Vec<(SaleId, Vec<(CatalogId, Vec<ProductId>)>)>,
+    pub sales: Vec<OpenSale>,
 }
 
 /// `markets` markets with one sale each (Wednesday 4 March 2026), `producers_per_market`

@@ -1,4 +1,4 @@
-//! 4. Query latency over HTTP: 50 concurrent clients against `etal serve` (a child process on
+//! Measurement 4: Query latency over HTTP: 50 concurrent clients against `etal serve` (a child process on
 //! the generated database), p50/p99, and the server's peak RSS.
 
 use std::sync::Arc;

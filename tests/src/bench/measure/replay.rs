@@ -1,4 +1,4 @@
-//! 3. Replay: every projection rebuilt from the generated events (`etal projections rebuild`,
+//! Measurement 3: Replay: every projection rebuilt from the generated events (`etal projections rebuild`,
 //! a child process whose peak RSS is measured), against a comparable view built the cqrs-es way
 //! (`GenericQuery` + `QueryReplay` over `PostgresEventRepository`/`PostgresViewRepository`).
 

@@ -1,4 +1,4 @@
-//! 1. Command throughput: orders per second through `App::place_order` (the real command path)
+//! Measurement 1: Command throughput: orders per second through `App::place_order` (the real command path)
 //! with 1, 8 and 32 concurrent clients, against the ceiling of the same cluster: pgbench
 //! inserting single rows into a scratch table shaped like `events`.
 
