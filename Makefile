@@ -32,6 +32,13 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
+# BENCH_ARGS: e.g. `make bench BENCH_ARGS="--scale 0.1 --only replay"`.
+bench:
+	@export $(DB) && \
+	$(CARGO) build --release -p etal-tests --bin etal-bench -p etal-api --bin etal && \
+	target_dir="$${CARGO_TARGET_DIR:-target}" && \
+	ETAL_BIN="$$target_dir/release/etal" "$$target_dir/release/etal-bench" --output docs/benchmarks.md $(BENCH_ARGS)
+
 fmt:
 	$(CARGO) fmt --all
 

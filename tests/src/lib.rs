@@ -1,6 +1,7 @@
 //! Support for etal's end-to-end tests: a tiny aggregate to drive the foundation, the `etal`
 //! binary, and throw-away PostgreSQL clusters.
 
+pub mod bench;
 pub mod tally;
 pub mod world;
 

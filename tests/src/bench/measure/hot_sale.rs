@@ -1,0 +1,123 @@
+//! Measurement 2: Hot sale: 500 customers at once for the 50 units of one product.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeZone, Utc, Weekday};
+use etal_api::app::order::{DeliveryRequest, LineRequest};
+use etal_api::app::{AppError, Ctx};
+use etal_domain::config::PlanKind;
+use etal_domain::market::PaymentMode;
+use etal_domain::{Role, VatRate};
+
+use super::retryable;
+use crate::bench::p50_p99;
+use crate::bench::report::Report;
+use crate::world::{actor, World};
+
+pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::Result<()> {
+    let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
+    let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+    let (market, admin) = world
+        .market(
+            "Vente flash",
+            Weekday::Wed,
+            (18, 0),
+            (19, 0),
+            1,
+            wednesday,
+            PaymentMode::Online,
+            false,
+        )
+        .await;
+    let sale = world
+        .app
+        .generate_sales(&Ctx::new(admin), market, wednesday, wednesday)
+        .await?
+        .value[0];
+    let producer = world.producer(PlanKind::Pro).await;
+    let product = world
+        .product(&producer, "Fraises 500 g", "4.50", VatRate::Reduced5_5)
+        .await;
+    world
+        .app
+        .set_stock(&producer.ctx(), producer.id, product, Some(units))
+        .await?;
+    let catalog = world
+        .catalog(&producer, "Printemps", &[(product, "4.50")])
+        .await;
+    world.join(admin, market, &producer, catalog, &[sale]).await;
+    world
+        .advance_to(world.now() + chrono::Duration::minutes(1))
+        .await;
+
+    let app = Arc::new(world.app.clone());
+    let barrier = Arc::new(tokio::sync::Barrier::new(customers));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..customers {
+        let app = app.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx = Ctx::new(actor(Role::Customer));
+            let lines = [LineRequest {
+                catalog,
+                product,
+                quantity: 1,
+            }];
+            barrier.wait().await;
+            let t = Instant::now();
+            let mut retries = 0u32;
+            loop {
+                match app
+                    .place_order(&ctx, sale, &lines, DeliveryRequest::PickUp)
+                    .await
+                {
+                    Err(e) if retryable(&e) && retries < 20 => retries += 1,
+                    r => {
+                        return (
+                            r.is_ok(),
+                            matches!(r, Err(AppError::OrderRefused { .. })),
+                            t.elapsed(),
+                            retries,
+                        )
+                    }
+                }
+            }
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    let (mut sold, mut refused, mut errors, mut retries) = (0u64, 0u64, 0u64, 0u64);
+    for t in tasks {
+        let (ok, out_of_stock, elapsed, r) = t.await?;
+        latencies.push(elapsed);
+        retries += r as u64;
+        match (ok, out_of_stock) {
+            (true, _) => sold += 1,
+            (false, true) => refused += 1,
+            _ => errors += 1,
+        }
+    }
+    let all = started.elapsed();
+    let (p50, p99) = p50_p99(&mut latencies);
+    let (stock, _) = world.app.load::<etal_domain::stock::Stock>(product).await?;
+    let body = format!(
+        "{customers} customers start together (a barrier), each ordering 1 of the {units} units of one \
+         product through `App::place_order`; a conflict that exhausts the bus's retries is retried \
+         by the client (counted below).\n\n\
+         | units sold | refused (sold out) | other errors | client retries | all answered after | p50 | p99 | stock available after |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {sold} | {refused} | {errors} | {retries} | {:.2} s | {p50:.0} ms | {p99:.0} ms | {} |\n",
+        all.as_secs_f64(),
+        stock.available().map(|a| a.to_string()).unwrap_or_else(|| "unlimited".into()),
+    );
+    crate::bench::drop_db(&world.db).await;
+    report.section("2. Hot sale", body);
+    report.goal(
+        "hot sale: exactly the units in stock sold",
+        &format!("{units}"),
+        format!("{sold}"),
+        Some(sold == units as u64),
+    );
+    Ok(())
+}

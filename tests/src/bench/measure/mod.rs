@@ -1,0 +1,125 @@
+//! The measurements, one module each. Each returns its numbers as a markdown section and goals.
+
+pub mod history;
+pub mod hot_sale;
+pub mod lag;
+pub mod queries;
+pub mod replay;
+pub mod throughput;
+
+use chrono::{NaiveDate, TimeZone, Utc, Weekday};
+use etal_api::app::order::{DeliveryRequest, LineRequest};
+use etal_api::app::{AppError, Ctx};
+use etal_domain::config::PlanKind;
+use etal_domain::ids::{CatalogId, ProductId, SaleId};
+use etal_domain::market::PaymentMode;
+use etal_domain::{Role, VatRate};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::world::{actor, World};
+
+/// A sale and, per catalog taking part, its products.
+pub type OpenSale = (SaleId, Vec<(CatalogId, Vec<ProductId>)>);
+
+/// Open sales, prepared through the real flows, for measurements that place orders.
+pub struct Fixture {
+    pub world: World,
+    pub sales: Vec<OpenSale>,
+}
+
+/// `markets` markets with one sale each (Wednesday 4 March 2026), `producers_per_market`
+/// producers with `products` unlimited products each, periods open (clock: Monday 2 March).
+pub async fn fixture(markets: usize, producers_per_market: usize, products: usize) -> Fixture {
+    let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
+    let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+    let mut sales = Vec::new();
+    for m in 0..markets {
+        let (market, admin) = world
+            .market(
+                &format!("Marché {m}"),
+                Weekday::Wed,
+                (18, 0),
+                (19, 0),
+                1,
+                wednesday,
+                if m % 2 == 0 {
+                    PaymentMode::Online
+                } else {
+                    PaymentMode::OnSite
+                },
+                false,
+            )
+            .await;
+        let sale = world
+            .app
+            .generate_sales(&Ctx::new(admin), market, wednesday, wednesday)
+            .await
+            .expect("generate sales")
+            .value[0];
+        let mut catalogs = Vec::new();
+        for p in 0..producers_per_market {
+            let producer = world.producer(PlanKind::Pro).await;
+            let mut offers = Vec::new();
+            for i in 0..products {
+                let price = format!("{}.{:02}", 2 + (i % 6), (p * 7 + i * 13) % 100);
+                offers.push(
+                    world
+                        .product(
+                            &producer,
+                            &format!("Produit {p}-{i}"),
+                            &price,
+                            VatRate::Reduced5_5,
+                        )
+                        .await,
+                );
+            }
+            let priced: Vec<(ProductId, String)> =
+                offers.iter().map(|o| (*o, "3.50".to_string())).collect();
+            let refs: Vec<(ProductId, &str)> =
+                priced.iter().map(|(o, p)| (*o, p.as_str())).collect();
+            let catalog = world.catalog(&producer, "Catalogue", &refs).await;
+            world.join(admin, market, &producer, catalog, &[sale]).await;
+            catalogs.push((catalog, offers));
+        }
+        sales.push((sale, catalogs));
+    }
+    let t = world.now() + chrono::Duration::minutes(1);
+    world.advance_to(t).await;
+    Fixture { world, sales }
+}
+
+impl Fixture {
+    /// One order by a new customer on a random sale: 3 to 5 lines of 1 unit.
+    pub async fn random_order(
+        &self,
+        rng: &mut StdRng,
+    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+        let (sale, catalogs) = self.sales.choose(rng).expect("sales");
+        let n = rng.gen_range(3..=5);
+        let mut lines: Vec<LineRequest> = Vec::new();
+        while lines.len() < n {
+            let (catalog, products) = catalogs.choose(rng).expect("catalogs");
+            let product = *products.choose(rng).expect("products");
+            if lines.iter().any(|l| l.product == product) {
+                continue;
+            }
+            lines.push(LineRequest {
+                catalog: *catalog,
+                product,
+                quantity: 1,
+            });
+        }
+        let ctx = Ctx::new(actor(Role::Customer));
+        self.world
+            .app
+            .place_order(&ctx, *sale, &lines, DeliveryRequest::PickUp)
+            .await
+    }
+}
+
+/// Whether an error is worth retrying (a client would).
+pub fn retryable(e: &AppError) -> bool {
+    matches!(e, AppError::Retryable(_))
+}
