@@ -2,10 +2,13 @@
 //! plan in force at the latest reservation and what is left under it, counted as the AnnualSales
 //! aggregate counts: committed = confirmed + pending, outside AMAP markets; released orders leave.
 
+use std::collections::HashMap;
+
 use etal_domain::annual::AnnualSalesEvent;
 use etal_domain::ids::ProducerId;
 use etal_domain::Money;
 use etal_store::StoredEvent;
+use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -46,10 +49,25 @@ impl Projection for AnnualSalesProjection {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        // Folded per batch: each (producer, year, order) row ends created, changed or deleted,
+        // and each (producer, year) keeps the last cap seen; then a few set-based statements.
+        enum Op {
+            Put {
+                amount: Decimal,
+                amap: bool,
+                confirmed: bool,
+            },
+            Patch {
+                amount: Option<Decimal>,
+                confirmed: bool,
+            },
+            Delete,
+        }
+        let mut rows: HashMap<(Uuid, i32, Uuid), Op> = HashMap::new();
+        let mut caps: HashMap<(Uuid, i32), Option<Decimal>> = HashMap::new();
         for e in events.iter().filter(|e| e.aggregate_type == "annual_sales") {
             let event = decode::<AnnualSalesEvent>(NAME, e)?;
             let (producer, year) = stream_key(e)?;
-            let key = |sql: &'static str| sqlx::query(sql).bind(producer).bind(year);
             match event {
                 AnnualSalesEvent::Reserved {
                     order,
@@ -58,47 +76,112 @@ impl Projection for AnnualSalesProjection {
                     cap,
                     ..
                 } => {
-                    key("INSERT INTO annual_sales_orders (producer_id, year, order_id, amount, amap, confirmed) \
-                         VALUES ($1, $2, $3, $4, $5, false)")
-                    .bind(order.0)
-                    .bind(amount.amount())
-                    .bind(amap)
-                    .execute(&mut *conn)
-                    .await?;
-                    key("INSERT INTO annual_sales_caps (producer_id, year, cap) VALUES ($1, $2, $3) \
-                         ON CONFLICT (producer_id, year) DO UPDATE SET cap = EXCLUDED.cap")
-                    .bind(cap.map(|c| c.amount()))
-                    .execute(&mut *conn)
-                    .await?;
+                    rows.insert(
+                        (producer, year, order.0),
+                        Op::Put {
+                            amount: amount.amount(),
+                            amap,
+                            confirmed: false,
+                        },
+                    );
+                    caps.insert((producer, year), cap.map(|c| c.amount()));
                 }
                 AnnualSalesEvent::Confirmed { order } => {
-                    key("UPDATE annual_sales_orders SET confirmed = true \
-                         WHERE producer_id = $1 AND year = $2 AND order_id = $3")
-                    .bind(order.0)
-                    .execute(&mut *conn)
-                    .await?;
+                    match rows.entry((producer, year, order.0)).or_insert(Op::Patch {
+                        amount: None,
+                        confirmed: false,
+                    }) {
+                        Op::Put { confirmed, .. } | Op::Patch { confirmed, .. } => {
+                            *confirmed = true
+                        }
+                        Op::Delete => {}
+                    }
                 }
                 AnnualSalesEvent::Released { order, .. } => {
-                    key("DELETE FROM annual_sales_orders WHERE producer_id = $1 AND year = $2 AND order_id = $3")
-                        .bind(order.0)
-                        .execute(&mut *conn)
-                        .await?;
+                    rows.insert((producer, year, order.0), Op::Delete);
                 }
                 AnnualSalesEvent::Reduced { order, to, .. } => {
-                    key("UPDATE annual_sales_orders SET amount = $4 \
-                         WHERE producer_id = $1 AND year = $2 AND order_id = $3")
-                    .bind(order.0)
-                    .bind(to.amount())
-                    .execute(&mut *conn)
-                    .await?;
+                    match rows.entry((producer, year, order.0)).or_insert(Op::Patch {
+                        amount: None,
+                        confirmed: false,
+                    }) {
+                        Op::Put { amount, .. } => *amount = to.amount(),
+                        Op::Patch { amount, .. } => *amount = Some(to.amount()),
+                        Op::Delete => {}
+                    }
                 }
             }
+        }
+        let (mut put, mut patch, mut delete) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, op) in rows {
+            match op {
+                Op::Put {
+                    amount,
+                    amap,
+                    confirmed,
+                } => put.push((k, amount, amap, confirmed)),
+                Op::Patch { amount, confirmed } => patch.push((k, amount, confirmed)),
+                Op::Delete => delete.push(k),
+            }
+        }
+        if !delete.is_empty() {
+            sqlx::query(
+                "DELETE FROM annual_sales_orders a USING UNNEST($1::uuid[], $2::int[], $3::uuid[]) AS d(p, y, o) \
+                 WHERE a.producer_id = d.p AND a.year = d.y AND a.order_id = d.o",
+            )
+            .bind(delete.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(delete.iter().map(|k| k.1).collect::<Vec<_>>())
+            .bind(delete.iter().map(|k| k.2).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !put.is_empty() {
+            sqlx::query(
+                "INSERT INTO annual_sales_orders (producer_id, year, order_id, amount, amap, confirmed) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::numeric[], $5::bool[], $6::bool[]) \
+                 ON CONFLICT (producer_id, year, order_id) DO UPDATE SET amount = EXCLUDED.amount, \
+                 amap = EXCLUDED.amap, confirmed = EXCLUDED.confirmed",
+            )
+            .bind(put.iter().map(|p| p.0 .0).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.0 .1).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.0 .2).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.1).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.2).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.3).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !patch.is_empty() {
+            sqlx::query(
+                "UPDATE annual_sales_orders a SET amount = coalesce(u.amount, a.amount), confirmed = a.confirmed OR u.confirmed \
+                 FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::numeric[], $5::bool[]) AS u(p, y, o, amount, confirmed) \
+                 WHERE a.producer_id = u.p AND a.year = u.y AND a.order_id = u.o",
+            )
+            .bind(patch.iter().map(|p| p.0 .0).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.0 .1).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.0 .2).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.1).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.2).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !caps.is_empty() {
+            let caps: Vec<_> = caps.into_iter().collect();
+            sqlx::query(
+                "INSERT INTO annual_sales_caps (producer_id, year, cap) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::numeric[]) \
+                 ON CONFLICT (producer_id, year) DO UPDATE SET cap = EXCLUDED.cap",
+            )
+            .bind(caps.iter().map(|c| c.0 .0).collect::<Vec<_>>())
+            .bind(caps.iter().map(|c| c.0 .1).collect::<Vec<_>>())
+            .bind(caps.iter().map(|c| c.1).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
 }
 
-/// A producer's sales of one calendar year.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AnnualSalesSummary {
     pub producer: ProducerId,

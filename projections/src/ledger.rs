@@ -53,78 +53,184 @@ fn bad(event: &StoredEvent, reason: impl ToString) -> ProjectionError {
     }
 }
 
-async fn insert_entry(
-    conn: &mut PgConnection,
-    source: &Source<'_>,
-    entry: &JournalEntry,
-) -> Result<(), ProjectionError> {
-    if !entry.is_balanced() {
-        return Err(bad(
-            source.event,
-            format!("entry {} is unbalanced", entry.entry_id),
-        ));
-    }
-    sqlx::query(
-        "INSERT INTO ledger_entries (entry_id, global_position, source_type, source_id, sequence, \
-         entry_date, available_on, description, sale_id, market_id, producer_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&entry.entry_id)
-    .bind(source.event.position.position)
-    .bind(&source.event.aggregate_type)
-    .bind(&source.event.aggregate_id)
-    .bind(source.event.sequence)
-    .bind(entry.date)
-    .bind(entry.available_on)
-    .bind(&entry.description)
-    .bind(source.sale)
-    .bind(source.market)
-    .bind(source.producer)
-    .execute(&mut *conn)
-    .await?;
-    for (i, p) in entry.postings.iter().enumerate() {
-        let (account, party) = account_parts(&p.account);
-        sqlx::query(
-            "INSERT INTO ledger_postings (entry_id, line, entry_date, account, party, debit, credit, sale_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&entry.entry_id)
-        .bind(i as i32)
-        .bind(entry.date)
-        .bind(account)
-        .bind(party)
-        .bind(p.debit.amount())
-        .bind(p.credit.amount())
-        .bind(source.sale)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+/// Rows of one batch, written with a few set-based statements at its end.
+#[derive(Default)]
+struct Rows {
+    entries: Vec<(
+        JournalEntry,
+        i64,
+        String,
+        String,
+        i64,
+        Option<Uuid>,
+        Option<Uuid>,
+        Option<Uuid>,
+    )>,
+    fee_lines: Vec<FeeRow>,
 }
 
-async fn order_state(
-    conn: &mut PgConnection,
-    cache: &mut HashMap<String, OrderMoney>,
-    id: &str,
-) -> Result<(), ProjectionError> {
-    if cache.contains_key(id) {
-        return Ok(());
+struct FeeRow {
+    entry_id: String,
+    line: i32,
+    date: NaiveDate,
+    producer: Uuid,
+    market: Option<Uuid>,
+    sale: Option<Uuid>,
+    line_data: etal_domain::fees::FeeLine,
+}
+
+impl Rows {
+    fn entry(&mut self, source: &Source<'_>, entry: JournalEntry) -> Result<(), ProjectionError> {
+        if !entry.is_balanced() {
+            return Err(bad(
+                source.event,
+                format!("entry {} is unbalanced", entry.entry_id),
+            ));
+        }
+        let e = source.event;
+        self.entries.push((
+            entry,
+            e.position.position,
+            e.aggregate_type.clone(),
+            e.aggregate_id.clone(),
+            e.sequence,
+            source.sale,
+            source.market,
+            source.producer,
+        ));
+        Ok(())
     }
-    let state: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT state FROM ledger_order_state WHERE order_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
+
+    async fn flush(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.entries.is_empty() {
+            let en = &self.entries;
+            sqlx::query(
+                "INSERT INTO ledger_entries (entry_id, global_position, source_type, source_id, sequence, \
+                 entry_date, available_on, description, sale_id, market_id, producer_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::date[], \
+                 $7::date[], $8::text[], $9::uuid[], $10::uuid[], $11::uuid[])",
+            )
+            .bind(en.iter().map(|r| r.0.entry_id.clone()).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.2.clone()).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.3.clone()).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.4).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.0.date).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.0.available_on).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.0.description.clone()).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.5).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.6).collect::<Vec<_>>())
+            .bind(en.iter().map(|r| r.7).collect::<Vec<_>>())
+            .execute(&mut *conn)
             .await?;
-    let money = match state {
-        Some(v) => serde_json::from_value(v).map_err(|e| ProjectionError::Event {
+            let mut cols = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for r in en {
+                for (i, p) in r.0.postings.iter().enumerate() {
+                    let (account, party) = account_parts(&p.account);
+                    cols.0.push(r.0.entry_id.clone());
+                    cols.1.push(i as i32);
+                    cols.2.push(r.0.date);
+                    cols.3.push(account);
+                    cols.4.push(party);
+                    cols.5.push(p.debit.amount());
+                    cols.6.push(p.credit.amount());
+                    cols.7.push(r.5);
+                }
+            }
+            sqlx::query(
+                "INSERT INTO ledger_postings (entry_id, line, entry_date, account, party, debit, credit, sale_id) \
+                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::date[], $4::text[], $5::uuid[], $6::numeric[], \
+                 $7::numeric[], $8::uuid[])",
+            )
+            .bind(&cols.0)
+            .bind(&cols.1)
+            .bind(&cols.2)
+            .bind(&cols.3)
+            .bind(&cols.4)
+            .bind(&cols.5)
+            .bind(&cols.6)
+            .bind(&cols.7)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.fee_lines.is_empty() {
+            let f = &self.fee_lines;
+            sqlx::query(
+                "INSERT INTO ledger_fee_lines (entry_id, line, entry_date, producer_id, \
+                 market_id, sale_id, rule_id, rule_version, beneficiary, base_kind, \
+                 base_amount, rate, fixed_part, vat_rate, amount_excl_vat, vat, amount_incl_vat) \
+                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::date[], $4::uuid[], $5::uuid[], $6::uuid[], \
+                 $7::text[], $8::int[], $9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[], \
+                 $14::text[], $15::numeric[], $16::numeric[], $17::numeric[])",
+            )
+            .bind(f.iter().map(|r| r.entry_id.clone()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.date).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.producer).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.market).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.sale).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.rule_id.clone()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| i32::try_from(r.line_data.rule_version).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| json_text(&r.line_data.beneficiary)).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| json_text(&r.line_data.base_kind)).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.base_amount.amount()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.rate).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.fixed_part.amount()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.vat_rate.to_string()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.amount_excl_vat.amount()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.vat.amount()).collect::<Vec<_>>())
+            .bind(f.iter().map(|r| r.line_data.amount_incl_vat.amount()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The money state of every order the batch touches, read in one query.
+async fn order_states(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> Result<HashMap<String, OrderMoney>, ProjectionError> {
+    let ids: Vec<String> = events
+        .iter()
+        .filter(|e| e.aggregate_type == "order")
+        .map(|e| e.aggregate_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut states: HashMap<String, OrderMoney> = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(states);
+    }
+    let rows =
+        sqlx::query("SELECT order_id, state FROM ledger_order_state WHERE order_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    for row in rows {
+        let id: String = row.try_get("order_id")?;
+        let state: serde_json::Value = row.try_get("state")?;
+        let money = serde_json::from_value(state).map_err(|e| ProjectionError::Event {
             projection: "ledger",
             position: 0,
             reason: format!("order state {id}: {e}"),
-        })?,
-        None => OrderMoney::default(),
-    };
-    cache.insert(id.to_string(), money);
-    Ok(())
+        })?;
+        states.insert(id, money);
+    }
+    for id in ids {
+        states.entry(id).or_default();
+    }
+    Ok(states)
 }
 
 #[async_trait::async_trait]
@@ -147,19 +253,19 @@ impl Projection for LedgerProjection {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        let mut orders: HashMap<String, OrderMoney> = HashMap::new();
+        let mut orders = order_states(conn, events).await?;
+        let mut rows = Rows::default();
         for e in events {
             let sequence = u64::try_from(e.sequence).map_err(|_| bad(e, "negative sequence"))?;
             match e.aggregate_type.as_str() {
                 "order" => {
                     let event: OrderEvent = e.decode().map_err(|x| bad(e, x))?;
-                    order_state(conn, &mut orders, &e.aggregate_id).await?;
                     let state = orders
                         .get_mut(&e.aggregate_id)
                         .ok_or_else(|| bad(e, "order state missing"))?;
                     let entries = order_entries(state, &e.aggregate_id, sequence, &event);
                     let (sale, market) = (state.sale.map(|s| s.0), state.market.map(|m| m.0));
-                    for entry in &entries {
+                    for entry in entries {
                         let producer = entry
                             .entry_id
                             .split(':')
@@ -171,7 +277,7 @@ impl Projection for LedgerProjection {
                             market,
                             producer,
                         };
-                        insert_entry(conn, &source, entry).await?;
+                        rows.entry(&source, entry)?;
                     }
                 }
                 "producer_balance" => {
@@ -187,62 +293,54 @@ impl Projection for LedgerProjection {
                         _ => (None, None),
                     };
                     let entries = balance_entries(producer.into(), sequence, &event);
-                    for entry in &entries {
+                    if let (ProducerBalanceEvent::SaleCredited { fees, .. }, Some(entry)) =
+                        (&event, entries.first())
+                    {
+                        for (i, l) in fees.iter().enumerate() {
+                            rows.fee_lines.push(FeeRow {
+                                entry_id: entry.entry_id.clone(),
+                                line: i as i32,
+                                date: entry.date,
+                                producer,
+                                market,
+                                sale,
+                                line_data: l.clone(),
+                            });
+                        }
+                    }
+                    for entry in entries {
                         let source = Source {
                             event: e,
                             sale,
                             market,
                             producer: Some(producer),
                         };
-                        insert_entry(conn, &source, entry).await?;
-                    }
-                    if let (ProducerBalanceEvent::SaleCredited { fees, .. }, Some(entry)) =
-                        (&event, entries.first())
-                    {
-                        for (i, l) in fees.iter().enumerate() {
-                            sqlx::query(
-                                "INSERT INTO ledger_fee_lines (entry_id, line, entry_date, producer_id, \
-                                 market_id, sale_id, rule_id, rule_version, beneficiary, base_kind, \
-                                 base_amount, rate, fixed_part, vat_rate, amount_excl_vat, vat, amount_incl_vat) \
-                                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)",
-                            )
-                            .bind(&entry.entry_id)
-                            .bind(i as i32)
-                            .bind(entry.date)
-                            .bind(producer)
-                            .bind(market)
-                            .bind(sale)
-                            .bind(&l.rule_id)
-                            .bind(i32::try_from(l.rule_version).unwrap_or(i32::MAX))
-                            .bind(json_text(&l.beneficiary))
-                            .bind(json_text(&l.base_kind))
-                            .bind(l.base_amount.amount())
-                            .bind(l.rate)
-                            .bind(l.fixed_part.amount())
-                            .bind(l.vat_rate.to_string())
-                            .bind(l.amount_excl_vat.amount())
-                            .bind(l.vat.amount())
-                            .bind(l.amount_incl_vat.amount())
-                            .execute(&mut *conn)
-                            .await?;
-                        }
+                        rows.entry(&source, entry)?;
                     }
                 }
                 _ => {}
             }
         }
-        for (id, state) in orders {
-            let json = serde_json::to_value(&state).map_err(|x| ProjectionError::Event {
-                projection: "ledger",
-                position: 0,
-                reason: format!("order state {id}: {x}"),
-            })?;
+        rows.flush(conn).await?;
+        if !orders.is_empty() {
+            let mut ids = Vec::with_capacity(orders.len());
+            let mut states = Vec::with_capacity(orders.len());
+            for (id, state) in orders {
+                states.push(
+                    serde_json::to_value(&state).map_err(|x| ProjectionError::Event {
+                        projection: "ledger",
+                        position: 0,
+                        reason: format!("order state {id}: {x}"),
+                    })?,
+                );
+                ids.push(id);
+            }
             sqlx::query(
-                "INSERT INTO ledger_order_state (order_id, state) VALUES ($1, $2) \
+                "INSERT INTO ledger_order_state (order_id, state) SELECT * FROM UNNEST($1::text[], $2::jsonb[]) \
                  ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state",
             )
-            .bind(&id)
-            .bind(json)
+            .bind(&ids)
+            .bind(&states)
             .execute(&mut *conn)
             .await?;
         }

@@ -3,6 +3,8 @@
 //! delivered ones are not. available = real - ordered; a product without a limit (real `None`)
 //! has no available figure. Product names come from the producer accounts.
 
+use std::collections::HashMap;
+
 use etal_domain::account::AccountEvent;
 use etal_domain::ids::{ProducerId, ProductId};
 use etal_domain::stock::StockEvent;
@@ -10,6 +12,7 @@ use etal_domain::Money;
 use etal_store::StoredEvent;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
 
 use crate::support::{aggregate_uuid, decode, money, vat_percent};
 use crate::{Projection, ProjectionError};
@@ -33,14 +36,17 @@ impl Projection for StockLevels {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        // Products (rare account events) are written as they come; stock events, the bulk of
+        // the log, are folded per batch. The two touch different tables.
+        let mut stock = StockBatch::default();
         for e in events {
             match e.aggregate_type.as_str() {
-                "stock" => apply_stock(conn, e).await?,
+                "stock" => stock.apply(e)?,
                 "producer_account" => apply_account(conn, e).await?,
                 _ => {}
             }
         }
-        Ok(())
+        stock.flush(conn).await
     }
 }
 
@@ -79,96 +85,189 @@ async fn apply_account(conn: &mut PgConnection, e: &StoredEvent) -> Result<(), P
     Ok(())
 }
 
-async fn apply_stock(conn: &mut PgConnection, e: &StoredEvent) -> Result<(), ProjectionError> {
-    let event = decode::<StockEvent>(NAME, e)?;
-    // The stock's stream id is the product id.
-    let product = aggregate_uuid(NAME, e)?;
-    match event {
-        StockEvent::StockSet { producer, real, .. } => {
+/// What one batch does to a stock level row (last value wins).
+#[derive(Default)]
+struct LevelOp {
+    producer: Option<Uuid>,
+    real: Option<Option<i64>>,
+}
+
+/// What one batch does to a reservation row, folded from its events.
+enum ReservationOp {
+    /// The row as it ends (created or replaced in this batch).
+    Put {
+        sale: Uuid,
+        quantity: i64,
+        confirmed: bool,
+    },
+    /// Changes to a row written by an earlier batch.
+    Patch {
+        quantity: Option<i64>,
+        confirmed: bool,
+    },
+    Delete,
+}
+
+/// Stock events of one batch folded in memory, then written with a few set-based statements.
+#[derive(Default)]
+struct StockBatch {
+    levels: HashMap<Uuid, LevelOp>,
+    reservations: HashMap<(Uuid, Uuid), ReservationOp>,
+}
+
+impl StockBatch {
+    fn apply(&mut self, e: &StoredEvent) -> Result<(), ProjectionError> {
+        let event = decode::<StockEvent>(NAME, e)?;
+        // The stock's stream id is the product id.
+        let product = aggregate_uuid(NAME, e)?;
+        match event {
+            StockEvent::StockSet { producer, real, .. } => {
+                let op = self.levels.entry(product).or_default();
+                op.producer = Some(producer.0);
+                op.real = Some(real);
+            }
+            StockEvent::StockReserved {
+                reservation,
+                sale,
+                quantity,
+                ..
+            } => {
+                self.levels.entry(product).or_default();
+                self.reservations.insert(
+                    (product, reservation.0),
+                    ReservationOp::Put {
+                        sale: sale.0,
+                        quantity,
+                        confirmed: false,
+                    },
+                );
+            }
+            StockEvent::ReservationConfirmed { reservation } => {
+                match self.reservations.entry((product, reservation.0)).or_insert(
+                    ReservationOp::Patch {
+                        quantity: None,
+                        confirmed: false,
+                    },
+                ) {
+                    ReservationOp::Put { confirmed, .. }
+                    | ReservationOp::Patch { confirmed, .. } => *confirmed = true,
+                    ReservationOp::Delete => {}
+                }
+            }
+            StockEvent::ReservationReleased { reservation, .. }
+            | StockEvent::ReservationExpired { reservation, .. } => {
+                self.reservations
+                    .insert((product, reservation.0), ReservationOp::Delete);
+            }
+            StockEvent::ReservationAdjusted {
+                reservation,
+                new_quantity,
+                ..
+            } => {
+                match self.reservations.entry((product, reservation.0)).or_insert(
+                    ReservationOp::Patch {
+                        quantity: None,
+                        confirmed: false,
+                    },
+                ) {
+                    ReservationOp::Put { quantity, .. } => *quantity = new_quantity,
+                    ReservationOp::Patch { quantity, .. } => *quantity = Some(new_quantity),
+                    ReservationOp::Delete => {}
+                }
+            }
+            StockEvent::StockDelivered {
+                reservations, real, ..
+            } => {
+                for r in reservations {
+                    self.reservations
+                        .insert((product, r.0), ReservationOp::Delete);
+                }
+                self.levels.entry(product).or_default().real = Some(real);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.levels.is_empty() {
+            let levels: Vec<_> = self.levels.into_iter().collect();
+            let products: Vec<Uuid> = levels.iter().map(|(p, _)| *p).collect();
             sqlx::query(
-                "INSERT INTO stock_levels (product_id, producer_id, real) VALUES ($1, $2, $3) \
-                 ON CONFLICT (product_id) DO UPDATE SET producer_id = EXCLUDED.producer_id, real = EXCLUDED.real",
+                "INSERT INTO stock_levels (product_id, producer_id, real) \
+                 SELECT p, NULL, NULL FROM UNNEST($1::uuid[]) AS p ON CONFLICT (product_id) DO NOTHING",
             )
-            .bind(product)
-            .bind(producer.0)
-            .bind(real)
+            .bind(&products)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE stock_levels l SET producer_id = coalesce(u.producer_id, l.producer_id), \
+                 real = CASE WHEN u.set_real THEN u.real ELSE l.real END \
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::bool[], $4::bigint[]) AS u(product_id, producer_id, set_real, real) \
+                 WHERE l.product_id = u.product_id AND (u.producer_id IS NOT NULL OR u.set_real)",
+            )
+            .bind(&products)
+            .bind(levels.iter().map(|(_, o)| o.producer).collect::<Vec<_>>())
+            .bind(levels.iter().map(|(_, o)| o.real.is_some()).collect::<Vec<_>>())
+            .bind(levels.iter().map(|(_, o)| o.real.flatten()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        StockEvent::StockReserved {
-            reservation,
-            sale,
-            quantity,
-            ..
-        } => {
+        let (mut put, mut patch, mut delete) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, op) in self.reservations {
+            match op {
+                ReservationOp::Put {
+                    sale,
+                    quantity,
+                    confirmed,
+                } => put.push((key, sale, quantity, confirmed)),
+                ReservationOp::Patch {
+                    quantity,
+                    confirmed,
+                } => patch.push((key, quantity, confirmed)),
+                ReservationOp::Delete => delete.push(key),
+            }
+        }
+        if !delete.is_empty() {
             sqlx::query(
-                "INSERT INTO stock_levels (product_id, producer_id, real) VALUES ($1, NULL, NULL) \
-                 ON CONFLICT (product_id) DO NOTHING",
+                "DELETE FROM stock_reservations r USING UNNEST($1::uuid[], $2::uuid[]) AS d(product_id, order_id) \
+                 WHERE r.product_id = d.product_id AND r.order_id = d.order_id",
             )
-            .bind(product)
+            .bind(delete.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(delete.iter().map(|k| k.1).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
+        }
+        if !put.is_empty() {
             sqlx::query(
                 "INSERT INTO stock_reservations (product_id, order_id, sale_id, quantity, confirmed) \
-                 VALUES ($1, $2, $3, $4, false)",
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::bool[]) \
+                 ON CONFLICT (product_id, order_id) DO UPDATE SET sale_id = EXCLUDED.sale_id, \
+                 quantity = EXCLUDED.quantity, confirmed = EXCLUDED.confirmed",
             )
-            .bind(product)
-            .bind(reservation.0)
-            .bind(sale.0)
-            .bind(quantity)
+            .bind(put.iter().map(|p| p.0 .0).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.0 .1).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.1).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.2).collect::<Vec<_>>())
+            .bind(put.iter().map(|p| p.3).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        StockEvent::ReservationConfirmed { reservation } => {
+        if !patch.is_empty() {
             sqlx::query(
-                "UPDATE stock_reservations SET confirmed = true WHERE product_id = $1 AND order_id = $2",
+                "UPDATE stock_reservations r SET quantity = coalesce(u.quantity, r.quantity), \
+                 confirmed = r.confirmed OR u.confirmed \
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bool[]) AS u(product_id, order_id, quantity, confirmed) \
+                 WHERE r.product_id = u.product_id AND r.order_id = u.order_id",
             )
-            .bind(product)
-            .bind(reservation.0)
+            .bind(patch.iter().map(|p| p.0 .0).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.0 .1).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.1).collect::<Vec<_>>())
+            .bind(patch.iter().map(|p| p.2).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        StockEvent::ReservationReleased { reservation, .. }
-        | StockEvent::ReservationExpired { reservation, .. } => {
-            sqlx::query("DELETE FROM stock_reservations WHERE product_id = $1 AND order_id = $2")
-                .bind(product)
-                .bind(reservation.0)
-                .execute(&mut *conn)
-                .await?;
-        }
-        StockEvent::ReservationAdjusted {
-            reservation,
-            new_quantity,
-            ..
-        } => {
-            sqlx::query(
-                "UPDATE stock_reservations SET quantity = $3 WHERE product_id = $1 AND order_id = $2",
-            )
-            .bind(product)
-            .bind(reservation.0)
-            .bind(new_quantity)
-            .execute(&mut *conn)
-            .await?;
-        }
-        StockEvent::StockDelivered {
-            reservations, real, ..
-        } => {
-            let ids: Vec<uuid::Uuid> = reservations.iter().map(|r| r.0).collect();
-            sqlx::query(
-                "DELETE FROM stock_reservations WHERE product_id = $1 AND order_id = ANY($2::uuid[])",
-            )
-            .bind(product)
-            .bind(&ids)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("UPDATE stock_levels SET real = $2 WHERE product_id = $1")
-                .bind(product)
-                .bind(real)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A product's stock.
