@@ -53,19 +53,23 @@ fn bad(event: &StoredEvent, reason: impl ToString) -> ProjectionError {
     }
 }
 
+/// An entry and where it comes from: position, source type, id and sequence, sale, market,
+/// producer.
+type EntryRow = (
+    JournalEntry,
+    i64,
+    String,
+    String,
+    i64,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+);
+
 /// Rows of one batch, written with a few set-based statements at its end.
 #[derive(Default)]
 struct Rows {
-    entries: Vec<(
-        JournalEntry,
-        i64,
-        String,
-        String,
-        i64,
-        Option<Uuid>,
-        Option<Uuid>,
-        Option<Uuid>,
-    )>,
+    entries: Vec<EntryRow>,
     fee_lines: Vec<FeeRow>,
 }
 
