@@ -19,9 +19,16 @@ pg:
 pg-stop:
 	@scripts/pg.sh stop
 
+# Without ETAL_JWT_SECRET, a development key is made once in .dev-secret (git-ignored), so the
+# demo tokens printed here work at once.
 run:
-	@export $(DB) && $(CARGO) build --release --bin etal && ./target/release/etal migrate && \
-	{ [ -z "$${ETAL_JWT_SECRET:-}" ] || for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done; } && \
+	@export $(DB) && \
+	if [ -z "$${ETAL_JWT_SECRET:-}" ]; then \
+		[ -s .dev-secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .dev-secret; \
+		export ETAL_JWT_SECRET="$$(cat .dev-secret)"; \
+	fi && \
+	$(CARGO) build --release --bin etal && ./target/release/etal migrate && \
+	for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done && \
 	exec ./target/release/etal serve
 
 test:
