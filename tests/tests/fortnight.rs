@@ -541,6 +541,23 @@ async fn a_fortnight_of_two_markets_ends_with_stock_orders_and_payments_as_compu
         }
     }
 
+    // The money: validation credits the producers of the online market, the Monday run pays
+    // them, and the auditor's check passes on this history (R-PAY-1..3, R-FEE-1..4).
+    w.advance_to(Utc.with_ymd_and_hms(2026, 3, 31, 8, 0, 0).unwrap())
+        .await;
+    let payouts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' AND event_type = 'TransferSucceeded'",
+    )
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        payouts >= 13,
+        "the producers of the Wednesdays were paid ({payouts} transfers)"
+    );
+    let (code, out, err) = etal_tests::run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "audit check on the fortnight: {out}{err}");
+
     // The read side: every projection, caught up in small batches, equals a rebuild in big ones
     // (`etal projections verify --all` reports zero differences on this database), and a row
     // altered in any projection is named by verify.
