@@ -40,6 +40,10 @@ impl Projection for AnnualSalesProjection {
         NAME
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["annual_sales"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["annual_sales_orders", "annual_sales_caps"]
     }

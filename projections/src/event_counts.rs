@@ -15,6 +15,11 @@ impl Projection for EventCounts {
         "event_counts"
     }
 
+    /// Counts need only the types.
+    fn needs_payload(&self) -> bool {
+        false
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["event_counts"]
     }

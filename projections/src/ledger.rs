@@ -243,6 +243,10 @@ impl Projection for LedgerProjection {
         "ledger"
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["order", "producer_balance"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "ledger_entries",

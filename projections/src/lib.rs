@@ -54,6 +54,15 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables it owns (created by migrations in `public`).
     fn tables(&self) -> &'static [&'static str];
+    /// The aggregate types whose events it needs (`None`: all). The others are skipped without
+    /// being read; the checkpoint still moves past them.
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+    /// Whether it reads payloads (false: events arrive with `null` payload and metadata).
+    fn needs_payload(&self) -> bool {
+        true
+    }
     /// Applies events, in global order, to the tables.
     async fn apply(
         &self,

@@ -34,6 +34,10 @@ impl Projection for OrderRecaps {
         NAME
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["order", "sale", "market"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "recap_markets",

@@ -110,7 +110,7 @@ async fn finish_in_tx(
         .execute(&mut *conn)
         .await?;
     use_schema(conn, schema).await?;
-    while apply_batch(conn, projection, until, BATCH).await? > 0 {}
+    while apply_batch(conn, projection, until, BATCH).await?.moved {}
     sqlx::query("SET LOCAL search_path TO public")
         .execute(&mut *conn)
         .await?;

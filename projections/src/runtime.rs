@@ -47,13 +47,13 @@ pub async fn checkpoint(
 
 /// Applies the next batch after the checkpoint, in the caller's transaction, and advances the
 /// checkpoint in that same transaction. The checkpoint row is locked first, so two runners can
-/// never apply the same events, whatever happens to advisory locks. Returns how many were applied.
+/// never apply the same events, whatever happens to advisory locks.
 pub(crate) async fn apply_batch(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     until: Option<Position>,
     batch: i64,
-) -> Result<usize, ProjectionError> {
+) -> Result<Applied, ProjectionError> {
     let name = projection.name();
     sqlx::query(
         "INSERT INTO projector_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -71,22 +71,53 @@ pub(crate) async fn apply_batch(
         txid: row.try_get("last_txid")?,
         position: row.try_get("last_position")?,
     };
-    let events = EventLog::read_after(&mut *conn, from, until, batch).await?;
-    let Some(last) = events.last().map(|e| e.position) else {
-        return Ok(0);
+    // Read up to the head as of now (or `until`): every event at or before it has committed,
+    // so when fewer than `batch` events of the projection's types come back, none is left up to
+    // there and the checkpoint can move to it, past the events of other types.
+    let head = EventLog::head(&mut *conn).await?;
+    let until = until.map_or(head, |u| u.min(head));
+    if until <= from {
+        return Ok(Applied::default());
+    }
+    let events = EventLog::read_filtered(
+        &mut *conn,
+        from,
+        until,
+        batch,
+        projection.aggregate_types(),
+        projection.needs_payload(),
+    )
+    .await?;
+    let to = match events.last() {
+        Some(last) if events.len() as i64 >= batch => last.position,
+        _ => until,
     };
-    projection.apply(conn, &events).await?;
+    if !events.is_empty() {
+        projection.apply(conn, &events).await?;
+    }
     sqlx::query(
         "UPDATE projector_checkpoints SET last_txid = $2, last_position = $3, \
          events_applied = events_applied + $4, updated_at = now() WHERE projection = $1",
     )
     .bind(name)
-    .bind(last.txid)
-    .bind(last.position)
+    .bind(to.txid)
+    .bind(to.position)
     .bind(events.len() as i64)
     .execute(&mut *conn)
     .await?;
-    Ok(events.len())
+    Ok(Applied {
+        events: events.len(),
+        moved: true,
+    })
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Applied {
+    /// Events applied.
+    pub events: usize,
+    /// Whether the checkpoint moved (false: nothing left up to the head).
+    pub moved: bool,
 }
 
 /// Sets the transaction's search_path to `schema` (then public), when building aside.
@@ -128,14 +159,14 @@ pub async fn catch_up_in_batches(
     loop {
         let mut tx = conn.begin().await?;
         use_schema(&mut tx, schema).await?;
-        let n = apply_batch(&mut tx, projection, until, batch.max(1)).await?;
-        if n == 0 {
+        let done = apply_batch(&mut tx, projection, until, batch.max(1)).await?;
+        if !done.moved {
             tx.rollback().await?;
             return Ok(total);
         }
         tx.commit().await?;
-        total += n as u64;
-        progress(n as u64);
+        total += done.events as u64;
+        progress(done.events as u64);
     }
 }
 

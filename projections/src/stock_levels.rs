@@ -27,6 +27,10 @@ impl Projection for StockLevels {
         NAME
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["stock", "producer_account"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["products", "stock_levels", "stock_reservations"]
     }

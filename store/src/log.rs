@@ -126,6 +126,53 @@ impl EventLog {
             .collect()
     }
 
+    /// Like [`EventLog::read_after`], for readers that need only some aggregate types (`None`:
+    /// all) and possibly no payloads (`with_payload` false: payload and metadata are `null`,
+    /// which saves decoding them).
+    pub async fn read_filtered<'e>(
+        executor: impl PgExecutor<'e>,
+        after: Position,
+        until: Position,
+        limit: i64,
+        types: Option<&[&str]>,
+        with_payload: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let columns = if with_payload {
+            SELECT_COLUMNS.to_string()
+        } else {
+            SELECT_COLUMNS.replace(
+                "payload, metadata",
+                "'null'::jsonb AS payload, 'null'::jsonb AS metadata",
+            )
+        };
+        let filter = if types.is_some() {
+            "AND aggregate_type = ANY($5)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {columns} FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+               AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) {filter} \
+             ORDER BY transaction_id, global_position \
+             LIMIT $6"
+        );
+        let types: Vec<String> = types.unwrap_or(&[]).iter().map(|t| t.to_string()).collect();
+        let rows = sqlx::query(&sql)
+            .bind(after.txid.to_string())
+            .bind(after.position)
+            .bind(until.txid.to_string())
+            .bind(until.position)
+            .bind(&types)
+            .bind(limit)
+            .fetch_all(executor)
+            .await?;
+        rows.iter()
+            .map(|r| row_to_event(r).map_err(StoreError::from))
+            .collect()
+    }
+
     /// The last position a reader can see now (the newest event below the watermark).
     pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, StoreError> {
         let row = sqlx::query(

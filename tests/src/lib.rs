@@ -203,41 +203,23 @@ pub async fn catch_up_all(
         etal_projections::catch_up_in_batches(pool, projection, None, None, batch, &|_| {})
             .await
             .expect("catch up");
-        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(pool)
-            .await
-            .expect("count");
-        let applied: i64 = sqlx::query_scalar("SELECT coalesce(max(events_applied), 0) FROM projector_checkpoints WHERE projection = $1")
-            .bind(projection.name())
-            .fetch_one(pool)
-            .await
-            .expect("checkpoint");
-        if applied >= events {
+        if passed_every_event(pool, projection.name()).await {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} stuck at {applied} of {events} events",
+            "{} never passed the last event",
             projection.name()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Waits until a running projector has applied every committed event.
+/// Waits until a running projector has passed every committed event.
 pub async fn wait_all_applied(pool: &sqlx::PgPool, projection: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(pool)
-            .await
-            .expect("count");
-        let applied: i64 = sqlx::query_scalar("SELECT coalesce(max(events_applied), 0) FROM projector_checkpoints WHERE projection = $1")
-            .bind(projection)
-            .fetch_one(pool)
-            .await
-            .expect("checkpoint");
-        if applied >= events {
+        if passed_every_event(pool, projection).await {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -245,4 +227,25 @@ pub async fn wait_all_applied(pool: &sqlx::PgPool, projection: &str, timeout: Du
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether the projection's checkpoint is at or past the last committed event (projections skip
+/// the events of types they do not read, so positions, not counts, tell).
+pub async fn passed_every_event(pool: &sqlx::PgPool, projection: &str) -> bool {
+    let last: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .expect("last event");
+    let Some(last) = last else { return true };
+    let checkpoint: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT last_txid, last_position FROM projector_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_optional(pool)
+    .await
+    .expect("checkpoint");
+    checkpoint.is_some_and(|c| c >= last)
 }

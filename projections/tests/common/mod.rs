@@ -33,14 +33,21 @@ pub async fn catch_up(pool: &PgPool, name: &str) -> u64 {
         total += etal_projections::catch_up(pool, p.as_ref(), None, None, &|_| {})
             .await
             .unwrap();
-        let applied: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(events_applied), 0) FROM projector_checkpoints WHERE projection = $1",
+        let last: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
         )
-        .bind(name)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await
         .unwrap();
-        if applied >= all {
+        let checkpoint: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT last_txid, last_position FROM projector_checkpoints WHERE projection = $1",
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if last.is_none() || checkpoint.is_some_and(|c| Some(c) >= last) {
             return total;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
