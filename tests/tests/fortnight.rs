@@ -7,8 +7,6 @@
 //! done independently here (R-STK-1..4, R-SAL-1..6, R-ORD-1..5, R-CAT-3, R-CAT-4).
 #![allow(clippy::type_complexity)]
 
-#![allow(clippy::type_complexity)]
-
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc, Weekday};

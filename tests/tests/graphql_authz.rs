@@ -63,7 +63,11 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("platform", &platform),
     ];
     let d = api
-        .ok(&f.admin, "query($s: UUID!) { sale(id: $s) { date } }", json!({"s": f.sale_id}))
+        .ok(
+            &f.admin,
+            "query($s: UUID!) { sale(id: $s) { date } }",
+            json!({"s": f.sale_id}),
+        )
         .await;
     let date = d["sale"]["date"].as_str().unwrap().to_string();
     let v = json!({

@@ -43,7 +43,10 @@ async fn the_projections_answer_over_graphql() {
         )
         .await;
     assert_eq!(d["placeOrder"]["order"]["total"], "43.50");
-    let zoe_number = d["placeOrder"]["order"]["number"].as_str().unwrap().to_string();
+    let zoe_number = d["placeOrder"]["order"]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let d = api
         .ok(
             &albert,
@@ -56,7 +59,11 @@ async fn the_projections_answer_over_graphql() {
     let total = "60.50";
 
     let d = api
-        .ok(&f.admin, "query($s: UUID!) { sale(id: $s) { date } }", json!({"s": f.sale_id}))
+        .ok(
+            &f.admin,
+            "query($s: UUID!) { sale(id: $s) { date } }",
+            json!({"s": f.sale_id}),
+        )
         .await;
     let date = d["sale"]["date"].as_str().unwrap().to_string();
 
@@ -68,7 +75,11 @@ async fn the_projections_answer_over_graphql() {
         byCustomer(first: 10) { edges { node { number customer amountInclVat orderTotal lines { name quantity amountInclVat } } } pageInfo { hasNextPage } }
         signOffList(first: 10) { edges { node { customer dueAtPickup paymentStatus lines { name } } } } } }";
     let d = api
-        .ok(&f.producer, recap, json!({"s": f.sale_id, "c": f.catalog_id}))
+        .ok(
+            &f.producer,
+            recap,
+            json!({"s": f.sale_id, "c": f.catalog_id}),
+        )
         .await;
     let r = &d["orderRecap"];
     eprintln!("{}", serde_json::to_string_pretty(r).unwrap());
@@ -76,12 +87,18 @@ async fn the_projections_answer_over_graphql() {
     assert_eq!(by_product.len(), 2);
     let miel = &by_product[0];
     assert_eq!(miel["name"], "Miel 500 g");
-    assert_eq!((miel["quantity"].as_i64(), miel["orders"].as_i64()), (Some(5), Some(2)));
+    assert_eq!(
+        (miel["quantity"].as_i64(), miel["orders"].as_i64()),
+        (Some(5), Some(2))
+    );
     assert_eq!(miel["amountInclVat"], honey_amount.as_str());
     assert_eq!(miel["vatRate"], "5.5");
     let poulet = &by_product[1];
     assert_eq!(poulet["name"], "Poulet fermier");
-    assert_eq!((poulet["quantity"].as_i64(), poulet["linesToWeigh"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (poulet["quantity"].as_i64(), poulet["linesToWeigh"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(poulet["amountInclVat"], "18.00");
     for p in by_product {
         assert_eq!(
@@ -119,11 +136,17 @@ async fn the_projections_answer_over_graphql() {
         .map(|e| &e["node"])
         .collect();
     assert_eq!(
-        sign.iter().map(|n| n["customer"].as_str().unwrap()).collect::<Vec<_>>(),
+        sign.iter()
+            .map(|n| n["customer"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["Albert Durand", "Zoé Martin"]
     );
-    assert!(sign.iter().all(|n| n["lines"].as_array().unwrap().is_empty()));
-    assert!(sign.iter().all(|n| n["paymentStatus"] == "PAID" && n["dueAtPickup"] == "0.00"));
+    assert!(sign
+        .iter()
+        .all(|n| n["lines"].as_array().unwrap().is_empty()));
+    assert!(sign
+        .iter()
+        .all(|n| n["paymentStatus"] == "PAID" && n["dueAtPickup"] == "0.00"));
 
     // The market's administrator sees the whole sale (the same single catalog); the auditor too;
     // the producer's day is the same recap.
@@ -139,12 +162,19 @@ async fn the_projections_answer_over_graphql() {
             json!({"p": f.producer_id, "d": date}),
         )
         .await;
-    assert_eq!(d["producerDayRecap"]["vatTotals"][0]["amountInclVat"], total);
-    assert_eq!(d["producerDayRecap"]["scopes"][0]["saleId"], f.sale_id.as_str());
+    assert_eq!(
+        d["producerDayRecap"]["vatTotals"][0]["amountInclVat"],
+        total
+    );
+    assert_eq!(
+        d["producerDayRecap"]["scopes"][0]["saleId"],
+        f.sale_id.as_str()
+    );
 
     // Another producer asking for this recap by id: refused, no data.
     let other = api.who(Role::Producer);
-    api.ok(&other, graphql_common::OPEN_ACCOUNT, json!({})).await;
+    api.ok(&other, graphql_common::OPEN_ACCOUNT, json!({}))
+        .await;
     let body = api
         .call(&other, recap, json!({"s": f.sale_id, "c": f.catalog_id}))
         .await;
@@ -237,10 +267,18 @@ async fn the_projections_answer_over_graphql() {
     assert_eq!(c["holds"], true);
     assert_eq!(c["payments"], total);
     for e in d["journal"]["edges"].as_array().unwrap() {
-        let debit: rust_decimal::Decimal =
-            e["node"]["postings"].as_array().unwrap().iter().map(|p| money(&p["debit"])).sum();
-        let credit: rust_decimal::Decimal =
-            e["node"]["postings"].as_array().unwrap().iter().map(|p| money(&p["credit"])).sum();
+        let debit: rust_decimal::Decimal = e["node"]["postings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| money(&p["debit"]))
+            .sum();
+        let credit: rust_decimal::Decimal = e["node"]["postings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| money(&p["credit"]))
+            .sum();
         assert_eq!(debit, credit, "unbalanced entry {e}");
     }
     // Payouts: nothing credited before the sale is validated.
@@ -280,7 +318,12 @@ async fn the_projections_answer_over_graphql() {
         after = edges.last().unwrap()["cursor"].clone();
     }
     // Events written after the snapshot (the scheduler) may follow; the prefix must be exact.
-    assert!(seen.len() >= expected.len(), "{} < {}", seen.len(), expected.len());
+    assert!(
+        seen.len() >= expected.len(),
+        "{} < {}",
+        seen.len(),
+        expected.len()
+    );
     assert_eq!(&seen[..expected.len()], &expected[..]);
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), seen.len());
     // By aggregate: the sale's events in sequence, pages of 2.
@@ -288,9 +331,15 @@ async fn the_projections_answer_over_graphql() {
     let mut seqs = Vec::new();
     let mut after = Value::Null;
     loop {
-        let d = api.ok(&auditor, q, json!({"id": f.sale_id, "after": after})).await;
+        let d = api
+            .ok(&auditor, q, json!({"id": f.sale_id, "after": after}))
+            .await;
         let edges = d["eventHistory"]["edges"].as_array().unwrap().clone();
-        seqs.extend(edges.iter().map(|e| e["node"]["sequence"].as_i64().unwrap()));
+        seqs.extend(
+            edges
+                .iter()
+                .map(|e| e["node"]["sequence"].as_i64().unwrap()),
+        );
         if d["eventHistory"]["pageInfo"]["hasNextPage"] != true {
             break;
         }
@@ -306,7 +355,9 @@ async fn the_projections_answer_over_graphql() {
     let mut n = 0;
     let mut after = Value::Null;
     loop {
-        let d = api.ok(&auditor, q, json!({"f": from, "t": to, "after": after})).await;
+        let d = api
+            .ok(&auditor, q, json!({"f": from, "t": to, "after": after}))
+            .await;
         let edges = d["eventHistory"]["edges"].as_array().unwrap().clone();
         n += edges.len();
         if d["eventHistory"]["pageInfo"]["hasNextPage"] != true {

@@ -80,7 +80,9 @@ async fn producer_scope(ctx: &Context<'_>, id: ProducerId) -> Result<Actor> {
             }
             Ok(a)
         }
-        _ => Err(forbidden("only the producer's people and auditors see this")),
+        _ => Err(forbidden(
+            "only the producer's people and auditors see this",
+        )),
     }
 }
 
@@ -832,6 +834,8 @@ pub struct ReadQuery;
 const PRODUCER_OR_AUDITOR: RoleGuard = RoleGuard(&[Role::Producer, Role::Auditor]);
 const AUDITOR: RoleGuard = RoleGuard(&[Role::Auditor]);
 
+/// Connections take `after`, `before`, `first`, `last` besides their filters.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl ReadQuery {
     /// R-SAL-5: the recap of a sale for one catalog (`catalogId`), or for every catalog the
@@ -1214,7 +1218,6 @@ impl ReadQuery {
     /// [`from`, `to`), or else the global log after `afterPosition` up to `untilPosition`
     /// (inclusive), in the order the projections apply them. Auditors.
     #[graphql(guard = "AUDITOR")]
-    #[allow(clippy::too_many_arguments)]
     async fn event_history(
         &self,
         ctx: &Context<'_>,
@@ -1249,7 +1252,10 @@ impl ReadQuery {
         }
         if by_aggregate {
             let (Some(t), Some(id)) = (aggregate_type, aggregate_id) else {
-                return Err(bad_input("aggregateId", "give both aggregateType and aggregateId"));
+                return Err(bad_input(
+                    "aggregateId",
+                    "give both aggregateType and aggregateId",
+                ));
             };
             let seq = match &after {
                 None => 0,
