@@ -529,6 +529,17 @@ pub async fn fee_ledger(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<FeeTotal>, sqlx::Error> {
+    fee_ledger_of(pool, grouping, from, to, None).await
+}
+
+/// [`fee_ledger`] restricted to the fees charged to `producer` (`None`: every producer).
+pub async fn fee_ledger_of(
+    pool: &PgPool,
+    grouping: FeeGrouping,
+    from: NaiveDate,
+    to: NaiveDate,
+    producer: Option<Uuid>,
+) -> Result<Vec<FeeTotal>, sqlx::Error> {
     let key = match grouping {
         FeeGrouping::Producer => "producer_id::text",
         FeeGrouping::Market => "market_id::text",
@@ -538,10 +549,12 @@ pub async fn fee_ledger(
     let rows = sqlx::query(&format!(
         "SELECT {key} AS key, beneficiary, sum(amount_excl_vat) AS e, sum(vat) AS v, \
          sum(amount_incl_vat) AS i FROM ledger_fee_lines \
-         WHERE entry_date BETWEEN $1 AND $2 GROUP BY 1, 2 ORDER BY 1, 2"
+         WHERE entry_date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR producer_id = $3) \
+         GROUP BY 1, 2 ORDER BY 1, 2"
     ))
     .bind(from)
     .bind(to)
+    .bind(producer)
     .fetch_all(pool)
     .await?;
     rows.iter()

@@ -62,7 +62,16 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("auditor", &auditor),
         ("platform", &platform),
     ];
+    let d = api
+        .ok(
+            &f.admin,
+            "query($s: UUID!) { sale(id: $s) { date } }",
+            json!({"s": f.sale_id}),
+        )
+        .await;
+    let date = d["sale"]["date"].as_str().unwrap().to_string();
     let v = json!({
+        "d": date,
         "p": f.producer_id, "x": f.product_id, "c": f.catalog_id, "o": order_id, "m": f.market_id,
         "s": f.sale_id, "u": f.customer.user.0, "l": line, "r": uuid::Uuid::new_v4(),
     });
@@ -82,6 +91,25 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("query($u: UUID!) { displayName(userId: $u) }", &["customer", "auditor", "platform"]),
         ("{ me { role } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("{ health }", &["anonymous", "owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        // The read side (projections, payouts, the log).
+        ("query($s: UUID!, $c: UUID!) { orderRecap(saleId: $s, catalogId: $c) { byProduct { name } byCustomer { edges { node { customer } } } } }", &["owner", "admin", "auditor"]),
+        ("query($s: UUID!) { orderRecap(saleId: $s) { vatTotals { amountInclVat } signOffList { edges { node { customer } } } } }", &["owner", "admin", "auditor"]),
+        ("query($p: UUID!, $d: Date!) { producerDayRecap(producerId: $p, date: $d) { byProduct { name } } }", &["owner", "auditor"]),
+        ("query($p: UUID!) { stockLevels(producerId: $p) { edges { node { name available } } } }", &["owner", "auditor"]),
+        ("query($p: UUID!) { annualSales(producerId: $p) { orders nonAmapCommitted } }", &["owner", "auditor"]),
+        ("query($p: UUID!, $d: Date!) { producerProductSales(producerId: $p, from: $d, to: $d) { edges { node { name } } } }", &["owner", "auditor"]),
+        ("query($p: UUID!, $d: Date!) { producerCustomerSales(producerId: $p, from: $d, to: $d) { edges { node { customer } } } }", &["owner", "auditor"]),
+        ("query($p: UUID!, $d: Date!) { producerMarkets(producerId: $p, from: $d, to: $d) { name orders } }", &["owner", "auditor"]),
+        ("query($m: UUID!, $d: Date!) { marketWeeklySales(marketId: $m, from: $d, to: $d) { orders } }", &["admin", "auditor", "platform"]),
+        ("query($m: UUID!, $d: Date!) { ordersPerSale(marketId: $m, from: $d, to: $d) { orders } }", &["admin", "auditor", "platform"]),
+        ("query($d: Date!) { customersPerMarket(from: $d, to: $d) { edges { node { customers } } } }", &["auditor", "platform"]),
+        ("query($d: Date!) { ledgerBalances(asOf: $d) { conservation { holds } accounts { edges { node { account } } } } }", &["auditor"]),
+        ("{ journal(first: 5) { edges { node { entryId } } } }", &["auditor"]),
+        ("query($p: UUID!, $d: Date!) { feeLedger(grouping: SALE, from: $d, to: $d, producerId: $p) { edges { node { key } } } }", &["owner", "auditor"]),
+        ("query($d: Date!) { feeLedger(grouping: PRODUCER, from: $d, to: $d) { edges { node { key } } } }", &["auditor"]),
+        ("query($p: UUID!) { payouts(producerId: $p) { balanceHeld payouts { total } } }", &["owner", "auditor"]),
+        ("{ eventHistory(first: 5) { edges { node { eventType payload } } } }", &["auditor"]),
+        ("query($s: String!) { eventHistory(aggregateType: \"sale\", aggregateId: $s, first: 5) { edges { node { eventType } } } }", &["auditor"]),
         // Mutations (harmless when allowed: same values, or refused by the domain afterwards).
         ("mutation($p: UUID!, $x: UUID!) { setStock(producerId: $p, productId: $x, real: 10) { position } }", &["owner"]),
         ("mutation($c: UUID!, $x: UUID!) { setOfferPrice(catalogId: $c, productId: $x, priceInclVat: \"8.50\") { position } }", &["owner"]),

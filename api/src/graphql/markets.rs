@@ -115,7 +115,7 @@ pub struct MarketInput {
 }
 
 /// Whether `viewer` administers (or is referent of) `market`, or audits.
-fn sees_market_internals(market: &Market, viewer: Actor) -> bool {
+pub(crate) fn sees_market_internals(market: &Market, viewer: Actor) -> bool {
     match viewer.role {
         Role::Auditor | Role::PlatformAdmin => true,
         Role::MarketAdmin => {
@@ -126,7 +126,7 @@ fn sees_market_internals(market: &Market, viewer: Actor) -> bool {
     }
 }
 
-async fn load_market(ctx: &Context<'_>, id: MarketId) -> Result<Market> {
+pub(crate) async fn load_market(ctx: &Context<'_>, id: MarketId) -> Result<Market> {
     actor(ctx)?;
     let (m, v) = app(ctx).load::<Market>(id).await.coded()?;
     if v == 0 {
@@ -135,7 +135,7 @@ async fn load_market(ctx: &Context<'_>, id: MarketId) -> Result<Market> {
     Ok(m)
 }
 
-async fn load_sale(ctx: &Context<'_>, id: SaleId) -> Result<Sale> {
+pub(crate) async fn load_sale(ctx: &Context<'_>, id: SaleId) -> Result<Sale> {
     actor(ctx)?;
     let (s, v) = app(ctx).load::<Sale>(id).await.coded()?;
     if v == 0 || s.id().is_none() {

@@ -14,6 +14,7 @@ pub mod markets;
 pub mod orders;
 pub mod people;
 pub mod producers;
+pub mod reads;
 pub mod scalars;
 pub mod system;
 
@@ -39,6 +40,7 @@ pub struct Query(
     markets::MarketQuery,
     orders::OrderQuery,
     people::PeopleQuery,
+    reads::ReadQuery,
     system::SystemQuery,
 );
 

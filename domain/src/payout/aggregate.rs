@@ -123,6 +123,11 @@ impl ProducerBalance {
         self.payouts.get(&payout)
     }
 
+    /// Open payouts and the most recent settled ones, by id (time-ordered).
+    pub fn payouts(&self) -> impl DoubleEndedIterator<Item = &PayoutRecord> {
+        self.payouts.values()
+    }
+
     /// Open credits (held or in flight), by sale.
     pub fn credits(&self) -> &BTreeMap<SaleId, Credit> {
         &self.credits

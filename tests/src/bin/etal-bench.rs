@@ -141,7 +141,8 @@ async fn main() -> anyhow::Result<()> {
             replay::run(&mut report, &db.pool, &db.url, budget).await?;
         }
         if run("queries") {
-            let rss = queries::run(&mut report, &db.url, if full { 200 } else { 20 }).await?;
+            let rss =
+                queries::run(&mut report, &db.url, if full { 200 } else { 20 }, cli.seed).await?;
             report.goal(
                 "server peak RSS",
                 "< 500 MB",

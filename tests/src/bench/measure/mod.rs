@@ -7,7 +7,7 @@ pub mod queries;
 pub mod replay;
 pub mod throughput;
 
-use chrono::{NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{NaiveDate, TimeZone, Utc};
 use etal_api::app::order::{DeliveryRequest, LineRequest};
 use etal_api::app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
@@ -32,14 +32,34 @@ pub struct Fixture {
 /// `markets` markets with one sale each (Wednesday 4 March 2026), `producers_per_market`
 /// producers with `products` unlimited products each, periods open (clock: Monday 2 March).
 pub async fn fixture(markets: usize, producers_per_market: usize, products: usize) -> Fixture {
-    let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
-    let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+    fixture_at(
+        Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 3, 4).unwrap(),
+        markets,
+        producers_per_market,
+        products,
+    )
+    .await
+}
+
+/// The same with the world's clock at `now` and the sales on `day` (its weekday): with the
+/// real time and a day a few days ahead, the periods are open for a server on the real clock.
+pub async fn fixture_at(
+    now: chrono::DateTime<Utc>,
+    day: NaiveDate,
+    markets: usize,
+    producers_per_market: usize,
+    products: usize,
+) -> Fixture {
+    let world = World::at(now).await;
+    let wednesday = day;
+    let weekday = chrono::Datelike::weekday(&day);
     let mut sales = Vec::new();
     for m in 0..markets {
         let (market, admin) = world
             .market(
                 &format!("Marché {m}"),
-                Weekday::Wed,
+                weekday,
                 (18, 0),
                 (19, 0),
                 1,
@@ -122,4 +142,30 @@ impl Fixture {
 /// Whether an error is worth retrying (a client would).
 pub fn retryable(e: &AppError) -> bool {
     matches!(e, AppError::Retryable(_))
+}
+
+/// The signing key of the servers the HTTP measurements start.
+pub const BENCH_SECRET: &str = "etal-bench-secret-0123456789abcdef";
+
+/// The environment of a benchmarked `etal serve`: tokens accepted, no rate limit in the way
+/// (50 clients share a token), no scheduler (the fixtures' clocks are not the server's).
+pub fn server_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("ETAL_JWT_SECRET", BENCH_SECRET),
+        ("ETAL_RATE_LIMIT_PER_SECOND", "1000000"),
+        ("ETAL_RATE_LIMIT_BURST", "1000000"),
+        ("ETAL_SCHEDULER", "false"),
+    ]
+}
+
+/// A token for a new user in `role`, signed with [`BENCH_SECRET`].
+pub fn token(role: Role) -> String {
+    let key = etal_api::auth::JwtKey::new(BENCH_SECRET.into()).expect("key");
+    etal_api::auth::mint(
+        &key,
+        etal_domain::ids::UserId::new(),
+        role,
+        std::time::Duration::from_secs(24 * 3600),
+    )
+    .expect("token")
 }

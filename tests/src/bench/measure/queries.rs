@@ -4,6 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
+use etal_domain::ids::{CatalogId, MarketId, SaleId};
+use etal_domain::sale::Sale;
+use etal_domain::Role;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::json;
+
 use crate::bench::report::Report;
 use crate::bench::{p50_p99, peak_rss_mib};
 
@@ -15,25 +23,106 @@ pub struct Query {
     pub recap: bool,
 }
 
+/// What the queries are about: a sale with [`RECAP_ORDERS`] orders, one of its catalogs, its
+/// market, and an auditor's token.
+pub struct Target {
+    pub sale: SaleId,
+    pub catalog: CatalogId,
+    pub market: MarketId,
+    pub day: NaiveDate,
+    pub token: String,
+}
+
+/// Orders in the recapped sale.
+pub const RECAP_ORDERS: usize = 1_000;
+
 /// The queries to measure.
-///
-/// TODO(read-side, graphql-api): the recap by product and by customer of a 1,000-order sale and
-/// the dashboard statistics land on other branches. When they are on main: prepare the sale
-/// (e.g. `super::fixture(1, 10, 10)` then 1,000 orders on it), and add here
-/// `Query { name: "recap by product", body: json!({"query": "...", "variables": {...}}), recap: true }`
-/// and the same for "recap by customer" and "dashboard statistics". Until then only the queries
-/// available on main are measured, so the harness is exercised and the goal says "not measured".
-pub fn queries() -> Vec<Query> {
-    vec![Query {
-        name: "eventCounts (placeholder: on main today)",
-        body: serde_json::json!({ "query": "{ eventCounts { aggregateType eventType events } }" }),
-        recap: false,
-    }]
+pub fn queries(t: &Target) -> Vec<Query> {
+    let from = t.day - chrono::Duration::days(365);
+    vec![
+        Query {
+            name: "recap by product (whole sale)",
+            body: json!({
+                "query": "query($s: UUID!) { orderRecap(saleId: $s) { byProduct { productId name quantity orders amountInclVat amountExclVat vatAmount } vatTotals { vatRate amountInclVat } } }",
+                "variables": {"s": t.sale.0},
+            }),
+            recap: true,
+        },
+        Query {
+            name: "recap by product (one catalog)",
+            body: json!({
+                "query": "query($s: UUID!, $c: UUID!) { orderRecap(saleId: $s, catalogId: $c) { byProduct { productId name quantity orders amountInclVat } vatTotals { vatRate amountInclVat } } }",
+                "variables": {"s": t.sale.0, "c": t.catalog.0},
+            }),
+            recap: true,
+        },
+        Query {
+            name: "recap by customer (whole sale, first 100)",
+            body: json!({
+                "query": "query($s: UUID!) { orderRecap(saleId: $s) { byCustomer(first: 100) { edges { node { number customer amountInclVat dueAtPickup lines { name quantity amountInclVat } } } pageInfo { hasNextPage } } } }",
+                "variables": {"s": t.sale.0},
+            }),
+            recap: true,
+        },
+        Query {
+            name: "recap by customer (one catalog, first 100)",
+            body: json!({
+                "query": "query($s: UUID!, $c: UUID!) { orderRecap(saleId: $s, catalogId: $c) { byCustomer(first: 100) { edges { node { number customer amountInclVat lines { name quantity } } } } } }",
+                "variables": {"s": t.sale.0, "c": t.catalog.0},
+            }),
+            recap: true,
+        },
+        Query {
+            name: "dashboard: marketWeeklySales (365 days)",
+            body: json!({
+                "query": "query($m: UUID!, $f: Date!, $t: Date!) { marketWeeklySales(marketId: $m, from: $f, to: $t) { isoYear isoWeek orders customers turnoverInclVat } }",
+                "variables": {"m": t.market.0, "f": from.to_string(), "t": t.day.to_string()},
+            }),
+            recap: false,
+        },
+        Query {
+            name: "dashboard: customersPerMarket (365 days)",
+            body: json!({
+                "query": "query($f: Date!, $t: Date!) { customersPerMarket(from: $f, to: $t, first: 100) { edges { node { name customers orders turnoverInclVat } } } }",
+                "variables": {"f": from.to_string(), "t": t.day.to_string()},
+            }),
+            recap: false,
+        },
+    ]
+}
+
+/// A sale with [`RECAP_ORDERS`] orders (10 producers x 10 products, 3-5 lines an order) placed
+/// through `App::place_order` by 8 concurrent clients.
+pub async fn recap_fixture(seed: u64) -> anyhow::Result<super::Fixture> {
+    let fx = std::sync::Arc::new(super::fixture(1, 10, 10).await);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..8u64 {
+        let (fx, next) = (fx.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ (c * 7919));
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < RECAP_ORDERS {
+                let mut tries = 0;
+                while let Err(e) = fx.random_order(&mut rng).await {
+                    tries += 1;
+                    if tries > 20 {
+                        return Err(anyhow::anyhow!("order refused: {e}"));
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    std::sync::Arc::try_unwrap(fx).map_err(|_| anyhow::anyhow!("fixture still shared"))
 }
 
 /// `clients` concurrent clients, each sending `per_client` requests; returns latencies.
 pub async fn hammer(
     base: &str,
+    token: Option<&str>,
     body: &serde_json::Value,
     clients: usize,
     per_client: usize,
@@ -44,15 +133,28 @@ pub async fn hammer(
     for _ in 0..clients {
         let client = client.clone();
         let body = body.clone();
+        let token = token.map(str::to_string);
         let url = format!("{base}/graphql");
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_client);
             let mut errors = 0u64;
             for _ in 0..per_client {
                 let t = Instant::now();
-                match client.post(&url).json(&*body).send().await {
+                let mut req = client.post(&url).json(&*body);
+                if let Some(token) = &token {
+                    req = req.bearer_auth(token);
+                }
+                match req.send().await {
                     Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
+                        // A GraphQL error (denied, bad input) counts as an error too.
+                        let ok = r
+                            .bytes()
+                            .await
+                            .map(|b| !b.windows(9).any(|w| w == b"\"errors\":"))
+                            .unwrap_or(false);
+                        if !ok {
+                            errors += 1;
+                        }
                     }
                     _ => errors += 1,
                 }
@@ -71,17 +173,43 @@ pub async fn hammer(
     Ok((all, errors))
 }
 
-pub async fn run(report: &mut Report, url: &str, per_client: usize) -> anyhow::Result<Option<f64>> {
-    let (server, base) = crate::spawn_server(url, &[("ETAL_SCHEDULER", "false")]).await;
-    let pid = server.0.id();
+pub async fn run(
+    report: &mut Report,
+    url: &str,
+    per_client: usize,
+    seed: u64,
+) -> anyhow::Result<Option<f64>> {
     let mut body = format!(
-        "`etal serve` on the generated database, 50 concurrent HTTP clients, {per_client} requests \
-         each per query.\n\n| query | requests | errors | p50 | p99 |\n|---|---|---|---|---|\n"
+        "50 concurrent HTTP clients against `etal serve`, {per_client} requests each per query \
+         (after 25 warm-up requests), an auditor's token. The recaps and the dashboard statistics \
+         run on a sale with {RECAP_ORDERS} orders (10 producers x 10 products, 3-5 lines an \
+         order, placed through `App::place_order`); `eventCounts` on the generated network.\n\n\
+         | query | requests | errors | p50 | p99 |\n|---|---|---|---|---|\n"
     );
     let mut recap_p99: Option<f64> = None;
-    for q in queries() {
-        let _ = hammer(&base, &q.body, 5, 5).await?; // warm-up
-        let (mut lat, errors) = hammer(&base, &q.body, 50, per_client).await?;
+    let mut rss: Option<f64> = None;
+
+    let started = Instant::now();
+    let fx = recap_fixture(seed).await?;
+    let placing = started.elapsed().as_secs_f64();
+    let (sale, catalogs) = fx.sales[0].clone();
+    let (s, _) = fx.world.app.load::<Sale>(sale).await?;
+    let target = Target {
+        sale,
+        catalog: catalogs[0].0,
+        market: s.market(),
+        day: s.date().unwrap_or_else(|| fx.world.now().date_naive()),
+        token: super::token(Role::Auditor),
+    };
+    let (server, base) = crate::spawn_server(&fx.world.db.url, &super::server_env()).await;
+    for p in etal_projections::all() {
+        if !crate::wait_all_applied(&fx.world.db.pool, p.name(), Duration::from_secs(600)).await {
+            anyhow::bail!("projection {} did not catch up", p.name());
+        }
+    }
+    for q in queries(&target) {
+        let _ = hammer(&base, Some(&target.token), &q.body, 5, 5).await?; // warm-up
+        let (mut lat, errors) = hammer(&base, Some(&target.token), &q.body, 50, per_client).await?;
         let (p50, p99) = p50_p99(&mut lat);
         if q.recap {
             recap_p99 = Some(recap_p99.map_or(p99, |r: f64| r.max(p99)));
@@ -92,15 +220,28 @@ pub async fn run(report: &mut Report, url: &str, per_client: usize) -> anyhow::R
             lat.len()
         ));
     }
-    let rss = peak_rss_mib(pid);
+    rss = max_rss(rss, peak_rss_mib(server.0.id()));
     drop(server);
-    body.push_str(
-        "\nThe recaps (by product, by customer, for a 1,000-order sale) and the dashboard \
-         statistics are not on main yet: see `queries()` in tests/src/bench/measure/queries.rs.\n",
-    );
+    crate::bench::drop_db(&fx.world.db).await;
+
+    let (server, base) = crate::spawn_server(url, &super::server_env()).await;
+    let q = json!({ "query": "{ eventCounts { aggregateType eventType events } }" });
+    let _ = hammer(&base, None, &q, 5, 5).await?;
+    let (mut lat, errors) = hammer(&base, None, &q, 50, per_client).await?;
+    let (p50, p99) = p50_p99(&mut lat);
+    body.push_str(&format!(
+        "| eventCounts (generated network) | {} | {errors} | {p50:.2} ms | {p99:.2} ms |\n",
+        lat.len()
+    ));
+    rss = max_rss(rss, peak_rss_mib(server.0.id()));
+    drop(server);
+    body.push_str(&format!(
+        "\nPlacing the {RECAP_ORDERS} orders of the recapped sale took {placing:.1} s (8 clients, \
+         in process).\n"
+    ));
     if let Some(rss) = rss {
         body.push_str(&format!(
-            "\nServer peak RSS (VmHWM) during the queries: {rss:.0} MiB.\n"
+            "\nServer peak RSS (VmHWM, the larger of the two servers): {rss:.0} MiB.\n"
         ));
     }
     report.section("4. Query latency", body);
@@ -109,8 +250,15 @@ pub async fn run(report: &mut Report, url: &str, per_client: usize) -> anyhow::R
         "< 10 ms",
         recap_p99
             .map(|p| format!("{p:.2} ms"))
-            .unwrap_or_else(|| "recap queries not on main".into()),
+            .unwrap_or_else(|| "not measured".into()),
         recap_p99.map(|p| p < 10.0),
     );
     Ok(rss)
+}
+
+fn max_rss(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
