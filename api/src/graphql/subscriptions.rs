@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_graphql::futures_util::Stream;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Context, Data, Result, SimpleObject, Subscription};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -34,6 +33,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::Stream;
 use etal_domain::ids::{CatalogId, OrderId, ProducerId, ProductId, SaleId};
 use etal_domain::sale::Sale;
 use etal_domain::stock::Stock;
@@ -235,12 +235,12 @@ impl Subscription {
         let app = app(ctx).clone();
         let rx = ctx.data_unchecked::<Notifier>().subscribe();
         let first = read_stock(&app, product).await?;
-        let state = (app, rx, Some(first), None::<(Option<i64>, i64)>);
+        let state = (app, rx, Some(first), None::<(Option<i64>, i64, Option<i64>)>);
         Ok(futures::stream::unfold(
             state,
             move |(app, mut rx, pending, mut last)| async move {
                 if let Some(level) = pending {
-                    last = Some((level.real, level.ordered));
+                    last = Some((level.real, level.ordered, level.available));
                     return Some((Ok(level), (app, rx, None, last)));
                 }
                 loop {
@@ -248,9 +248,9 @@ impl Subscription {
                         return None;
                     }
                     match read_stock(&app, product).await {
-                        Ok(level) if last == Some((level.real, level.ordered)) => continue,
+                        Ok(level) if last == Some((level.real, level.ordered, level.available)) => continue,
                         Ok(level) => {
-                            last = Some((level.real, level.ordered));
+                            last = Some((level.real, level.ordered, level.available));
                             return Some((Ok(level), (app, rx, None, last)));
                         }
                         Err(e) => {
