@@ -10,8 +10,8 @@ use axum::Router;
 use sqlx::PgPool;
 
 use crate::app::App;
-use crate::graphql::{schema, ApiSettings};
 use crate::graphql::subscriptions::graphql_get_or_ws;
+use crate::graphql::{schema, ApiSettings};
 use crate::http::{graphql_post, GraphqlState, HttpSettings};
 
 #[derive(Clone)]

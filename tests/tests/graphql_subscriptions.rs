@@ -12,9 +12,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const STOCK: &str = "subscription($p: UUID!, $x: UUID!) { stockLevel(producerId: $p, productId: $x) { real ordered available } }";
 const ORDERS: &str = "subscription($s: UUID!, $c: UUID!) { saleOrders(saleId: $s, catalogId: $c) { orderId number customer amount paymentStatus quantity removed } }";
@@ -26,7 +25,9 @@ async fn connect(api: &Api, path: &str) -> Ws {
         "Sec-WebSocket-Protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
-    let (ws, res) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    let (ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
     assert_eq!(
         res.headers()
             .get("sec-websocket-protocol")
@@ -37,7 +38,9 @@ async fn connect(api: &Api, path: &str) -> Ws {
 }
 
 async fn send(ws: &mut Ws, msg: Value) {
-    ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
 }
 
 /// The next JSON message (pings answered), or None when the socket closes or nothing comes.
@@ -65,8 +68,22 @@ async fn init(api: &Api, path: &str, init: Value) -> Ws {
     let mut ws = connect(api, path).await;
     send(&mut ws, json!({"type": "connection_init", "payload": init})).await;
     let ack = recv(&mut ws, Duration::from_secs(10)).await;
-    assert_eq!(ack.as_ref().map(|a| &a["type"]), Some(&json!("connection_ack")), "{ack:?}");
+    assert_eq!(
+        ack.as_ref().map(|a| &a["type"]),
+        Some(&json!("connection_ack")),
+        "{ack:?}"
+    );
     ws
+}
+
+/// The first `next` or `error` message for subscription `id`.
+async fn answer_for(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let m = recv(ws, Duration::from_secs(10)).await.expect("an answer");
+        if m["id"] == id && m["type"] != "complete" {
+            return m;
+        }
+    }
 }
 
 fn bearer(token: &str) -> Value {
@@ -151,7 +168,10 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
     assert_eq!(rows[0]["quantity"], 3);
     assert_eq!(rows[0]["removed"], false);
     let admin_rows = next_for(&mut admin, "a", Duration::from_secs(5)).await;
-    assert_eq!(admin_rows["data"]["saleOrders"][0]["orderId"], order_id.as_str());
+    assert_eq!(
+        admin_rows["data"]["saleOrders"][0]["orderId"],
+        order_id.as_str()
+    );
     eprintln!(
         "placeOrder (incl. read-your-writes) {mutation_took:?}; stock level received after {stock_latency:?}, sale orders after {orders_latency:?}"
     );
@@ -166,15 +186,18 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
         json!({"id": "c", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
     )
     .await;
-    let m = recv(&mut cust, Duration::from_secs(10)).await.expect("an answer");
+    let m = answer_for(&mut cust, "c").await;
     assert!(m.to_string().contains("FORBIDDEN"), "{m}");
-    assert!(m["payload"]["data"].is_null() || m["payload"].is_array(), "{m}");
+    assert!(
+        m["payload"]["data"].is_null() || m["payload"].is_array(),
+        "{m}"
+    );
     send(
         &mut cust,
         json!({"id": "c2", "type": "subscribe", "payload": {"query": ORDERS, "variables": {"s": f.sale_id, "c": f.catalog_id}}}),
     )
     .await;
-    let m = recv(&mut cust, Duration::from_secs(10)).await.expect("an answer");
+    let m = answer_for(&mut cust, "c2").await;
     assert!(m.to_string().contains("FORBIDDEN"), "{m}");
 
     // An anonymous connection gets no data.
@@ -184,7 +207,7 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
         json!({"id": "x", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
     )
     .await;
-    let m = recv(&mut anon, Duration::from_secs(10)).await.expect("an answer");
+    let m = answer_for(&mut anon, "x").await;
     assert!(m.to_string().contains("UNAUTHENTICATED"), "{m}");
     assert!(m["payload"]["data"].is_null(), "{m}");
 

@@ -33,13 +33,13 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
 use etal_domain::ids::{CatalogId, OrderId, ProducerId, ProductId, SaleId};
 use etal_domain::sale::Sale;
 use etal_domain::stock::Stock;
 use etal_domain::{Actor, Role};
 use etal_projections::order_recaps::{recap_by_customer, CustomerRecap, Scope};
 use etal_store::log::{EventLog, Waker};
+use futures::Stream;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -163,12 +163,7 @@ impl SaleOrder {
 }
 
 /// Whether the caller may follow the recap of `catalog` in `sale`.
-async fn may_follow_recap(
-    app: &App,
-    a: Actor,
-    sale: SaleId,
-    catalog: CatalogId,
-) -> Result<()> {
+async fn may_follow_recap(app: &App, a: Actor, sale: SaleId, catalog: CatalogId) -> Result<()> {
     let (s, v) = app.load::<Sale>(sale).await.coded()?;
     if v == 0 || s.id().is_none() {
         return Err(app_error(AppError::not_found("sale", sale)));
@@ -235,7 +230,12 @@ impl Subscription {
         let app = app(ctx).clone();
         let rx = ctx.data_unchecked::<Notifier>().subscribe();
         let first = read_stock(&app, product).await?;
-        let state = (app, rx, Some(first), None::<(Option<i64>, i64, Option<i64>)>);
+        let state = (
+            app,
+            rx,
+            Some(first),
+            None::<(Option<i64>, i64, Option<i64>)>,
+        );
         Ok(futures::stream::unfold(
             state,
             move |(app, mut rx, pending, mut last)| async move {
@@ -248,7 +248,9 @@ impl Subscription {
                         return None;
                     }
                     match read_stock(&app, product).await {
-                        Ok(level) if last == Some((level.real, level.ordered, level.available)) => continue,
+                        Ok(level) if last == Some((level.real, level.ordered, level.available)) => {
+                            continue
+                        }
                         Ok(level) => {
                             last = Some((level.real, level.ordered, level.available));
                             return Some((Ok(level), (app, rx, None, last)));
@@ -320,13 +322,8 @@ async fn read_recap(pool: &PgPool, scope: Scope, wait: bool) -> Result<Vec<Custo
         let head = EventLog::head(pool)
             .await
             .map_err(|e| internal(e.to_string()))?;
-        let _ = etal_projections::runtime::wait_until(
-            pool,
-            "order_recaps",
-            head,
-            PROJECTION_WAIT,
-        )
-        .await;
+        let _ = etal_projections::runtime::wait_until(pool, "order_recaps", head, PROJECTION_WAIT)
+            .await;
     }
     recap_by_customer(pool, &[scope])
         .await
