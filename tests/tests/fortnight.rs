@@ -6,7 +6,6 @@
 //! distribution ends and validations. At the end, stock, orders and payments equal a computation
 //! done independently here (R-STK-1..4, R-SAL-1..6, R-ORD-1..5, R-CAT-3, R-CAT-4).
 #![allow(clippy::type_complexity)]
-#![allow(clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 
