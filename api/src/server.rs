@@ -1,4 +1,5 @@
-//! The HTTP server: GraphiQL at `/`, GraphQL at `/graphql`, `/health`, `/metrics`.
+//! The HTTP server: GraphiQL at `/`, GraphQL at `/graphql` (graphql-ws subscriptions on a
+//! websocket upgrade of `GET /graphql` or `/ws`), `/health`, `/metrics`.
 
 use async_graphql::http::GraphiQLSource;
 use axum::extract::{FromRef, State};
@@ -9,8 +10,9 @@ use axum::Router;
 use sqlx::PgPool;
 
 use crate::app::App;
+use crate::graphql::subscriptions::graphql_get_or_ws;
 use crate::graphql::{schema, ApiSettings};
-use crate::http::{graphql_get, graphql_post, GraphqlState, HttpSettings};
+use crate::http::{graphql_post, GraphqlState, HttpSettings};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -36,7 +38,8 @@ pub fn router(app: App, api: ApiSettings, http: &HttpSettings) -> Router {
     };
     Router::new()
         .route("/", get(graphiql).post(graphql_post))
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql", get(graphql_get_or_ws).post(graphql_post))
+        .route("/ws", get(graphql_get_or_ws))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

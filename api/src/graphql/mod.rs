@@ -16,17 +16,19 @@ pub mod people;
 pub mod producers;
 pub mod reads;
 pub mod scalars;
+pub mod subscriptions;
 pub mod system;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 
 pub use common::ApiSettings;
+pub use subscriptions::Subscription;
 pub use system::{EventCount, ProjectionStatus};
 
 use crate::app::App;
 
-pub type EtalSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type EtalSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -57,8 +59,10 @@ pub struct Mutation(
 /// The schema with its limits, over the application.
 pub fn schema(app: App, settings: ApiSettings) -> EtalSchema {
     let people = DataLoader::new(orders::PeopleLoader(app.pool.clone()), tokio::spawn);
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let notifier = subscriptions::Notifier::new(app.pool.clone());
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .data(app)
+        .data(notifier)
         .data(settings)
         .data(people)
         .limit_depth(MAX_DEPTH)
@@ -69,7 +73,7 @@ pub fn schema(app: App, settings: ApiSettings) -> EtalSchema {
 
 /// The schema in SDL, as checked in at docs/schema.graphql.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .finish()
         .sdl()
 }

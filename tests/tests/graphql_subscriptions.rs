@@ -1,0 +1,231 @@
+//! GraphQL subscriptions over a real websocket (graphql-ws, `graphql-transport-ws`): the stock
+//! level of a product and a sale's orders follow an order placed through the API; a customer is
+//! refused, an anonymous connection gets no data, a bad token is turned away.
+
+mod graphql_common;
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use graphql_common::{fixture, Api, PLACE_ORDER};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const STOCK: &str = "subscription($p: UUID!, $x: UUID!) { stockLevel(producerId: $p, productId: $x) { real ordered available } }";
+const ORDERS: &str = "subscription($s: UUID!, $c: UUID!) { saleOrders(saleId: $s, catalogId: $c) { orderId number customer amount paymentStatus quantity removed } }";
+
+async fn connect(api: &Api, path: &str) -> Ws {
+    let url = format!("{}{path}", api.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    assert_eq!(
+        res.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
+    ws
+}
+
+async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON message (pings answered), or None when the socket closes or nothing comes.
+async fn recv(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
+        match msg {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "ping" {
+                    send(ws, json!({"type": "pong"})).await;
+                    continue;
+                }
+                return Some(v);
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Connects and initializes with `init` as the payload; returns the socket once acknowledged.
+async fn init(api: &Api, path: &str, init: Value) -> Ws {
+    let mut ws = connect(api, path).await;
+    send(&mut ws, json!({"type": "connection_init", "payload": init})).await;
+    let ack = recv(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack.as_ref().map(|a| &a["type"]),
+        Some(&json!("connection_ack")),
+        "{ack:?}"
+    );
+    ws
+}
+
+/// The first `next` or `error` message for subscription `id`.
+async fn answer_for(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let m = recv(ws, Duration::from_secs(10)).await.expect("an answer");
+        if m["id"] == id && m["type"] != "complete" {
+            return m;
+        }
+    }
+}
+
+fn bearer(token: &str) -> Value {
+    json!({"authorization": format!("Bearer {token}")})
+}
+
+/// The next `next` payload for subscription `id`.
+async fn next_for(ws: &mut Ws, id: &str, wait: Duration) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = recv(ws, left)
+            .await
+            .unwrap_or_else(|| panic!("no message for subscription {id} in {wait:?}"));
+        if m["id"] == id {
+            assert_eq!(m["type"], "next", "{m}");
+            return m["payload"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_follow_orders_over_graphql_ws() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+
+    // The producer follows the honey's stock and the sale's orders for its catalog.
+    let mut ws = init(&api, "/graphql", bearer(&f.producer.token)).await;
+    send(
+        &mut ws,
+        json!({"id": "stock", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
+    )
+    .await;
+    let first = next_for(&mut ws, "stock", Duration::from_secs(10)).await;
+    assert_eq!(
+        first["data"]["stockLevel"],
+        json!({"real": 10, "ordered": 0, "available": 10}),
+        "{first}"
+    );
+    send(
+        &mut ws,
+        json!({"id": "orders", "type": "subscribe", "payload": {"query": ORDERS, "variables": {"s": f.sale_id, "c": f.catalog_id}}}),
+    )
+    .await;
+    let first = next_for(&mut ws, "orders", Duration::from_secs(10)).await;
+    assert_eq!(first["data"]["saleOrders"], json!([]), "{first}");
+
+    // The market administrator follows the same recap over /ws.
+    let mut admin = init(&api, "/ws", bearer(&f.admin.token)).await;
+    send(
+        &mut admin,
+        json!({"id": "a", "type": "subscribe", "payload": {"query": ORDERS, "variables": {"s": f.sale_id, "c": f.catalog_id}}}),
+    )
+    .await;
+    let first = next_for(&mut admin, "a", Duration::from_secs(10)).await;
+    assert_eq!(first["data"]["saleOrders"], json!([]), "{first}");
+
+    // The customer orders 3 pots: the new level arrives within a few seconds.
+    let placed_at = Instant::now();
+    let d = api
+        .ok(
+            &f.customer,
+            PLACE_ORDER,
+            json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 3}], "k": "ws-1"}),
+        )
+        .await;
+    let order_id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
+    let mutation_took = placed_at.elapsed();
+    let level = next_for(&mut ws, "stock", Duration::from_secs(5)).await;
+    let stock_latency = placed_at.elapsed();
+    assert_eq!(
+        level["data"]["stockLevel"],
+        json!({"real": 10, "ordered": 3, "available": 7}),
+        "{level}"
+    );
+    let orders = next_for(&mut ws, "orders", Duration::from_secs(5)).await;
+    let orders_latency = placed_at.elapsed();
+    let rows = orders["data"]["saleOrders"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "{orders}");
+    assert_eq!(rows[0]["orderId"], order_id.as_str());
+    assert_eq!(rows[0]["amount"], "25.50");
+    assert_eq!(rows[0]["quantity"], 3);
+    assert_eq!(rows[0]["removed"], false);
+    let admin_rows = next_for(&mut admin, "a", Duration::from_secs(5)).await;
+    assert_eq!(
+        admin_rows["data"]["saleOrders"][0]["orderId"],
+        order_id.as_str()
+    );
+    eprintln!(
+        "placeOrder (incl. read-your-writes) {mutation_took:?}; stock level received after {stock_latency:?}, sale orders after {orders_latency:?}"
+    );
+
+    // Complete: the server stops the subscription.
+    send(&mut ws, json!({"id": "stock", "type": "complete"})).await;
+
+    // A customer is refused.
+    let mut cust = init(&api, "/graphql", bearer(&f.customer.token)).await;
+    send(
+        &mut cust,
+        json!({"id": "c", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
+    )
+    .await;
+    let m = answer_for(&mut cust, "c").await;
+    assert!(m.to_string().contains("FORBIDDEN"), "{m}");
+    assert!(
+        m["payload"]["data"].is_null() || m["payload"].is_array(),
+        "{m}"
+    );
+    send(
+        &mut cust,
+        json!({"id": "c2", "type": "subscribe", "payload": {"query": ORDERS, "variables": {"s": f.sale_id, "c": f.catalog_id}}}),
+    )
+    .await;
+    let m = answer_for(&mut cust, "c2").await;
+    assert!(m.to_string().contains("FORBIDDEN"), "{m}");
+
+    // An anonymous connection gets no data.
+    let mut anon = init(&api, "/graphql", json!({})).await;
+    send(
+        &mut anon,
+        json!({"id": "x", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
+    )
+    .await;
+    let m = answer_for(&mut anon, "x").await;
+    assert!(m.to_string().contains("UNAUTHENTICATED"), "{m}");
+    assert!(m["payload"]["data"].is_null(), "{m}");
+
+    // A bad token: the connection is closed without an acknowledgement.
+    let mut bad = connect(&api, "/graphql").await;
+    send(
+        &mut bad,
+        json!({"type": "connection_init", "payload": bearer("not-a-token")}),
+    )
+    .await;
+    assert_eq!(recv(&mut bad, Duration::from_secs(10)).await, None);
+
+    // Plain GET /graphql still answers queries.
+    let res = api
+        .http
+        .get(format!("{}/graphql?query={{__typename}}", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
