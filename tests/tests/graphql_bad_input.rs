@@ -78,8 +78,11 @@ async fn bad_input_gets_a_coded_error_and_writes_nothing() {
         .post(format!("{}/graphql", api.base))
         .json(&big)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 413);
+        .await;
+    // 413, or the connection closed while the client still wrote the body: never processed.
+    match res {
+        Ok(res) => assert_eq!(res.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request(), "{e:?}"),
+    }
     assert_eq!(events().await, before, "a refused request wrote events");
 }

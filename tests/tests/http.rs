@@ -91,9 +91,23 @@ async fn the_server_serves_graphiql_graphql_health_and_metrics() {
         .header("content-type", "application/json")
         .body(format!("{{\"query\": \"{huge}\"}}"))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
+        .await;
+    // The server answers 413 as soon as the declared length is over the limit and may close
+    // the connection while the client still writes: either way nothing is processed.
+    match r {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request(), "{e:?}"),
+    }
+    assert_eq!(
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200,
+        "the server still serves"
+    );
 }
 
 /// `DEMO=1` seeds the worked example on an empty store: markets, producers, sales, orders.
