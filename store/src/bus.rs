@@ -6,7 +6,6 @@
 //! commands that loaded the same version cannot both append. The loser reloads and decides again,
 //! a bounded number of times with jittered backoff, then gets a retryable [`BusError::Conflict`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -439,23 +438,4 @@ async fn backoff(attempt: u32) {
     let cap_ms = (2u64 << attempt.min(6)).min(100);
     let ms = rand::thread_rng().gen_range(1..=cap_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-/// Metadata keys as stored (for readers of the event history).
-pub fn metadata_map(value: &serde_json::Value) -> HashMap<String, String> {
-    value
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
