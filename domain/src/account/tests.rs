@@ -919,3 +919,31 @@ fn events_are_named_after_their_variant() {
     assert_eq!(opened().event_type(), "AccountOpened");
     assert_eq!(opened().event_version(), "1");
 }
+
+/// R-ACC-5: a variable-weight product needs an estimated weight per unit (the price is per kg);
+/// a unit product has none.
+#[test]
+fn a_variable_weight_product_needs_an_estimated_weight_and_a_unit_product_none() {
+    let mut without = details();
+    without.variable_weight = true;
+    without.estimated_weight_kg = None;
+    Test::with(())
+        .given(vec![opened()])
+        .when(AccountCommand::AddProduct {
+            access: owner_access(),
+            product: apples(),
+            details: without,
+        })
+        .then_expect_error(AccountError::InvalidEstimatedWeight);
+    let mut unit = details();
+    unit.variable_weight = false;
+    unit.estimated_weight_kg = Some(rust_decimal::Decimal::new(5, 1));
+    Test::with(())
+        .given(vec![opened()])
+        .when(AccountCommand::AddProduct {
+            access: owner_access(),
+            product: apples(),
+            details: unit,
+        })
+        .then_expect_error(AccountError::InvalidEstimatedWeight);
+}
