@@ -706,6 +706,9 @@ impl App {
                 .await?;
             written.add(&out);
             owed -= refundable;
+            // A refund after the sale was validated is debited from the producers' balances.
+            self.schedule_refund_debit(order.sale(), order_id, &key)
+                .await?;
         }
         Ok(())
     }
