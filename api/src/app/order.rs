@@ -701,7 +701,9 @@ impl App {
                         provider_ref: refund_ref,
                         at: self.now(),
                     },
-                    &Ctx::system().plain().with_idempotency(key.clone(), key.clone()),
+                    &Ctx::system()
+                        .plain()
+                        .with_idempotency(key.clone(), key.clone()),
                 )
                 .await?;
             written.add(&out);
