@@ -80,6 +80,12 @@ struct CreditSeen {
     refunds: Money,
     fees: Money,
     net: Money,
+    /// Refunds debited after the crediting (`RefundDebited`).
+    late_refunds: Money,
+    /// The fee lines in force (recomputed by each `RefundDebited`).
+    fee_lines: Vec<FeeLine>,
+    /// Debits of late refunds: (debit id, amount).
+    debits: Vec<(String, Money)>,
 }
 
 /// The history folded: the ledger and what the checks need.
@@ -93,8 +99,9 @@ pub struct Replay {
     /// (sale, producer) -> (payments, refunds) attributed from the order events.
     received: BTreeMap<(SaleId, ProducerId), (Money, Money)>,
     credits: BTreeMap<(SaleId, ProducerId), CreditSeen>,
-    /// payout -> (producer, [(sale, net)])
-    payouts: HashMap<PayoutId, (ProducerId, Vec<(SaleId, Money)>)>,
+    payouts: HashMap<PayoutId, PayoutSeen>,
+    /// (producer, debit id) recovered by a confirmed payout.
+    recovered: std::collections::BTreeSet<(ProducerId, String)>,
     /// (sale, producer) -> position of the confirmed transfer that paid it.
     paid: BTreeMap<(SaleId, ProducerId), i64>,
     last_date: Option<NaiveDate>,
@@ -234,8 +241,95 @@ impl Replay {
                         refunds: *refunds,
                         fees: fees_total,
                         net: *net,
+                        late_refunds: Money::ZERO,
+                        fee_lines: fees.clone(),
+                        debits: Vec::new(),
                     },
                 );
+            }
+            ProducerBalanceEvent::SaleSettledOnSite { fees, owed, .. } => {
+                for (i, line) in fees.iter().enumerate() {
+                    self.fee_lines_checked += 1;
+                    check_fee_line(
+                        e,
+                        &format!("SaleSettledOnSite.fees[{i}]"),
+                        line,
+                        &mut self.differences,
+                    );
+                }
+                let total: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
+                if total != *owed {
+                    self.differences.push(difference(
+                        e,
+                        "SaleSettledOnSite.owed",
+                        format!("owed {owed} but the fee lines add up to {total}"),
+                    ));
+                }
+            }
+            ProducerBalanceEvent::RefundDebited {
+                sale,
+                refunds_total,
+                amount,
+                fees_before,
+                fees_after,
+                debit,
+                ..
+            } => {
+                for (name, lines) in [("fees_before", fees_before), ("fees_after", fees_after)] {
+                    for (i, line) in lines.iter().enumerate() {
+                        self.fee_lines_checked += 1;
+                        check_fee_line(
+                            e,
+                            &format!("RefundDebited.{name}[{i}]"),
+                            line,
+                            &mut self.differences,
+                        );
+                    }
+                }
+                let before: Money = fees_before.iter().map(|l| l.amount_incl_vat).sum();
+                let after: Money = fees_after.iter().map(|l| l.amount_incl_vat).sum();
+                if *debit != *amount - (before - after) {
+                    self.differences.push(difference(
+                        e,
+                        "RefundDebited.debit",
+                        format!(
+                            "debit {debit} but amount - fees given back = {}",
+                            *amount - (before - after)
+                        ),
+                    ));
+                }
+                let Some(c) = self.credits.get_mut(&(*sale, producer)) else {
+                    self.differences.push(difference(
+                        e,
+                        "RefundDebited.sale",
+                        "sale was not credited",
+                    ));
+                    return;
+                };
+                if &c.fee_lines != fees_before {
+                    self.differences.push(difference(
+                        e,
+                        "RefundDebited.fees_before",
+                        "not the fee lines in force for the sale",
+                    ));
+                }
+                if c.late_refunds + *amount != *refunds_total {
+                    self.differences.push(difference(
+                        e,
+                        "RefundDebited.refunds_total",
+                        format!(
+                            "{} debited before + {amount} != {refunds_total}",
+                            c.late_refunds
+                        ),
+                    ));
+                }
+                c.late_refunds = *refunds_total;
+                c.fees = after;
+                c.fee_lines = fees_after.clone();
+                if !debit.is_zero() {
+                    c.debits
+                        .push((format!("refund:{sale}:{refunds_total}"), *debit));
+                }
             }
             ProducerBalanceEvent::PayoutStarted { statement, .. } => {
                 let mut lines = Vec::new();
@@ -263,23 +357,44 @@ impl Replay {
                     }
                     lines.push((l.sale, l.net));
                 }
-                let sum: Money = statement.lines.iter().map(|l| l.net).sum();
+                let deducted: Money = statement.deductions.iter().map(|d| d.amount).sum();
+                let sum: Money = statement.lines.iter().map(|l| l.net).sum::<Money>() - deducted;
                 if sum != statement.total {
                     self.differences.push(difference(
                         e,
                         "PayoutStarted.statement.total",
-                        format!("total {} but its lines add up to {sum}", statement.total),
+                        format!(
+                            "total {} but its lines minus deductions add up to {sum}",
+                            statement.total
+                        ),
                     ));
                 }
-                self.payouts.insert(statement.payout, (producer, lines));
+                let deductions = statement
+                    .deductions
+                    .iter()
+                    .map(|d| (d.id.clone(), d.amount))
+                    .collect();
+                self.payouts
+                    .insert(statement.payout, PayoutSeen { lines, deductions });
             }
             ProducerBalanceEvent::TransferSucceeded { payout, amount, .. } => {
-                let Some((_, lines)) = self.payouts.get(payout).cloned() else {
+                let Some(PayoutSeen { lines, deductions }) = self.payouts.get(payout).cloned()
+                else {
                     self.differences
                         .push(difference(e, "payout", "unknown payout confirmed"));
                     return;
                 };
-                let total: Money = lines.iter().map(|(_, m)| *m).sum();
+                let total: Money = lines.iter().map(|(_, m)| *m).sum::<Money>()
+                    - deductions.iter().map(|(_, m)| *m).sum::<Money>();
+                for (id, _) in deductions {
+                    if !self.recovered.insert((producer, id.clone())) {
+                        self.differences.push(difference(
+                            e,
+                            "TransferSucceeded",
+                            format!("debit {id} of {producer} was already recovered"),
+                        ));
+                    }
+                }
                 if total != *amount {
                     self.differences.push(difference(
                         e,
@@ -326,8 +441,8 @@ impl Replay {
                 "all",
                 "conservation",
                 format!(
-                    "payments {} != refunds {} + fees {} + payouts {} + held {}",
-                    c.payments, c.refunds, c.fees, c.payouts, c.held
+                    "payments {} + fees receivable {} != refunds {} + fees {} + payouts {} + held {}",
+                    c.payments, c.receivables, c.refunds, c.fees, c.payouts, c.held
                 ),
             ));
         }
@@ -348,13 +463,14 @@ impl Replay {
                     ),
                 ));
             }
-            if credit.refunds != refunds {
+            if credit.refunds + credit.late_refunds != refunds {
                 self.differences.push(difference(
                     &credit.event,
                     "SaleCredited.refunds",
                     format!(
-                        "credited {} refunds but the orders refunded {refunds}",
-                        credit.refunds
+                        "credited {} refunds (+ {} debited later) but the orders refunded \
+                         {refunds}",
+                        credit.refunds, credit.late_refunds
                     ),
                 ));
             }
@@ -374,6 +490,14 @@ impl Replay {
                         s.payouts += c.net;
                     } else {
                         s.held += c.net;
+                    }
+                    // Late refunds: the debit is paid back by a payout or still owed.
+                    for (id, amount) in &c.debits {
+                        if self.recovered.contains(&(*producer, id.clone())) {
+                            s.payouts -= *amount;
+                        } else {
+                            s.held -= *amount;
+                        }
                     }
                 }
                 None => s.held += *payments - *refunds,
@@ -428,9 +552,26 @@ impl SaleConservation {
 pub async fn replay(pool: &PgPool, progress: &(dyn Fn(u64) + Sync)) -> Result<Replay, StoreError> {
     let mut r = Replay::default();
     let mut after = Position::START;
+    // Every event committed before the audit started, however long another transaction holds
+    // the watermark below some of them (bounded: an audit never reports on a partial log).
+    let until = EventLog::last_committed(pool).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let batch = EventLog::read_after(pool, after, None, 1000).await?;
-        let Some(last) = batch.last() else { break };
+        let Some(last) = batch.last() else {
+            if after >= until {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Stalled(format!(
+                    "events up to position {} are committed but not readable after 120 s \
+                     (a long transaction holds the watermark); audit not run",
+                    until.position
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
         after = last.position;
         for e in &batch {
             r.apply(e);
@@ -438,6 +579,15 @@ pub async fn replay(pool: &PgPool, progress: &(dyn Fn(u64) + Sync)) -> Result<Re
         progress(batch.len() as u64);
     }
     Ok(r)
+}
+
+/// A payout as its `PayoutStarted` event announced it.
+#[derive(Debug, Clone)]
+struct PayoutSeen {
+    /// (sale, net) paid by the payout.
+    lines: Vec<(SaleId, Money)>,
+    /// (debit id, amount) deducted from it.
+    deductions: Vec<(String, Money)>,
 }
 
 /// What `etal audit check` found.

@@ -34,6 +34,7 @@ pub fn account_parts(account: &Account) -> (&'static str, Option<Uuid>) {
         Account::VatCollectedOnFees => ("VatCollectedOnFees", None),
         Account::Refunds => ("Refunds", None),
         Account::PayoutsSent => ("PayoutsSent", None),
+        Account::FeesReceivable(p) => ("FeesReceivable", Some(p.0)),
     }
 }
 
@@ -295,15 +296,20 @@ impl Projection for LedgerProjection {
                         .parse()
                         .map_err(|_| bad(e, "producer id is not a uuid"))?;
                     let (sale, market) = match &event {
-                        ProducerBalanceEvent::SaleCredited { sale, market, .. } => {
+                        ProducerBalanceEvent::SaleCredited { sale, market, .. }
+                        | ProducerBalanceEvent::SaleSettledOnSite { sale, market, .. }
+                        | ProducerBalanceEvent::RefundDebited { sale, market, .. } => {
                             (Some(sale.0), Some(market.0))
                         }
                         _ => (None, None),
                     };
                     let entries = balance_entries(producer.into(), sequence, &event);
-                    if let (ProducerBalanceEvent::SaleCredited { fees, .. }, Some(entry)) =
-                        (&event, entries.first())
-                    {
+                    let charged = match &event {
+                        ProducerBalanceEvent::SaleCredited { fees, .. }
+                        | ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => Some(fees),
+                        _ => None,
+                    };
+                    if let (Some(fees), Some(entry)) = (charged, entries.first()) {
                         for (i, l) in fees.iter().enumerate() {
                             rows.fee_lines.push(FeeRow {
                                 entry_id: entry.entry_id.clone(),
@@ -417,11 +423,14 @@ pub struct ConservationRow {
     pub fees: Money,
     pub payouts: Money,
     pub held: Money,
+    /// Fees owed for sales paid on site, not recovered yet.
+    pub receivables: Money,
 }
 
 impl ConservationRow {
+    /// payments + receivables = refunds + fees + payouts + held.
     pub fn holds(&self) -> bool {
-        self.payments == self.refunds + self.fees + self.payouts + self.held
+        self.payments + self.receivables == self.refunds + self.fees + self.payouts + self.held
     }
 }
 
@@ -436,6 +445,7 @@ pub async fn conservation_as_of(
         fees: Money::ZERO,
         payouts: Money::ZERO,
         held: Money::ZERO,
+        receivables: Money::ZERO,
     };
     for b in balances_as_of(pool, as_of).await? {
         let credit_balance = b.credits - b.debits;
@@ -446,6 +456,7 @@ pub async fn conservation_as_of(
             "PlatformFeeRevenue" | "HostFeeRevenue" | "VatCollectedOnFees" => {
                 c.fees += credit_balance
             }
+            "FeesReceivable" => c.receivables += b.debits - b.credits,
             _ => c.held += credit_balance,
         }
     }

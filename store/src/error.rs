@@ -7,6 +7,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// The watermark did not pass the events a reader waited for (a long transaction).
+    #[error("{0}")]
+    Stalled(String),
 }
 
 impl StoreError {
@@ -15,6 +18,7 @@ impl StoreError {
         match self {
             StoreError::Database(e) => crate::db::is_transient(e),
             StoreError::Corrupt(_) => false,
+            StoreError::Stalled(_) => true,
         }
     }
 }

@@ -191,6 +191,25 @@ impl EventLog {
         })
     }
 
+    /// The newest committed event, whether or not a reader can see it yet (an older
+    /// transaction still open holds the watermark below it). A reader that must include every
+    /// event committed before it started (an audit) reads until it has passed this position.
+    pub async fn last_committed<'e>(executor: impl PgExecutor<'e>) -> Result<Position, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text::bigint AS txid, global_position FROM events \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(executor)
+        .await?;
+        Ok(match row {
+            Some(r) => Position {
+                txid: r.try_get("txid")?,
+                position: r.try_get("global_position")?,
+            },
+            None => Position::START,
+        })
+    }
+
     /// The events of one aggregate in sequence order (for auditors and tests).
     pub async fn stream<'e>(
         executor: impl PgExecutor<'e>,

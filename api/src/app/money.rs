@@ -30,16 +30,17 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 use etal_domain::calendar::{next_weekday_after, paris_date, paris_instant};
+use etal_domain::fees::FeeLine;
 use etal_domain::fees::{FeeSchedule, FeeSchedules};
-use etal_domain::ids::{MarketId, ProducerId, SaleId};
-use etal_domain::ledger::{sale_credits, OrderMoney};
+use etal_domain::ids::{MarketId, OrderId, ProducerId, SaleId};
+use etal_domain::ledger::{on_site_fees, sale_credits, OrderMoney};
 use etal_domain::market::PaymentMode;
 use etal_domain::order::OrderEvent;
 use etal_domain::payout::{
     available_on, payout_on, PayoutId, PayoutStatus, ProducerBalance, ProducerBalanceCommand,
-    ProducerBalanceError,
+    ProducerBalanceError, ProducerBalanceEvent,
 };
-use etal_domain::sale::{Sale, SaleEvent};
+use etal_domain::sale::{Sale, SaleEvent, SaleStatus};
 use etal_domain::{Actor, Money};
 use etal_store::log::EventLog;
 use etal_store::CommandContext;
@@ -246,11 +247,41 @@ impl App {
                 message: format!("sale {sale} is not validated"),
             })?;
         let mut report = CreditReport::default();
-        if state.payment_mode() != PaymentMode::Online {
-            return Ok(report);
-        }
         let orders = self.sale_orders(sale).await?;
         let on = paris_date(validated_at);
+        if state.payment_mode() != PaymentMode::Online {
+            // R-FEE-2, R-SAL-6: settled on site; each producer owes the service fee.
+            let owed =
+                on_site_fees(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
+                    AppError::Rejected {
+                        code: e.code(),
+                        message: e.to_string(),
+                    }
+                })?;
+            for (producer, (sold, fees)) in owed {
+                let command = ProducerBalanceCommand::RecordOnSiteSale {
+                    sale,
+                    market: state.market(),
+                    sales_incl_vat: sold,
+                    fees,
+                    at: validated_at,
+                };
+                let cc = system_step(key, &format!("on_site:{producer}"));
+                match self.exec::<ProducerBalance>(producer, command, &cc).await {
+                    Ok(_) => report.credited += 1,
+                    Err(e)
+                        if rejected_with(
+                            &e,
+                            ProducerBalanceError::OnSiteSaleAlreadyRecorded { sale },
+                        ) =>
+                    {
+                        report.already_credited += 1
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(report);
+        }
         let credits =
             sale_credits(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
                 AppError::Rejected {
@@ -286,6 +317,118 @@ impl App {
         }
         self.schedule_payout_run(payout_on(available)).await?;
         Ok(report)
+    }
+
+    /// Schedules the debit of refunds recorded on `order` after its sale was validated
+    /// (called after a refund; `refund_key` is the refund's idempotency key).
+    pub(crate) async fn schedule_refund_debit(
+        &self,
+        sale: SaleId,
+        order: OrderId,
+        refund_key: &str,
+    ) -> Result<(), AppError> {
+        let (state, _) = self.load::<Sale>(sale).await?;
+        if state.status() != SaleStatus::Validated || state.payment_mode() != PaymentMode::Online {
+            return Ok(());
+        }
+        self.schedule(
+            kinds::DEBIT_REFUNDS,
+            &format!("debit:{refund_key}"),
+            serde_json::json!({ "sale": sale, "order": order }),
+            self.now(),
+        )
+        .await
+    }
+
+    /// R-ORD-5, R-FEE-4, R-PAY-2: refunds recorded after a sale was credited reduce each
+    /// credited producer's balance by the refund minus the fees given back (the fee lines are
+    /// recomputed on what is kept, as at crediting). Compares what the orders say now with
+    /// what the balance recorded for the sale (`SaleCredited` + earlier `RefundDebited`), so a
+    /// re-run debits nothing twice; a producer not credited yet is left to the crediting.
+    pub async fn debit_late_refunds(
+        &self,
+        sale: SaleId,
+        order: OrderId,
+        key: &str,
+    ) -> Result<u32, AppError> {
+        let (state, _) = self.load::<Sale>(sale).await?;
+        if state.payment_mode() != PaymentMode::Online {
+            return Ok(0);
+        }
+        let validated_at = EventLog::stream(&self.pool, "sale", &sale.to_string())
+            .await?
+            .iter()
+            .rev()
+            .find_map(|e| match e.decode::<SaleEvent>() {
+                Ok(SaleEvent::SaleValidated { at, .. }) => Some(at),
+                _ => None,
+            });
+        let Some(validated_at) = validated_at else {
+            return Ok(0);
+        };
+        let orders = self.sale_orders(sale).await?;
+        let now = sale_credits(
+            self.fee_schedule(state.market())?,
+            paris_date(validated_at),
+            &orders,
+        )
+        .map_err(|e| AppError::Rejected {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        let mut debited = 0;
+        for (producer, credit) in now {
+            // What the balance recorded for the sale.
+            let mut recorded: Option<(Money, Vec<FeeLine>)> = None;
+            let mut late = Money::ZERO;
+            for e in EventLog::stream(&self.pool, "producer_balance", &producer.to_string()).await?
+            {
+                match e.decode::<ProducerBalanceEvent>()? {
+                    ProducerBalanceEvent::SaleCredited {
+                        sale: s,
+                        refunds,
+                        fees,
+                        ..
+                    } if s == sale => recorded = Some((refunds, fees)),
+                    ProducerBalanceEvent::RefundDebited {
+                        sale: s,
+                        refunds_total,
+                        fees_after,
+                        ..
+                    } if s == sale => {
+                        late = refunds_total;
+                        if let Some(r) = recorded.as_mut() {
+                            r.1 = fees_after;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some((refunds_at_credit, fees_before)) = recorded else {
+                continue;
+            };
+            let refunds_total = credit.refunds - refunds_at_credit;
+            if refunds_total <= late {
+                continue;
+            }
+            let command = ProducerBalanceCommand::DebitRefunds {
+                sale,
+                market: state.market(),
+                order,
+                refunds_total,
+                fees_before,
+                fees_after: credit.fees,
+                at: self.now(),
+            };
+            let cc = system_step(key, &format!("debit:{producer}:{refunds_total}"));
+            match self.exec::<ProducerBalance>(producer, command, &cc).await {
+                Ok(_) => debited += 1,
+                Err(e)
+                    if rejected_with(&e, ProducerBalanceError::RefundsAlreadyDebited { sale }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(debited)
     }
 
     /// Schedules the payout run of a Monday (a no-op when it is scheduled already).

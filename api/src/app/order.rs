@@ -701,11 +701,16 @@ impl App {
                         provider_ref: refund_ref,
                         at: self.now(),
                     },
-                    &Ctx::system().plain().with_idempotency(key.clone(), key),
+                    &Ctx::system()
+                        .plain()
+                        .with_idempotency(key.clone(), key.clone()),
                 )
                 .await?;
             written.add(&out);
             owed -= refundable;
+            // A refund after the sale was validated is debited from the producers' balances.
+            self.schedule_refund_debit(order.sale(), order_id, &key)
+                .await?;
         }
         Ok(())
     }

@@ -25,6 +25,8 @@ pub mod kinds {
     pub const CREDIT_SALE: &str = "credit_sale";
     /// The Monday payout run (see `money`).
     pub const PAYOUT_RUN: &str = "payout_run";
+    /// Debit refunds recorded after a sale was credited (see `money`).
+    pub const DEBIT_REFUNDS: &str = "debit_refunds";
 }
 
 /// The scheduler with every handler of the service.
@@ -37,6 +39,7 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::EXPIRE_RESERVATIONS,
         kinds::CREDIT_SALE,
         kinds::PAYOUT_RUN,
+        kinds::DEBIT_REFUNDS,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -244,6 +247,19 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!(report))
+            }
+            kinds::DEBIT_REFUNDS => {
+                #[derive(serde::Deserialize)]
+                struct P {
+                    sale: etal_domain::ids::SaleId,
+                    order: etal_domain::ids::OrderId,
+                }
+                let p: P = payload(cmd)?;
+                let n = app
+                    .debit_late_refunds(p.sale, p.order, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!({ "debited": n }))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
         }

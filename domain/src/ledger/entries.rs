@@ -9,7 +9,7 @@ use crate::calendar::paris_date;
 use crate::fees::{Beneficiary, FeeLine, FeeRefund};
 use crate::ids::{MarketId, ProducerId};
 use crate::money::Money;
-use crate::payout::ProducerBalanceEvent;
+use crate::payout::{DebitKind, Deduction, ProducerBalanceEvent};
 
 /// The chart of accounts (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -22,6 +22,8 @@ pub enum Account {
     VatCollectedOnFees,
     Refunds,
     PayoutsSent,
+    /// Debit-normal: fees owed by producer `p` for sales paid on site, not recovered yet.
+    FeesReceivable(ProducerId),
 }
 
 /// One line of an entry: a debit or a credit (the other side zero).
@@ -139,10 +141,76 @@ pub fn fees_charged(
     market: MarketId,
     fees: &[FeeLine],
 ) -> JournalEntry {
-    let mut e = JournalEntry::new(entry_id, date, "fees charged".into());
-    e.available_on = available_on;
-    e.push(Posting::debit(
+    let mut e = fees_posted(
+        entry_id,
+        date,
+        "fees charged",
         Account::ProducerPayable(producer),
+        market,
+        fees,
+    );
+    e.available_on = available_on;
+    e
+}
+
+/// Fees owed for a sale paid on site (R-FEE-2, R-SAL-6): no money passed through the platform,
+/// so they are a receivable: Dr FeesReceivable(p) incl. VAT / Cr revenue excl. VAT / Cr VAT.
+pub fn fees_owed(
+    entry_id: String,
+    date: NaiveDate,
+    producer: ProducerId,
+    market: MarketId,
+    fees: &[FeeLine],
+) -> JournalEntry {
+    fees_posted(
+        entry_id,
+        date,
+        "fees owed (sale paid on site)",
+        Account::FeesReceivable(producer),
+        market,
+        fees,
+    )
+}
+
+/// Fee lines cancelled when they are recomputed after a late refund (R-FEE-4): the reverse of
+/// [`fees_charged`] for the lines charged before.
+pub fn fees_given_back(
+    entry_id: String,
+    date: NaiveDate,
+    producer: ProducerId,
+    market: MarketId,
+    fees: &[FeeLine],
+) -> JournalEntry {
+    let charged = fees_posted(
+        entry_id,
+        date,
+        "fees given back",
+        Account::ProducerPayable(producer),
+        market,
+        fees,
+    );
+    let mut e = JournalEntry::new(charged.entry_id, date, charged.description);
+    for p in charged.postings {
+        e.push(Posting {
+            account: p.account,
+            debit: p.credit,
+            credit: p.debit,
+        });
+    }
+    e
+}
+
+fn fees_posted(
+    entry_id: String,
+    date: NaiveDate,
+    description: &str,
+    charged: Account,
+    market: MarketId,
+    fees: &[FeeLine],
+) -> JournalEntry {
+    let mut e = JournalEntry::new(entry_id, date, description.into());
+    e.push(Posting::debit(
+        charged,
         fees.iter().map(|l| l.amount_incl_vat).sum(),
     ));
     for beneficiary in [Beneficiary::Platform, Beneficiary::MarketHost] {
@@ -286,18 +354,63 @@ pub fn payout_entries(
 ) -> Vec<JournalEntry> {
     use ProducerBalanceEvent as E;
     let id = entry_id("producer_balance", producer, sequence, "");
+    let recovered_id = entry_id("producer_balance", producer, sequence, "recovered");
+    let fees_recovered = |deductions: &[Deduction]| -> Money {
+        deductions
+            .iter()
+            .filter(|d| d.kind == DebitKind::FeeOwed)
+            .map(|d| d.amount)
+            .sum()
+    };
     match event {
         E::PayoutStarted { statement, at } => {
-            let mut e = payout_sent(id, paris_date(*at), producer, statement.total);
+            let date = paris_date(*at);
+            let mut entries = Vec::new();
+            // Fees owed for on-site sales, recovered from the producer's payable.
+            let recovered = fees_recovered(&statement.deductions);
+            if !recovered.is_zero() {
+                entries.push(transfer(
+                    recovered_id,
+                    date,
+                    "fees owed recovered from a payout",
+                    Account::ProducerPayable(producer),
+                    Account::FeesReceivable(producer),
+                    recovered,
+                ));
+            }
+            let mut e = payout_sent(id, date, producer, statement.total);
             e.available_on = Some(statement.on);
-            vec![e]
+            entries.push(e);
+            entries
         }
         E::TransferSucceeded { amount, at, .. } => {
             vec![payout_succeeded(id, paris_date(*at), producer, *amount)]
         }
-        E::PayoutReturnedToBalance { amount, at, .. } => {
-            vec![payout_returned(id, paris_date(*at), producer, *amount)]
+        E::PayoutReturnedToBalance {
+            amount,
+            at,
+            deductions,
+            ..
+        } => {
+            let date = paris_date(*at);
+            let mut entries = vec![payout_returned(id, date, producer, *amount)];
+            let recovered = fees_recovered(deductions);
+            if !recovered.is_zero() {
+                entries.push(transfer(
+                    recovered_id,
+                    date,
+                    "fees owed again (payout returned)",
+                    Account::FeesReceivable(producer),
+                    Account::ProducerPayable(producer),
+                    recovered,
+                ));
+            }
+            entries
         }
-        E::SaleCredited { .. } | E::TransferFailed { .. } | E::TransferRetried { .. } => vec![],
+        E::SaleCredited { .. }
+        | E::SaleSettledOnSite { .. }
+        | E::RefundDebited { .. }
+        | E::TransferFailed { .. }
+        | E::TransferRetried { .. } => vec![],
     }
 }

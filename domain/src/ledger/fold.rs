@@ -42,14 +42,18 @@ pub struct Conservation {
     /// Platform and host fees excl. VAT, plus VAT on fees.
     pub fees: Money,
     pub payouts: Money,
-    /// Producer payables plus payouts in flight.
+    /// Producer payables plus payouts in flight (negative for a producer who owes).
     pub held: Money,
+    /// Fees owed for sales paid on site, not recovered yet (`FeesReceivable`).
+    #[serde(default)]
+    pub receivables: Money,
 }
 
 impl Conservation {
-    /// payments = refunds + fees + payouts + balances held.
+    /// payments + receivables = refunds + fees + payouts + balances held: fees of on-site
+    /// sales are earned without a payment, against a receivable until a payout recovers them.
     pub fn holds(&self) -> bool {
-        self.payments == self.refunds + self.fees + self.payouts + self.held
+        self.payments + self.receivables == self.refunds + self.fees + self.payouts + self.held
     }
 }
 
@@ -139,6 +143,7 @@ impl Ledger {
             fees: Money::ZERO,
             payouts: Money::ZERO,
             held: Money::ZERO,
+            receivables: Money::ZERO,
         };
         for (account, (debits, credits)) in self.trial_balance(as_of).accounts {
             let credit_balance = credits - debits;
@@ -152,6 +157,7 @@ impl Ledger {
                 Account::ProducerPayable(_) | Account::PayoutsInFlight(_) => {
                     c.held += credit_balance
                 }
+                Account::FeesReceivable(_) => c.receivables += debits - credits,
             }
         }
         c

@@ -30,7 +30,15 @@
 //! * payout sent: Dr ProducerPayable(p) / Cr PayoutsInFlight(p);
 //! * transfer confirmed: Dr PayoutsInFlight(p) / Cr PayoutsSent;
 //! * transfer failed: no movement (the money stays in flight until retried or returned);
-//! * payout returned to the balance: Dr PayoutsInFlight(p) / Cr ProducerPayable(p).
+//! * payout returned to the balance: Dr PayoutsInFlight(p) / Cr ProducerPayable(p);
+//! * fees owed for a sale paid on site: Dr FeesReceivable(p) / Cr revenue, VAT on fees;
+//!   recovered by a payout that deducts them: Dr ProducerPayable(p) / Cr FeesReceivable(p)
+//!   (reversed if that payout is returned);
+//! * refund after the sale was credited: the refund paid (above) and the fee lines recomputed
+//!   on what is kept: the reverse of the lines before, then the lines after.
+//!
+//! With receivables, R-PAY-3 reads `payments + fees receivable = refunds + fees + payouts +
+//! held`.
 //!
 //! Entry ids are deterministic from the source event ([`entry_id`]): posting the same event
 //! twice is a no-op, posting a different entry under a used id is refused.
@@ -43,12 +51,13 @@ mod settlement;
 mod tests;
 
 pub use entries::{
-    entry_id, fees_charged, fees_refunded, payment_received, payout_entries, payout_returned,
-    payout_sent, payout_succeeded, refund_paid, Account, JournalEntry, Posting,
+    entry_id, fees_charged, fees_given_back, fees_owed, fees_refunded, payment_received,
+    payout_entries, payout_returned, payout_sent, payout_succeeded, refund_paid, Account,
+    JournalEntry, Posting,
 };
 pub use error::LedgerError;
 pub use fold::{Conservation, Ledger, TrialBalance};
 pub use settlement::{
-    balance_entries, order_entries, sale_credits, OrderMoney, OrderMovement, ProducerPart,
-    SaleCredit,
+    balance_entries, on_site_fees, order_entries, sale_credits, OrderMoney, OrderMovement,
+    ProducerPart, SaleCredit,
 };

@@ -28,7 +28,10 @@ use crate::money::Money;
 use crate::order::OrderEvent;
 use crate::payout::ProducerBalanceEvent;
 
-use super::entries::{entry_id, fees_charged, payment_received, payout_entries, refund_paid};
+use super::entries::{
+    entry_id, fees_charged, fees_given_back, fees_owed, payment_received, payout_entries,
+    refund_paid,
+};
 use super::JournalEntry;
 
 /// One producer's lines in an order, now.
@@ -306,8 +309,94 @@ pub fn balance_entries(
                 fees,
             )]
         }
+        ProducerBalanceEvent::SaleSettledOnSite {
+            market, fees, at, ..
+        } => {
+            if fees.is_empty() {
+                return vec![];
+            }
+            vec![fees_owed(
+                entry_id("producer_balance", producer, sequence, ""),
+                paris_date(*at),
+                producer,
+                *market,
+                fees,
+            )]
+        }
+        ProducerBalanceEvent::RefundDebited {
+            market,
+            fees_before,
+            fees_after,
+            at,
+            ..
+        } => {
+            // The refund itself is posted from the order's event; here the fees are
+            // recomputed on what is kept (R-FEE-4).
+            let date = paris_date(*at);
+            let mut entries = Vec::new();
+            if !fees_before.is_empty() {
+                entries.push(fees_given_back(
+                    entry_id("producer_balance", producer, sequence, "back"),
+                    date,
+                    producer,
+                    *market,
+                    fees_before,
+                ));
+            }
+            if !fees_after.is_empty() {
+                entries.push(fees_charged(
+                    entry_id("producer_balance", producer, sequence, "charged"),
+                    date,
+                    None,
+                    producer,
+                    *market,
+                    fees_after,
+                ));
+            }
+            entries
+        }
         other => payout_entries(producer, sequence, other),
     }
+}
+
+/// The service fee of every producer of a validated sale paid on site (R-FEE-2, R-SAL-6):
+/// the schedule's non-online rules in force on `on`, order by order, on what each producer's
+/// customers were charged (their current line amounts), merged per rule and beneficiary.
+/// Returns (what the producer's customers were charged incl. VAT, fee lines) per producer
+/// with something sold.
+pub fn on_site_fees(
+    schedule: &FeeSchedule,
+    on: NaiveDate,
+    orders: &[OrderMoney],
+) -> Result<BTreeMap<ProducerId, (Money, Vec<FeeLine>)>, FeeError> {
+    let mut out: BTreeMap<ProducerId, (Money, Vec<FeeLine>)> = BTreeMap::new();
+    for order in orders {
+        let shares: Vec<ProducerShare> = order
+            .parts()
+            .into_iter()
+            .filter(|(_, part)| part.amount_incl_vat > Money::ZERO)
+            .map(|(producer, part)| ProducerShare {
+                producer,
+                amount_incl_vat: part.amount_incl_vat,
+                amount_excl_vat: part.amount_excl_vat,
+                items: u32::try_from(part.items.max(0)).unwrap_or(u32::MAX),
+                orders: 1,
+            })
+            .collect();
+        if shares.is_empty() {
+            continue;
+        }
+        for s in &shares {
+            out.entry(s.producer).or_default().0 += s.amount_incl_vat;
+        }
+        for pf in schedule.fees_for_payment(on, false, &shares)? {
+            out.entry(pf.producer).or_default().1.extend(pf.lines);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(p, (sold, lines))| (p, (sold, merge_lines(lines))))
+        .collect())
 }
 
 /// What a validated sale credits one producer (the `CreditSale` command's figures).

@@ -13,7 +13,9 @@ use crate::money::Money;
 
 use super::commands::ProducerBalanceCommand;
 use super::error::ProducerBalanceError;
-use super::events::{PayoutId, PayoutStatement, ProducerBalanceEvent, StatementLine};
+use super::events::{
+    DebitKind, Deduction, PayoutId, PayoutStatement, ProducerBalanceEvent, StatementLine,
+};
 
 /// Settled payouts whose statements stay in the state (older ones live in the events and the
 /// projections only), so the state does not grow with the years.
@@ -32,6 +34,16 @@ pub struct Credit {
     pub available_on: NaiveDate,
     pub credited_at: DateTime<Utc>,
     /// The open payout that holds this credit, if any.
+    pub payout: Option<PayoutId>,
+}
+
+/// Money the producer owes back (a fee of an on-site sale, a late refund), not recovered yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Debit {
+    pub kind: DebitKind,
+    pub sale: SaleId,
+    pub amount: Money,
+    /// The open payout that deducts it, if any.
     pub payout: Option<PayoutId>,
 }
 
@@ -73,6 +85,15 @@ pub struct ProducerBalance {
     used_payouts: BTreeSet<PayoutId>,
     credited_total: Money,
     paid_total: Money,
+    /// Open debits (owed back, not recovered by a confirmed payout), by id.
+    #[serde(default)]
+    debits: BTreeMap<String, Debit>,
+    /// Sales of markets paid on site already recorded (never twice).
+    #[serde(default)]
+    on_site_sales: BTreeSet<SaleId>,
+    /// Cumulative late refunds debited, per sale (only sales with late refunds).
+    #[serde(default)]
+    refunds_debited: BTreeMap<SaleId, Money>,
 }
 
 fn valid_text(s: &str) -> bool {
@@ -81,18 +102,36 @@ fn valid_text(s: &str) -> bool {
 }
 
 impl ProducerBalance {
-    /// Credited and not in any open payout: the producer's money still held by the platform.
+    /// Credited and not in any open payout, minus the debits not in a payout: the producer's
+    /// money still held by the platform (negative when the producer owes more than is held;
+    /// recovered from later credits).
     pub fn balance_held(&self) -> Money {
         self.credits
             .values()
             .filter(|c| c.payout.is_none())
             .map(|c| c.net)
+            .sum::<Money>()
+            - self.owed()
+    }
+
+    /// Debits not in any open payout (what the producer owes back now).
+    pub fn owed(&self) -> Money {
+        self.debits
+            .values()
+            .filter(|d| d.payout.is_none())
+            .map(|d| d.amount)
             .sum()
     }
 
-    /// The part of the held balance available on `on` (what a payout on `on` would pay).
+    /// Open debits, by id.
+    pub fn debits(&self) -> &BTreeMap<String, Debit> {
+        &self.debits
+    }
+
+    /// What a payout on `on` would pay: credits available minus every open debit (may be
+    /// zero or negative: then nothing is paid).
     pub fn available(&self, on: NaiveDate) -> Money {
-        self.payable_on(on).map(|(_, c)| c.net).sum()
+        self.payable_on(on).map(|(_, c)| c.net).sum::<Money>() - self.owed()
     }
 
     /// Money in payouts whose transfer is pending or failed.
@@ -219,6 +258,71 @@ impl ProducerBalance {
                     at,
                 }])
             }
+            C::RecordOnSiteSale {
+                sale,
+                market,
+                sales_incl_vat,
+                fees,
+                at,
+            } => {
+                if self.on_site_sales.contains(&sale) || self.is_credited(sale) {
+                    return Err(Err::OnSiteSaleAlreadyRecorded { sale });
+                }
+                if sales_incl_vat.is_negative() {
+                    return Err(Err::NegativeAmount);
+                }
+                check_lines(&fees)?;
+                let owed = fees.iter().map(|l| l.amount_incl_vat).sum();
+                Ok(vec![E::SaleSettledOnSite {
+                    sale,
+                    market,
+                    sales_incl_vat,
+                    fees,
+                    owed,
+                    at,
+                }])
+            }
+            C::DebitRefunds {
+                sale,
+                market,
+                order,
+                refunds_total,
+                fees_before,
+                fees_after,
+                at,
+            } => {
+                if !self.is_credited(sale) {
+                    return Err(Err::SaleNotCredited { sale });
+                }
+                let already = self
+                    .refunds_debited
+                    .get(&sale)
+                    .copied()
+                    .unwrap_or(Money::ZERO);
+                if refunds_total <= already {
+                    return Err(Err::RefundsAlreadyDebited { sale });
+                }
+                check_lines(&fees_before)?;
+                check_lines(&fees_after)?;
+                let amount = refunds_total - already;
+                let before: Money = fees_before.iter().map(|l| l.amount_incl_vat).sum();
+                let after: Money = fees_after.iter().map(|l| l.amount_incl_vat).sum();
+                let debit = amount - (before - after);
+                if debit.is_negative() {
+                    return Err(Err::NegativeAmount);
+                }
+                Ok(vec![E::RefundDebited {
+                    sale,
+                    market,
+                    order,
+                    refunds_total,
+                    amount,
+                    fees_before,
+                    fees_after,
+                    debit,
+                    at,
+                }])
+            }
             C::StartPayout { payout, on, at } => {
                 if self.used_payouts.contains(&payout) {
                     return Err(Err::PayoutAlreadyExists { payout });
@@ -236,8 +340,22 @@ impl ProducerBalance {
                         available_on: c.available_on,
                     })
                     .collect();
-                let total: Money = lines.iter().map(|l| l.net).sum();
-                if lines.is_empty() || total.is_zero() {
+                // Every open debit is recovered by the payout; when they exceed what is
+                // available, nothing is paid and they wait for later credits.
+                let deductions: Vec<Deduction> = self
+                    .debits
+                    .iter()
+                    .filter(|(_, d)| d.payout.is_none())
+                    .map(|(id, d)| Deduction {
+                        id: id.clone(),
+                        kind: d.kind,
+                        sale: d.sale,
+                        amount: d.amount,
+                    })
+                    .collect();
+                let total: Money = lines.iter().map(|l| l.net).sum::<Money>()
+                    - deductions.iter().map(|d| d.amount).sum::<Money>();
+                if lines.is_empty() || total <= Money::ZERO {
                     return Err(Err::NothingToPay { on });
                 }
                 Ok(vec![E::PayoutStarted {
@@ -245,6 +363,7 @@ impl ProducerBalance {
                         payout,
                         on,
                         lines,
+                        deductions,
                         total,
                     },
                     at,
@@ -309,6 +428,7 @@ impl ProducerBalance {
                         payout,
                         amount: record.statement.total,
                         sales: record.statement.lines.iter().map(|l| l.sale).collect(),
+                        deductions: record.statement.deductions.clone(),
                         at,
                     }]),
                     status => Err(Err::WrongPayoutStatus { payout, status }),
@@ -316,6 +436,17 @@ impl ProducerBalance {
             }
         }
     }
+}
+
+fn check_lines(fees: &[FeeLine]) -> Result<(), ProducerBalanceError> {
+    for line in fees {
+        if &recompute(line) != line || line.amount_incl_vat.is_negative() {
+            return Err(ProducerBalanceError::FeeLineDoesNotRecompute {
+                rule_id: line.rule_id.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Aggregate for ProducerBalance {
@@ -365,8 +496,48 @@ impl Aggregate for ProducerBalance {
                     },
                 );
             }
+            E::SaleSettledOnSite { sale, owed, .. } => {
+                self.on_site_sales.insert(sale);
+                if owed > Money::ZERO {
+                    self.credited_total -= owed;
+                    self.debits.insert(
+                        format!("fee:{sale}"),
+                        Debit {
+                            kind: DebitKind::FeeOwed,
+                            sale,
+                            amount: owed,
+                            payout: None,
+                        },
+                    );
+                }
+            }
+            E::RefundDebited {
+                sale,
+                refunds_total,
+                debit,
+                ..
+            } => {
+                self.refunds_debited.insert(sale, refunds_total);
+                if debit > Money::ZERO {
+                    self.credited_total -= debit;
+                    self.debits.insert(
+                        format!("refund:{sale}:{refunds_total}"),
+                        Debit {
+                            kind: DebitKind::Refund,
+                            sale,
+                            amount: debit,
+                            payout: None,
+                        },
+                    );
+                }
+            }
             E::PayoutStarted { statement, .. } => {
                 let payout = statement.payout;
+                for d in &statement.deductions {
+                    if let Some(debit) = self.debits.get_mut(&d.id) {
+                        debit.payout = Some(payout);
+                    }
+                }
                 for line in &statement.lines {
                     if let Some(credit) = self.credits.get_mut(&line.sale) {
                         credit.payout = Some(payout);
@@ -397,6 +568,9 @@ impl Aggregate for ProducerBalance {
                         self.credits.remove(&line.sale);
                         self.paid_sales.insert(line.sale);
                     }
+                    for d in &record.statement.deductions {
+                        self.debits.remove(&d.id);
+                    }
                 }
                 self.paid_total += amount;
                 self.settle(payout);
@@ -415,7 +589,17 @@ impl Aggregate for ProducerBalance {
                     record.attempts = attempt;
                 }
             }
-            E::PayoutReturnedToBalance { payout, sales, .. } => {
+            E::PayoutReturnedToBalance {
+                payout,
+                sales,
+                deductions,
+                ..
+            } => {
+                for d in deductions {
+                    if let Some(debit) = self.debits.get_mut(&d.id) {
+                        debit.payout = None;
+                    }
+                }
                 if let Some(record) = self.payouts.get_mut(&payout) {
                     record.status = PayoutStatus::Returned;
                 }

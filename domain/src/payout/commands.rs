@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fees::FeeLine;
-use crate::ids::{MarketId, SaleId};
+use crate::ids::{MarketId, OrderId, SaleId};
 use crate::money::Money;
 
 use super::events::PayoutId;
@@ -22,6 +22,25 @@ pub enum ProducerBalanceCommand {
         fees: Vec<FeeLine>,
         net: Money,
         available_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// Records the validated sale of a market paid on site: its service fee lines are owed.
+    RecordOnSiteSale {
+        sale: SaleId,
+        market: MarketId,
+        sales_incl_vat: Money,
+        fees: Vec<FeeLine>,
+        at: DateTime<Utc>,
+    },
+    /// Debits refunds recorded after the sale was credited; `refunds_total` is the cumulative
+    /// late refunds of the sale for this producer (so a second identical command is refused).
+    DebitRefunds {
+        sale: SaleId,
+        market: MarketId,
+        order: OrderId,
+        refunds_total: Money,
+        fees_before: Vec<FeeLine>,
+        fees_after: Vec<FeeLine>,
         at: DateTime<Utc>,
     },
     /// Pays every credit available on or before `on` and not yet paid or in flight.

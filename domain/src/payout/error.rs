@@ -12,6 +12,12 @@ use super::events::PayoutId;
 pub enum ProducerBalanceError {
     #[error("sale {sale} is already credited to this balance")]
     SaleAlreadyCredited { sale: SaleId },
+    #[error("sale {sale} is already recorded as settled on site")]
+    OnSiteSaleAlreadyRecorded { sale: SaleId },
+    #[error("sale {sale} was not credited to this balance")]
+    SaleNotCredited { sale: SaleId },
+    #[error("these refunds of sale {sale} are already debited")]
+    RefundsAlreadyDebited { sale: SaleId },
     #[error("amounts must not be negative")]
     NegativeAmount,
     #[error("refunds ({refunds}) are above the sale's gross amount ({gross})")]
@@ -39,6 +45,11 @@ impl ProducerBalanceError {
     pub fn code(&self) -> &'static str {
         match self {
             ProducerBalanceError::SaleAlreadyCredited { .. } => "SALE_ALREADY_CREDITED",
+            ProducerBalanceError::OnSiteSaleAlreadyRecorded { .. } => {
+                "ON_SITE_SALE_ALREADY_RECORDED"
+            }
+            ProducerBalanceError::SaleNotCredited { .. } => "SALE_NOT_CREDITED",
+            ProducerBalanceError::RefundsAlreadyDebited { .. } => "REFUNDS_ALREADY_DEBITED",
             ProducerBalanceError::NegativeAmount => "BALANCE_NEGATIVE_AMOUNT",
             ProducerBalanceError::RefundsAboveGross { .. } => "BALANCE_REFUNDS_ABOVE_GROSS",
             ProducerBalanceError::FeeLineDoesNotRecompute { .. } => "FEE_LINE_DOES_NOT_RECOMPUTE",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::fees::FeeLine;
-use crate::ids::{MarketId, SaleId};
+use crate::ids::{MarketId, OrderId, SaleId};
 use crate::money::Money;
 
 /// A payout (one bank transfer to a producer, with its statement).
@@ -64,6 +64,26 @@ pub struct StatementLine {
     pub available_on: NaiveDate,
 }
 
+/// Why a producer owes money back to the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DebitKind {
+    /// The service fee of a sale paid on site (R-FEE-2, R-SAL-6): a receivable of the platform.
+    FeeOwed,
+    /// A refund recorded after the sale was credited, net of the fees given back (R-FEE-4).
+    Refund,
+}
+
+/// A debit deducted from a payout (listed on its statement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deduction {
+    /// `fee:<sale>` or `refund:<sale>:<cumulative refunds>`.
+    pub id: String,
+    pub kind: DebitKind,
+    pub sale: SaleId,
+    pub amount: Money,
+}
+
 /// What a payout pays: every sale in it, and the total transferred.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayoutStatement {
@@ -71,6 +91,10 @@ pub struct PayoutStatement {
     /// The payout date (Europe/Paris): credits available on or before it are paid.
     pub on: NaiveDate,
     pub lines: Vec<StatementLine>,
+    /// Debits recovered by this payout (fees owed for on-site sales, late refunds).
+    #[serde(default)]
+    pub deductions: Vec<Deduction>,
+    /// `sum(lines.net) - sum(deductions.amount)`, always positive.
     pub total: Money,
 }
 
@@ -85,6 +109,32 @@ pub enum ProducerBalanceEvent {
         fees: Vec<FeeLine>,
         net: Money,
         available_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// A sale of a market paid on site is validated (R-SAL-6, R-FEE-2): the money was settled
+    /// outside the platform; the service fee on what the producer's customers were charged is
+    /// owed (`owed` = fees incl. VAT), deducted from the next payouts.
+    SaleSettledOnSite {
+        sale: SaleId,
+        market: MarketId,
+        sales_incl_vat: Money,
+        fees: Vec<FeeLine>,
+        owed: Money,
+        at: DateTime<Utc>,
+    },
+    /// Refunds recorded after the sale was credited (R-ORD-5, R-FEE-4). `refunds_total` is the
+    /// sale's cumulative late refunds for this producer after this event, `amount` the new part;
+    /// the fee lines are recomputed on what is kept now (`fees_before` -> `fees_after`) and
+    /// `debit = amount - (fees_before - fees_after)` is deducted from the next payouts.
+    RefundDebited {
+        sale: SaleId,
+        market: MarketId,
+        order: OrderId,
+        refunds_total: Money,
+        amount: Money,
+        fees_before: Vec<FeeLine>,
+        fees_after: Vec<FeeLine>,
+        debit: Money,
         at: DateTime<Utc>,
     },
     /// A transfer of the statement's total is sent; its credits are in flight.
@@ -118,6 +168,9 @@ pub enum ProducerBalanceEvent {
         payout: PayoutId,
         amount: Money,
         sales: Vec<SaleId>,
+        /// The debits the payout recovered, owed again.
+        #[serde(default)]
+        deductions: Vec<Deduction>,
         at: DateTime<Utc>,
     },
 }
@@ -126,6 +179,8 @@ impl DomainEvent for ProducerBalanceEvent {
     fn event_type(&self) -> String {
         match self {
             ProducerBalanceEvent::SaleCredited { .. } => "SaleCredited",
+            ProducerBalanceEvent::SaleSettledOnSite { .. } => "SaleSettledOnSite",
+            ProducerBalanceEvent::RefundDebited { .. } => "RefundDebited",
             ProducerBalanceEvent::PayoutStarted { .. } => "PayoutStarted",
             ProducerBalanceEvent::TransferSucceeded { .. } => "TransferSucceeded",
             ProducerBalanceEvent::TransferFailed { .. } => "TransferFailed",

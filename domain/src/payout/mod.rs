@@ -17,8 +17,10 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Credit, PayoutRecord, PayoutStatus, ProducerBalance};
+pub use aggregate::{Credit, Debit, PayoutRecord, PayoutStatus, ProducerBalance};
 pub use commands::ProducerBalanceCommand;
 pub use dates::{available_on, payout_on, AVAILABILITY_DELAY_DAYS};
 pub use error::ProducerBalanceError;
-pub use events::{PayoutId, PayoutStatement, ProducerBalanceEvent, StatementLine};
+pub use events::{
+    DebitKind, Deduction, PayoutId, PayoutStatement, ProducerBalanceEvent, StatementLine,
+};

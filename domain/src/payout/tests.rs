@@ -576,3 +576,128 @@ proptest! {
         }
     }
 }
+
+fn service_fee(sold: Money) -> Vec<FeeLine> {
+    let schedules = FeeSchedules::from_json(CAGETTE).expect("valid");
+    schedules
+        .get("cagette")
+        .expect("cagette")
+        .fees_for_share(&FeeInput {
+            on: d(2023, 9, 9),
+            online: false,
+            amount_incl_vat: sold,
+            amount_excl_vat: crate::vat::VatRate::Reduced5_5.excl_vat(sold),
+            items: 1,
+            orders: 1,
+        })
+        .expect("fees")
+}
+
+/// R-FEE-2, R-SAL-6: an on-site sale's service fee is owed once, deducted from the next payout;
+/// with nothing available it stays owed and no payout is started.
+#[test]
+fn r_fee_2_an_on_site_fee_is_owed_once_and_deducted_from_the_next_payout() {
+    let fees = service_fee(m("100.00"));
+    assert_eq!(fees.len(), 1);
+    let owed: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
+    let record = ProducerBalanceCommand::RecordOnSiteSale {
+        sale: sale(9),
+        market: market(),
+        sales_incl_vat: m("100.00"),
+        fees,
+        at: at(),
+    };
+    let mut b = ProducerBalance::default();
+    run(&mut b, record.clone()).expect("record");
+    assert_eq!(
+        run(&mut b, record),
+        Err(ProducerBalanceError::OnSiteSaleAlreadyRecorded { sale: sale(9) })
+    );
+    assert_eq!(b.owed(), owed);
+    assert_eq!(b.balance_held(), -owed);
+    // Nothing to pay: the fee stays a receivable.
+    let start = |n| ProducerBalanceCommand::StartPayout {
+        payout: payout(n),
+        on: d(2023, 9, 17),
+        at: at(),
+    };
+    assert!(matches!(
+        run(&mut b, start(1)),
+        Err(ProducerBalanceError::NothingToPay { .. })
+    ));
+    run(&mut b, credit_cmd(1, "50.00", "0.00", d(2023, 9, 12))).expect("credit");
+    let net = b.credits()[&sale(1)].net;
+    run(&mut b, start(2)).expect("start");
+    let st = b.statement(payout(2)).expect("statement").clone();
+    assert_eq!(st.total, net - owed);
+    assert_eq!(st.deductions.len(), 1);
+    assert_eq!(b.owed(), Money::ZERO);
+    run(
+        &mut b,
+        ProducerBalanceCommand::RecordTransferSucceeded {
+            payout: payout(2),
+            provider_ref: "tr".into(),
+            at: at(),
+        },
+    )
+    .expect("paid");
+    assert!(b.debits().is_empty());
+    assert_eq!(
+        b.credited_total(),
+        b.paid_total() + b.balance_held() + b.in_flight()
+    );
+}
+
+/// R-FEE-4, R-PAY-2: a refund after crediting is debited once (cumulative total), net of the
+/// fees given back; a debit above what is available waits for later credits.
+#[test]
+fn r_pay_2_a_late_refund_is_debited_once_and_recovered_from_later_credits() {
+    let mut b = ProducerBalance::default();
+    run(&mut b, credit_cmd(1, "20.00", "0.00", d(2023, 9, 12))).expect("credit");
+    let before = b.credits()[&sale(1)].fees.clone();
+    let debit = |total: &str| ProducerBalanceCommand::DebitRefunds {
+        sale: sale(1),
+        market: market(),
+        order: Default::default(),
+        refunds_total: m(total),
+        fees_before: before.clone(),
+        fees_after: vec![],
+        at: at(),
+    };
+    run(&mut b, debit("20.00")).expect("debit");
+    assert_eq!(
+        run(&mut b, debit("20.00")),
+        Err(ProducerBalanceError::RefundsAlreadyDebited { sale: sale(1) })
+    );
+    // Everything refunded: the producer keeps nothing, owes nothing more.
+    assert_eq!(b.balance_held(), Money::ZERO);
+    let start = |n, on| ProducerBalanceCommand::StartPayout {
+        payout: payout(n),
+        on,
+        at: at(),
+    };
+    assert!(matches!(
+        run(&mut b, start(1, d(2023, 9, 17))),
+        Err(ProducerBalanceError::NothingToPay { .. })
+    ));
+    run(&mut b, credit_cmd(2, "30.00", "0.00", d(2023, 9, 19))).expect("credit 2");
+    let net2 = b.credits()[&sale(2)].net;
+    run(&mut b, start(2, d(2023, 9, 24))).expect("start");
+    assert_eq!(b.statement(payout(2)).expect("st").total, net2);
+    // A debit on an uncredited sale is refused.
+    assert_eq!(
+        run(
+            &mut b,
+            ProducerBalanceCommand::DebitRefunds {
+                sale: sale(3),
+                market: market(),
+                order: Default::default(),
+                refunds_total: m("1.00"),
+                fees_before: vec![],
+                fees_after: vec![],
+                at: at(),
+            }
+        ),
+        Err(ProducerBalanceError::SaleNotCredited { sale: sale(3) })
+    );
+}
