@@ -755,6 +755,10 @@ mod property {
         cancellations: Vec<(usize, usize)>,
         /// Transfers failing at each of the Monday runs.
         failures: Vec<u32>,
+        /// Per sale: held at the market paid on site (R-SAL-6, R-FEE-2) instead of online.
+        on_site: Vec<bool>,
+        /// (sale, order) cancelled after the first Monday run: refunds after crediting.
+        late_cancellations: Vec<(usize, usize)>,
     }
 
     fn plan() -> impl Strategy<Value = Plan> {
@@ -769,16 +773,29 @@ mod property {
                     proptest::collection::vec(any::<bool>(), 2),
                     proptest::collection::vec((0usize..2, 0usize..3), 0..2),
                     proptest::collection::vec(0u32..3, 6),
+                    proptest::collection::vec(proptest::bool::weighted(0.3), 2),
+                    proptest::collection::vec((0usize..2, 0usize..3), 0..3),
                 )
             })
             .prop_map(
-                |(prices, orders, shortages, validate, cancellations, failures)| Plan {
+                |(
                     prices,
                     orders,
                     shortages,
                     validate,
                     cancellations,
                     failures,
+                    on_site,
+                    late_cancellations,
+                )| Plan {
+                    prices,
+                    orders,
+                    shortages,
+                    validate,
+                    cancellations,
+                    failures,
+                    on_site,
+                    late_cancellations,
                 },
             )
     }
@@ -786,17 +803,32 @@ mod property {
     async fn run(plan: Plan) {
         let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
         let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+        let on_site_market = w
+            .market_paid(Weekday::Sat, d(2023, 9, 2), (15, 0), PaymentMode::OnSite)
+            .await;
         let mut sellers = Vec::new();
         for (i, cents) in plan.prices.iter().enumerate() {
             let price = Money::from_cents(i64::from(*cents)).to_string();
-            sellers.push(w.seller(market, &format!("Produit {i}"), &price).await);
+            let seller = w.seller(market, &format!("Produit {i}"), &price).await;
+            w.app
+                .link_catalog(&w.admin, on_site_market, seller.catalog)
+                .await
+                .expect("link the market paid on site");
+            sellers.push(seller);
         }
         let refs: Vec<&Seller> = sellers.iter().collect();
         let dates = [d(2023, 9, 9), d(2023, 9, 16)];
         let mut sales = Vec::new();
-        for date in dates {
-            sales.push(w.sale(market, date, &refs).await);
+        for (s, date) in dates.iter().enumerate() {
+            let at = if plan.on_site[s] {
+                on_site_market
+            } else {
+                market
+            };
+            sales.push(w.sale(at, *date, &refs).await);
         }
+        let mut placed_per_sale: Vec<Vec<OrderId>> = Vec::new();
+        let mut late_cancelled = std::collections::BTreeSet::new();
         // Sale by sale: orders (the period opened a week before), shortages after the close,
         // validation after the distribution.
         let mut all_orders: Vec<(SaleId, OrderId)> = Vec::new();
@@ -852,7 +884,8 @@ mod property {
                     }
                 }
             }
-            w.at(paris(*date, 14, 30)).await;
+            placed_per_sale.push(placed.iter().map(|(o, _)| *o).collect());
+            w.at(paris(*date, 21, 0)).await;
             if plan.validate[s] {
                 w.app
                     .validate_sale(&w.admin, sales[s])
@@ -862,9 +895,30 @@ mod property {
         }
         // Six Monday runs, some transfers failing.
         let mut monday = d(2023, 9, 18);
-        for fail in &plan.failures {
+        for (run, fail) in plan.failures.iter().enumerate() {
             w.sim.fail_next(*fail);
             w.at(paris(monday, 6, 0)).await;
+            if run == 0 {
+                // After the first payouts: cancellations refund orders already credited.
+                w.sim.fail_next(0);
+                w.at(paris(monday, 11, 0)).await;
+                for (s, o) in &plan.late_cancellations {
+                    let order = placed_per_sale[*s][*o % placed_per_sale[*s].len()];
+                    let (state, _) = w
+                        .app
+                        .load::<etal_domain::order::Order>(order)
+                        .await
+                        .expect("order");
+                    if !state.is_cancelled() {
+                        w.app
+                            .cancel_order(&w.admin, order)
+                            .await
+                            .expect("late cancel");
+                        late_cancelled.insert(order);
+                    }
+                }
+                w.at(paris(monday, 11, 5)).await;
+            }
             monday += Duration::days(7);
         }
 
@@ -885,11 +939,22 @@ mod property {
             );
             let paid: Money = w.transfers(s.producer).await.iter().map(|(_, a)| *a).sum();
             assert_eq!(paid, bal.paid_total());
-            assert!(paid <= bal.credited_total());
+            // Debits (late refunds, fees owed on site) come off the credited total when they are
+            // recorded; a producer paid before a debit owes it until a payout recovers it, so
+            // what was paid never exceeds the credits before the debits still open.
+            let open_debits: Money = bal.debits().values().map(|d| d.amount).sum();
+            assert!(
+                paid <= bal.credited_total() + open_debits,
+                "paid {paid}, credited {}, open debits {open_debits}",
+                bal.credited_total()
+            );
         }
         // ...and each producer keeps exactly what their lines are worth now, read from the
         // order aggregates (independent of the attribution code).
+        // An on-site sale's fees are computed at its validation: on what its lines were worth
+        // then (a later cancellation on site refunds nothing through the platform).
         let mut worth: BTreeMap<(SaleId, ProducerId), Money> = BTreeMap::new();
+        let mut worth_at_validation: BTreeMap<(SaleId, ProducerId), Money> = BTreeMap::new();
         for (sale, order) in &all_orders {
             let (state, _) = w
                 .app
@@ -903,23 +968,48 @@ mod property {
                     l.amount_incl_vat
                 };
                 *worth.entry((*sale, l.producer)).or_default() += v;
+                let then = if late_cancelled.contains(order) {
+                    l.amount_incl_vat
+                } else {
+                    v
+                };
+                *worth_at_validation.entry((*sale, l.producer)).or_default() += then;
             }
         }
         for s in &sellers {
             let stream = EventLog::stream(&w.db.pool, "producer_balance", &s.producer.to_string())
                 .await
                 .expect("stream");
+            let mut kept: BTreeMap<SaleId, Money> = BTreeMap::new();
             for e in stream {
-                if let Ok(ProducerBalanceEvent::SaleCredited {
-                    sale,
-                    gross_incl_vat,
-                    refunds,
-                    ..
-                }) = e.decode::<ProducerBalanceEvent>()
-                {
-                    let expected = worth.get(&(sale, s.producer)).copied().unwrap_or_default();
-                    assert_eq!(gross_incl_vat - refunds, expected, "kept by {}", s.producer);
+                match e.decode::<ProducerBalanceEvent>() {
+                    Ok(ProducerBalanceEvent::SaleCredited {
+                        sale,
+                        gross_incl_vat,
+                        refunds,
+                        ..
+                    }) => *kept.entry(sale).or_default() += gross_incl_vat - refunds,
+                    // R-PAY-2: refunds after crediting come off what the producer keeps.
+                    Ok(ProducerBalanceEvent::RefundDebited { sale, amount, .. }) => {
+                        *kept.entry(sale).or_default() -= amount
+                    }
+                    Ok(ProducerBalanceEvent::SaleSettledOnSite {
+                        sale,
+                        sales_incl_vat,
+                        ..
+                    }) => {
+                        let then = worth_at_validation
+                            .get(&(sale, s.producer))
+                            .copied()
+                            .unwrap_or_default();
+                        assert_eq!(sales_incl_vat, then, "sold on site by {}", s.producer);
+                    }
+                    _ => {}
                 }
+            }
+            for (sale, kept) in kept {
+                let expected = worth.get(&(sale, s.producer)).copied().unwrap_or_default();
+                assert_eq!(kept, expected, "kept by {} of {sale}", s.producer);
             }
         }
         // ...and the projection agrees with its rebuild.
