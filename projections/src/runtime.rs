@@ -222,14 +222,32 @@ pub async fn run_projector(
                 continue;
             }
         }
-        let mut waker = Waker::new(&pool, Duration::from_millis(200)).await;
+        let mut waker = Waker::new(&pool, POLL).await;
+        let mut held = HELD_FIRST;
         loop {
             if let Err(e) = catch_up(&pool, projection.as_ref(), None, None, &|_| {}).await {
                 tracing::warn!(projection = name, error = %e, "projector batch failed; retrying");
                 pause(Duration::from_millis(500), &mut shutdown).await;
             }
+            // Events committed but not readable yet: an older transaction (any writer, another
+            // projector's batch) holds the watermark, and its end sends no notification when it
+            // wrote no events. Look again soon, backing off up to the poll interval, rather
+            // than waiting a whole poll for the next notification.
+            let wait = if behind_the_log(&pool, name).await {
+                let d = held;
+                held = (held * 2).min(POLL);
+                Some(d)
+            } else {
+                held = HELD_FIRST;
+                None
+            };
             tokio::select! {
-                _ = waker.wait() => {}
+                _ = async {
+                    match wait {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => waker.wait().await,
+                    }
+                } => {}
                 _ = shutdown.changed() => {
                     let _ = lock_conn.close().await;
                     return;
@@ -245,6 +263,23 @@ pub async fn run_projector(
             }
         }
     }
+}
+
+/// How long a projector waits for a notification before it reads the log anyway.
+const POLL: Duration = Duration::from_millis(200);
+/// The first look again when committed events are held below the watermark.
+const HELD_FIRST: Duration = Duration::from_millis(2);
+
+/// True when events are committed past `projection`'s checkpoint (not readable yet, or just
+/// committed). False on error: the caller then waits as usual.
+async fn behind_the_log(pool: &PgPool, projection: &str) -> bool {
+    let Ok(mut conn) = pool.acquire().await else {
+        return false;
+    };
+    let Ok(last) = EventLog::last_committed(&mut *conn).await else {
+        return false;
+    };
+    matches!(checkpoint(&mut conn, projection).await, Ok(cp) if cp.position < last)
 }
 
 /// Waits until `projection` has applied `position` (read-your-writes). False on timeout.
