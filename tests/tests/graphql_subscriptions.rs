@@ -229,3 +229,94 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
+
+/// Every message of subscriptions `ids` until each has completed (or `wait` passed), by id.
+async fn until_complete(
+    ws: &mut Ws,
+    ids: &[&str],
+    wait: Duration,
+) -> std::collections::HashMap<String, Vec<Value>> {
+    let deadline = Instant::now() + wait;
+    let mut seen: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    let complete = |seen: &std::collections::HashMap<String, Vec<Value>>| {
+        ids.iter().all(|id| {
+            seen.get(*id)
+                .is_some_and(|m| m.iter().any(|m| m["type"] == "complete"))
+        })
+    };
+    while !complete(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(m) = recv(ws, left).await else {
+            break;
+        };
+        if let Some(id) = m["id"].as_str() {
+            seen.entry(id.to_string()).or_default().push(m);
+        }
+    }
+    seen
+}
+
+/// R-ACC-2: access is checked again before each change is sent. A collaborator follows the
+/// stock and the orders, the owner revokes their access, an order is placed: the collaborator
+/// gets FORBIDDEN on both subscriptions, then their end, and no data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_collaborator_stops_receiving() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    let helper = api.who(etal_domain::Role::Producer);
+    api.ok(
+        &f.producer,
+        "mutation($p: UUID!, $u: UUID!) { grantAccess(producerId: $p, userId: $u) { producerId } }",
+        json!({"p": f.producer_id, "u": helper.user.0}),
+    )
+    .await;
+    let mut ws = init(&api, "/graphql", bearer(&helper.token)).await;
+    send(
+        &mut ws,
+        json!({"id": "stock", "type": "subscribe", "payload": {"query": STOCK, "variables": {"p": f.producer_id, "x": f.product_id}}}),
+    )
+    .await;
+    let first = next_for(&mut ws, "stock", Duration::from_secs(10)).await;
+    assert_eq!(first["data"]["stockLevel"]["available"], 10, "{first}");
+    send(
+        &mut ws,
+        json!({"id": "orders", "type": "subscribe", "payload": {"query": ORDERS, "variables": {"s": f.sale_id, "c": f.catalog_id}}}),
+    )
+    .await;
+    let first = next_for(&mut ws, "orders", Duration::from_secs(10)).await;
+    assert_eq!(first["data"]["saleOrders"], json!([]), "{first}");
+
+    api.ok(
+        &f.producer,
+        "mutation($p: UUID!, $u: UUID!) { revokeAccess(producerId: $p, userId: $u) { producerId } }",
+        json!({"p": f.producer_id, "u": helper.user.0}),
+    )
+    .await;
+    api.ok(
+        &f.customer,
+        PLACE_ORDER,
+        json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 2}], "k": "revoked-1"}),
+    )
+    .await;
+    let all = until_complete(&mut ws, &["stock", "orders"], Duration::from_secs(10)).await;
+    for id in ["stock", "orders"] {
+        let msgs = all.get(id).cloned().unwrap_or_default();
+        assert!(
+            msgs.iter().all(|m| m["type"] != "next"
+                || m["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"),
+            "{id}: data after the revocation: {msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| {
+                m["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+                    || m["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+            }),
+            "{id}: no FORBIDDEN: {msgs:?}"
+        );
+        assert_eq!(
+            msgs.last().map(|m| &m["type"]),
+            Some(&json!("complete")),
+            "{id}: {msgs:?}"
+        );
+    }
+}

@@ -19,7 +19,8 @@
 //! reads per burst of commits, instead of N idle connections out of the pool. The stock level is
 //! read from the `Stock` aggregate (as the query does: consistent as soon as the event commits);
 //! the recap from the `order_recaps` projection, after waiting (bounded) for it to pass the log's
-//! head at wake-up time. Authorization is checked when the subscription starts.
+//! head at wake-up time. Authorization is checked when the subscription starts and again before
+//! each change is sent: a caller who lost access gets FORBIDDEN and the subscription ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -162,6 +163,19 @@ impl SaleOrder {
     }
 }
 
+/// Whether the caller may still follow the stock of `producer`'s products (the start is checked
+/// by `producer_for_read`, which also finds the product).
+async fn may_follow_stock(app: &App, a: Actor, producer: ProducerId) -> Result<()> {
+    match a.role {
+        Role::Auditor => Ok(()),
+        Role::Producer => {
+            app.producer_access(a, producer).await.coded()?;
+            Ok(())
+        }
+        _ => Err(forbidden("you do not see this stock")),
+    }
+}
+
 /// Whether the caller may follow the recap of `catalog` in `sale`.
 async fn may_follow_recap(app: &App, a: Actor, sale: SaleId, catalog: CatalogId) -> Result<()> {
     let (s, v) = app.load::<Sale>(sale).await.coded()?;
@@ -227,6 +241,8 @@ impl Subscription {
         if account.product(product).is_none() {
             return Err(app_error(AppError::not_found("product", product_id)));
         }
+        let a = actor(ctx)?;
+        let producer = ProducerId(producer_id);
         let app = app(ctx).clone();
         let rx = ctx.data_unchecked::<Notifier>().subscribe();
         let first = read_stock(&app, product).await?;
@@ -235,13 +251,17 @@ impl Subscription {
             rx,
             Some(first),
             None::<(Option<i64>, i64, Option<i64>)>,
+            false,
         );
         Ok(futures::stream::unfold(
             state,
-            move |(app, mut rx, pending, mut last)| async move {
+            move |(app, mut rx, pending, mut last, ended)| async move {
+                if ended {
+                    return None;
+                }
                 if let Some(level) = pending {
                     last = Some((level.real, level.ordered, level.available));
-                    return Some((Ok(level), (app, rx, None, last)));
+                    return Some((Ok(level), (app, rx, None, last, false)));
                 }
                 loop {
                     if !next_wake(&mut rx).await {
@@ -252,8 +272,13 @@ impl Subscription {
                             continue
                         }
                         Ok(level) => {
+                            // Access is checked again before each change is sent: a producer
+                            // removed from the account stops receiving (FORBIDDEN, then the end).
+                            if let Err(e) = may_follow_stock(&app, a, producer).await {
+                                return Some((Err(e), (app, rx, None, last, true)));
+                            }
                             last = Some((level.real, level.ordered, level.available));
-                            return Some((Ok(level), (app, rx, None, last)));
+                            return Some((Ok(level), (app, rx, None, last, false)));
                         }
                         Err(e) => {
                             tracing::warn!(error = ?e.message, "stock level subscription: read failed");
@@ -277,32 +302,40 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<Vec<SaleOrder>>>> {
         let a = actor(ctx)?;
         let app = app(ctx).clone();
-        may_follow_recap(&app, a, SaleId(sale_id), CatalogId(catalog_id)).await?;
-        let scope = Scope::new(SaleId(sale_id), CatalogId(catalog_id));
-        let pool = app.pool.clone();
+        let (sale, catalog) = (SaleId(sale_id), CatalogId(catalog_id));
+        may_follow_recap(&app, a, sale, catalog).await?;
+        let scope = Scope::new(sale, catalog);
         let rx = ctx.data_unchecked::<Notifier>().subscribe();
-        let first = read_recap(&pool, scope, false).await?;
+        let first = read_recap(&app.pool, scope, false).await?;
         let seen: HashMap<OrderId, SaleOrder> = HashMap::new();
         Ok(futures::stream::unfold(
-            (pool, rx, Some(first), seen),
-            move |(pool, mut rx, pending, mut seen)| async move {
+            (app, rx, Some(first), seen, false),
+            move |(app, mut rx, pending, mut seen, ended)| async move {
+                if ended {
+                    return None;
+                }
                 if let Some(rows) = pending {
                     let batch = diff(&seen, &rows);
                     seen = rows.iter().map(|r| (r.order, SaleOrder::of(r))).collect();
-                    return Some((Ok(batch), (pool, rx, None, seen)));
+                    return Some((Ok(batch), (app, rx, None, seen, false)));
                 }
                 loop {
                     if !next_wake(&mut rx).await {
                         return None;
                     }
-                    match read_recap(&pool, scope, true).await {
+                    match read_recap(&app.pool, scope, true).await {
                         Ok(rows) => {
                             let batch = diff(&seen, &rows);
                             if batch.is_empty() {
                                 continue;
                             }
+                            // Access is checked again before each batch is sent (a collaborator
+                            // removed, an administrator replaced): FORBIDDEN, then the end.
+                            if let Err(e) = may_follow_recap(&app, a, sale, catalog).await {
+                                return Some((Err(e), (app, rx, None, seen, true)));
+                            }
                             seen = rows.iter().map(|r| (r.order, SaleOrder::of(r))).collect();
-                            return Some((Ok(batch), (pool, rx, None, seen)));
+                            return Some((Ok(batch), (app, rx, None, seen, false)));
                         }
                         Err(e) => {
                             tracing::warn!(error = ?e.message, "sale orders subscription: read failed");
