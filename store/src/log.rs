@@ -175,39 +175,18 @@ impl EventLog {
 
     /// The last position a reader can see now (the newest event below the watermark).
     pub async fn head<'e>(executor: impl PgExecutor<'e>) -> Result<Position, StoreError> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS txid, global_position FROM events \
-             WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        newest(
+            executor,
+            "WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))",
         )
-        .fetch_optional(executor)
-        .await?;
-        Ok(match row {
-            Some(r) => Position {
-                txid: r.try_get("txid")?,
-                position: r.try_get("global_position")?,
-            },
-            None => Position::START,
-        })
+        .await
     }
 
     /// The newest committed event, whether or not a reader can see it yet (an older
     /// transaction still open holds the watermark below it). A reader that must include every
     /// event committed before it started (an audit) reads until it has passed this position.
     pub async fn last_committed<'e>(executor: impl PgExecutor<'e>) -> Result<Position, StoreError> {
-        let row = sqlx::query(
-            "SELECT transaction_id::text::bigint AS txid, global_position FROM events \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
-        .fetch_optional(executor)
-        .await?;
-        Ok(match row {
-            Some(r) => Position {
-                txid: r.try_get("txid")?,
-                position: r.try_get("global_position")?,
-            },
-            None => Position::START,
-        })
+        newest(executor, "").await
     }
 
     /// The events of one aggregate in sequence order (for auditors and tests).
@@ -278,4 +257,23 @@ impl Waker {
             }
         }
     }
+}
+
+/// The newest event's position among those `filter` keeps (START when none).
+async fn newest<'e>(
+    executor: impl PgExecutor<'e>,
+    filter: &'static str,
+) -> Result<Position, StoreError> {
+    let sql = format!(
+        "SELECT transaction_id::text::bigint AS txid, global_position FROM events {filter} \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql).fetch_optional(executor).await?;
+    Ok(match row {
+        Some(r) => Position {
+            txid: r.try_get("txid")?,
+            position: r.try_get("global_position")?,
+        },
+        None => Position::START,
+    })
 }

@@ -110,6 +110,16 @@ impl<E: Coded> From<BusError<E>> for AppError {
     }
 }
 
+impl From<etal_domain::fees::FeeError> for AppError {
+    /// A fee schedule that cannot price a payment (no rule in force, a bad configuration).
+    fn from(e: etal_domain::fees::FeeError) -> Self {
+        AppError::Rejected {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         if e.is_transient() {

@@ -251,13 +251,7 @@ impl App {
         let on = paris_date(validated_at);
         if state.payment_mode() != PaymentMode::Online {
             // R-FEE-2, R-SAL-6: settled on site; each producer owes the service fee.
-            let owed =
-                on_site_fees(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
-                    AppError::Rejected {
-                        code: e.code(),
-                        message: e.to_string(),
-                    }
-                })?;
+            let owed = on_site_fees(self.fee_schedule(state.market())?, on, &orders)?;
             for (producer, (sold, fees)) in owed {
                 let command = ProducerBalanceCommand::RecordOnSiteSale {
                     sale,
@@ -282,13 +276,7 @@ impl App {
             }
             return Ok(report);
         }
-        let credits =
-            sale_credits(self.fee_schedule(state.market())?, on, &orders).map_err(|e| {
-                AppError::Rejected {
-                    code: e.code(),
-                    message: e.to_string(),
-                }
-            })?;
+        let credits = sale_credits(self.fee_schedule(state.market())?, on, &orders)?;
         let available = available_on(validated_at);
         report.available_on = Some(available);
         report.payout_on = Some(payout_on(available));
@@ -371,11 +359,7 @@ impl App {
             self.fee_schedule(state.market())?,
             paris_date(validated_at),
             &orders,
-        )
-        .map_err(|e| AppError::Rejected {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
+        )?;
         let mut debited = 0;
         for (producer, credit) in now {
             // What the balance recorded for the sale.
