@@ -32,9 +32,10 @@ use etal_store::log::Position;
 use uuid::Uuid;
 
 use super::common::{
-    actor, app, app_error, bad_input, coded, forbidden, paginate, OrCoded, RoleGuard, MAX_PAGE,
+    actor, app, app_error, bad_input, coded, forbidden, paginate, paginate_with, OrCoded,
+    RoleGuard, MAX_PAGE,
 };
-use super::markets::{load_market, load_sale, sees_market_internals};
+use super::markets::{load_market, sees_market_internals};
 use super::scalars::{Date, Decimal, Money};
 use crate::app::AppError;
 
@@ -283,15 +284,23 @@ impl OrderRecap {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<CustomerRecap>> {
-        let rows = order_recaps::recap_by_customer(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
-        paginate(
-            rows.into_iter().map(Into::into).collect(),
+        let (pool, scopes) = (&app(ctx).pool, &self.scopes);
+        paginate_with(
             after,
             before,
             first,
             last,
+            || async move {
+                order_recaps::count_orders_in_scope(pool, scopes)
+                    .await
+                    .map_err(db)
+            },
+            |offset, limit| async move {
+                let rows = order_recaps::recap_by_customer_page(pool, scopes, offset, limit)
+                    .await
+                    .map_err(db)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            },
         )
         .await
     }
@@ -320,6 +329,14 @@ impl OrderRecap {
 
 /// The scopes of `sale` the caller may recap: `catalog` (which must take part) or every
 /// catalog taking part that the caller may see.
+///
+/// The sale, its market and the catalogs taking part come from the `order_recaps` projection
+/// (`recap_sales`, `recap_participations`), not from the Sale aggregate, whose stream grows
+/// with every order: they are as fresh as the recap rows they select (a participation the
+/// projector has not applied yet is not listed; a mutation's read-your-writes wait covers the
+/// caller's own writes). Who may see them is still decided from the aggregates, never from a
+/// projection: a producer's access from their account (owner or collaborator, account open),
+/// a market administrator's or referent's from the market, as the command side decides.
 async fn recap_scopes(
     ctx: &Context<'_>,
     sale_id: SaleId,
@@ -331,12 +348,16 @@ async fn recap_scopes(
             "only the sale's producers, its market's administrators and auditors see recaps",
         ));
     }
-    let sale = load_sale(ctx, sale_id).await?;
-    let taking_part: Vec<(CatalogId, ProducerId)> = sale
-        .participations()
-        .iter()
-        .filter(|(c, _)| catalog.is_none_or(|x| x == **c))
-        .map(|(c, p)| (*c, p.producer))
+    let Some((sale_market, participations)) =
+        order_recaps::sale_participations(&app(ctx).pool, sale_id)
+            .await
+            .map_err(db)?
+    else {
+        return Err(app_error(AppError::not_found("sale", sale_id)));
+    };
+    let taking_part: Vec<(CatalogId, ProducerId)> = participations
+        .into_iter()
+        .filter(|(c, _)| catalog.is_none_or(|x| x == *c))
         .collect();
     match a.role {
         Role::Producer => {
@@ -361,7 +382,7 @@ async fn recap_scopes(
         }
         _ => {
             if a.role == Role::MarketAdmin {
-                let market = load_market(ctx, sale.market()).await?;
+                let market = load_market(ctx, sale_market).await?;
                 if !sees_market_internals(&market, a) {
                     return Err(forbidden("you do not administer this sale's market"));
                 }
