@@ -746,6 +746,24 @@ pub async fn vat_totals(pool: &PgPool, scopes: &[Scope]) -> Result<Vec<VatTotal>
         .collect()
 }
 
+/// Totals per VAT rate of recap-by-product rows, by rate: what [`vat_totals`] answers over
+/// the same scopes (both sum the same live lines).
+pub fn vat_totals_of(rows: &[ProductRecap]) -> Vec<VatTotal> {
+    let mut by_rate: std::collections::BTreeMap<Decimal, VatTotal> = Default::default();
+    for r in rows {
+        let t = by_rate.entry(r.vat_rate).or_insert_with(|| VatTotal {
+            vat_rate: r.vat_rate,
+            amount_excl_vat: Money::ZERO,
+            vat_amount: Money::ZERO,
+            amount_incl_vat: Money::ZERO,
+        });
+        t.amount_excl_vat += r.amount_excl_vat;
+        t.vat_amount += r.vat_amount;
+        t.amount_incl_vat += r.amount_incl_vat;
+    }
+    by_rate.into_values().collect()
+}
+
 /// Where an order stands with its payments (the whole order: a customer pays once, R-ORD-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -980,11 +998,13 @@ pub async fn recap_by_customer_page(
         return Ok(orders);
     }
     let ids: Vec<Uuid> = orders.iter().map(|o| o.order.0).collect();
+    // The page's lines by their primary key (`OFFSET 0` keeps the planner from scanning the
+    // whole catalog's lines through `recap_lines_catalog` instead), then the scope; sorted here.
     let sql = format!(
         "{SCOPE} SELECT l.order_id, l.line, l.catalog_id, l.product_id, l.name, l.unit, l.quantity, \
-         l.weight_kg, l.unit_price_incl_vat, l.amount_incl_vat FROM recap_lines l \
-         JOIN scope s ON s.sale_id = l.sale_id AND s.catalog_id = l.catalog_id \
-         WHERE l.order_id = ANY($3) AND l.quantity > 0 ORDER BY l.order_id, l.line"
+         l.weight_kg, l.unit_price_incl_vat, l.amount_incl_vat \
+         FROM (SELECT * FROM recap_lines WHERE order_id = ANY($3) AND quantity > 0 OFFSET 0) l \
+         JOIN scope s ON s.sale_id = l.sale_id AND s.catalog_id = l.catalog_id"
     );
     let rows = sqlx::query(&sql)
         .bind(&sales)
@@ -1001,6 +1021,7 @@ pub async fn recap_by_customer_page(
         }
     }
     for o in &mut orders {
+        o.lines.sort_unstable_by_key(|l| l.line);
         o.due_at_pickup = o.amount_incl_vat.min(o.balance_due);
     }
     Ok(orders)

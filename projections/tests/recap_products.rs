@@ -229,6 +229,11 @@ async fn check(pool: &PgPool, w: &World, step: &str) -> Vec<ProductRecap> {
         assert_eq!(fast, slow, "{step}: recap by product over {scope:?}");
         let vat = order_recaps::vat_totals(pool, scope).await.unwrap();
         assert_eq!(vat, vat_from(&slow), "{step}: VAT totals over {scope:?}");
+        assert_eq!(
+            order_recaps::vat_totals_of(&fast),
+            vat,
+            "{step}: VAT totals of the rows over {scope:?}"
+        );
     }
     let report = verify(pool, "order_recaps").await;
     assert!(report.diffs.is_empty(), "{step}: {:?}", report.diffs);

@@ -239,6 +239,30 @@ pub struct RecapScope {
 /// A recap over (sale, catalog) scopes: one catalog of a sale, a whole sale, or a producer's day.
 pub struct OrderRecap {
     scopes: Vec<Scope>,
+    /// The recap by product, read once per request: `byProduct` and `vatTotals` (the sums of
+    /// its rows per rate) share it.
+    by_product: tokio::sync::OnceCell<Vec<order_recaps::ProductRecap>>,
+}
+
+impl OrderRecap {
+    fn new(scopes: Vec<Scope>) -> Self {
+        Self {
+            scopes,
+            by_product: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn products(&self, ctx: &Context<'_>) -> Result<&[order_recaps::ProductRecap]> {
+        let rows = self
+            .by_product
+            .get_or_try_init(|| async {
+                order_recaps::recap_by_product(&app(ctx).pool, &self.scopes)
+                    .await
+                    .map_err(db)
+            })
+            .await?;
+        Ok(rows)
+    }
 }
 
 #[Object]
@@ -255,16 +279,12 @@ impl OrderRecap {
     }
     /// Quantities and amounts per product, by name.
     async fn by_product(&self, ctx: &Context<'_>) -> Result<Vec<ProductRecap>> {
-        let rows = order_recaps::recap_by_product(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        let rows = self.products(ctx).await?;
+        Ok(rows.iter().cloned().map(Into::into).collect())
     }
     /// Totals per VAT rate.
     async fn vat_totals(&self, ctx: &Context<'_>) -> Result<Vec<VatTotal>> {
-        let rows = order_recaps::vat_totals(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
+        let rows = order_recaps::vat_totals_of(self.products(ctx).await?);
         Ok(rows
             .into_iter()
             .map(|r| VatTotal {
@@ -868,7 +888,7 @@ impl ReadQuery {
         catalog_id: Option<Uuid>,
     ) -> Result<OrderRecap> {
         let scopes = recap_scopes(ctx, SaleId(sale_id), catalog_id.map(CatalogId)).await?;
-        Ok(OrderRecap { scopes })
+        Ok(OrderRecap::new(scopes))
     }
 
     /// A producer's day: every catalog of theirs in the sales distributed on `date`
@@ -885,7 +905,7 @@ impl ReadQuery {
             order_recaps::producer_day_scopes(&app(ctx).pool, ProducerId(producer_id), date.0)
                 .await
                 .map_err(db)?;
-        Ok(OrderRecap { scopes })
+        Ok(OrderRecap::new(scopes))
     }
 
     /// Every product of the producer (archived ones flagged) with its stock, by name.
