@@ -152,6 +152,20 @@ async fn main() {
     .await;
     assert_eq!(rows.len(), ORDERS);
     assert_eq!(rows[0].lines.len(), LINES);
+    let rows = time("recap_by_customer_page (100)", 20, async || {
+        order_recaps::recap_by_customer_page(&db.pool, &one, 0, 101)
+            .await
+            .expect("query")
+    })
+    .await;
+    assert_eq!(rows.len(), 101);
+    let rows = time("recap_by_product (lines)", 20, async || {
+        order_recaps::recap_by_product_from_lines(&db.pool, &one)
+            .await
+            .expect("query")
+    })
+    .await;
+    assert_eq!(rows.len(), LINES);
     let rows = time("sign_off_list (1 sale)", 20, async || {
         order_recaps::sign_off_list(&db.pool, &one)
             .await

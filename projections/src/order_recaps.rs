@@ -3,12 +3,23 @@
 //! one day for one producer.
 //!
 //! The projection keeps orders and lines normalized (`recap_orders`, `recap_lines` keyed by
-//! `(order_id, line)`), plus the sales and markets they belong to; every grouping is computed by
+//! `(order_id, line)`), plus the sales and markets they belong to; groupings are computed by
 //! the query functions below, over a [`Scope`] list of `(sale, catalog)` pairs. An order is in a
 //! scope when it is not cancelled and has a line of the scope's catalog with a quantity above
 //! zero (as `Order::catalogs` says).
+//!
+//! Two tables exist for the speed of the recap requests:
+//! - `recap_participations`: the catalogs taking part in each sale and their producers (the
+//!   Sale's participations), so authorizing a recap reads one row per catalog instead of
+//!   loading the Sale aggregate (its stream grows with every order attached).
+//! - `recap_products`: the recap by product pre-aggregated per (sale, catalog, product, VAT
+//!   rate). Each batch recomputes, from `recap_lines` and `recap_orders`, exactly the groups
+//!   its events touched (lines placed, adjusted or weighed, orders cancelled), with the same
+//!   expressions a rebuild uses ([`GROUP_SQL`]). Recomputing a group rather than adding deltas
+//!   keeps `orders` (distinct live orders: a line cut to 0, an order cancelled) and `name`
+//!   (`min`, which a delta cannot retract) exact; a group costs one index range of its lines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use etal_domain::ids::{CatalogId, MarketId, OrderId, ProducerId, ProductId, SaleId, UserId};
@@ -44,6 +55,8 @@ impl Projection for OrderRecaps {
             "recap_sales",
             "recap_orders",
             "recap_lines",
+            "recap_participations",
+            "recap_products",
         ]
     }
 
@@ -56,8 +69,8 @@ impl Projection for OrderRecaps {
         for e in events {
             match e.aggregate_type.as_str() {
                 "order" => batch.order(e)?,
-                "sale" => {
-                    if let SaleEvent::SalePlanned {
+                "sale" => match decode::<SaleEvent>(NAME, e)? {
+                    SaleEvent::SalePlanned {
                         sale,
                         market,
                         number,
@@ -66,8 +79,7 @@ impl Projection for OrderRecaps {
                         ends_at,
                         amap,
                         ..
-                    } = decode::<SaleEvent>(NAME, e)?
-                    {
+                    } => {
                         batch.sales.push((
                             sale.0,
                             market.0,
@@ -78,7 +90,20 @@ impl Projection for OrderRecaps {
                             amap,
                         ));
                     }
-                }
+                    SaleEvent::ProducerParticipated {
+                        producer, catalog, ..
+                    } => {
+                        let sale = aggregate_uuid(NAME, e)?;
+                        batch
+                            .participations
+                            .insert((sale, catalog.0), Some(producer.0));
+                    }
+                    SaleEvent::ParticipationWithdrawn { catalog, .. } => {
+                        let sale = aggregate_uuid(NAME, e)?;
+                        batch.participations.insert((sale, catalog.0), None);
+                    }
+                    _ => {}
+                },
                 "market" => {
                     if let MarketEvent::MarketCreated {
                         market, name, amap, ..
@@ -156,7 +181,27 @@ struct Batch {
     line_index: HashMap<(Uuid, u32), usize>,
     line_sets: HashMap<(Uuid, u32), LineSet>,
     order_sets: HashMap<Uuid, OrderSet>,
+    /// (sale, catalog) -> the producer taking part, or `None`: withdrawn (last event wins).
+    participations: HashMap<(Uuid, Uuid), Option<Uuid>>,
 }
+
+/// A `recap_products` group: (sale, catalog, product).
+type Group = (Uuid, Uuid, Uuid);
+
+/// Recomputes the `recap_products` rows of the groups `$1, $2, $3` (sale, catalog, product)
+/// from the live lines. The only definition of a group's figures: live batches and rebuilds
+/// both use it, so they cannot differ.
+const GROUP_SQL: &str = "INSERT INTO recap_products (sale_id, catalog_id, product_id, vat_rate, name, unit, \
+     quantity, orders, weighed_kg, lines_to_weigh, amount_incl_vat, amount_excl_vat, vat_amount) \
+     SELECT l.sale_id, l.catalog_id, l.product_id, l.vat_rate, min(l.name), min(l.unit), \
+     sum(l.quantity)::bigint, count(DISTINCT l.order_id), sum(l.weight_kg), \
+     count(*) FILTER (WHERE l.variable_weight AND l.weight_kg IS NULL), \
+     sum(l.amount_incl_vat), sum(l.amount_excl_vat), sum(l.vat_amount) \
+     FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS g(sale_id, catalog_id, product_id) \
+     JOIN recap_lines l ON l.sale_id = g.sale_id AND l.catalog_id = g.catalog_id AND l.product_id = g.product_id \
+     JOIN recap_orders o ON o.order_id = l.order_id AND o.sale_id = l.sale_id \
+     WHERE NOT o.cancelled AND l.quantity > 0 \
+     GROUP BY l.sale_id, l.catalog_id, l.product_id, l.vat_rate";
 
 impl Batch {
     fn order(&mut self, e: &StoredEvent) -> Result<(), ProjectionError> {
@@ -317,6 +362,35 @@ impl Batch {
     }
 
     async fn flush(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        // The recap_products groups this batch touches.
+        let mut touched: HashSet<Group> = self
+            .lines
+            .iter()
+            .map(|r| (r.sale, r.line.catalog.0, r.line.product.0))
+            .collect();
+        if !self.participations.is_empty() {
+            let (keys, producers): (Vec<(Uuid, Uuid)>, Vec<Option<Uuid>>) =
+                self.participations.into_iter().unzip();
+            let (sales, catalogs): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
+            sqlx::query(
+                "DELETE FROM recap_participations p USING UNNEST($1::uuid[], $2::uuid[]) AS u(sale_id, catalog_id) \
+                 WHERE p.sale_id = u.sale_id AND p.catalog_id = u.catalog_id",
+            )
+            .bind(&sales)
+            .bind(&catalogs)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO recap_participations (sale_id, catalog_id, producer_id) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS u(sale_id, catalog_id, producer_id) \
+                 WHERE u.producer_id IS NOT NULL",
+            )
+            .bind(&sales)
+            .bind(&catalogs)
+            .bind(&producers)
+            .execute(&mut *conn)
+            .await?;
+        }
         if !self.markets.is_empty() {
             let (ids, rest): (Vec<Uuid>, Vec<(String, bool)>) = self
                 .markets
@@ -420,14 +494,15 @@ impl Batch {
         }
         if !self.line_sets.is_empty() {
             let sets: Vec<_> = self.line_sets.into_iter().collect();
-            sqlx::query(
+            let rows = sqlx::query(
                 "UPDATE recap_lines l SET quantity = coalesce(u.quantity, l.quantity), \
                  weight_kg = coalesce(u.weight, l.weight_kg), \
                  amount_incl_vat = coalesce(u.incl, l.amount_incl_vat), \
                  amount_excl_vat = coalesce(u.excl, l.amount_excl_vat), vat_amount = coalesce(u.vat, l.vat_amount) \
                  FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[], \
                  $7::numeric[]) AS u(order_id, line, quantity, weight, incl, excl, vat) \
-                 WHERE l.order_id = u.order_id AND l.line = u.line",
+                 WHERE l.order_id = u.order_id AND l.line = u.line \
+                 RETURNING l.sale_id, l.catalog_id, l.product_id",
             )
             .bind(sets.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
             .bind(sets.iter().map(|((_, l), _)| i64::from(*l)).collect::<Vec<_>>())
@@ -436,8 +511,15 @@ impl Batch {
             .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.0)).collect::<Vec<_>>())
             .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.1)).collect::<Vec<_>>())
             .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.2)).collect::<Vec<_>>())
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
+            for r in &rows {
+                touched.insert((
+                    r.try_get("sale_id")?,
+                    r.try_get("catalog_id")?,
+                    r.try_get("product_id")?,
+                ));
+            }
         }
         if !self.order_sets.is_empty() {
             let sets: Vec<_> = self.order_sets.into_iter().collect();
@@ -454,6 +536,51 @@ impl Batch {
             .bind(sets.iter().map(|(_, s)| s.cancelled).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
+            // A cancellation takes every line of the order out of its groups.
+            let cancelled: Vec<Uuid> = sets
+                .iter()
+                .filter(|(_, s)| s.cancelled)
+                .map(|(o, _)| *o)
+                .collect();
+            if !cancelled.is_empty() {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT sale_id, catalog_id, product_id FROM recap_lines WHERE order_id = ANY($1)",
+                )
+                .bind(&cancelled)
+                .fetch_all(&mut *conn)
+                .await?;
+                for r in &rows {
+                    touched.insert((
+                        r.try_get("sale_id")?,
+                        r.try_get("catalog_id")?,
+                        r.try_get("product_id")?,
+                    ));
+                }
+            }
+        }
+        if !touched.is_empty() {
+            let mut groups: Vec<Group> = touched.into_iter().collect();
+            // Sorted: the same statements for the same batch, rows locked in key order.
+            groups.sort_unstable();
+            let sales: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
+            let catalogs: Vec<Uuid> = groups.iter().map(|g| g.1).collect();
+            let products: Vec<Uuid> = groups.iter().map(|g| g.2).collect();
+            sqlx::query(
+                "DELETE FROM recap_products p USING UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) \
+                 AS g(sale_id, catalog_id, product_id) \
+                 WHERE p.sale_id = g.sale_id AND p.catalog_id = g.catalog_id AND p.product_id = g.product_id",
+            )
+            .bind(&sales)
+            .bind(&catalogs)
+            .bind(&products)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(GROUP_SQL)
+                .bind(&sales)
+                .bind(&catalogs)
+                .bind(&products)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
@@ -508,7 +635,61 @@ pub struct ProductRecap {
 
 /// Recap by product over `scopes`, ordered by product name. A product sold at two VAT rates
 /// (the rate changed between sales) gives two rows.
+///
+/// Reads the pre-aggregated `recap_products` rows of the scopes (one per product and VAT rate
+/// of each catalog). Summing them across scopes is exact, except the distinct orders of a
+/// product offered in two catalogs of the same sale (one order may hold both lines): then it
+/// answers from the lines ([`recap_by_product_from_lines`]).
 pub async fn recap_by_product(
+    pool: &PgPool,
+    scopes: &[Scope],
+) -> Result<Vec<ProductRecap>, sqlx::Error> {
+    let (sales, catalogs) = scope_binds(scopes);
+    let sql = format!(
+        "{SCOPE} SELECT p.product_id, min(p.name) AS name, min(p.unit) AS unit, p.vat_rate, \
+         sum(p.quantity)::bigint AS quantity, sum(p.orders)::bigint AS orders, \
+         sum(p.weighed_kg) AS weighed_kg, sum(p.lines_to_weigh)::bigint AS lines_to_weigh, \
+         sum(p.amount_incl_vat) AS incl, sum(p.amount_excl_vat) AS excl, sum(p.vat_amount) AS vat, \
+         count(*) > count(DISTINCT p.sale_id) AS shared \
+         FROM recap_products p JOIN scope s ON s.sale_id = p.sale_id AND s.catalog_id = p.catalog_id \
+         GROUP BY p.product_id, p.vat_rate ORDER BY 2, 1, 4"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&sales)
+        .bind(&catalogs)
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if r.try_get::<bool, _>("shared")? {
+            return recap_by_product_from_lines(pool, scopes).await;
+        }
+        out.push(product_recap(r)?);
+    }
+    Ok(out)
+}
+
+fn product_recap(r: &sqlx::postgres::PgRow) -> Result<ProductRecap, sqlx::Error> {
+    Ok(ProductRecap {
+        product: ProductId(r.try_get("product_id")?),
+        name: r.try_get("name")?,
+        unit: r.try_get("unit")?,
+        vat_rate: r.try_get::<Decimal, _>("vat_rate")?.normalize(),
+        quantity: r.try_get("quantity")?,
+        orders: r.try_get("orders")?,
+        weighed_kg: r
+            .try_get::<Option<Decimal>, _>("weighed_kg")?
+            .map(|d| d.normalize()),
+        lines_to_weigh: r.try_get("lines_to_weigh")?,
+        amount_incl_vat: money(r, "incl")?,
+        amount_excl_vat: money(r, "excl")?,
+        vat_amount: money(r, "vat")?,
+    })
+}
+
+/// The recap by product computed from the lines at query time: what [`recap_by_product`]
+/// answers, without the pre-aggregated table (the reference its tests compare with).
+pub async fn recap_by_product_from_lines(
     pool: &PgPool,
     scopes: &[Scope],
 ) -> Result<Vec<ProductRecap>, sqlx::Error> {
@@ -526,25 +707,7 @@ pub async fn recap_by_product(
         .bind(&catalogs)
         .fetch_all(pool)
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ProductRecap {
-                product: ProductId(r.try_get("product_id")?),
-                name: r.try_get("name")?,
-                unit: r.try_get("unit")?,
-                vat_rate: r.try_get::<Decimal, _>("vat_rate")?.normalize(),
-                quantity: r.try_get("quantity")?,
-                orders: r.try_get("orders")?,
-                weighed_kg: r
-                    .try_get::<Option<Decimal>, _>("weighed_kg")?
-                    .map(|d| d.normalize()),
-                lines_to_weigh: r.try_get("lines_to_weigh")?,
-                amount_incl_vat: money(r, "incl")?,
-                amount_excl_vat: money(r, "excl")?,
-                vat_amount: money(r, "vat")?,
-            })
-        })
-        .collect()
+    rows.iter().map(product_recap).collect()
 }
 
 /// Totals for one VAT rate.
@@ -556,12 +719,15 @@ pub struct VatTotal {
     pub amount_incl_vat: Money,
 }
 
-/// Totals per VAT rate over `scopes`, by rate.
+/// Totals per VAT rate over `scopes`, by rate (sums of the `recap_products` groups: the same
+/// live lines).
 pub async fn vat_totals(pool: &PgPool, scopes: &[Scope]) -> Result<Vec<VatTotal>, sqlx::Error> {
     let (sales, catalogs) = scope_binds(scopes);
     let sql = format!(
-        "{SCOPE} SELECT l.vat_rate, sum(l.amount_incl_vat) AS incl, sum(l.amount_excl_vat) AS excl, \
-         sum(l.vat_amount) AS vat {IN_SCOPE} GROUP BY l.vat_rate ORDER BY l.vat_rate"
+        "{SCOPE} SELECT p.vat_rate, sum(p.amount_incl_vat) AS incl, sum(p.amount_excl_vat) AS excl, \
+         sum(p.vat_amount) AS vat FROM recap_products p \
+         JOIN scope s ON s.sale_id = p.sale_id AND s.catalog_id = p.catalog_id \
+         GROUP BY p.vat_rate ORDER BY p.vat_rate"
     );
     let rows = sqlx::query(&sql)
         .bind(&sales)
@@ -578,6 +744,24 @@ pub async fn vat_totals(pool: &PgPool, scopes: &[Scope]) -> Result<Vec<VatTotal>
             })
         })
         .collect()
+}
+
+/// Totals per VAT rate of recap-by-product rows, by rate: what [`vat_totals`] answers over
+/// the same scopes (both sum the same live lines).
+pub fn vat_totals_of(rows: &[ProductRecap]) -> Vec<VatTotal> {
+    let mut by_rate: std::collections::BTreeMap<Decimal, VatTotal> = Default::default();
+    for r in rows {
+        let t = by_rate.entry(r.vat_rate).or_insert_with(|| VatTotal {
+            vat_rate: r.vat_rate,
+            amount_excl_vat: Money::ZERO,
+            vat_amount: Money::ZERO,
+            amount_incl_vat: Money::ZERO,
+        });
+        t.amount_excl_vat += r.amount_excl_vat;
+        t.vat_amount += r.vat_amount;
+        t.amount_incl_vat += r.amount_incl_vat;
+    }
+    by_rate.into_values().collect()
 }
 
 /// Where an order stands with its payments (the whole order: a customer pays once, R-ORD-1).
@@ -699,7 +883,7 @@ async fn orders_in_scope(
 }
 
 /// Recap by customer over `scopes`: one entry per order with its lines in scope, ordered by
-/// order number.
+/// order number (every order; [`recap_by_customer_page`] reads one page).
 pub async fn recap_by_customer(
     pool: &PgPool,
     scopes: &[Scope],
@@ -708,7 +892,7 @@ pub async fn recap_by_customer(
     let (sales, catalogs) = scope_binds(scopes);
     let sql = format!(
         "{SCOPE} SELECT l.order_id, l.line, l.catalog_id, l.product_id, l.name, l.unit, l.quantity, l.weight_kg, \
-         l.unit_price_incl_vat, l.amount_incl_vat {IN_SCOPE} ORDER BY l.order_id, l.line"
+         {LINE_CENTS} {IN_SCOPE} ORDER BY l.order_id, l.line"
     );
     let rows = sqlx::query(&sql)
         .bind(&sales)
@@ -722,24 +906,180 @@ pub async fn recap_by_customer(
         .collect();
     for r in &rows {
         let order = OrderId(r.try_get("order_id")?);
-        let line = RecapLine {
-            line: u32::try_from(r.try_get::<i64, _>("line")?).unwrap_or(u32::MAX),
-            catalog: CatalogId(r.try_get("catalog_id")?),
-            product: ProductId(r.try_get("product_id")?),
-            name: r.try_get("name")?,
-            unit: r.try_get("unit")?,
-            quantity: r.try_get("quantity")?,
-            weight_kg: r
-                .try_get::<Option<Decimal>, _>("weight_kg")?
-                .map(|d| d.normalize()),
-            unit_price_incl_vat: money(r, "unit_price_incl_vat")?,
-            amount_incl_vat: money(r, "amount_incl_vat")?,
-        };
+        let line = recap_line(r)?;
         if let Some(&i) = index.get(&order) {
             orders[i].lines.push(line);
         }
     }
     Ok(orders)
+}
+
+/// The orders in scope, from `recap_orders o` joined with `people p`. A scope of one sale (the
+/// common case) names it with `=`, so the index on (sale_id, number) yields the orders in order
+/// and a page stops reading after its last order.
+fn orders_in_scope_sql(scopes: &[Scope]) -> String {
+    let one_sale = scopes.windows(2).all(|w| w[0].sale == w[1].sale);
+    let sale = if one_sale {
+        "o.sale_id = ($1::uuid[])[1]"
+    } else {
+        "o.sale_id = ANY($1::uuid[])"
+    };
+    format!(
+        "FROM recap_orders o LEFT JOIN people p ON p.user_id = o.customer_id \
+         WHERE {sale} AND NOT o.cancelled AND EXISTS (SELECT 1 FROM recap_lines l \
+         JOIN scope s ON s.sale_id = l.sale_id AND s.catalog_id = l.catalog_id \
+         WHERE l.order_id = o.order_id AND l.sale_id = o.sale_id AND l.quantity > 0)"
+    )
+}
+
+/// How many orders [`recap_by_customer`] lists.
+pub async fn count_orders_in_scope(pool: &PgPool, scopes: &[Scope]) -> Result<usize, sqlx::Error> {
+    if scopes.is_empty() {
+        return Ok(0);
+    }
+    let (sales, catalogs) = scope_binds(scopes);
+    let sql = format!("{SCOPE} SELECT count(*) {}", orders_in_scope_sql(scopes));
+    let n: i64 = sqlx::query_scalar(&sql)
+        .bind(&sales)
+        .bind(&catalogs)
+        .fetch_one(pool)
+        .await?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// A page of [`recap_by_customer`]: at most `limit` orders from the `offset`-th (0-based), by
+/// order number, each with its lines in scope. Reads only the page's orders and their lines.
+pub async fn recap_by_customer_page(
+    pool: &PgPool,
+    scopes: &[Scope],
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<CustomerRecap>, sqlx::Error> {
+    if scopes.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (sales, catalogs) = scope_binds(scopes);
+    let sql = format!(
+        "{SCOPE} SELECT o.order_id, o.number, o.sale_id, o.market_id, o.customer_id, \
+         {CUSTOMER_NAME} AS customer, o.total, o.paid, o.refunded {} \
+         ORDER BY o.number, o.order_id OFFSET $3 LIMIT $4",
+        orders_in_scope_sql(scopes)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&sales)
+        .bind(&catalogs)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
+    let mut orders = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let total = money(r, "total")?;
+        let paid = money(r, "paid")?;
+        let refunded = money(r, "refunded")?;
+        orders.push(CustomerRecap {
+            order: OrderId(r.try_get("order_id")?),
+            number: r.try_get("number")?,
+            sale: SaleId(r.try_get("sale_id")?),
+            market: MarketId(r.try_get("market_id")?),
+            customer_id: UserId(r.try_get("customer_id")?),
+            customer: r.try_get("customer")?,
+            lines: Vec::new(),
+            amount_incl_vat: Money::ZERO,
+            order_total: total,
+            paid,
+            refunded,
+            payment_status: PaymentStatus::of(total, paid, refunded),
+            balance_due: (total - (paid - refunded)).max(Money::ZERO),
+            due_at_pickup: Money::ZERO,
+        });
+    }
+    if orders.is_empty() {
+        return Ok(orders);
+    }
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.order.0).collect();
+    // The page's lines by their primary key (`OFFSET 0` keeps the planner from scanning the
+    // whole catalog's lines through `recap_lines_catalog` instead), then the scope; sorted here.
+    let sql = format!(
+        "{SCOPE} SELECT l.order_id, l.line, l.catalog_id, l.product_id, l.name, l.unit, l.quantity, \
+         l.weight_kg, {LINE_CENTS} \
+         FROM (SELECT * FROM recap_lines WHERE order_id = ANY($3) AND quantity > 0 OFFSET 0) l \
+         JOIN scope s ON s.sale_id = l.sale_id AND s.catalog_id = l.catalog_id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(&sales)
+        .bind(&catalogs)
+        .bind(&ids)
+        .fetch_all(pool)
+        .await?;
+    let index: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
+    for r in &rows {
+        let line = recap_line(r)?;
+        if let Some(&i) = index.get(&r.try_get_unchecked::<Uuid, _>(0)?) {
+            orders[i].amount_incl_vat += line.amount_incl_vat;
+            orders[i].lines.push(line);
+        }
+    }
+    for o in &mut orders {
+        o.lines.sort_unstable_by_key(|l| l.line);
+        o.due_at_pickup = o.amount_incl_vat.min(o.balance_due);
+    }
+    Ok(orders)
+}
+
+/// The line's two amounts in cents (`numeric(14,2)` times 100 is an exact integer), read as
+/// integers: decoding a PostgreSQL numeric into a `Decimal` is the costliest part of a row.
+const LINE_CENTS: &str = "(l.unit_price_incl_vat * 100)::bigint AS unit_price_cents, \
+     (l.amount_incl_vat * 100)::bigint AS amount_cents";
+
+/// A line row: `order_id, line, catalog_id, product_id, name, unit, quantity, weight_kg`, then
+/// [`LINE_CENTS`], read by position (a page holds a thousand lines: no lookup of the column by
+/// name, no check of each value's type against the column's, which this SQL fixes).
+fn recap_line(r: &sqlx::postgres::PgRow) -> Result<RecapLine, sqlx::Error> {
+    Ok(RecapLine {
+        line: u32::try_from(r.try_get_unchecked::<i64, _>(1)?).unwrap_or(u32::MAX),
+        catalog: CatalogId(r.try_get_unchecked(2)?),
+        product: ProductId(r.try_get_unchecked(3)?),
+        name: r.try_get_unchecked(4)?,
+        unit: r.try_get_unchecked(5)?,
+        quantity: r.try_get_unchecked(6)?,
+        weight_kg: r
+            .try_get_unchecked::<Option<Decimal>, _>(7)?
+            .map(|d| d.normalize()),
+        unit_price_incl_vat: Money::from_cents(r.try_get_unchecked(8)?),
+        amount_incl_vat: Money::from_cents(r.try_get_unchecked(9)?),
+    })
+}
+
+/// The catalogs taking part in `sale` and their producers, by catalog id, with the sale's
+/// market; `None` when the sale is not (yet) projected. From `recap_participations`: as fresh
+/// as the projection (a mutation's read-your-writes wait covers its own writes).
+pub async fn sale_participations(
+    pool: &PgPool,
+    sale: SaleId,
+) -> Result<Option<(MarketId, Vec<(CatalogId, ProducerId)>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT s.market_id, p.catalog_id, p.producer_id FROM recap_sales s \
+         LEFT JOIN recap_participations p ON p.sale_id = s.sale_id \
+         WHERE s.sale_id = $1 ORDER BY p.catalog_id",
+    )
+    .bind(sale.0)
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let market = MarketId(first.try_get("market_id")?);
+    let mut taking_part = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let (Some(c), Some(p)) = (
+            r.try_get::<Option<Uuid>, _>("catalog_id")?,
+            r.try_get::<Option<Uuid>, _>("producer_id")?,
+        ) {
+            taking_part.push((CatalogId(c), ProducerId(p)));
+        }
+    }
+    Ok(Some((market, taking_part)))
 }
 
 /// The sign-off list (liste d'émargement): one row per order in scope, with the amount to

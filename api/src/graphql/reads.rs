@@ -32,9 +32,10 @@ use etal_store::log::Position;
 use uuid::Uuid;
 
 use super::common::{
-    actor, app, app_error, bad_input, coded, forbidden, paginate, OrCoded, RoleGuard, MAX_PAGE,
+    actor, app, app_error, bad_input, coded, forbidden, paginate, paginate_with, OrCoded,
+    RoleGuard, MAX_PAGE,
 };
-use super::markets::{load_market, load_sale, sees_market_internals};
+use super::markets::{load_market, sees_market_internals};
 use super::scalars::{Date, Decimal, Money};
 use crate::app::AppError;
 
@@ -238,6 +239,30 @@ pub struct RecapScope {
 /// A recap over (sale, catalog) scopes: one catalog of a sale, a whole sale, or a producer's day.
 pub struct OrderRecap {
     scopes: Vec<Scope>,
+    /// The recap by product, read once per request: `byProduct` and `vatTotals` (the sums of
+    /// its rows per rate) share it.
+    by_product: tokio::sync::OnceCell<Vec<order_recaps::ProductRecap>>,
+}
+
+impl OrderRecap {
+    fn new(scopes: Vec<Scope>) -> Self {
+        Self {
+            scopes,
+            by_product: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn products(&self, ctx: &Context<'_>) -> Result<&[order_recaps::ProductRecap]> {
+        let rows = self
+            .by_product
+            .get_or_try_init(|| async {
+                order_recaps::recap_by_product(&app(ctx).pool, &self.scopes)
+                    .await
+                    .map_err(db)
+            })
+            .await?;
+        Ok(rows)
+    }
 }
 
 #[Object]
@@ -254,16 +279,12 @@ impl OrderRecap {
     }
     /// Quantities and amounts per product, by name.
     async fn by_product(&self, ctx: &Context<'_>) -> Result<Vec<ProductRecap>> {
-        let rows = order_recaps::recap_by_product(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        let rows = self.products(ctx).await?;
+        Ok(rows.iter().cloned().map(Into::into).collect())
     }
     /// Totals per VAT rate.
     async fn vat_totals(&self, ctx: &Context<'_>) -> Result<Vec<VatTotal>> {
-        let rows = order_recaps::vat_totals(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
+        let rows = order_recaps::vat_totals_of(self.products(ctx).await?);
         Ok(rows
             .into_iter()
             .map(|r| VatTotal {
@@ -283,15 +304,23 @@ impl OrderRecap {
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<CustomerRecap>> {
-        let rows = order_recaps::recap_by_customer(&app(ctx).pool, &self.scopes)
-            .await
-            .map_err(db)?;
-        paginate(
-            rows.into_iter().map(Into::into).collect(),
+        let (pool, scopes) = (&app(ctx).pool, &self.scopes);
+        paginate_with(
             after,
             before,
             first,
             last,
+            || async move {
+                order_recaps::count_orders_in_scope(pool, scopes)
+                    .await
+                    .map_err(db)
+            },
+            |offset, limit| async move {
+                let rows = order_recaps::recap_by_customer_page(pool, scopes, offset, limit)
+                    .await
+                    .map_err(db)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            },
         )
         .await
     }
@@ -320,6 +349,14 @@ impl OrderRecap {
 
 /// The scopes of `sale` the caller may recap: `catalog` (which must take part) or every
 /// catalog taking part that the caller may see.
+///
+/// The sale, its market and the catalogs taking part come from the `order_recaps` projection
+/// (`recap_sales`, `recap_participations`), not from the Sale aggregate, whose stream grows
+/// with every order: they are as fresh as the recap rows they select (a participation the
+/// projector has not applied yet is not listed; a mutation's read-your-writes wait covers the
+/// caller's own writes). Who may see them is still decided from the aggregates, never from a
+/// projection: a producer's access from their account (owner or collaborator, account open),
+/// a market administrator's or referent's from the market, as the command side decides.
 async fn recap_scopes(
     ctx: &Context<'_>,
     sale_id: SaleId,
@@ -331,12 +368,16 @@ async fn recap_scopes(
             "only the sale's producers, its market's administrators and auditors see recaps",
         ));
     }
-    let sale = load_sale(ctx, sale_id).await?;
-    let taking_part: Vec<(CatalogId, ProducerId)> = sale
-        .participations()
-        .iter()
-        .filter(|(c, _)| catalog.is_none_or(|x| x == **c))
-        .map(|(c, p)| (*c, p.producer))
+    let Some((sale_market, participations)) =
+        order_recaps::sale_participations(&app(ctx).pool, sale_id)
+            .await
+            .map_err(db)?
+    else {
+        return Err(app_error(AppError::not_found("sale", sale_id)));
+    };
+    let taking_part: Vec<(CatalogId, ProducerId)> = participations
+        .into_iter()
+        .filter(|(c, _)| catalog.is_none_or(|x| x == *c))
         .collect();
     match a.role {
         Role::Producer => {
@@ -361,7 +402,7 @@ async fn recap_scopes(
         }
         _ => {
             if a.role == Role::MarketAdmin {
-                let market = load_market(ctx, sale.market()).await?;
+                let market = load_market(ctx, sale_market).await?;
                 if !sees_market_internals(&market, a) {
                     return Err(forbidden("you do not administer this sale's market"));
                 }
@@ -847,7 +888,7 @@ impl ReadQuery {
         catalog_id: Option<Uuid>,
     ) -> Result<OrderRecap> {
         let scopes = recap_scopes(ctx, SaleId(sale_id), catalog_id.map(CatalogId)).await?;
-        Ok(OrderRecap { scopes })
+        Ok(OrderRecap::new(scopes))
     }
 
     /// A producer's day: every catalog of theirs in the sales distributed on `date`
@@ -864,7 +905,7 @@ impl ReadQuery {
             order_recaps::producer_day_scopes(&app(ctx).pool, ProducerId(producer_id), date.0)
                 .await
                 .map_err(db)?;
-        Ok(OrderRecap { scopes })
+        Ok(OrderRecap::new(scopes))
     }
 
     /// Every product of the producer (archived ones flagged) with its stock, by name.

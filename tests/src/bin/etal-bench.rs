@@ -25,7 +25,9 @@ const ALL: &[&str] = &[
 #[derive(Parser)]
 #[command(
     name = "etal-bench",
-    about = "Generate a national network and measure etal (see docs/benchmarks.md)"
+    about = "Generate a national network and measure etal (see docs/benchmarks.md)",
+    // `make bench BENCH_ARGS="--output x.md"`: the last --output wins over the Makefile's.
+    args_override_self = true
 )]
 struct Cli {
     /// Size of the network relative to Cagette (1.0: 1,000 producers, 1,200 markets, ~200k

@@ -116,8 +116,19 @@ impl Fixture {
         &self,
         rng: &mut StdRng,
     ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+        self.random_order_of(rng, 3..=5).await
+    }
+
+    /// One order by a new customer on a random sale: `lines` lines (a random count in the
+    /// range) of 1 unit, each of a different product (at most the sale's products).
+    pub async fn random_order_of(
+        &self,
+        rng: &mut StdRng,
+        lines: std::ops::RangeInclusive<usize>,
+    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
         let (sale, catalogs) = self.sales.choose(rng).expect("sales");
-        let n = rng.gen_range(3..=5);
+        let products: usize = catalogs.iter().map(|(_, p)| p.len()).sum();
+        let n = rng.gen_range(lines).min(products);
         let mut lines: Vec<LineRequest> = Vec::new();
         while lines.len() < n {
             let (catalog, products) = catalogs.choose(rng).expect("catalogs");

@@ -91,8 +91,12 @@ pub fn queries(t: &Target) -> Vec<Query> {
     ]
 }
 
-/// A sale with [`RECAP_ORDERS`] orders (10 producers x 10 products, 3-5 lines an order) placed
-/// through `App::place_order` by 8 concurrent clients.
+/// Lines of each order of the recapped sale.
+pub const RECAP_LINES: usize = 10;
+
+/// A sale with [`RECAP_ORDERS`] orders (10 producers x 10 unlimited products, [`RECAP_LINES`]
+/// lines of different products an order) placed through `App::place_order` by 8 concurrent
+/// clients.
 pub async fn recap_fixture(seed: u64) -> anyhow::Result<super::Fixture> {
     let fx = std::sync::Arc::new(super::fixture(1, 10, 10).await);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -103,7 +107,10 @@ pub async fn recap_fixture(seed: u64) -> anyhow::Result<super::Fixture> {
             let mut rng = StdRng::seed_from_u64(seed ^ (c * 7919));
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < RECAP_ORDERS {
                 let mut tries = 0;
-                while let Err(e) = fx.random_order(&mut rng).await {
+                while let Err(e) = fx
+                    .random_order_of(&mut rng, RECAP_LINES..=RECAP_LINES)
+                    .await
+                {
                     tries += 1;
                     if tries > 20 {
                         return Err(anyhow::anyhow!("order refused: {e}"));
@@ -179,12 +186,17 @@ pub async fn run(
     per_client: usize,
     seed: u64,
 ) -> anyhow::Result<Option<f64>> {
+    let alone = per_client * SOLO_FACTOR;
     let mut body = format!(
         "50 concurrent HTTP clients against `etal serve`, {per_client} requests each per query \
-         (after 25 warm-up requests), an auditor's token. The recaps and the dashboard statistics \
-         run on a sale with {RECAP_ORDERS} orders (10 producers x 10 products, 3-5 lines an \
-         order, placed through `App::place_order`); `eventCounts` on the generated network.\n\n\
-         | query | requests | errors | p50 | p99 |\n|---|---|---|---|---|\n"
+         (after 25 warm-up requests), an auditor's token; before them, one client alone sends \
+         {alone} requests (its latency is the service time; the 50 clients' adds the queueing: \
+         50 clients in a closed loop on this machine's cores wait about 50 / cores service \
+         times). The recaps and the dashboard statistics run on a sale with {RECAP_ORDERS} \
+         orders (10 producers x 10 products, {RECAP_LINES} lines an order, placed through \
+         `App::place_order`); `eventCounts` on the generated network.\n\n\
+         | query | requests (1 / 50 clients) | errors | 1 client p50 | 1 client p99 | 50 clients p50 | 50 clients p99 |\n\
+         |---|---|---|---|---|---|---|\n"
     );
     let mut recap_p99: Option<f64> = None;
     let mut rss: Option<f64> = None;
@@ -209,16 +221,11 @@ pub async fn run(
     }
     for q in queries(&target) {
         let _ = hammer(&base, Some(&target.token), &q.body, 5, 5).await?; // warm-up
-        let (mut lat, errors) = hammer(&base, Some(&target.token), &q.body, 50, per_client).await?;
-        let (p50, p99) = p50_p99(&mut lat);
+        let row = measure(&base, Some(&target.token), &q.body, per_client).await?;
         if q.recap {
-            recap_p99 = Some(recap_p99.map_or(p99, |r: f64| r.max(p99)));
+            recap_p99 = Some(recap_p99.map_or(row.p99, |r: f64| r.max(row.p99)));
         }
-        body.push_str(&format!(
-            "| {} | {} | {errors} | {p50:.2} ms | {p99:.2} ms |\n",
-            q.name,
-            lat.len()
-        ));
+        body.push_str(&row.markdown(q.name));
     }
     rss = max_rss(rss, peak_rss_mib(server.0.id()));
     drop(server);
@@ -227,12 +234,8 @@ pub async fn run(
     let (server, base) = crate::spawn_server(url, &super::server_env()).await;
     let q = json!({ "query": "{ eventCounts { aggregateType eventType events } }" });
     let _ = hammer(&base, None, &q, 5, 5).await?;
-    let (mut lat, errors) = hammer(&base, None, &q, 50, per_client).await?;
-    let (p50, p99) = p50_p99(&mut lat);
-    body.push_str(&format!(
-        "| eventCounts (generated network) | {} | {errors} | {p50:.2} ms | {p99:.2} ms |\n",
-        lat.len()
-    ));
+    let row = measure(&base, None, &q, per_client).await?;
+    body.push_str(&row.markdown("eventCounts (generated network)"));
     rss = max_rss(rss, peak_rss_mib(server.0.id()));
     drop(server);
     body.push_str(&format!(
@@ -254,6 +257,47 @@ pub async fn run(
         recap_p99.map(|p| p < 10.0),
     );
     Ok(rss)
+}
+
+/// The lone client sends this many times the requests of each of the 50.
+const SOLO_FACTOR: usize = 5;
+
+/// One query measured alone (1 client) then under 50 concurrent clients.
+struct Row {
+    solo: (usize, f64, f64),
+    requests: usize,
+    errors: u64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Row {
+    fn markdown(&self, name: &str) -> String {
+        let (n, p50, p99) = self.solo;
+        format!(
+            "| {name} | {n} / {} | {} | {p50:.2} ms | {p99:.2} ms | {:.2} ms | {:.2} ms |\n",
+            self.requests, self.errors, self.p50, self.p99
+        )
+    }
+}
+
+async fn measure(
+    base: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+    per_client: usize,
+) -> anyhow::Result<Row> {
+    let (mut solo, solo_errors) = hammer(base, token, body, 1, per_client * SOLO_FACTOR).await?;
+    let (s50, s99) = p50_p99(&mut solo);
+    let (mut lat, errors) = hammer(base, token, body, 50, per_client).await?;
+    let (p50, p99) = p50_p99(&mut lat);
+    Ok(Row {
+        solo: (solo.len(), s50, s99),
+        requests: lat.len(),
+        errors: errors + solo_errors,
+        p50,
+        p99,
+    })
 }
 
 fn max_rss(a: Option<f64>, b: Option<f64>) -> Option<f64> {
