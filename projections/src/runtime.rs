@@ -235,7 +235,7 @@ pub async fn run_projector(
             // than waiting a whole poll for the next notification.
             let wait = if behind_the_log(&pool, name).await {
                 let d = held;
-                held = (held * 2).min(POLL);
+                held = (held * 2).min(HELD_MAX);
                 Some(d)
             } else {
                 held = HELD_FIRST;
@@ -267,8 +267,11 @@ pub async fn run_projector(
 
 /// How long a projector waits for a notification before it reads the log anyway.
 const POLL: Duration = Duration::from_millis(200);
-/// The first look again when committed events are held below the watermark.
+/// The first look again when committed events are held below the watermark, and the longest
+/// wait between looks while they stay held (short: the holder is usually another projector's
+/// batch or a command of a few milliseconds; one indexed read per look).
 const HELD_FIRST: Duration = Duration::from_millis(2);
+const HELD_MAX: Duration = Duration::from_millis(16);
 
 /// True when events are committed past `projection`'s checkpoint (not readable yet, or just
 /// committed). False on error: the caller then waits as usual.
