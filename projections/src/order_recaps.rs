@@ -188,6 +188,18 @@ struct Batch {
 /// A `recap_products` group: (sale, catalog, product).
 type Group = (Uuid, Uuid, Uuid);
 
+/// Adds the groups of `rows` (columns sale_id, catalog_id, product_id) to `touched`.
+fn touch(touched: &mut HashSet<Group>, rows: &[sqlx::postgres::PgRow]) -> Result<(), sqlx::Error> {
+    for r in rows {
+        touched.insert((
+            r.try_get("sale_id")?,
+            r.try_get("catalog_id")?,
+            r.try_get("product_id")?,
+        ));
+    }
+    Ok(())
+}
+
 /// Recomputes the `recap_products` rows of the groups `$1, $2, $3` (sale, catalog, product)
 /// from the live lines. The only definition of a group's figures: live batches and rebuilds
 /// both use it, so they cannot differ.
@@ -513,13 +525,7 @@ impl Batch {
             .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.2)).collect::<Vec<_>>())
             .fetch_all(&mut *conn)
             .await?;
-            for r in &rows {
-                touched.insert((
-                    r.try_get("sale_id")?,
-                    r.try_get("catalog_id")?,
-                    r.try_get("product_id")?,
-                ));
-            }
+            touch(&mut touched, &rows)?;
         }
         if !self.order_sets.is_empty() {
             let sets: Vec<_> = self.order_sets.into_iter().collect();
@@ -549,13 +555,7 @@ impl Batch {
                 .bind(&cancelled)
                 .fetch_all(&mut *conn)
                 .await?;
-                for r in &rows {
-                    touched.insert((
-                        r.try_get("sale_id")?,
-                        r.try_get("catalog_id")?,
-                        r.try_get("product_id")?,
-                    ));
-                }
+                touch(&mut touched, &rows)?;
             }
         }
         if !touched.is_empty() {

@@ -226,6 +226,18 @@ impl App {
         Ok(orders)
     }
 
+    /// When `sale` was last validated (None: never), from its events.
+    async fn validated_at(&self, sale: SaleId) -> Result<Option<DateTime<Utc>>, AppError> {
+        Ok(EventLog::stream(&self.pool, "sale", &sale.to_string())
+            .await?
+            .iter()
+            .rev()
+            .find_map(|e| match e.decode::<SaleEvent>() {
+                Ok(SaleEvent::SaleValidated { at, .. }) => Some(at),
+                _ => None,
+            }))
+    }
+
     /// R-SAL-6, R-PAY-1, R-FEE-1..4: credits every producer of a validated sale with their net
     /// and schedules the payout run that pays it. `key` makes each producer's command
     /// idempotent (a scheduled command's key).
@@ -234,14 +246,9 @@ impl App {
         if version == 0 {
             return Err(AppError::not_found("sale", sale));
         }
-        let validated_at = EventLog::stream(&self.pool, "sale", &sale.to_string())
+        let validated_at = self
+            .validated_at(sale)
             .await?
-            .iter()
-            .rev()
-            .find_map(|e| match e.decode::<SaleEvent>() {
-                Ok(SaleEvent::SaleValidated { at, .. }) => Some(at),
-                _ => None,
-            })
             .ok_or_else(|| AppError::Rejected {
                 code: "SALE_NOT_VALIDATED",
                 message: format!("sale {sale} is not validated"),
@@ -343,15 +350,7 @@ impl App {
         if state.payment_mode() != PaymentMode::Online {
             return Ok(0);
         }
-        let validated_at = EventLog::stream(&self.pool, "sale", &sale.to_string())
-            .await?
-            .iter()
-            .rev()
-            .find_map(|e| match e.decode::<SaleEvent>() {
-                Ok(SaleEvent::SaleValidated { at, .. }) => Some(at),
-                _ => None,
-            });
-        let Some(validated_at) = validated_at else {
+        let Some(validated_at) = self.validated_at(sale).await? else {
             return Ok(0);
         };
         let orders = self.sale_orders(sale).await?;
