@@ -31,8 +31,9 @@ run:
 	for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done && \
 	exec ./target/release/etal serve
 
+# Databases left by earlier runs (one per test) are dropped first.
 test:
-	@export $(DB) && \
+	@export $(DB) && scripts/pg.sh sweep "$$DATABASE_URL" && \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

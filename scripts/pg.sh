@@ -5,6 +5,9 @@
 #                                 missing), create the `etal` database, print its URL
 #   scripts/pg.sh stop            stop it
 #   scripts/pg.sh cluster DIR PORT   start a throw-away cluster in DIR on PORT (tests), print its URL
+#   scripts/pg.sh sweep URL       drop the databases earlier test runs left on URL's cluster
+#                                 (etal_test_*, and etal_tpl_* templates, rebuilt on demand);
+#                                 one in use is skipped
 #
 # As root, the server runs as the `postgres` user (initdb refuses root). Environment:
 # ETAL_PG_PORT (default 54329), ETAL_PG_DIR (default <project>/.pg).
@@ -108,8 +111,20 @@ case "${1:-ensure}" in
   bindir)
     echo "$BIN"
     ;;
+  sweep)
+    url=${2:?usage: $0 sweep URL}
+    # One session for all the drops; a database in use makes its DROP fail, which is ignored.
+    stale=$("$BIN/psql" "$url" -Atq -c "SELECT datname FROM pg_database WHERE datname ~ '^etal_(test|tpl)_[0-9a-f]+$'" 2>/dev/null || true)
+    if [ -n "$stale" ]; then
+      n=$(echo "$stale" | wc -l)
+      log "dropping $n databases left by earlier test runs"
+      echo "$stale" | while read -r d; do
+        echo "ALTER DATABASE \"$d\" IS_TEMPLATE false; DROP DATABASE IF EXISTS \"$d\";"
+      done | "$BIN/psql" "$url" -q -v ON_ERROR_STOP=0 >/dev/null 2>&1 || true
+    fi
+    ;;
   *)
-    echo "usage: $0 ensure|stop|cluster DIR PORT|bindir" >&2
+    echo "usage: $0 ensure|stop|cluster DIR PORT|bindir|sweep URL" >&2
     exit 2
     ;;
 esac
