@@ -57,6 +57,7 @@ impl Projection for OrderRecaps {
             "recap_lines",
             "recap_participations",
             "recap_products",
+            "recap_order_lines",
         ]
     }
 
@@ -214,6 +215,15 @@ const GROUP_SQL: &str = "INSERT INTO recap_products (sale_id, catalog_id, produc
      JOIN recap_orders o ON o.order_id = l.order_id AND o.sale_id = l.sale_id \
      WHERE NOT o.cancelled AND l.quantity > 0 \
      GROUP BY l.sale_id, l.catalog_id, l.product_id, l.vat_rate";
+
+/// Recomputes the `recap_order_lines` rows of the orders `$1` from their live lines (the row is
+/// deleted first; an order without live lines has none). The only definition of the row: live
+/// batches, rebuilds and the migration's backfill use this expression.
+const ORDER_LINES_SQL: &str = "INSERT INTO recap_order_lines (order_id, lines) \
+     SELECT l.order_id, json_agg(json_build_array(l.line, l.catalog_id, l.product_id, l.name, l.unit, \
+     l.quantity, (l.weight_kg * 1000)::bigint, (l.unit_price_incl_vat * 100)::bigint, \
+     (l.amount_incl_vat * 100)::bigint) ORDER BY l.line)::text \
+     FROM recap_lines l WHERE l.order_id = ANY($1) AND l.quantity > 0 GROUP BY l.order_id";
 
 impl Batch {
     fn order(&mut self, e: &StoredEvent) -> Result<(), ProjectionError> {
@@ -380,6 +390,15 @@ impl Batch {
             .iter()
             .map(|r| (r.sale, r.line.catalog.0, r.line.product.0))
             .collect();
+        // The orders whose lines change (recap_order_lines).
+        let mut relined: Vec<Uuid> = self
+            .lines
+            .iter()
+            .map(|r| r.order)
+            .chain(self.line_sets.keys().map(|(o, _)| *o))
+            .collect();
+        relined.sort_unstable();
+        relined.dedup();
         if !self.participations.is_empty() {
             let (keys, producers): (Vec<(Uuid, Uuid)>, Vec<Option<Uuid>>) =
                 self.participations.into_iter().unzip();
@@ -579,6 +598,16 @@ impl Batch {
                 .bind(&sales)
                 .bind(&catalogs)
                 .bind(&products)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !relined.is_empty() {
+            sqlx::query("DELETE FROM recap_order_lines WHERE order_id = ANY($1)")
+                .bind(&relined)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(ORDER_LINES_SQL)
+                .bind(&relined)
                 .execute(&mut *conn)
                 .await?;
         }
@@ -948,7 +977,9 @@ pub async fn count_orders_in_scope(pool: &PgPool, scopes: &[Scope]) -> Result<us
 }
 
 /// A page of [`recap_by_customer`]: at most `limit` orders from the `offset`-th (0-based), by
-/// order number, each with its lines in scope. Reads only the page's orders and their lines.
+/// order number, each with its lines in scope. One statement (one snapshot): the page's orders
+/// with their lines as stored in `recap_order_lines` (one row an order, not one a line), the
+/// lines of catalogs out of scope dropped here.
 pub async fn recap_by_customer_page(
     pool: &PgPool,
     scopes: &[Scope],
@@ -959,72 +990,112 @@ pub async fn recap_by_customer_page(
         return Ok(Vec::new());
     }
     let (sales, catalogs) = scope_binds(scopes);
+    let in_scope: HashSet<(Uuid, Uuid)> = sales
+        .iter()
+        .copied()
+        .zip(catalogs.iter().copied())
+        .collect();
     let sql = format!(
         "{SCOPE} SELECT o.order_id, o.number, o.sale_id, o.market_id, o.customer_id, \
-         {CUSTOMER_NAME} AS customer, o.total, o.paid, o.refunded {} \
+         {CUSTOMER_NAME} AS customer, o.total, o.paid, o.refunded, ol.lines {} \
          ORDER BY o.number, o.order_id OFFSET $3 LIMIT $4",
-        orders_in_scope_sql(scopes)
+        orders_in_scope_sql(scopes).replacen(
+            "FROM recap_orders o ",
+            "FROM recap_orders o LEFT JOIN recap_order_lines ol ON ol.order_id = o.order_id ",
+            1
+        )
     );
-    let rows = sqlx::query(&sql)
-        .bind(&sales)
-        .bind(&catalogs)
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?;
+    let (offset, limit) = (
+        i64::try_from(offset).unwrap_or(i64::MAX),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    );
+    let rows = fetch_with_generic_plan(pool, sql, move |q| {
+        q.bind(sales).bind(catalogs).bind(offset).bind(limit)
+    })
+    .await?;
     let mut orders = Vec::with_capacity(rows.len());
     for r in &rows {
         let total = money(r, "total")?;
         let paid = money(r, "paid")?;
         let refunded = money(r, "refunded")?;
+        let sale: Uuid = r.try_get("sale_id")?;
+        let lines: Vec<RecapLine> = match r.try_get::<Option<&str>, _>("lines")? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str::<Vec<StoredLine>>(json)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+                .into_iter()
+                .filter(|l| in_scope.contains(&(sale, l.1)))
+                .map(StoredLine::into_line)
+                .collect(),
+        };
+        let amount: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+        let balance_due = (total - (paid - refunded)).max(Money::ZERO);
         orders.push(CustomerRecap {
             order: OrderId(r.try_get("order_id")?),
             number: r.try_get("number")?,
-            sale: SaleId(r.try_get("sale_id")?),
+            sale: SaleId(sale),
             market: MarketId(r.try_get("market_id")?),
             customer_id: UserId(r.try_get("customer_id")?),
             customer: r.try_get("customer")?,
-            lines: Vec::new(),
-            amount_incl_vat: Money::ZERO,
+            lines,
+            amount_incl_vat: amount,
             order_total: total,
             paid,
             refunded,
             payment_status: PaymentStatus::of(total, paid, refunded),
-            balance_due: (total - (paid - refunded)).max(Money::ZERO),
-            due_at_pickup: Money::ZERO,
+            balance_due,
+            due_at_pickup: amount.min(balance_due),
         });
     }
-    if orders.is_empty() {
-        return Ok(orders);
-    }
-    let ids: Vec<Uuid> = orders.iter().map(|o| o.order.0).collect();
-    // The page's lines by their primary key (`OFFSET 0` keeps the planner from scanning the
-    // whole catalog's lines through `recap_lines_catalog` instead), then the scope; sorted here.
-    let sql = format!(
-        "{SCOPE} SELECT l.order_id, l.line, l.catalog_id, l.product_id, l.name, l.unit, l.quantity, \
-         l.weight_kg, {LINE_CENTS} \
-         FROM (SELECT * FROM recap_lines WHERE order_id = ANY($3) AND quantity > 0 OFFSET 0) l \
-         JOIN scope s ON s.sale_id = l.sale_id AND s.catalog_id = l.catalog_id"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(&sales)
-        .bind(&catalogs)
-        .bind(&ids)
-        .fetch_all(pool)
-        .await?;
-    let index: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, o)| (*o, i)).collect();
-    for r in &rows {
-        let line = recap_line(r)?;
-        if let Some(&i) = index.get(&r.try_get_unchecked::<Uuid, _>(0)?) {
-            orders[i].amount_incl_vat += line.amount_incl_vat;
-            orders[i].lines.push(line);
+    Ok(orders)
+}
+
+/// Runs `query` with its prepared statement's generic plan, planned once per connection:
+/// PostgreSQL otherwise re-plans the page statement on every request (about 0.5 ms, as much as
+/// running it), its estimate of the generic plan being worse than the plan it then makes. The
+/// setting is local to a read-only transaction, run in a task of its own: a request dropped
+/// while sqlx's `BEGIN` is in flight would otherwise return the connection to the pool inside
+/// the transaction (ADR 0007).
+async fn fetch_with_generic_plan(
+    pool: &PgPool,
+    sql: String,
+    bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q> + Send + 'static,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let mut tx = pool
+            .begin_with("BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?;
+        let rows = bind(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Protocol(format!("recap read task failed: {e}")))?
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// A line as `recap_order_lines` stores it (`ORDER_LINES_SQL`): line, catalog, product, name,
+/// unit, quantity, weight in grams, unit price and amount incl. VAT in cents.
+#[derive(serde::Deserialize)]
+struct StoredLine(u32, Uuid, Uuid, String, String, i64, Option<i64>, i64, i64);
+
+impl StoredLine {
+    fn into_line(self) -> RecapLine {
+        let StoredLine(line, catalog, product, name, unit, quantity, grams, price, amount) = self;
+        RecapLine {
+            line,
+            catalog: CatalogId(catalog),
+            product: ProductId(product),
+            name,
+            unit,
+            quantity,
+            weight_kg: grams.map(|g| Decimal::new(g, 3).normalize()),
+            unit_price_incl_vat: Money::from_cents(price),
+            amount_incl_vat: Money::from_cents(amount),
         }
     }
-    for o in &mut orders {
-        o.lines.sort_unstable_by_key(|l| l.line);
-        o.due_at_pickup = o.amount_incl_vat.min(o.balance_due);
-    }
-    Ok(orders)
 }
 
 /// The line's two amounts in cents (`numeric(14,2)` times 100 is an exact integer), read as

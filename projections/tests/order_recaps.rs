@@ -792,8 +792,23 @@ async fn verify_names_the_one_altered_recap_row_and_rebuild_repairs_it() {
     catch_up(&db.pool, "order_recaps").await;
     let clean = verify(&db.pool, "order_recaps").await;
     assert!(clean.diffs.is_empty(), "{:?}", clean.diffs);
-    // 2 markets + 3 sales + 7 orders + 11 lines + 7 (sale, catalog, product) groups.
-    assert_eq!(clean.rows_compared, 30);
+    // 2 markets + 3 sales + 7 orders + 11 lines + 7 (sale, catalog, product) groups + the
+    // lines of the 7 orders, one row an order.
+    assert_eq!(clean.rows_compared, 37);
+
+    // An order's stored lines altered: named by verify (and only it).
+    sqlx::query("UPDATE recap_order_lines SET lines = '[]' WHERE order_id = $1")
+        .bind(w.orders[1].0)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let report = verify(&db.pool, "order_recaps").await;
+    assert_eq!(report.diffs.len(), 1, "{:?}", report.diffs);
+    assert_eq!(report.diffs[0].table, "recap_order_lines");
+    assert_eq!(report.diffs[0].key["order_id"], w.orders[1].to_string());
+    assert_eq!(report.diffs[0].live.as_ref().unwrap()["lines"], "[]");
+    rebuild(&db.pool, "order_recaps").await;
+    assert!(verify(&db.pool, "order_recaps").await.diffs.is_empty());
 
     sqlx::query("UPDATE recap_lines SET quantity = 99 WHERE order_id = $1 AND line = 1")
         .bind(w.orders[0].0)

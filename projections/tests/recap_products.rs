@@ -504,9 +504,26 @@ async fn r_sal_5_a_page_of_the_recap_by_customer_is_a_slice_of_the_whole() {
         let mut lines = vec![apple(&w, 1, w.c1, i64::from(i) + 1), bread(&w, 2)];
         if i % 2 == 0 {
             lines.push(honey(&w, 3, 1));
+        } else {
+            lines.push(beef(&w, 3));
         }
         let mut events = vec![place(&w, o, sale, &number, lines)];
         match i {
+            // A weighed line: its weight (grams in the stored lines) comes back in kg.
+            1 => events.push(OrderEvent::WeightRecorded {
+                line: 3,
+                weight_kg: Decimal::new(1205, 3),
+                old_amount: eur("10.00"),
+                new_amount: eur("24.10"),
+                amount_excl_vat: eur("20.08"),
+                vat_amount: eur("4.02"),
+                delta: eur("14.10"),
+                total: eur("1.00"),
+                refund_owed: eur("0.00"),
+                extra_due: eur("0.00"),
+                by: UserId::new(),
+                at: at(2026, 3, 4, 8),
+            }),
             // Out of C1's recap: cancelled, or its only C1 line cut to 0.
             3 => events.push(cancelled()),
             4 => {
@@ -552,8 +569,8 @@ async fn r_sal_5_a_page_of_the_recap_by_customer_is_a_slice_of_the_whole() {
     );
 }
 
-/// Existing databases: the migration's backfill of `recap_products` and
-/// `recap_participations` gives the rows the projection builds.
+/// Existing databases: the migrations' backfills of `recap_products`, `recap_participations`
+/// and `recap_order_lines` give the rows the projection builds.
 #[tokio::test]
 async fn the_migrations_backfill_equals_the_projection() {
     let db = TestDb::new(4).await;
@@ -610,11 +627,12 @@ async fn the_migrations_backfill_equals_the_projection() {
             .await
             .unwrap()
     };
-    let (products, participations) = (
+    let (products, participations, order_lines) = (
         count("recap_products").await,
         count("recap_participations").await,
+        count("recap_order_lines").await,
     );
-    assert_eq!((products, participations), (4, 2));
+    assert_eq!((products, participations, order_lines), (4, 2, 2));
 
     let migration = include_str!("../../migrations/20261124100000_recap_products.sql");
     let backfill = &migration[migration.find("INSERT INTO").unwrap()..];
@@ -630,6 +648,15 @@ async fn the_migrations_backfill_equals_the_projection() {
         ),
         (products, participations)
     );
+    // The same for `recap_order_lines` (20261125100000_recap_order_lines.sql).
+    let migration = include_str!("../../migrations/20261125100000_recap_order_lines.sql");
+    let backfill = &migration[migration.find("INSERT INTO").unwrap()..];
+    sqlx::query("TRUNCATE recap_order_lines")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(backfill).execute(pool).await.unwrap();
+    assert_eq!(count("recap_order_lines").await, order_lines);
     let report = verify(pool, "order_recaps").await;
     assert!(report.diffs.is_empty(), "{:?}", report.diffs);
 }

@@ -13,6 +13,7 @@ pub mod common;
 pub mod markets;
 pub mod orders;
 pub mod people;
+pub mod plain;
 pub mod producers;
 pub mod reads;
 pub mod scalars;

@@ -21,7 +21,9 @@
 use std::collections::BTreeSet;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Enum, Json, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, InputType, Json, Object, Result, ScalarType, SimpleObject, Value,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use etal_domain::ids::{CatalogId, MarketId, ProducerId, SaleId};
 use etal_domain::payout::{PayoutStatus, ProducerBalance};
@@ -36,6 +38,7 @@ use super::common::{
     RoleGuard, MAX_PAGE,
 };
 use super::markets::{load_market, sees_market_internals};
+use super::plain::{self, Plain, PlainObject, Sel};
 use super::scalars::{Date, Decimal, Money};
 use crate::app::AppError;
 
@@ -116,7 +119,7 @@ pub enum PaymentStatus {
 }
 
 /// One product of a recap (one row per VAT rate it was sold at).
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct ProductRecap {
     pub product_id: Uuid,
     pub name: String,
@@ -160,7 +163,7 @@ pub struct VatTotal {
 }
 
 /// One order line in a recap.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct RecapLine {
     pub line: u32,
     pub catalog_id: Uuid,
@@ -174,7 +177,7 @@ pub struct RecapLine {
 }
 
 /// One order of a recap by customer, or a row of the sign-off list (without lines).
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 pub struct CustomerRecap {
     pub order_id: Uuid,
     pub number: String,
@@ -229,6 +232,68 @@ impl From<order_recaps::CustomerRecap> for CustomerRecap {
     }
 }
 
+fn scalar<T: ScalarType>(v: &T) -> Value {
+    v.to_value()
+}
+
+impl PlainObject for ProductRecap {
+    fn field_value(&self, name: &str, _: Sel<'_>) -> Option<Value> {
+        Some(match name {
+            "productId" => scalar(&self.product_id),
+            "name" => scalar(&self.name),
+            "unit" => scalar(&self.unit),
+            "vatRate" => scalar(&self.vat_rate),
+            "quantity" => scalar(&self.quantity),
+            "orders" => scalar(&self.orders),
+            "weighedKg" => self.weighed_kg.as_ref().map_or(Value::Null, scalar),
+            "linesToWeigh" => scalar(&self.lines_to_weigh),
+            "amountInclVat" => scalar(&self.amount_incl_vat),
+            "amountExclVat" => scalar(&self.amount_excl_vat),
+            "vatAmount" => scalar(&self.vat_amount),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for RecapLine {
+    fn field_value(&self, name: &str, _: Sel<'_>) -> Option<Value> {
+        Some(match name {
+            "line" => Value::from(self.line),
+            "catalogId" => scalar(&self.catalog_id),
+            "productId" => scalar(&self.product_id),
+            "name" => scalar(&self.name),
+            "unit" => scalar(&self.unit),
+            "quantity" => scalar(&self.quantity),
+            "weightKg" => self.weight_kg.as_ref().map_or(Value::Null, scalar),
+            "unitPriceInclVat" => scalar(&self.unit_price_incl_vat),
+            "amountInclVat" => scalar(&self.amount_incl_vat),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for CustomerRecap {
+    fn field_value(&self, name: &str, sub: Sel<'_>) -> Option<Value> {
+        Some(match name {
+            "orderId" => scalar(&self.order_id),
+            "number" => scalar(&self.number),
+            "saleId" => scalar(&self.sale_id),
+            "customerId" => scalar(&self.customer_id),
+            "customer" => scalar(&self.customer),
+            // Infallible: a line's fields are all plain.
+            "lines" => plain::list(&self.lines, sub).unwrap_or(Value::Null),
+            "amountInclVat" => scalar(&self.amount_incl_vat),
+            "orderTotal" => scalar(&self.order_total),
+            "paid" => scalar(&self.paid),
+            "refunded" => scalar(&self.refunded),
+            "paymentStatus" => InputType::to_value(&self.payment_status),
+            "balanceDue" => scalar(&self.balance_due),
+            "dueAtPickup" => scalar(&self.due_at_pickup),
+            _ => return None,
+        })
+    }
+}
+
 /// One catalog in one sale.
 #[derive(SimpleObject)]
 pub struct RecapScope {
@@ -278,9 +343,9 @@ impl OrderRecap {
             .collect()
     }
     /// Quantities and amounts per product, by name.
-    async fn by_product(&self, ctx: &Context<'_>) -> Result<Vec<ProductRecap>> {
+    async fn by_product(&self, ctx: &Context<'_>) -> Result<Vec<Plain<ProductRecap>>> {
         let rows = self.products(ctx).await?;
-        Ok(rows.iter().cloned().map(Into::into).collect())
+        Ok(rows.iter().cloned().map(|r| Plain(r.into())).collect())
     }
     /// Totals per VAT rate.
     async fn vat_totals(&self, ctx: &Context<'_>) -> Result<Vec<VatTotal>> {
@@ -303,7 +368,7 @@ impl OrderRecap {
         before: Option<String>,
         first: Option<i32>,
         last: Option<i32>,
-    ) -> Result<Page<CustomerRecap>> {
+    ) -> Result<Page<Plain<CustomerRecap>>> {
         let (pool, scopes) = (&app(ctx).pool, &self.scopes);
         paginate_with(
             after,
@@ -319,7 +384,7 @@ impl OrderRecap {
                 let rows = order_recaps::recap_by_customer_page(pool, scopes, offset, limit)
                     .await
                     .map_err(db)?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                Ok(rows.into_iter().map(|r| Plain(r.into())).collect())
             },
         )
         .await
@@ -332,12 +397,12 @@ impl OrderRecap {
         before: Option<String>,
         first: Option<i32>,
         last: Option<i32>,
-    ) -> Result<Page<CustomerRecap>> {
+    ) -> Result<Page<Plain<CustomerRecap>>> {
         let rows = order_recaps::sign_off_list(&app(ctx).pool, &self.scopes)
             .await
             .map_err(db)?;
         paginate(
-            rows.into_iter().map(Into::into).collect(),
+            rows.into_iter().map(|r| Plain(r.into())).collect(),
             after,
             before,
             first,
@@ -1363,5 +1428,82 @@ impl ReadQuery {
         Ok(history_connection(page, after.is_some(), |e| {
             format!("pos:{}", e.position)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etal_domain::money::Money as DomainMoney;
+    use rust_decimal::Decimal as D;
+
+    use super::*;
+    use crate::graphql::plain::tests::assert_same_as_derived;
+
+    fn m(s: &str) -> Money {
+        Money(s.parse::<DomainMoney>().expect("money"))
+    }
+
+    fn line(n: u32, weighed: bool) -> RecapLine {
+        RecapLine {
+            line: n,
+            catalog_id: Uuid::now_v7(),
+            product_id: Uuid::now_v7(),
+            name: format!("Tomates \"cœur de bœuf\" {n}"),
+            unit: "kg".into(),
+            quantity: i64::from(n) + 1,
+            weight_kg: weighed.then(|| Decimal(D::new(1250, 3))),
+            unit_price_incl_vat: m("4.20"),
+            amount_incl_vat: m("5.25"),
+        }
+    }
+
+    #[tokio::test]
+    async fn recap_lines_resolve_as_the_derived_object_does() {
+        assert_same_as_derived(vec![line(1, true), line(2, false)]).await;
+    }
+
+    #[tokio::test]
+    async fn recap_orders_resolve_as_the_derived_object_does() {
+        let order = |lines: Vec<RecapLine>, status: PaymentStatus| CustomerRecap {
+            order_id: Uuid::now_v7(),
+            number: "12-003".into(),
+            sale_id: Uuid::now_v7(),
+            customer_id: Uuid::now_v7(),
+            customer: "erased customer".into(),
+            lines,
+            amount_incl_vat: m("10.50"),
+            order_total: m("12.00"),
+            paid: m("12.00"),
+            refunded: m("1.50"),
+            payment_status: status,
+            balance_due: m("0.00"),
+            due_at_pickup: m("0.00"),
+        };
+        assert_same_as_derived(vec![
+            order(
+                vec![line(1, false), line(2, true)],
+                PaymentStatus::RefundOwed,
+            ),
+            order(Vec::new(), PaymentStatus::Unpaid),
+        ])
+        .await;
+    }
+
+    #[tokio::test]
+    async fn recap_products_resolve_as_the_derived_object_does() {
+        let product = |weighed: Option<Decimal>| ProductRecap {
+            product_id: Uuid::now_v7(),
+            name: "Miel".into(),
+            unit: "pot".into(),
+            vat_rate: Decimal(D::new(55, 1)),
+            quantity: 7,
+            orders: 3,
+            weighed_kg: weighed,
+            lines_to_weigh: 1,
+            amount_incl_vat: m("21.00"),
+            amount_excl_vat: m("19.91"),
+            vat_amount: m("1.09"),
+        };
+        assert_same_as_derived(vec![product(None), product(Some(Decimal(D::new(3, 0))))]).await;
     }
 }

@@ -43,7 +43,8 @@ struct Cli {
     /// Where to write the report (markdown).
     #[arg(long, default_value = "docs/benchmarks.md")]
     output: PathBuf,
-    /// Keep the bench databases afterwards (they are dropped by default).
+    /// Keep the bench databases afterwards (they are dropped by default); prints the recapped
+    /// sale's database, ids and token.
     #[arg(long)]
     keep: bool,
 }
@@ -143,8 +144,14 @@ async fn main() -> anyhow::Result<()> {
             replay::run(&mut report, &db.pool, &db.url, budget).await?;
         }
         if run("queries") {
-            let rss =
-                queries::run(&mut report, &db.url, if full { 200 } else { 20 }, cli.seed).await?;
+            let rss = queries::run(
+                &mut report,
+                &db.url,
+                if full { 200 } else { 20 },
+                cli.seed,
+                cli.keep,
+            )
+            .await?;
             report.goal(
                 "server peak RSS",
                 "< 500 MB",
