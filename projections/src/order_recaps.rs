@@ -1005,14 +1005,13 @@ pub async fn recap_by_customer_page(
             1
         )
     );
-    let (offset, limit) = (
-        i64::try_from(offset).unwrap_or(i64::MAX),
-        i64::try_from(limit).unwrap_or(i64::MAX),
-    );
-    let rows = fetch_with_generic_plan(pool, sql, move |q| {
-        q.bind(sales).bind(catalogs).bind(offset).bind(limit)
-    })
-    .await?;
+    let rows = sqlx::query(&sql)
+        .bind(&sales)
+        .bind(&catalogs)
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await?;
     let mut orders = Vec::with_capacity(rows.len());
     for r in &rows {
         let total = money(r, "total")?;
@@ -1049,32 +1048,6 @@ pub async fn recap_by_customer_page(
     }
     Ok(orders)
 }
-
-/// Runs `query` with its prepared statement's generic plan, planned once per connection:
-/// PostgreSQL otherwise re-plans the page statement on every request (about 0.5 ms, as much as
-/// running it), its estimate of the generic plan being worse than the plan it then makes. The
-/// setting is local to a read-only transaction, run in a task of its own: a request dropped
-/// while sqlx's `BEGIN` is in flight would otherwise return the connection to the pool inside
-/// the transaction (ADR 0007).
-async fn fetch_with_generic_plan(
-    pool: &PgPool,
-    sql: String,
-    bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q> + Send + 'static,
-) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        let mut tx = pool
-            .begin_with("BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_generic_plan")
-            .await?;
-        let rows = bind(sqlx::query(&sql)).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(rows)
-    })
-    .await
-    .map_err(|e| sqlx::Error::Protocol(format!("recap read task failed: {e}")))?
-}
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// A line as `recap_order_lines` stores it (`ORDER_LINES_SQL`): line, catalog, product, name,
 /// unit, quantity, weight in grams, unit price and amount incl. VAT in cents.
