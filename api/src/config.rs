@@ -35,6 +35,15 @@ pub struct Config {
     pub scheduler_interval: Duration,
     /// ETAL_READ_YOUR_WRITES_MS: how long a mutation waits for the projections (default 2000).
     pub read_your_writes: Duration,
+    /// ETAL_OUTBOX: run the outbox deliverer in this process (default true).
+    pub outbox: bool,
+    /// ETAL_OUTBOX_INTERVAL_MS: how often the deliverer looks for due messages (default 500).
+    pub outbox_interval: Duration,
+    /// ETAL_OUTBOX_INLINE: a flow delivers its messages right after its commit (default true).
+    pub outbox_inline: bool,
+    /// ETAL_SIM_FAIL: failures the payment simulator injects, e.g. `refund:3,charge:1` (the next
+    /// 3 refunds and the next charge fail). For tests and demonstrations.
+    pub sim_fail: Vec<(String, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +84,29 @@ impl Config {
                 1000u64,
             )?),
             read_your_writes: Duration::from_millis(parse("ETAL_READ_YOUR_WRITES_MS", 2000u64)?),
+            outbox: parse("ETAL_OUTBOX", true)?,
+            outbox_interval: Duration::from_millis(parse("ETAL_OUTBOX_INTERVAL_MS", 500u64)?),
+            outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,
+            sim_fail: sim_failures(&var("ETAL_SIM_FAIL").unwrap_or_default())?,
         })
     }
+}
+
+/// Parses `kind:n,kind:n`.
+fn sim_failures(text: &str) -> Result<Vec<(String, u32)>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (kind, n) = p.split_once(':').ok_or_else(|| ConfigError::Invalid {
+                name: "ETAL_SIM_FAIL",
+                reason: format!("'{p}' is not kind:count"),
+            })?;
+            let n = n.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                name: "ETAL_SIM_FAIL",
+                reason: e.to_string(),
+            })?;
+            Ok((kind.to_string(), n))
+        })
+        .collect()
 }

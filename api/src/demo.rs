@@ -12,10 +12,10 @@ use etal_domain::{Actor, Money, Role, VatRate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::app::market::{NewMarket, PeriodRule};
-use crate::app::order::{DeliveryRequest, LineRequest};
-use crate::app::people::PersonalData;
-use crate::app::{App, AppError, Ctx};
+use etal_app::market::{NewMarket, PeriodRule};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::people::PersonalData;
+use etal_app::{App, AppError, Ctx};
 
 /// Who the demo created, to mint tokens for.
 #[derive(Debug, Default)]

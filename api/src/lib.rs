@@ -1,8 +1,6 @@
 //! The `etal` service: GraphQL API, command wiring, and the processes it runs (projectors,
 //! scheduler). `main.rs` is the CLI over this library.
 
-pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -73,16 +71,23 @@ pub fn spawn_projectors(
 
 /// The application over `pool`: the machine's clock, the plans configuration
 /// (`ETAL_PLANS` or `config/plans.json`), and the payment-provider simulator (no real provider is
-/// reachable from here; a real one implements `app::PaymentProvider`).
-pub fn application(pool: &PgPool) -> anyhow::Result<app::App> {
+/// reachable from here; a real one implements `etal_app::PaymentProvider`).
+pub fn application(pool: &PgPool) -> anyhow::Result<etal_app::App> {
+    application_with(pool, &[])
+}
+
+/// [`application`] with failures injected into the payment simulator (`ETAL_SIM_FAIL`).
+pub fn application_with(
+    pool: &PgPool,
+    sim_fail: &[(String, u32)],
+) -> anyhow::Result<etal_app::App> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let plans = app::load_plans().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(app::App::new(
-        pool.clone(),
-        clock,
-        plans,
-        Arc::new(app::Simulator::new()),
-    ))
+    let plans = etal_app::load_plans().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sim = etal_app::Simulator::new();
+    for (kind, n) in sim_fail {
+        sim.fail_next_of(kind, *n);
+    }
+    Ok(etal_app::App::new(pool.clone(), clock, plans, Arc::new(sim)))
 }
 
 /// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.
@@ -95,7 +100,8 @@ pub async fn serve(
     if config.projectors {
         tasks.extend(spawn_projectors(&pool, &shutdown));
     }
-    let app = application(&pool)?;
+    let mut app = application_with(&pool, &config.sim_fail)?;
+    app.settings.deliver_inline = config.outbox_inline;
     if std::env::var("DEMO").is_ok_and(|v| v == "1" || v == "true") {
         match demo::seed(&app)
             .await
@@ -129,6 +135,18 @@ pub async fn serve(
         tasks.push(tokio::spawn(async move {
             scheduler
                 .run(interval, async move {
+                    let _ = s.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    if config.outbox {
+        let deliverer = app.clone();
+        let mut s = shutdown.clone();
+        let interval = config.outbox_interval;
+        tasks.push(tokio::spawn(async move {
+            deliverer
+                .run_outbox(interval, async move {
                     let _ = s.wait_for(|v| *v).await;
                 })
                 .await

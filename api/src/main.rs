@@ -243,7 +243,7 @@ async fn event_total(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
 }
 
 async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<ExitCode> {
-    use etal_api::audit;
+    use etal_app::audit;
     let total = event_total(pool).await?;
     let bar = progress_bar("replaying", total);
     let started = std::time::Instant::now();

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 
-use crate::app::App;
+use etal_app::App;
 use crate::graphql::subscriptions::graphql_get_or_ws;
 use crate::graphql::{schema, ApiSettings};
 use crate::http::{graphql_post, GraphqlState, HttpSettings};

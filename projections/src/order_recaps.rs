@@ -347,6 +347,8 @@ impl Batch {
                     |set| set.paid = Some(paid.amount()),
                 );
             }
+            // The recap shows what was refunded once the provider acknowledged it.
+            OrderEvent::RefundRequested { .. } => {}
             OrderEvent::RefundRecorded { refunded, .. } => {
                 self.set_order(
                     order,

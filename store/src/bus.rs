@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::Aggregate;
 use etal_domain::{Actor, Clock};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::db::is_unique_violation;
 use crate::error::{BusError, StoreError};
 use crate::log::Position;
+use crate::unit::{Changes, CommitError, Committed, CommittedEvent, Recorded, Stream};
 
 /// What the bus needs to know about an aggregate beyond cqrs-es's trait.
 pub trait EsAggregate: Aggregate {
@@ -117,20 +118,14 @@ pub struct CommandBus {
     max_attempts: u32,
 }
 
-enum AppendError {
-    Conflict,
-    KeyTaken,
-    Store(StoreError),
-}
-
-impl From<sqlx::Error> for AppendError {
-    fn from(e: sqlx::Error) -> Self {
-        AppendError::Store(StoreError::Database(e))
-    }
-}
-
 fn fingerprint_hash(fingerprint: &str) -> String {
     hex::encode(Sha256::digest(fingerprint.as_bytes()))
+}
+
+/// The scope of an idempotency key: the caller (design property 5). Two callers may use the
+/// same key string for unrelated requests.
+pub fn idempotency_scope(actor: &Actor) -> String {
+    actor.user.to_string()
 }
 
 impl CommandBus {
@@ -148,6 +143,10 @@ impl CommandBus {
         self
     }
 
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -156,7 +155,7 @@ impl CommandBus {
         &self.clock
     }
 
-    /// Runs `command` on the aggregate `id` of type `A`.
+    /// Runs `command` on the aggregate `id` of type `A`: a flow of one stream.
     pub async fn execute<A>(
         &self,
         id: &str,
@@ -172,29 +171,48 @@ impl CommandBus {
         loop {
             attempt += 1;
             if let Some(idem) = &ctx.idempotency {
-                if let Some(outcome) = self.recorded_outcome::<A::Error>(idem).await? {
+                if let Some(outcome) = self.recorded_outcome::<A::Error>(ctx, idem).await? {
                     return Ok(outcome);
                 }
             }
-            let mut conn = self.pool.acquire().await?;
-            let (mut aggregate, last_sequence) = load::<A>(&mut conn, id).await?;
-            drop(conn);
+            let mut stream = self.load_stream::<A>(id).await?;
             let sink = EventSink::default();
-            aggregate
-                .handle(command.clone(), services, &sink)
-                .await
-                .map_err(BusError::Rejected)?;
+            let handled = stream.state.handle(command.clone(), services, &sink).await;
+            if let Err(e) = handled {
+                // A concurrent copy of this request may have won: its outcome is the answer.
+                if let Some(idem) = &ctx.idempotency {
+                    if let Some(outcome) = self.recorded_outcome::<A::Error>(ctx, idem).await? {
+                        return Ok(outcome);
+                    }
+                }
+                return Err(BusError::Rejected(e));
+            }
+            // The sink applied each event to the state as it was written.
             let events = sink.collect().await;
-            match self
-                .append::<A>(id, &aggregate, last_sequence, events, ctx)
-                .await
-            {
-                Ok(outcome) => return Ok(outcome),
-                Err(AppendError::KeyTaken) => continue,
-                Err(AppendError::Conflict) if attempt < self.max_attempts => {
+            let mut changes = Changes::new();
+            changes.events::<A>(id, stream.version, &events, &stream.state)?;
+            let outcome_of = |committed: &Committed| CommandOutcome {
+                aggregate_type: A::TYPE.to_string(),
+                aggregate_id: id.to_string(),
+                events: committed
+                    .events
+                    .iter()
+                    .map(|e| WrittenEvent {
+                        sequence: e.sequence,
+                        position: e.position,
+                        event_type: e.event_type.clone(),
+                    })
+                    .collect(),
+                replayed: false,
+            };
+            // The recorded outcome names the positions: `commit_with` builds it once they are known.
+            match self.commit_with(&changes, ctx, &|c| serde_json::to_value(outcome_of(c))).await {
+                Ok(committed) => return Ok(outcome_of(&committed)),
+                Err(CommitError::KeyTaken) => continue,
+                Err(CommitError::Conflict) if attempt < self.max_attempts => {
                     backoff(attempt).await;
                 }
-                Err(AppendError::Conflict) => {
+                Err(CommitError::Conflict) => {
                     tracing::warn!(
                         aggregate = A::TYPE,
                         id,
@@ -206,7 +224,7 @@ impl CommandBus {
                         attempts: attempt,
                     });
                 }
-                Err(AppendError::Store(e)) => return Err(BusError::Store(e)),
+                Err(CommitError::Store(e)) => return Err(BusError::Store(e)),
             }
         }
     }
@@ -217,44 +235,76 @@ impl CommandBus {
         load::<A>(&mut conn, id).await
     }
 
-    /// The recorded outcome of an idempotency key, if any; a different fingerprint is refused.
-    pub async fn recorded(
-        &self,
-        idem: &Idempotency,
-    ) -> Result<Option<CommandOutcome>, BusError<std::convert::Infallible>> {
-        self.recorded_outcome::<std::convert::Infallible>(idem)
-            .await
+    /// A stream loaded for a decision.
+    pub async fn load_stream<A: EsAggregate>(&self, id: &str) -> Result<Stream<A>, StoreError> {
+        let (state, version) = self.load::<A>(id).await?;
+        Ok(Stream::new(id, state, version))
     }
 
+    /// The recorded outcome of a single-command request, if any; a different fingerprint is
+    /// refused.
     async fn recorded_outcome<E: std::error::Error>(
         &self,
+        ctx: &CommandContext,
         idem: &Idempotency,
     ) -> Result<Option<CommandOutcome>, BusError<E>> {
-        let row = sqlx::query("SELECT command_hash, outcome FROM idempotency_keys WHERE key = $1")
-            .bind(&idem.key)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = row.try_get("command_hash")?;
-        if hash != fingerprint_hash(&idem.fingerprint) {
-            return Err(BusError::IdempotencyKeyReused {
+        match self.recorded(&ctx.actor, idem).await {
+            Ok(None) => Ok(None),
+            Ok(Some(r)) => {
+                let mut outcome: CommandOutcome =
+                    serde_json::from_value(r.result).map_err(StoreError::from)?;
+                outcome.replayed = true;
+                Ok(Some(outcome))
+            }
+            Err(RecordedError::Reused) => Err(BusError::IdempotencyKeyReused {
                 key: idem.key.clone(),
-            });
+            }),
+            Err(RecordedError::Store(e)) => Err(BusError::Store(e)),
         }
-        let mut outcome: CommandOutcome =
-            serde_json::from_value(row.try_get("outcome")?).map_err(StoreError::from)?;
-        outcome.replayed = true;
-        Ok(Some(outcome))
     }
 
-    async fn append<A: EsAggregate>(
+    /// The recorded outcome of `actor`'s request with this key, if any. The same key with
+    /// another fingerprint is [`RecordedError::Reused`].
+    pub async fn recorded(
         &self,
-        id: &str,
-        state: &A,
-        last_sequence: i64,
-        events: Vec<A::Event>,
+        actor: &Actor,
+        idem: &Idempotency,
+    ) -> Result<Option<Recorded>, RecordedError> {
+        let row = sqlx::query(
+            "SELECT command_hash, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(idempotency_scope(actor))
+        .bind(&idem.key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from)?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.try_get("command_hash").map_err(StoreError::from)?;
+        if hash != fingerprint_hash(&idem.fingerprint) {
+            return Err(RecordedError::Reused);
+        }
+        let outcome: serde_json::Value = row.try_get("outcome").map_err(StoreError::from)?;
+        Ok(Some(serde_json::from_value(outcome).map_err(StoreError::from)?))
+    }
+
+    /// Commits one flow's changes: every stream's events at its expected version, the request's
+    /// idempotency record (`result` is its answer), the outbox messages and the schedules, in
+    /// one transaction.
+    pub async fn commit(
+        &self,
+        changes: &Changes,
         ctx: &CommandContext,
-    ) -> Result<CommandOutcome, AppendError> {
+        result: &serde_json::Value,
+    ) -> Result<Committed, CommitError> {
+        self.commit_with(changes, ctx, &|_| Ok(result.clone())).await
+    }
+
+    async fn commit_with(
+        &self,
+        changes: &Changes,
+        ctx: &CommandContext,
+        result: &(dyn Fn(&Committed) -> Result<serde_json::Value, serde_json::Error> + Sync),
+    ) -> Result<Committed, CommitError> {
         let now = self.clock.now();
         let metadata = serde_json::json!({
             "actor": ctx.actor,
@@ -263,93 +313,71 @@ impl CommandBus {
             "idempotency_key": ctx.idempotency.as_ref().map(|i| &i.key),
             "at": now,
         });
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            sequences.push(last_sequence + 1 + i as i64);
-            types.push(event.event_type());
-            versions.push(event.event_version());
-            payloads.push(serde_json::to_value(event).map_err(|e| AppendError::Store(e.into()))?);
+        let n: usize = changes.writes.iter().map(|w| w.payloads.len()).sum();
+        let mut types = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        let mut sequences = Vec::with_capacity(n);
+        let mut event_types = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        for w in &changes.writes {
+            for (i, p) in w.payloads.iter().enumerate() {
+                types.push(w.aggregate_type);
+                ids.push(w.aggregate_id.as_str());
+                sequences.push(w.expected + 1 + i as i64);
+                event_types.push(w.event_types[i].as_str());
+                versions.push(w.event_versions[i].as_str());
+                payloads.push(p);
+            }
         }
 
         let mut tx = self.pool.begin().await?;
-        let rows = if events.is_empty() {
-            Vec::new()
-        } else {
+        let mut committed = Committed::default();
+        if n > 0 {
             let inserted = sqlx::query(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                                      payload, metadata, recorded_at) \
-                 SELECT $1, $2, s, t, v, p, $7, $8 \
-                 FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS x(s, t, v, p) \
-                 RETURNING sequence, global_position, transaction_id::text::bigint AS txid, event_type",
+                 SELECT a, i, s, t, v, p, $7, $8 \
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) \
+                      WITH ORDINALITY AS x(a, i, s, t, v, p, o) ORDER BY o \
+                 RETURNING aggregate_type, aggregate_id, sequence, global_position, \
+                           transaction_id::text::bigint AS txid, event_type",
             )
-            .bind(A::TYPE)
-            .bind(id)
-            .bind(&sequences)
             .bind(&types)
+            .bind(&ids)
+            .bind(&sequences)
+            .bind(&event_types)
             .bind(&versions)
             .bind(&payloads)
             .bind(&metadata)
             .bind(now)
             .fetch_all(&mut *tx)
             .await;
-            match inserted {
+            let rows = match inserted {
                 Ok(rows) => rows,
                 Err(e) if is_unique_violation(&e, "events_pkey") => {
-                    return Err(AppendError::Conflict)
+                    return Err(CommitError::Conflict)
                 }
                 Err(e) => return Err(e.into()),
-            }
-        };
-        let mut written = rows
-            .iter()
-            .map(|r| -> Result<WrittenEvent, sqlx::Error> {
-                Ok(WrittenEvent {
+            };
+            for r in rows {
+                committed.events.push(CommittedEvent {
+                    aggregate_type: r.try_get("aggregate_type")?,
+                    aggregate_id: r.try_get("aggregate_id")?,
                     sequence: r.try_get("sequence")?,
                     position: Position {
                         txid: r.try_get("txid")?,
                         position: r.try_get("global_position")?,
                     },
                     event_type: r.try_get("event_type")?,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        written.sort_by_key(|w| w.sequence);
-        let outcome = CommandOutcome {
-            aggregate_type: A::TYPE.to_string(),
-            aggregate_id: id.to_string(),
-            events: written,
-            replayed: false,
-        };
-
-        if let Some(idem) = &ctx.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (key, aggregate_type, aggregate_id, command_hash, outcome, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&idem.key)
-            .bind(A::TYPE)
-            .bind(id)
-            .bind(fingerprint_hash(&idem.fingerprint))
-            .bind(serde_json::to_value(&outcome).map_err(|e| AppendError::Store(e.into()))?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
-                    return Err(AppendError::KeyTaken)
-                }
-                Err(e) => return Err(e.into()),
+                });
             }
+            committed.events.sort_by_key(|e| e.position);
         }
-
-        let new_last = last_sequence + events.len() as i64;
-        if A::SNAPSHOT_EVERY > 0 && new_last / A::SNAPSHOT_EVERY > last_sequence / A::SNAPSHOT_EVERY
-        {
-            let payload = serde_json::to_value(state).map_err(|e| AppendError::Store(e.into()))?;
+        for w in &changes.writes {
+            let Some((state_version, payload)) = &w.snapshot else {
+                continue;
+            };
             sqlx::query(
                 "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, state_version, payload, taken_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -358,22 +386,107 @@ impl CommandBus {
                      payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at \
                  WHERE snapshots.last_sequence < EXCLUDED.last_sequence",
             )
-            .bind(A::TYPE)
-            .bind(id)
-            .bind(new_last)
-            .bind(A::STATE_VERSION)
+            .bind(w.aggregate_type)
+            .bind(&w.aggregate_id)
+            .bind(w.expected + w.payloads.len() as i64)
+            .bind(state_version)
             .bind(payload)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         }
-
+        for s in &changes.settles {
+            let done = sqlx::query(
+                "UPDATE outbox SET status = $2, result = $3, delivered_at = $4, leased_until = NULL \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(s.id)
+            .bind(if s.delivered { "delivered" } else { "failed" })
+            .bind(&s.result)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(CommitError::Conflict);
+            }
+        }
+        if !changes.outbox.is_empty() {
+            let ids: Vec<Uuid> = changes.outbox.iter().map(|m| m.id).collect();
+            let kinds: Vec<&str> = changes.outbox.iter().map(|m| m.kind.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> =
+                changes.outbox.iter().map(|m| &m.payload).collect();
+            sqlx::query(
+                "INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
+                 SELECT i, k, p, $4, $4, $5 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS x(i, k, p) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&kinds)
+            .bind(&payloads)
+            .bind(now)
+            .bind(ctx.correlation_id)
+            .execute(&mut *tx)
+            .await?;
+            committed.outbox = ids;
+        }
+        for s in &changes.schedules {
+            crate::scheduler::Scheduler::schedule(
+                &mut *tx,
+                &s.kind,
+                &s.dedupe_key,
+                &s.payload,
+                s.due_at,
+                now,
+            )
+            .await?;
+        }
+        if let Some(idem) = &ctx.idempotency {
+            let recorded = Recorded {
+                result: result(&committed).map_err(StoreError::from)?,
+                position: committed.last_position(),
+                outbox: committed.outbox.clone(),
+            };
+            let main = changes.writes.first();
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (scope, key, aggregate_type, aggregate_id, command_hash, outcome, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(idempotency_scope(&ctx.actor))
+            .bind(&idem.key)
+            .bind(main.map(|w| w.aggregate_type))
+            .bind(main.map(|w| w.aggregate_id.as_str()))
+            .bind(fingerprint_hash(&idem.fingerprint))
+            .bind(serde_json::to_value(&recorded).map_err(StoreError::from)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
+                    return Err(CommitError::KeyTaken)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         match tx.commit().await {
-            Ok(()) => Ok(outcome),
-            Err(e) if is_unique_violation(&e, "events_pkey") => Err(AppendError::Conflict),
+            Ok(()) => Ok(committed),
+            Err(e) if is_unique_violation(&e, "events_pkey") => Err(CommitError::Conflict),
+            Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
+                Err(CommitError::KeyTaken)
+            }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Why a recorded outcome could not be returned.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordedError {
+    /// The caller used the key before for another request.
+    #[error("the idempotency key was already used for a different request")]
+    Reused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Loads an aggregate: its latest snapshot (when of the current state version) and the events
@@ -434,7 +547,8 @@ pub async fn load_counting<A: EsAggregate>(
     Ok((aggregate, last_sequence, replayed))
 }
 
-async fn backoff(attempt: u32) {
+/// A jittered pause before deciding again after a conflict.
+pub async fn backoff(attempt: u32) {
     let cap_ms = (2u64 << attempt.min(6)).min(100);
     let ms = rand::thread_rng().gen_range(1..=cap_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -15,8 +15,12 @@ pub mod db;
 pub mod error;
 pub mod log;
 pub mod scheduler;
+pub mod unit;
 
-pub use bus::{CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, WrittenEvent};
+pub use bus::{
+    CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, RecordedError, WrittenEvent,
+};
+pub use unit::{Changes, CommitError, Committed, OutboxMessage, Recorded, Stream};
 pub use error::{BusError, StoreError};
 pub use log::{EventLog, Position, StoredEvent};
 pub use scheduler::{HandlerError, RunReport, ScheduledCommand, ScheduledHandler, Scheduler};

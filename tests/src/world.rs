@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use etal_api::app::market::{NewMarket, PeriodRule};
-use etal_api::app::{App, Ctx, Simulator};
+use etal_app::market::{NewMarket, PeriodRule};
+use etal_app::{App, Ctx, Simulator};
 use etal_domain::account::ProductDetails;
 use etal_domain::config::{Config, PlanKind};
 use etal_domain::ids::{CatalogId, MarketId, ProducerId, ProductId, SaleId, UserId};

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc, Weekday};
-use etal_api::app::order::{DeliveryRequest, LineRequest};
-use etal_api::app::{AppError, Ctx};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
 use etal_domain::ids::{CatalogId, OrderId, ProductId, SaleId};
 use etal_domain::market::PaymentMode;

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
-use etal_api::app::market::{NewMarket, PeriodRule};
-use etal_api::app::money::{payout_id_for, transfer_key};
-use etal_api::app::order::{DeliveryRequest, LineRequest};
-use etal_api::app::{load_plans, App, Ctx, Simulator};
+use etal_app::market::{NewMarket, PeriodRule};
+use etal_app::money::{payout_id_for, transfer_key};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::{load_plans, App, Ctx, Simulator};
 use etal_domain::account::ProductDetails;
 use etal_domain::calendar::{paris_date, paris_instant};
 use etal_domain::config::PlanKind;
@@ -482,7 +482,7 @@ async fn r_fee_2_an_on_site_sale_owes_the_service_fee_deducted_from_the_next_pay
     let bal = w.balance(a.producer).await;
     assert_eq!(bal.owed(), Money::ZERO);
     assert_eq!(bal.balance_held(), Money::ZERO);
-    let report = etal_api::audit::check(&w.db.pool, &|_| {})
+    let report = etal_app::audit::check(&w.db.pool, &|_| {})
         .await
         .expect("audit");
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
@@ -546,7 +546,7 @@ async fn r_pay_2_a_refund_after_crediting_reduces_the_next_payout() {
         vec![(d(2023, 9, 18), m("22.30"))]
     );
     assert!(w.transfers(b.producer).await.is_empty());
-    let report = etal_api::audit::check(&w.db.pool, &|_| {})
+    let report = etal_app::audit::check(&w.db.pool, &|_| {})
         .await
         .expect("audit");
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
@@ -729,7 +729,7 @@ async fn r_pay_3_the_audit_waits_for_events_behind_a_held_watermark() {
     );
 
     let pool = w.db.pool.clone();
-    let audit = tokio::spawn(async move { etal_api::audit::check(&pool, &|_| {}).await });
+    let audit = tokio::spawn(async move { etal_app::audit::check(&pool, &|_| {}).await });
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!audit.is_finished(), "the audit ran on a partial log");
     holder.commit().await.expect("commit");
@@ -924,7 +924,7 @@ mod property {
 
         // Invariants: the auditor finds nothing (balanced, conserved overall and per sale,
         // every fee recomputes to the cent, no sale paid twice)...
-        let report = etal_api::audit::check(&w.db.pool, &|_| {})
+        let report = etal_app::audit::check(&w.db.pool, &|_| {})
             .await
             .expect("audit");
         assert!(report.differences.is_empty(), "{:#?}", report.differences);
@@ -1050,7 +1050,7 @@ mod property {
 /// the default schedule is Cagette's.
 #[test]
 fn r_fee_5_the_fee_configuration_loads_every_platform_model() {
-    let fees = etal_api::app::money::embedded_fee_schedules();
+    let fees = etal_app::money::embedded_fee_schedules();
     for name in [
         "cagette",
         "locavor_presence",
@@ -1068,7 +1068,7 @@ fn r_fee_5_the_fee_configuration_loads_every_platform_model() {
         fees.schedules.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
     let loaded = std::env::set_current_dir(etal_tests::project_root())
-        .map(|_| etal_api::app::money::load_fee_schedules().expect("config/fees"));
+        .map(|_| etal_app::money::load_fee_schedules().expect("config/fees"));
     assert_eq!(loaded.expect("cwd").schedules.len(), fees.schedules.len());
 }
 

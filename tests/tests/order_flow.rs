@@ -2,8 +2,8 @@
 //! numbers, payments, adjustments with refunds, cancellation, withdrawal, expiry, bad input.
 
 use chrono::{NaiveDate, TimeZone, Utc, Weekday};
-use etal_api::app::order::{DeliveryRequest, LineRequest};
-use etal_api::app::{AppError, Ctx};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
 use etal_domain::ids::{CatalogId, MarketId, ProductId, SaleId};
 use etal_domain::market::PaymentMode;
@@ -93,7 +93,7 @@ impl Setup {
         &self,
         customer: Actor,
         lines: &[(CatalogId, ProductId, i64)],
-    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+    ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
         let lines: Vec<_> = lines
             .iter()
             .map(|(c, p, q)| LineRequest {
@@ -640,7 +640,7 @@ async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_s
     s.w.app
         .register_person(
             customer.user,
-            &etal_api::app::people::PersonalData {
+            &etal_app::people::PersonalData {
                 display_name: name.into(),
                 email: Some("jeanne@example.org".into()),
                 phone: None,

@@ -12,7 +12,7 @@ use super::common::{
     RoleGuard,
 };
 use super::scalars::{Decimal, Money, VatRate};
-use crate::app::AppError;
+use etal_app::AppError;
 
 /// Reads a catalog: its producer's people, auditors, and market administrators (who link
 /// catalogs to their markets, R-CAT-4). Customers see offers through a sale.
@@ -21,7 +21,7 @@ pub async fn catalog_for_read(ctx: &Context<'_>, id: CatalogId) -> Result<Catalo
     let app = app(ctx);
     match a.role {
         Role::Producer => {
-            let c = crate::app::Ctx::new(a);
+            let c = etal_app::Ctx::new(a);
             Ok(app.catalog_access(&c, id).await.coded()?.0)
         }
         Role::Auditor | Role::MarketAdmin => {
@@ -149,7 +149,7 @@ impl CatalogMutation {
     async fn payload(
         ctx: &Context<'_>,
         catalog: Uuid,
-        done: Result<crate::app::Done<()>, AppError>,
+        done: Result<etal_app::Done<()>, AppError>,
     ) -> Result<CatalogPayload> {
         let done = done.coded()?;
         Ok(CatalogPayload {

@@ -7,7 +7,7 @@ use async_graphql::{Context, ErrorExtensions, Guard, OutputType};
 use etal_domain::{Actor, Role};
 use etal_store::log::Position;
 
-use crate::app::{App, AppError};
+use etal_app::{App, AppError};
 use crate::auth::Principal;
 
 /// Per-schema settings the resolvers read.
@@ -118,9 +118,9 @@ pub fn actor(ctx: &Context<'_>) -> async_graphql::Result<Actor> {
 }
 
 /// The application context of a request: the caller and the idempotency key.
-pub fn app_ctx(ctx: &Context<'_>, key: Option<String>) -> async_graphql::Result<crate::app::Ctx> {
+pub fn app_ctx(ctx: &Context<'_>, key: Option<String>) -> async_graphql::Result<etal_app::Ctx> {
     let actor = actor(ctx)?;
-    let mut c = crate::app::Ctx::new(actor);
+    let mut c = etal_app::Ctx::new(actor);
     if let Some(k) = key {
         let k = k.trim().to_string();
         if k.is_empty() || k.len() > 200 || k.chars().any(|c| c.is_control()) {

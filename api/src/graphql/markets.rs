@@ -17,8 +17,8 @@ use super::common::{
 };
 use super::orders::OrderView;
 use super::scalars::Date;
-use crate::app::market::{NewMarket, PeriodRule};
-use crate::app::AppError;
+use etal_app::market::{NewMarket, PeriodRule};
+use etal_app::AppError;
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "etal_domain::market::PaymentMode")]

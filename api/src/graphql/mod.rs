@@ -27,7 +27,7 @@ pub use common::ApiSettings;
 pub use subscriptions::Subscription;
 pub use system::{EventCount, ProjectionStatus};
 
-use crate::app::App;
+use etal_app::App;
 
 pub type EtalSchema = Schema<Query, Mutation, Subscription>;
 

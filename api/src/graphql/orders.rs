@@ -14,9 +14,9 @@ use super::common::{
     actor, app, app_ctx, app_error, forbidden, read_your_writes, OrCoded, RoleGuard,
 };
 use super::scalars::{Decimal, Money, VatRate};
-use crate::app::order::{DeliveryRequest, LineRequest};
-use crate::app::people::ERASED;
-use crate::app::AppError;
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::people::ERASED;
+use etal_app::AppError;
 
 /// Display names of people in one query per request (N+1 on a sale's orders).
 pub struct PeopleLoader(pub sqlx::PgPool);
@@ -410,7 +410,7 @@ const PRODUCER: RoleGuard = RoleGuard(&[Role::Producer]);
 async fn order_payload(
     ctx: &Context<'_>,
     order: Uuid,
-    done: Result<crate::app::Done<()>, AppError>,
+    done: Result<etal_app::Done<()>, AppError>,
 ) -> Result<OrderPayload> {
     let done = done.coded()?;
     Ok(OrderPayload {

@@ -6,7 +6,7 @@ use etal_domain::Role;
 use uuid::Uuid;
 
 use super::common::{actor, app, forbidden, role_name, OrCoded};
-use crate::app::people::PersonalData;
+use etal_app::people::PersonalData;
 
 /// Who the token speaks for.
 #[derive(SimpleObject)]

@@ -13,7 +13,7 @@ use super::common::{
     actor, app, app_ctx, forbidden, paginate, read_your_writes, OrCoded, RoleGuard,
 };
 use super::scalars::{Decimal, Money, VatRate};
-use crate::app::AppError;
+use etal_app::AppError;
 
 /// A producer's plan (R-ACC-3).
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use super::common::{
 use super::markets::{load_market, sees_market_internals};
 use super::plain::{self, Plain, PlainObject, Sel};
 use super::scalars::{Date, Decimal, Money};
-use crate::app::AppError;
+use etal_app::AppError;
 
 /// Longest date range a statistic or a fee ledger covers.
 pub const MAX_RANGE_DAYS: i64 = 400;

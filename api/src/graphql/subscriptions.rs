@@ -48,7 +48,7 @@ use uuid::Uuid;
 use super::common::{actor, app, app_error, forbidden, OrCoded, RoleGuard};
 use super::producers::{producer_for_read, StockLevel};
 use super::scalars::Money;
-use crate::app::{App, AppError};
+use etal_app::{App, AppError};
 use crate::auth::{verify, Principal};
 use crate::http::GraphqlState;
 
@@ -185,7 +185,7 @@ async fn may_follow_recap(app: &App, a: Actor, sale: SaleId, catalog: CatalogId)
     match a.role {
         Role::Auditor => Ok(()),
         Role::Producer => {
-            app.catalog_access(&crate::app::Ctx::new(a), catalog)
+            app.catalog_access(&etal_app::Ctx::new(a), catalog)
                 .await
                 .coded()?;
             Ok(())

@@ -87,7 +87,7 @@ impl AnnualSales {
             .ok_or(AnnualSalesError::UnknownOrder { order })
     }
 
-    fn decide(
+    pub fn decide(
         &self,
         command: AnnualSalesCommand,
     ) -> Result<Vec<AnnualSalesEvent>, AnnualSalesError> {

@@ -204,6 +204,8 @@ impl OrderMoney {
                 }
                 OrderMovement::None
             }
+            // Money moves when the provider acknowledges the refund (RefundRecorded).
+            OrderEvent::RefundRequested { .. } => OrderMovement::None,
             OrderEvent::OrderCancelled { .. } => {
                 for l in self.lines.values_mut() {
                     l.1 = Money::ZERO;

@@ -6,6 +6,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::ids::{CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
 use crate::market::PaymentMode;
@@ -87,6 +88,19 @@ pub struct Order {
     refunded: Money,
     payments: BTreeMap<PaymentId, PaymentRecord>,
     cancelled: bool,
+    /// Refunds decided and not yet acknowledged by the provider (R-ORD-4: owed once).
+    #[serde(default)]
+    pending_refunds: BTreeMap<Uuid, PendingRefund>,
+    /// How many refunds were ever requested (names the next one).
+    #[serde(default)]
+    refund_requests: u32,
+}
+
+/// A refund decided with the change that made it owed, waiting for the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRefund {
+    pub payment: PaymentId,
+    pub amount: Money,
 }
 
 impl Default for Order {
@@ -105,6 +119,8 @@ impl Default for Order {
             refunded: Money::ZERO,
             payments: BTreeMap::new(),
             cancelled: false,
+            pending_refunds: BTreeMap::new(),
+            refund_requests: 0,
         }
     }
 }
@@ -157,9 +173,17 @@ impl Order {
     pub fn refunded(&self) -> Money {
         self.refunded
     }
-    /// What was received and not refunded beyond the total.
+    /// What was received and not refunded beyond the total, refunds already requested apart.
     pub fn refund_owed(&self) -> Money {
-        (self.paid - self.refunded - self.total).max(Money::ZERO)
+        self.refund_owed_with(self.total)
+    }
+    /// Refunds requested and not yet acknowledged by the provider.
+    pub fn pending_refunds(&self) -> &BTreeMap<Uuid, PendingRefund> {
+        &self.pending_refunds
+    }
+    /// The sum of [`Order::pending_refunds`].
+    pub fn refund_pending(&self) -> Money {
+        self.pending_refunds.values().map(|r| r.amount).sum()
     }
     /// What the customer still has to pay.
     pub fn balance_due(&self) -> Money {
@@ -203,7 +227,7 @@ impl Order {
     }
 
     fn refund_owed_with(&self, total: Money) -> Money {
-        (self.paid - self.refunded - total).max(Money::ZERO)
+        (self.paid - self.refunded - self.refund_pending() - total).max(Money::ZERO)
     }
 
     fn require_live(&self) -> Result<(), OrderError> {
@@ -434,7 +458,12 @@ impl Order {
                 market_access,
                 at,
             } => {
-                self.require_live()?;
+                // A charge the provider took after the order was cancelled is still recorded:
+                // the flow then owes it back (RequestRefunds).
+                let late_charge = self.cancelled && method.is_online();
+                if !late_charge {
+                    self.require_live()?;
+                }
                 if let Some(existing) = self.payments.get(&payment) {
                     if existing.method == method && existing.amount == amount {
                         return Ok(vec![]);
@@ -452,7 +481,11 @@ impl Order {
                         return Err(OrderError::NotAMarketAdministrator);
                     }
                 }
-                let due = self.balance_due();
+                let due = if late_charge {
+                    amount
+                } else {
+                    self.balance_due()
+                };
                 if amount > due {
                     return Err(OrderError::PaymentExceedsDue { due });
                 }
@@ -471,6 +504,7 @@ impl Order {
                 amount,
                 provider_ref,
                 at,
+                refund,
             } => {
                 if self.id.is_none() {
                     return Err(OrderError::NotPlaced);
@@ -482,18 +516,76 @@ impl Order {
                 if amount.is_zero() || amount.is_negative() {
                     return Err(OrderError::AmountNotPositive);
                 }
-                let owed = self.refund_owed().min(p.amount - p.refunded);
-                if amount > owed {
-                    return Err(OrderError::RefundExceedsOwed { owed });
+                match refund {
+                    // The provider acknowledged a refund requested earlier: exactly its terms.
+                    Some(id) => {
+                        let pending = self
+                            .pending_refunds
+                            .get(&id)
+                            .ok_or(OrderError::UnknownRefund { refund: id })?;
+                        if pending.payment != payment || pending.amount != amount {
+                            return Err(OrderError::RefundExceedsOwed {
+                                owed: pending.amount,
+                            });
+                        }
+                    }
+                    None => {
+                        let owed = self.refund_owed().min(p.amount - p.refunded);
+                        if amount > owed {
+                            return Err(OrderError::RefundExceedsOwed { owed });
+                        }
+                    }
                 }
+                let still_owed = if refund.is_some() {
+                    self.refund_owed()
+                } else {
+                    self.refund_owed() - amount
+                };
                 Ok(vec![E::RefundRecorded {
                     payment,
                     amount,
                     provider_ref,
                     at,
                     refunded: self.refunded + amount,
-                    refund_owed: self.refund_owed() - amount,
+                    refund_owed: still_owed,
+                    refund,
                 }])
+            }
+            C::RequestRefunds { at } => {
+                if self.id.is_none() {
+                    return Err(OrderError::NotPlaced);
+                }
+                let mut owed = self.refund_owed();
+                let mut events = Vec::new();
+                let mut n = self.refund_requests;
+                for (payment, record) in &self.payments {
+                    if owed.is_zero() {
+                        break;
+                    }
+                    if !record.method.is_online() {
+                        continue;
+                    }
+                    let pending: Money = self
+                        .pending_refunds
+                        .values()
+                        .filter(|r| r.payment == *payment)
+                        .map(|r| r.amount)
+                        .sum();
+                    let refundable = (record.amount - record.refunded - pending).min(owed);
+                    if refundable.is_zero() || refundable.is_negative() {
+                        continue;
+                    }
+                    n += 1;
+                    let order = self.id.map(|o| o.0).unwrap_or_default();
+                    events.push(E::RefundRequested {
+                        refund: Uuid::new_v5(&order, format!("refund:{n}").as_bytes()),
+                        payment: *payment,
+                        amount: refundable,
+                        at,
+                    });
+                    owed -= refundable;
+                }
+                Ok(events)
             }
             C::Cancel {
                 by,
@@ -629,9 +721,25 @@ impl Aggregate for Order {
                     },
                 );
             }
-            E::RefundRecorded {
-                payment, amount, ..
+            E::RefundRequested {
+                refund,
+                payment,
+                amount,
+                ..
             } => {
+                self.refund_requests += 1;
+                self.pending_refunds
+                    .insert(refund, PendingRefund { payment, amount });
+            }
+            E::RefundRecorded {
+                payment,
+                amount,
+                refund,
+                ..
+            } => {
+                if let Some(id) = refund {
+                    self.pending_refunds.remove(&id);
+                }
                 self.refunded += amount;
                 if let Some(p) = self.payments.get_mut(&payment) {
                     p.refunded += amount;

@@ -100,13 +100,18 @@ pub enum OrderCommand {
         market_access: Option<MarketAccess>,
         at: DateTime<Utc>,
     },
-    /// Never above what is owed (R-ORD-4: nothing is refunded twice).
+    /// Never above what is owed (R-ORD-4: nothing is refunded twice). `refund` names the
+    /// requested refund the provider acknowledged (`None`: a refund made outside a request).
     RecordRefund {
         payment: PaymentId,
         amount: Money,
         provider_ref: String,
         at: DateTime<Utc>,
+        refund: Option<Uuid>,
     },
+    /// Owes back, on the online payments, what was received beyond the total and not yet
+    /// requested: one `RefundRequested` per payment drawn on, delivered through the outbox.
+    RequestRefunds { at: DateTime<Utc> },
     /// R-ORD-5: `period_open` is the sale's answer for the order's catalogs.
     Cancel {
         by: Canceller,

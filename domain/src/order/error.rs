@@ -57,6 +57,8 @@ pub enum OrderError {
     UnknownPayment { payment: PaymentId },
     #[error("at most {owed} can be refunded")]
     RefundExceedsOwed { owed: Money },
+    #[error("no refund {refund} was requested on this order")]
+    UnknownRefund { refund: uuid::Uuid },
     #[error(
         "the order period is closed: ask the producer or the market's administrator to cancel"
     )]
@@ -93,6 +95,7 @@ impl OrderError {
             OrderError::NotAMarketAdministrator => "NOT_A_MARKET_ADMINISTRATOR",
             OrderError::UnknownPayment { .. } => "PAYMENT_UNKNOWN",
             OrderError::RefundExceedsOwed { .. } => "REFUND_EXCEEDS_OWED",
+            OrderError::UnknownRefund { .. } => "REFUND_UNKNOWN",
             OrderError::CancellationClosed => "CANCELLATION_CLOSED",
             OrderError::NotAllowedToCancel => "NOT_ALLOWED_TO_CANCEL",
         }

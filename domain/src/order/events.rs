@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::ids::{MarketId, OrderId, PaymentId, SaleId, UserId};
 use crate::market::PaymentMode;
@@ -68,6 +69,14 @@ pub enum OrderEvent {
         paid: Money,
         balance_due: Money,
     },
+    /// R-ORD-4: a refund owed, decided with the change that made it owed; the provider call
+    /// is an outbox message, acknowledged by `RefundRecorded` with the same `refund`.
+    RefundRequested {
+        refund: Uuid,
+        payment: PaymentId,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
     RefundRecorded {
         payment: PaymentId,
         amount: Money,
@@ -75,6 +84,9 @@ pub enum OrderEvent {
         at: DateTime<Utc>,
         refunded: Money,
         refund_owed: Money,
+        /// The request it acknowledges (absent in events older than the outbox).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refund: Option<Uuid>,
     },
     /// R-ORD-5: the total drops to zero; what was paid and not refunded is owed back.
     OrderCancelled {
@@ -92,6 +104,7 @@ impl DomainEvent for OrderEvent {
             OrderEvent::QuantityAdjusted { .. } => "QuantityAdjusted",
             OrderEvent::WeightRecorded { .. } => "WeightRecorded",
             OrderEvent::PaymentRecorded { .. } => "PaymentRecorded",
+            OrderEvent::RefundRequested { .. } => "RefundRequested",
             OrderEvent::RefundRecorded { .. } => "RefundRecorded",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
         }

@@ -325,6 +325,7 @@ fn a_refund_never_exceeds_what_is_owed() {
         amount: m(amount),
         provider_ref: "re_1".into(),
         at: at(),
+        refund: None,
     };
     Fw::with(())
         .given(vec![placed(), paid("57.44"), shortage.clone()])
@@ -337,6 +338,7 @@ fn a_refund_never_exceeds_what_is_owed() {
         at: at(),
         refunded: m("7.05"),
         refund_owed: Money::ZERO,
+        refund: None,
     };
     Fw::with(())
         .given(vec![placed(), paid("57.44"), shortage.clone()])
@@ -480,6 +482,7 @@ proptest! {
                     amount: Money::from_cents(c),
                     provider_ref: "re".into(),
                     at: at(),
+                    refund: None,
                 },
                 Op::Adjust(line, q) => OrderCommand::AdjustQuantity {
                     line,

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use etal_api::app::derived_id;
+use etal_app::derived_id;
 use etal_domain::account::{AccountCommand, ProducerAccount, ProductDetails};
 use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
 use etal_domain::catalog::{Catalog, CatalogCommand, OfferProduct};

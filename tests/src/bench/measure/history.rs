@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use etal_api::app::Ctx;
+use etal_app::Ctx;
 use etal_domain::ids::{OrderId, ProductId, SaleId};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::Actor;

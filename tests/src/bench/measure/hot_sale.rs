@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, TimeZone, Utc, Weekday};
-use etal_api::app::order::{DeliveryRequest, LineRequest};
-use etal_api::app::{AppError, Ctx};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
 use etal_domain::market::PaymentMode;
 use etal_domain::{Role, VatRate};

@@ -8,8 +8,8 @@ pub mod replay;
 pub mod throughput;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use etal_api::app::order::{DeliveryRequest, LineRequest};
-use etal_api::app::{AppError, Ctx};
+use etal_app::order::{DeliveryRequest, LineRequest};
+use etal_app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
 use etal_domain::ids::{CatalogId, ProductId, SaleId};
 use etal_domain::market::PaymentMode;
@@ -115,7 +115,7 @@ impl Fixture {
     pub async fn random_order(
         &self,
         rng: &mut StdRng,
-    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+    ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
         self.random_order_of(rng, 3..=5).await
     }
 
@@ -125,7 +125,7 @@ impl Fixture {
         &self,
         rng: &mut StdRng,
         lines: std::ops::RangeInclusive<usize>,
-    ) -> Result<etal_api::app::Done<etal_api::app::order::PlacedOrder>, AppError> {
+    ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
         let (sale, catalogs) = self.sales.choose(rng).expect("sales");
         let products: usize = catalogs.iter().map(|(_, p)| p.len()).sum();
         let n = rng.gen_range(lines).min(products);

@@ -33,6 +33,8 @@ pub trait PaymentProvider: Send + Sync {
 pub struct Simulator {
     failing_keys: Mutex<HashSet<String>>,
     fail_next: Mutex<u32>,
+    fail_kind: Mutex<std::collections::HashMap<String, u32>>,
+    calls: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Simulator {
@@ -40,7 +42,7 @@ impl Simulator {
         Self::default()
     }
 
-    /// Every call whose key starts with `prefix` fails.
+    /// Every call whose key, or `kind:key`, starts with `prefix` fails.
     pub fn fail_keys_starting_with(&self, prefix: &str) {
         self.failing_keys
             .lock()
@@ -53,7 +55,38 @@ impl Simulator {
         *self.fail_next.lock().unwrap_or_else(|p| p.into_inner()) = n;
     }
 
+    /// The next `n` calls of `kind` ("charge", "refund", "transfer") fail.
+    pub fn fail_next_of(&self, kind: &str, n: u32) {
+        self.fail_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind.to_string(), n);
+    }
+
+    /// How many calls of `kind` were made (failed ones included).
+    pub fn calls(&self, kind: &str) -> u32 {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn outcome(&self, kind: &str, key: &str, amount: Money) -> Result<String, PaymentFailure> {
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.to_string())
+            .or_default() += 1;
+        {
+            let mut by_kind = self.fail_kind.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = by_kind.get_mut(kind).filter(|n| **n > 0) {
+                *n -= 1;
+                return Err(PaymentFailure(format!("simulated {kind} failure")));
+            }
+        }
         {
             let mut next = self.fail_next.lock().unwrap_or_else(|p| p.into_inner());
             if *next > 0 {
@@ -62,7 +95,11 @@ impl Simulator {
             }
         }
         let failing = self.failing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        if failing.iter().any(|p| key.starts_with(p.as_str())) {
+        let named = format!("{kind}:{key}");
+        if failing
+            .iter()
+            .any(|p| key.starts_with(p.as_str()) || named.starts_with(p.as_str()))
+        {
             return Err(PaymentFailure(format!("simulated {kind} failure")));
         }
         if amount.is_negative() || amount.is_zero() {

@@ -62,20 +62,20 @@ pub const PAYOUT_RUN_TIME: NaiveTime = match NaiveTime::from_hms_opt(6, 0, 0) {
 const EMBEDDED: [(&str, &str); 5] = [
     (
         "cagette.json",
-        include_str!("../../../config/fees/cagette.json"),
+        include_str!("../../config/fees/cagette.json"),
     ),
     (
         "locavor.json",
-        include_str!("../../../config/fees/locavor.json"),
+        include_str!("../../config/fees/locavor.json"),
     ),
-    ("ofn.json", include_str!("../../../config/fees/ofn.json")),
+    ("ofn.json", include_str!("../../config/fees/ofn.json")),
     (
         "ruche.json",
-        include_str!("../../../config/fees/ruche.json"),
+        include_str!("../../config/fees/ruche.json"),
     ),
     (
         "subscription.json",
-        include_str!("../../../config/fees/subscription.json"),
+        include_str!("../../config/fees/subscription.json"),
     ),
 ];
 
@@ -314,25 +314,11 @@ impl App {
         Ok(report)
     }
 
-    /// Schedules the debit of refunds recorded on `order` after its sale was validated
-    /// (called after a refund; `refund_key` is the refund's idempotency key).
-    pub(crate) async fn schedule_refund_debit(
-        &self,
-        sale: SaleId,
-        order: OrderId,
-        refund_key: &str,
-    ) -> Result<(), AppError> {
+    /// True when `sale` was validated and paid online: a refund recorded now is debited from
+    /// the producers' balances (the outbox schedules `debit_refunds` with the refund's record).
+    pub(crate) async fn sale_validated_online(&self, sale: SaleId) -> Result<bool, AppError> {
         let (state, _) = self.load::<Sale>(sale).await?;
-        if state.status() != SaleStatus::Validated || state.payment_mode() != PaymentMode::Online {
-            return Ok(());
-        }
-        self.schedule(
-            kinds::DEBIT_REFUNDS,
-            &format!("debit:{refund_key}"),
-            serde_json::json!({ "sale": sale, "order": order }),
-            self.now(),
-        )
-        .await
+        Ok(state.status() == SaleStatus::Validated && state.payment_mode() == PaymentMode::Online)
     }
 
     /// R-ORD-5, R-FEE-4, R-PAY-2: refunds recorded after a sale was credited reduce each

@@ -1,12 +1,16 @@
-//! The application layer: the flows between aggregates, wired to the command bus and the
-//! scheduler. GraphQL resolvers and tests call these methods; nothing here decides a business rule
-//! (the aggregates do): it looks up facts, sends commands in the right order, and undoes what a
-//! refused step left behind.
+//! The application layer (`etal-app`): the flows between aggregates, the scheduled handlers, the
+//! outbox and its deliverer, the payment-provider port, personal data and the audit. GraphQL
+//! resolvers, the CLI and tests call these methods; nothing here decides a business rule (the
+//! aggregates do): a flow looks up facts, decides on every stream it touches with the domain's
+//! pure functions and commits once ([`flow`]). No HTTP, no GraphQL.
 
+pub mod audit;
 pub mod error;
+pub mod flow;
 pub mod market;
 pub mod money;
 pub mod order;
+pub mod outbox;
 pub mod payments;
 pub mod people;
 pub mod producer;
@@ -29,10 +33,11 @@ pub use payments::{PaymentProvider, Simulator};
 /// Tunables of the flows.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a stock reservation holds if the order is never confirmed.
-    pub reservation_ttl: chrono::Duration,
-    /// How long after a sale's end its units count as delivered (R-STK-4: "shortly after").
+    /// How long after a sale's end its units count as delivered (R-STK-4: a few minutes,
+    /// 10 by default).
     pub delivery_delay: chrono::Duration,
+    /// Deliver a flow's outbox messages right after its commit (else only the worker does).
+    pub deliver_inline: bool,
     /// The fee schedule every market uses (a name in `config/fees/`; see [`money`]).
     pub fee_schedule: String,
     /// Bank transfer attempts of a payout before its money goes back to the balance (R-PAY-2).
@@ -42,8 +47,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            reservation_ttl: chrono::Duration::minutes(15),
-            delivery_delay: chrono::Duration::hours(2),
+            delivery_delay: chrono::Duration::minutes(10),
+            deliver_inline: true,
             fee_schedule: money::DEFAULT_FEE_SCHEDULE.to_string(),
             max_transfer_attempts: 3,
         }
@@ -61,6 +66,8 @@ pub struct App {
     pub settings: Settings,
     /// Fee schedules (R-FEE-3), from `config/fees/` (see [`money::load_fee_schedules`]).
     pub fees: Arc<etal_domain::fees::FeeSchedules>,
+    /// Turns of this process's flows on hot streams (see [`flow::StreamLocks`]).
+    pub locks: Arc<flow::StreamLocks>,
 }
 
 /// Who calls, and the idempotency key of the request, if any.
@@ -139,7 +146,7 @@ impl<T> Done<T> {
     }
 }
 
-/// Tracks the last position written by a multi-step flow.
+/// Tracks the last position written by a flow of several commits (market set-up flows).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Written(pub Option<Position>);
 
@@ -168,6 +175,7 @@ impl App {
             payments,
             settings: Settings::default(),
             fees: Arc::new(money::embedded_fee_schedules()),
+            locks: Arc::new(flow::StreamLocks::default()),
         }
     }
 
@@ -240,7 +248,7 @@ pub fn load_plans() -> Result<DomainConfig, AppError> {
         Ok(path) => std::fs::read_to_string(&path)
             .map_err(|e| AppError::Internal(format!("{path}: {e}")))?,
         Err(_) => std::fs::read_to_string("config/plans.json")
-            .unwrap_or_else(|_| include_str!("../../../config/plans.json").to_string()),
+            .unwrap_or_else(|_| include_str!("../../config/plans.json").to_string()),
     };
     DomainConfig::from_json(&text)
         .map_err(|e| AppError::Internal(format!("plans configuration: {e}")))

@@ -1,5 +1,6 @@
 //! The scheduled commands of the business: order periods opening and closing, distribution
-//! ends (R-STK-4), reservations expiring. Each runs exactly once (see etal_store::scheduler).
+//! ends (R-STK-4), money. (`expire_reservations` only serves rows scheduled before orders were
+//! placed in one commit: an order's reservation is now confirmed in the commit that places it.) Each runs exactly once (see etal_store::scheduler).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use etal_domain::order::Order;
 use etal_domain::sale::{Sale, SaleCommand, SaleEvent};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_store::scheduler::HandlerError;
-use etal_store::{CommandContext, ScheduledCommand, ScheduledHandler, Scheduler};
+use etal_store::{Changes, CommandContext, ScheduledCommand, ScheduledHandler, Scheduler};
 use serde::Deserialize;
 
+use super::flow::Decided;
 use super::{App, AppError};
 
 /// The kinds of scheduled commands.
@@ -187,39 +189,44 @@ impl ScheduledHandler for Handler {
             }
             kinds::END_DISTRIBUTION => {
                 let p: SalePayload = payload(cmd)?;
-                let (sale, version) = app.load::<Sale>(p.sale).await.map_err(handler_error)?;
-                if version == 0 {
-                    return Err(HandlerError::Fail(format!(
-                        "sale {} does not exist",
-                        p.sale
-                    )));
-                }
-                app.exec::<Sale>(
-                    p.sale,
-                    SaleCommand::EndDistribution { at: now },
-                    &step(cmd, "end"),
-                )
-                .await
-                .map_err(handler_error)?;
-                // R-STK-4: the sale's ordered units are delivered, product by product.
-                let mut products = BTreeSet::new();
-                for order in sale.orders().keys() {
-                    let (o, _) = app.load::<Order>(*order).await.map_err(handler_error)?;
-                    products.extend(o.lines().iter().map(|l| l.product));
-                }
-                for product in &products {
-                    app.exec::<Stock>(
-                        *product,
-                        StockCommand::Deliver {
-                            sale: p.sale,
-                            at: now,
-                        },
-                        &step(cmd, &format!("deliver:{product}")),
-                    )
+                let cc = CommandContext::new(etal_domain::Actor::system())
+                    .caused_by(cmd.id.to_string())
+                    .with_idempotency(cmd.idempotency_key(), cmd.idempotency_key());
+                // One commit: the sale's end and, product by product, its units delivered
+                // (R-STK-4).
+                let flowed = app
+                    .run_flow(&cc, vec![format!("sale:{}", p.sale)], || async move {
+                        let mut sale = app.bus.load_stream::<Sale>(&p.sale.to_string()).await?;
+                        if !sale.exists() {
+                            return Err(AppError::not_found("sale", p.sale));
+                        }
+                        sale.decide(|s| s.decide(SaleCommand::EndDistribution { at: now }))
+                            .map_err(super::outbox::rejected)?;
+                        let mut changes = Changes::new();
+                        changes.stream(&sale)?;
+                        let mut products = BTreeSet::new();
+                        for order in sale.state.orders().keys() {
+                            let (o, _) = app.load::<Order>(*order).await?;
+                            products.extend(o.lines().iter().map(|l| l.product));
+                        }
+                        for product in &products {
+                            let mut stock =
+                                app.bus.load_stream::<Stock>(&product.to_string()).await?;
+                            stock
+                                .decide(|s| {
+                                    s.decide(StockCommand::Deliver {
+                                        sale: p.sale,
+                                        at: now,
+                                    })
+                                })
+                                .map_err(super::outbox::rejected)?;
+                            changes.stream(&stock)?;
+                        }
+                        Ok(Decided::new(changes, products.len()))
+                    })
                     .await
                     .map_err(handler_error)?;
-                }
-                Ok(serde_json::json!({ "delivered_products": products.len() }))
+                Ok(serde_json::json!({ "delivered_products": flowed.value }))
             }
             kinds::EXPIRE_RESERVATIONS => {
                 let p: ProductPayload = payload(cmd)?;

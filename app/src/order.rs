@@ -1,0 +1,777 @@
+//! Orders: placing, adjustments, weighing, payments, refunds, cancellation (R-ORD, R-STK-3,
+//! R-ACC-4). Each flow loads every stream it decides on, decides in memory with the domain's
+//! pure functions and commits once ([`App::run_flow`]); online charges and refunds are outbox
+//! messages committed with the change that makes them owed ([`super::outbox`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use etal_domain::account::ProducerAccount;
+use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
+use etal_domain::catalog::Catalog;
+use etal_domain::ids::{CatalogId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
+use etal_domain::market::PaymentMode;
+use etal_domain::order::{
+    Canceller, Delivery, Line, LineInput, Order, OrderCommand, PaymentMethod,
+};
+use etal_domain::sale::{Sale, SaleCommand};
+use etal_domain::stock::{Stock, StockCommand};
+use etal_domain::{Money, Role};
+use etal_store::{Changes, Stream};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::flow::Decided;
+use super::outbox::rejected;
+use super::{fingerprint, App, AppError, Ctx, Done, LineRefusal};
+
+/// One line as a customer asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRequest {
+    pub catalog: CatalogId,
+    pub product: ProductId,
+    pub quantity: i64,
+}
+
+/// Pick-up (the default) or home delivery to an address the customer registered (R-ORD-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryRequest {
+    PickUp,
+    Home { address_ref: Uuid, fee: Money },
+}
+
+/// A placed order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedOrder {
+    pub order: OrderId,
+    pub number: String,
+    pub total: Money,
+}
+
+/// The lines of an order, priced once with the terms frozen for the sale (R-CAT-3).
+struct Priced {
+    inputs: Vec<LineInput>,
+    lines: Vec<Line>,
+    accounts: BTreeMap<ProducerId, ProducerAccount>,
+}
+
+fn refusal(
+    line: u32,
+    name: &str,
+    code: &'static str,
+    message: impl std::fmt::Display,
+) -> LineRefusal {
+    LineRefusal {
+        line,
+        product: name.to_string(),
+        code,
+        message: format!("{name}: {message}"),
+    }
+}
+
+/// Checks what an order request must be before anything is looked up.
+fn check_request(ctx: &Ctx, lines: &[LineRequest]) -> Result<(), AppError> {
+    if ctx.actor.role != Role::Customer {
+        return Err(AppError::Forbidden(
+            "only a customer places an order".into(),
+        ));
+    }
+    if lines.is_empty() {
+        return Err(AppError::bad_input(
+            "lines",
+            "an order needs at least one line",
+        ));
+    }
+    if lines.len() > 500 {
+        return Err(AppError::bad_input("lines", "at most 500 lines"));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !seen.insert(l.product) {
+            return Err(AppError::bad_input(
+                &format!("lines[{i}].product"),
+                "a product appears on two lines",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl App {
+    /// R-ORD-1..3: places a customer's order for a sale, with lines from any producers and
+    /// catalogs, all or nothing, in one commit: each line's stock (R-STK-3), each producer's
+    /// annual sales (the Discovery cap, R-ACC-4), the sale that numbers the order (R-ORD-2)
+    /// and the order itself, plus the charge owed on an online market (an outbox message,
+    /// delivered right after). A refused line refuses the order and writes nothing; the error
+    /// names every refused line. A declined charge cancels the order (PAYMENT_FAILED).
+    pub async fn place_order(
+        &self,
+        ctx: &Ctx,
+        sale_id: SaleId,
+        lines: &[LineRequest],
+        delivery: DeliveryRequest,
+    ) -> Result<Done<PlacedOrder>, AppError> {
+        check_request(ctx, lines)?;
+        let fp = fingerprint("placeOrder", &(sale_id, lines, delivery));
+        let cc = ctx.flow("placeOrder", &fp);
+        let order_id = OrderId(ctx.new_id("order"));
+        // Every order of a sale writes the sale's stream: orders of one sale take turns here.
+        let mut turns = vec![format!("sale:{sale_id}")];
+        turns.extend(lines.iter().map(|l| format!("stock:{}", l.product)));
+        let flowed = self
+            .run_flow(&cc, turns, || {
+                self.decide_order(ctx, order_id, sale_id, lines, delivery)
+            })
+            .await?;
+        let delivered = self.deliver_now(&flowed.outbox).await;
+        let placed = flowed.value;
+        let position = flowed.position.max(delivered);
+        if !flowed.outbox.is_empty() || flowed.replayed {
+            if let Some(reason) = self.declined_charge(placed.order).await? {
+                return Err(AppError::PaymentFailed(reason));
+            }
+        }
+        Ok(Done::new(placed, position))
+    }
+
+    /// Why the order's charge was declined, if it was (the order is then cancelled).
+    async fn declined_charge(&self, order: OrderId) -> Result<Option<String>, AppError> {
+        let id = super::derived_id(&format!("outbox:charge:{order}"));
+        Ok(sqlx::query_scalar(
+            "SELECT result->>'declined' FROM outbox WHERE id = $1 AND status = 'failed'",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    /// The decision of [`App::place_order`]: loads, prices, decides every stream; writes nothing.
+    async fn decide_order(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        sale_id: SaleId,
+        requests: &[LineRequest],
+        delivery: DeliveryRequest,
+    ) -> Result<Decided<PlacedOrder>, AppError> {
+        let now = self.now();
+        let customer = ctx.actor.user;
+        let mut sale = self.bus.load_stream::<Sale>(&sale_id.to_string()).await?;
+        if !sale.exists() {
+            return Err(AppError::not_found("sale", sale_id));
+        }
+        let delivery = self.delivery(customer, delivery).await?;
+        let priced = self.price(&sale.state, sale_id, requests).await?;
+        let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+        let mut changes = Changes::new();
+        let mut refusals = Vec::new();
+
+        // Stock: each line holds its units on the product's stock, which decides (R-STK-3).
+        for l in &priced.lines {
+            let mut stock = self.bus.load_stream::<Stock>(&l.product.to_string()).await?;
+            let held = stock.decide(|s| {
+                s.decide(StockCommand::Reserve {
+                    product: l.product,
+                    reservation: order_id,
+                    sale: sale_id,
+                    quantity: l.quantity,
+                    expires_at: now,
+                })
+            });
+            match held {
+                Ok(_) => {
+                    // Placed in the same commit: the reservation is confirmed at once and never
+                    // expires.
+                    stock
+                        .decide(|s| {
+                            s.decide(StockCommand::Confirm {
+                                reservation: order_id,
+                            })
+                        })
+                        .map_err(rejected)?;
+                    changes.stream(&stock)?;
+                }
+                Err(e) => refusals.push(refusal(l.line, &l.name, e.code(), e)),
+            }
+        }
+        // The Discovery cap: each producer's amount on their annual sales (R-ACC-4).
+        let mut by_producer: BTreeMap<ProducerId, Money> = BTreeMap::new();
+        for l in &priced.lines {
+            *by_producer.entry(l.producer).or_default() += l.amount_incl_vat;
+        }
+        let year = sales_year(sale.state.starts_at().unwrap_or(now));
+        let sale_date = sale
+            .state
+            .date()
+            .unwrap_or_else(|| etal_domain::calendar::paris_date(now));
+        for (producer, amount) in by_producer {
+            let plan = priced
+                .accounts
+                .get(&producer)
+                .map(|a| a.plan())
+                .unwrap_or_default();
+            let cap = self
+                .config
+                .plan_terms(plan, sale_date)
+                .and_then(|t| t.annual_cap_non_amap);
+            let mut annual = self
+                .bus
+                .load_stream::<AnnualSales>(&annual_sales_id(producer, year))
+                .await?;
+            let reserved = annual.decide(|a| {
+                a.decide(AnnualSalesCommand::Reserve {
+                    order: order_id,
+                    amount,
+                    amap: sale.state.amap(),
+                    cap,
+                    at: now,
+                })
+            });
+            match reserved {
+                Ok(_) => {
+                    annual
+                        .decide(|a| a.decide(AnnualSalesCommand::Confirm { order: order_id }))
+                        .map_err(rejected)?;
+                    changes.stream(&annual)?;
+                }
+                Err(e) => {
+                    for l in priced.lines.iter().filter(|l| l.producer == producer) {
+                        refusals.push(refusal(l.line, &l.name, e.code(), &e));
+                    }
+                }
+            }
+        }
+        if !refusals.is_empty() {
+            refusals.sort_by_key(|r| r.line);
+            return Err(AppError::OrderRefused { lines: refusals });
+        }
+        // The sale checks the periods again and numbers the order (R-ORD-2/3).
+        let catalogs: Vec<CatalogId> = priced
+            .lines
+            .iter()
+            .map(|l| l.catalog)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        sale.decide(|s| {
+            s.decide(SaleCommand::AttachOrder {
+                order: order_id,
+                customer,
+                catalogs,
+                at: now,
+            })
+        })
+        .map_err(rejected)?;
+        let number = sale
+            .state
+            .order_number(order_id)
+            .ok_or_else(|| AppError::Internal("the sale did not number the order".into()))?
+            .to_string();
+        // The order, with its frozen terms.
+        order
+            .decide(|o| {
+                o.decide(OrderCommand::PlaceOrder {
+                    order: order_id,
+                    sale: sale_id,
+                    market: sale.state.market(),
+                    customer,
+                    number: number.clone(),
+                    lines: priced.inputs.clone(),
+                    payment_mode: sale.state.payment_mode(),
+                    delivery,
+                    at: now,
+                    actor: ctx.actor,
+                })
+            })
+            .map_err(rejected)?;
+        changes.stream(&sale)?;
+        changes.stream(&order)?;
+        let total = order.state.total();
+        // Online markets charge at once: owed with the order, delivered after the commit.
+        if sale.state.payment_mode() == PaymentMode::Online && !total.is_zero() {
+            changes.send(Self::charge_message(order_id, total));
+        }
+        Ok(Decided::new(
+            changes,
+            PlacedOrder {
+                order: order_id,
+                number,
+                total,
+            },
+        ))
+    }
+
+    /// Home delivery goes to an address the customer registered (R-ORD-6).
+    async fn delivery(
+        &self,
+        customer: UserId,
+        delivery: DeliveryRequest,
+    ) -> Result<Delivery, AppError> {
+        Ok(match delivery {
+            DeliveryRequest::PickUp => Delivery::PickUp,
+            DeliveryRequest::Home { address_ref, fee } => {
+                let owner: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT user_id FROM addresses WHERE address_ref = $1 AND erased_at IS NULL",
+                )
+                .bind(address_ref)
+                .fetch_optional(&self.pool)
+                .await?;
+                if owner != Some(customer.0) {
+                    return Err(AppError::not_found("address", address_ref));
+                }
+                Delivery::Home { fee, address_ref }
+            }
+        })
+    }
+
+    /// Looks up the frozen terms of every line (R-CAT-3) and prices each line once; refuses
+    /// (naming every refused line) what needs no stream to refuse.
+    async fn price(
+        &self,
+        sale: &Sale,
+        sale_id: SaleId,
+        lines: &[LineRequest],
+    ) -> Result<Priced, AppError> {
+        let now = self.now();
+        let mut catalogs: BTreeMap<CatalogId, Catalog> = BTreeMap::new();
+        let mut accounts: BTreeMap<ProducerId, ProducerAccount> = BTreeMap::new();
+        let mut inputs = Vec::new();
+        let mut priced = Vec::new();
+        let mut refusals = Vec::new();
+        for (i, req) in lines.iter().enumerate() {
+            let line = i as u32;
+            if let std::collections::btree_map::Entry::Vacant(e) = catalogs.entry(req.catalog) {
+                let (c, v) = self.load::<Catalog>(req.catalog).await?;
+                if v == 0 {
+                    return Err(AppError::not_found("catalog", req.catalog));
+                }
+                e.insert(c);
+            }
+            let catalog = &catalogs[&req.catalog];
+            let Some(producer) = catalog.producer() else {
+                return Err(AppError::not_found("catalog", req.catalog));
+            };
+            let Some(terms) = catalog.terms_for_sale(sale_id, req.product) else {
+                refusals.push(refusal(
+                    line,
+                    &req.product.to_string(),
+                    "UNKNOWN_OFFER",
+                    "not offered in this catalog",
+                ));
+                continue;
+            };
+            if let std::collections::btree_map::Entry::Vacant(e) = accounts.entry(producer) {
+                e.insert(self.load::<ProducerAccount>(producer).await?.0);
+            }
+            if !accounts[&producer].is_orderable(req.product) {
+                refusals.push(refusal(
+                    line,
+                    &terms.name,
+                    "PRODUCT_UNAVAILABLE",
+                    "no longer offered",
+                ));
+                continue;
+            }
+            if !sale.period_open(req.catalog, now) {
+                refusals.push(refusal(
+                    line,
+                    &terms.name,
+                    "ORDER_PERIOD_CLOSED",
+                    "orders are not open for this catalog",
+                ));
+                continue;
+            }
+            let input = LineInput {
+                line,
+                producer,
+                catalog: req.catalog,
+                product: req.product,
+                name: terms.name.clone(),
+                unit: terms.unit.clone(),
+                unit_price_incl_vat: terms.price_incl_vat,
+                vat: terms.vat,
+                variable_weight: terms.variable_weight,
+                estimated_weight_kg: terms.estimated_weight_kg,
+                packaging_multiple: terms.packaging_multiple,
+                quantity: req.quantity,
+            };
+            match Order::price_lines(vec![input.clone()]) {
+                Ok(mut l) => priced.append(&mut l),
+                Err(e) => {
+                    refusals.push(refusal(line, &terms.name, e.code(), e));
+                    continue;
+                }
+            }
+            inputs.push(input);
+        }
+        if !refusals.is_empty() {
+            return Err(AppError::OrderRefused { lines: refusals });
+        }
+        Ok(Priced {
+            inputs,
+            lines: priced,
+            accounts,
+        })
+    }
+
+    /// Cancels `order` with everything it holds, into `changes`: the order (R-ORD-5), each
+    /// line's stock reservation (released; nothing once delivered, R-STK-4), each producer's
+    /// annual sales, the sale's attachment, and the refunds owed on online payments.
+    pub(crate) async fn decide_cancellation(
+        &self,
+        order: &mut Stream<Order>,
+        by: Canceller,
+        period_open: bool,
+        changes: &mut Changes,
+    ) -> Result<(), AppError> {
+        let order_id = order
+            .state
+            .id()
+            .ok_or_else(|| AppError::not_found("order", &order.id))?;
+        let products: Vec<ProductId> = order.state.lines().iter().map(|l| l.product).collect();
+        let producers = order.state.producers();
+        let catalogs: Vec<CatalogId> = order.state.catalogs().into_iter().collect();
+        order
+            .decide(|o| {
+                o.decide(OrderCommand::Cancel {
+                    by,
+                    at: self.now(),
+                    period_open,
+                })
+            })
+            .map_err(rejected)?;
+        for product in products {
+            let mut stock = self.bus.load_stream::<Stock>(&product.to_string()).await?;
+            stock
+                .decide(|s| {
+                    s.decide(StockCommand::Release {
+                        reservation: order_id,
+                    })
+                })
+                .map_err(rejected)?;
+            changes.stream(&stock)?;
+        }
+        let mut sale = self
+            .bus
+            .load_stream::<Sale>(&order.state.sale().to_string())
+            .await?;
+        let year = sales_year(sale.state.starts_at().unwrap_or_else(|| self.now()));
+        for producer in producers {
+            let mut annual = self
+                .bus
+                .load_stream::<AnnualSales>(&annual_sales_id(producer, year))
+                .await?;
+            if annual.state.reservation(order_id).is_some() {
+                annual
+                    .decide(|a| a.decide(AnnualSalesCommand::Release { order: order_id }))
+                    .map_err(rejected)?;
+                changes.stream(&annual)?;
+            }
+        }
+        if !catalogs.is_empty() {
+            sale.decide(|s| {
+                s.decide(SaleCommand::DetachCatalogs {
+                    order: order_id,
+                    catalogs,
+                })
+            })
+            .map_err(rejected)?;
+            changes.stream(&sale)?;
+        }
+        self.request_refunds(order, changes)
+    }
+
+    /// The line `line` of an order, with the order's stream.
+    async fn order_line(
+        &self,
+        order: OrderId,
+        line: u32,
+    ) -> Result<(Stream<Order>, Line), AppError> {
+        let stream = self.bus.load_stream::<Order>(&order.to_string()).await?;
+        if !stream.exists() {
+            return Err(AppError::not_found("order", order));
+        }
+        let l = stream
+            .state
+            .lines()
+            .iter()
+            .find(|l| l.line == line)
+            .cloned()
+            .ok_or_else(|| AppError::not_found("order line", format!("{order}/{line}")))?;
+        Ok((stream, l))
+    }
+
+    /// R-ORD-4: a producer lowers a line after a shortage. In one commit: the order, the stock
+    /// reservation (until the units were delivered, R-STK-4), the annual sales, the sale's
+    /// attachment when the catalog has no unit left, and the refund owed on an online payment.
+    pub async fn adjust_quantity(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        line: u32,
+        quantity: i64,
+    ) -> Result<Done<()>, AppError> {
+        let cc = ctx.flow(
+            "adjustQuantity",
+            &fingerprint("adjustQuantity", &(order_id, line, quantity)),
+        );
+        let flowed = self
+            .run_flow(&cc, vec![format!("order:{order_id}")], || async move {
+                let (mut order, l) = self.order_line(order_id, line).await?;
+                let (_, access) = self.producer_access(ctx.actor, l.producer).await?;
+                order
+                    .decide(|o| {
+                        o.decide(OrderCommand::AdjustQuantity {
+                            line,
+                            quantity,
+                            access,
+                            at: self.now(),
+                        })
+                    })
+                    .map_err(rejected)?;
+                let mut changes = Changes::new();
+                let mut stock = self.bus.load_stream::<Stock>(&l.product.to_string()).await?;
+                // Once delivered (R-STK-4) the units left the stock: nothing to lower.
+                if stock.state.reservation(order_id).is_some() {
+                    stock
+                        .decide(|s| {
+                            s.decide(StockCommand::AdjustReservation {
+                                reservation: order_id,
+                                quantity,
+                            })
+                        })
+                        .map_err(rejected)?;
+                    changes.stream(&stock)?;
+                }
+                self.decide_after_change(&mut order, l.producer, l.catalog, &mut changes)
+                    .await?;
+                changes.stream(&order)?;
+                Ok(Decided::new(changes, ()))
+            })
+            .await?;
+        let delivered = self.deliver_now(&flowed.outbox).await;
+        Ok(Done::new((), flowed.position.max(delivered)))
+    }
+
+    /// R-ORD-4: a producer records the actual weight of a variable-weight line, in one commit
+    /// with the annual sales and the refund owed.
+    pub async fn record_weight(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        line: u32,
+        weight_kg: Decimal,
+    ) -> Result<Done<()>, AppError> {
+        let cc = ctx.flow(
+            &format!("recordWeight:{order_id}:{line}"),
+            &fingerprint("recordWeight", &(order_id, line, weight_kg)),
+        );
+        let flowed = self
+            .run_flow(&cc, vec![format!("order:{order_id}")], || async move {
+                let (mut order, l) = self.order_line(order_id, line).await?;
+                let (_, access) = self.producer_access(ctx.actor, l.producer).await?;
+                order
+                    .decide(|o| {
+                        o.decide(OrderCommand::RecordWeight {
+                            line,
+                            weight_kg,
+                            access,
+                            at: self.now(),
+                        })
+                    })
+                    .map_err(rejected)?;
+                let mut changes = Changes::new();
+                self.decide_after_change(&mut order, l.producer, l.catalog, &mut changes)
+                    .await?;
+                changes.stream(&order)?;
+                Ok(Decided::new(changes, ()))
+            })
+            .await?;
+        let delivered = self.deliver_now(&flowed.outbox).await;
+        Ok(Done::new((), flowed.position.max(delivered)))
+    }
+
+    /// R-ORD-4: weighing in bulk for a whole sale: (order, line, kg) entries, each applied as
+    /// [`App::record_weight`] (one commit per order line). Returns one result per entry.
+    pub async fn record_weights(
+        &self,
+        ctx: &Ctx,
+        entries: &[(OrderId, u32, Decimal)],
+    ) -> Vec<Result<Done<()>, AppError>> {
+        let mut results = Vec::with_capacity(entries.len());
+        for (order, line, kg) in entries {
+            let entry_ctx = match &ctx.key {
+                Some(k) => ctx.clone().with_key(format!("{k}:{order}:{line}")),
+                None => ctx.clone(),
+            };
+            results.push(self.record_weight(&entry_ctx, *order, *line, *kg).await);
+        }
+        results
+    }
+
+    /// After an order line changed: the producer's annual sales follow (down only), a catalog
+    /// with no unit left leaves the sale's attachment, and the refund owed is requested.
+    async fn decide_after_change(
+        &self,
+        order: &mut Stream<Order>,
+        producer: ProducerId,
+        catalog: CatalogId,
+        changes: &mut Changes,
+    ) -> Result<(), AppError> {
+        let order_id = order
+            .state
+            .id()
+            .ok_or_else(|| AppError::not_found("order", &order.id))?;
+        let mut sale = self
+            .bus
+            .load_stream::<Sale>(&order.state.sale().to_string())
+            .await?;
+        let year = sales_year(sale.state.starts_at().unwrap_or_else(|| self.now()));
+        let amount: Money = order
+            .state
+            .lines()
+            .iter()
+            .filter(|l| l.producer == producer)
+            .map(|l| l.amount_incl_vat)
+            .sum();
+        let mut annual = self
+            .bus
+            .load_stream::<AnnualSales>(&annual_sales_id(producer, year))
+            .await?;
+        // Only a reduction of a recorded amount moves the annual sales (a weighing may raise it).
+        if let Some(current) = annual.state.reservation(order_id).map(|r| r.amount) {
+            let command = if amount.is_zero() {
+                Some(AnnualSalesCommand::Release { order: order_id })
+            } else if amount < current {
+                Some(AnnualSalesCommand::Reduce {
+                    order: order_id,
+                    new_amount: amount,
+                })
+            } else {
+                None
+            };
+            if let Some(command) = command {
+                annual.decide(|a| a.decide(command)).map_err(rejected)?;
+                changes.stream(&annual)?;
+            }
+        }
+        let units_left: i64 = order
+            .state
+            .lines()
+            .iter()
+            .filter(|l| l.catalog == catalog)
+            .map(|l| l.quantity)
+            .sum();
+        if units_left == 0 {
+            sale.decide(|s| {
+                s.decide(SaleCommand::DetachCatalogs {
+                    order: order_id,
+                    catalogs: vec![catalog],
+                })
+            })
+            .map_err(rejected)?;
+            changes.stream(&sale)?;
+        }
+        self.request_refunds(order, changes)
+    }
+
+    /// R-ORD-5: the customer cancels while the period is open; a producer of the order or a
+    /// market administrator after. One commit: the order, its stock, annual sales, the sale's
+    /// attachment, and the refunds owed on online payments (delivered after).
+    pub async fn cancel_order(&self, ctx: &Ctx, order_id: OrderId) -> Result<Done<()>, AppError> {
+        let cc = ctx.flow("cancelOrder", &fingerprint("cancelOrder", &order_id));
+        let flowed = self
+            .run_flow(&cc, vec![format!("order:{order_id}")], || async move {
+                let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+                if !order.exists() {
+                    return Err(AppError::not_found("order", order_id));
+                }
+                let (sale, _) = self.load::<Sale>(order.state.sale()).await?;
+                let now = self.now();
+                let by = self.canceller(ctx, &order.state).await?;
+                let period_open = order
+                    .state
+                    .catalogs()
+                    .iter()
+                    .all(|c| sale.period_open(*c, now));
+                let mut changes = Changes::new();
+                self.decide_cancellation(&mut order, by, period_open, &mut changes)
+                    .await?;
+                changes.stream(&order)?;
+                Ok(Decided::new(changes, ()))
+            })
+            .await?;
+        let delivered = self.deliver_now(&flowed.outbox).await;
+        Ok(Done::new((), flowed.position.max(delivered)))
+    }
+
+    /// Who cancels, with the access that proves they may.
+    async fn canceller(&self, ctx: &Ctx, order: &Order) -> Result<Canceller, AppError> {
+        Ok(match ctx.actor.role {
+            Role::Customer => Canceller::Customer(ctx.actor),
+            Role::Producer => {
+                let mut found = None;
+                for producer in order.producers() {
+                    if let Ok((_, access)) = self.producer_access(ctx.actor, producer).await {
+                        found = Some(access);
+                        break;
+                    }
+                }
+                Canceller::Producer(found.ok_or_else(|| {
+                    AppError::Forbidden("you sell nothing in this order".into())
+                })?)
+            }
+            Role::MarketAdmin => {
+                let (_, access) = self.market_access(ctx.actor, order.market()).await?;
+                Canceller::MarketAdministrator(access)
+            }
+            _ => return Err(AppError::Forbidden("you cannot cancel this order".into())),
+        })
+    }
+
+    /// A market administrator records a payment taken at pick-up (cash, cheque, card terminal).
+    pub async fn record_onsite_payment(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        method: PaymentMethod,
+        amount: Money,
+    ) -> Result<Done<()>, AppError> {
+        if method.is_online() {
+            return Err(AppError::bad_input(
+                "method",
+                "online payments come from the payment provider",
+            ));
+        }
+        let (order, version) = self.load::<Order>(order_id).await?;
+        if version == 0 {
+            return Err(AppError::not_found("order", order_id));
+        }
+        let (_, access) = self.market_access(ctx.actor, order.market()).await?;
+        if !access.administrator {
+            return Err(AppError::Forbidden(
+                "only a market administrator records payments at pick-up".into(),
+            ));
+        }
+        let payment = PaymentId(ctx.new_id("payment"));
+        let out = self
+            .exec::<Order>(
+                order_id,
+                OrderCommand::RecordPayment {
+                    payment,
+                    method: method.clone(),
+                    amount,
+                    actor: ctx.actor,
+                    market_access: Some(access),
+                    at: self.now(),
+                },
+                &ctx.step(
+                    "pay",
+                    &fingerprint("recordPayment", &(order_id, &method, amount)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+}

@@ -1,0 +1,458 @@
+//! The outbox: every call to the payment provider is a row committed with the change that makes
+//! it owed (design property 5b). It is delivered after the commit, right away by the flow that
+//! owed it and otherwise by the worker ([`App::deliver_outbox`], run by `etal serve`), with the
+//! provider idempotency key `etal-<row id>`, so a second delivery of the same row is the same
+//! call to the provider. The provider's answer is recorded as events in the transaction that
+//! settles the row: a crash between the call and the record delivers again, and the provider
+//! gives the first answer back. Failed refunds are retried with backoff until acknowledged; a
+//! declined charge cancels the order (all its streams, in one commit).
+
+use std::time::Duration;
+
+use etal_domain::ids::{OrderId, PaymentId};
+use etal_domain::order::{Canceller, Order, OrderCommand, PaymentMethod};
+use etal_domain::{Actor, Money, Role};
+use etal_store::log::Position;
+use etal_store::{Changes, CommandContext, CommitError, OutboxMessage, Stream};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::schedule::kinds as schedules;
+use super::{App, AppError};
+
+/// The kinds of outbox messages.
+pub mod kinds {
+    /// Charge an online order's total (payload [`super::ChargeMessage`]).
+    pub const CHARGE: &str = "charge";
+    /// Refund part of an online payment (payload [`super::RefundMessage`]).
+    pub const REFUND: &str = "refund";
+}
+
+/// Charge the customer of an online order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChargeMessage {
+    pub order: OrderId,
+    pub payment: PaymentId,
+    pub amount: Money,
+}
+
+/// Give back part of an online payment (a `RefundRequested` of the order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundMessage {
+    pub order: OrderId,
+    pub refund: Uuid,
+    pub payment: PaymentId,
+    pub amount: Money,
+    pub charge_ref: String,
+}
+
+/// What a delivery round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxReport {
+    /// Acknowledged by the provider and recorded.
+    pub delivered: usize,
+    /// Settled without success (a declined charge: the order was cancelled).
+    pub failed: usize,
+    /// Attempts that failed and will be retried.
+    pub retried: usize,
+}
+
+struct Claimed {
+    id: Uuid,
+    kind: String,
+    payload: serde_json::Value,
+    attempts: i32,
+}
+
+enum Delivery {
+    /// With the last position the settlement wrote.
+    Delivered(Option<Position>),
+    Failed(Option<Position>),
+    Retry(String),
+}
+
+/// How long a claimed message is held by its deliverer before another may take it.
+const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// The pause before the next attempt of a message that failed `attempts` times: 1 s doubling,
+/// at most an hour.
+pub fn retry_delay(attempts: i32) -> chrono::Duration {
+    let secs = 1i64 << attempts.clamp(0, 12);
+    chrono::Duration::seconds(secs.min(3600))
+}
+
+impl App {
+    /// The outbox message owing the charge of an online order's total.
+    pub(crate) fn charge_message(order: OrderId, total: Money) -> OutboxMessage {
+        let payment = Self::online_payment_id(order);
+        OutboxMessage::new(
+            super::derived_id(&format!("outbox:charge:{order}")),
+            kinds::CHARGE,
+            serde_json::json!(ChargeMessage {
+                order,
+                payment,
+                amount: total,
+            }),
+        )
+    }
+
+    /// The id of an online order's payment.
+    pub(crate) fn online_payment_id(order: OrderId) -> PaymentId {
+        PaymentId(super::derived_id(&format!("payment:{order}:online")))
+    }
+
+    /// Asks the order for the refunds it owes on its online payments and adds each as an
+    /// outbox message (R-ORD-4, R-ORD-5: decided with the change that makes them owed).
+    pub(crate) fn request_refunds(
+        &self,
+        order: &mut Stream<Order>,
+        changes: &mut Changes,
+    ) -> Result<(), AppError> {
+        let id = order.state.id().ok_or(AppError::Internal(
+            "refunds of an order never placed".into(),
+        ))?;
+        let events = order
+            .decide(|o| o.decide(OrderCommand::RequestRefunds { at: self.now() }))
+            .map_err(rejected)?
+            .to_vec();
+        for e in events {
+            if let etal_domain::order::OrderEvent::RefundRequested {
+                refund,
+                payment,
+                amount,
+                ..
+            } = e
+            {
+                let charge_ref = match order.state.payments().get(&payment).map(|p| &p.method) {
+                    Some(PaymentMethod::Online { provider_ref }) => provider_ref.clone(),
+                    _ => continue,
+                };
+                changes.send(OutboxMessage::new(
+                    refund,
+                    kinds::REFUND,
+                    serde_json::json!(RefundMessage {
+                        order: id,
+                        refund,
+                        payment,
+                        amount,
+                        charge_ref,
+                    }),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers the messages a flow just committed (best effort: what fails stays owed and the
+    /// worker retries it).
+    /// Returns the last position the settlements wrote.
+    pub async fn deliver_now(&self, ids: &[Uuid]) -> Option<Position> {
+        let mut last = None;
+        if !self.settings.deliver_inline {
+            return last;
+        }
+        for id in ids {
+            match self.claim(Some(*id)).await {
+                Ok(Some(m)) => match self.deliver(m).await {
+                    Ok(Delivery::Delivered(p)) | Ok(Delivery::Failed(p)) => last = last.max(p),
+                    Ok(Delivery::Retry(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(outbox = %id, error = %e, "delivery failed; the worker retries")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => tracing::warn!(outbox = %id, error = %e, "claim failed"),
+            }
+        }
+        last
+    }
+
+    /// Delivers every message that is due (by the injected clock), one at a time.
+    pub async fn deliver_outbox(&self) -> Result<OutboxReport, AppError> {
+        let mut report = OutboxReport::default();
+        while let Some(m) = self.claim(None).await? {
+            match self.deliver(m).await? {
+                Delivery::Delivered(_) => report.delivered += 1,
+                Delivery::Failed(_) => report.failed += 1,
+                Delivery::Retry(_) => report.retried += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs [`App::deliver_outbox`] every `interval` until `stop` resolves.
+    pub async fn run_outbox(&self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.deliver_outbox().await {
+                tracing::warn!(error = %e, "outbox round failed");
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Messages not yet settled (for `etal audit check` and tests).
+    pub async fn pending_outbox(&self) -> Result<i64, AppError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Takes a due message (or the one named) for delivery, with a lease.
+    async fn claim(&self, id: Option<Uuid>) -> Result<Option<Claimed>, AppError> {
+        let now = self.now();
+        let row = sqlx::query(
+            "UPDATE outbox SET leased_until = $2, attempts = attempts + 1 \
+             WHERE id = (SELECT id FROM outbox \
+                         WHERE status = 'pending' \
+                           AND (($1::uuid IS NULL AND next_attempt_at <= $3) OR id = $1) \
+                           AND (leased_until IS NULL OR leased_until < $3) \
+                         ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, kind, payload, attempts",
+        )
+        .bind(id)
+        .bind(now + LEASE)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Claimed {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            payload: row.try_get("payload")?,
+            attempts: row.try_get("attempts")?,
+        }))
+    }
+
+    async fn deliver(&self, m: Claimed) -> Result<Delivery, AppError> {
+        let outcome = match m.kind.as_str() {
+            kinds::CHARGE => self.deliver_charge(&m).await,
+            kinds::REFUND => self.deliver_refund(&m).await,
+            other => Ok(Delivery::Retry(format!("unknown outbox kind {other}"))),
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            // The record could not be committed (database down, lost races): the provider call
+            // is repeated with the same key next time and gives the same answer.
+            Err(e) => Delivery::Retry(format!("recording failed: {e}")),
+        };
+        let (ok, detail) = match &outcome {
+            Delivery::Delivered(_) => (true, "delivered".to_string()),
+            Delivery::Failed(_) => (false, "settled as failed".to_string()),
+            Delivery::Retry(why) => (false, why.clone()),
+        };
+        let now = self.now();
+        let _ = sqlx::query(
+            "INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(m.id)
+        .bind(m.attempts)
+        .bind(now)
+        .bind(ok)
+        .bind(&detail)
+        .execute(&self.pool)
+        .await;
+        if let Delivery::Retry(why) = &outcome {
+            tracing::info!(outbox = %m.id, kind = m.kind, attempts = m.attempts, why, "delivery will be retried");
+            sqlx::query(
+                "UPDATE outbox SET leased_until = NULL, last_error = $2, next_attempt_at = $3 \
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(m.id)
+            .bind(why)
+            .bind(now + retry_delay(m.attempts))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Commits `decide`'s changes with the message's settlement, deciding again on conflicts.
+    async fn settle<F>(&self, id: Uuid, delivered: bool, result: serde_json::Value, mut decide: F) -> Result<Option<Position>, AppError>
+    where
+        F: FnMut() -> futures::future::BoxFuture<'static, Result<Changes, AppError>>,
+    {
+        let cc = CommandContext::new(Actor::system()).caused_by(format!("outbox:{id}"));
+        for attempt in 1..=self.bus.max_attempts() {
+            let mut changes = decide().await?;
+            changes.settle_outbox(id, delivered, result.clone());
+            match self.bus.commit(&changes, &cc, &serde_json::Value::Null).await {
+                Ok(c) => return Ok(c.last_position()),
+                Err(CommitError::Conflict) | Err(CommitError::KeyTaken) => {
+                    if self.outbox_settled(id).await? {
+                        return Ok(None);
+                    }
+                    etal_store::bus::backoff(attempt).await;
+                }
+                Err(CommitError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Retryable("settling an outbox message kept conflicting".into()))
+    }
+
+    async fn outbox_settled(&self, id: Uuid) -> Result<bool, AppError> {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(status.as_deref() != Some("pending"))
+    }
+
+    async fn deliver_charge(&self, m: &Claimed) -> Result<Delivery, AppError> {
+        let msg: ChargeMessage = serde_json::from_value(m.payload.clone())
+            .map_err(|e| AppError::Internal(format!("charge message: {e}")))?;
+        let order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+        if order.state.payments().contains_key(&msg.payment) {
+            let p = self.settle(m.id, true, serde_json::json!({ "already": "recorded" }), || {
+                Box::pin(async { Ok(Changes::new()) })
+            })
+            .await?;
+            return Ok(Delivery::Delivered(p));
+        }
+        if !order.exists() || order.state.is_cancelled() {
+            let p = self.settle(m.id, false, serde_json::json!({ "skipped": "order cancelled before the charge" }), || {
+                Box::pin(async { Ok(Changes::new()) })
+            })
+            .await?;
+            return Ok(Delivery::Failed(p));
+        }
+        let key = OutboxMessage::provider_key(m.id);
+        match self.payments.charge(&key, msg.amount).await {
+            Ok(provider_ref) => {
+                let app = self.clone();
+                let r = provider_ref.clone();
+                let p = self.settle(m.id, true, serde_json::json!({ "provider_ref": provider_ref }), move || {
+                    let app = app.clone();
+                    let msg = msg.clone();
+                    let r = r.clone();
+                    Box::pin(async move { app.record_charge(&msg, r).await })
+                })
+                .await?;
+                Ok(Delivery::Delivered(p))
+            }
+            Err(failure) => {
+                // A declined charge: the order is cancelled, its stock and caps released.
+                let app = self.clone();
+                let why = failure.0.clone();
+                let p = self.settle(m.id, false, serde_json::json!({ "declined": why }), move || {
+                    let app = app.clone();
+                    let order = msg.order;
+                    Box::pin(async move { app.cancel_unpaid(order).await })
+                })
+                .await?;
+                tracing::info!(order = %msg.order, reason = %failure.0, "charge declined: order cancelled");
+                Ok(Delivery::Failed(p))
+            }
+        }
+    }
+
+    async fn record_charge(&self, msg: &ChargeMessage, provider_ref: String) -> Result<Changes, AppError> {
+        let mut order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+        let customer = Actor::new(order.state.customer(), Role::Customer);
+        order
+            .decide(|o| {
+                o.decide(OrderCommand::RecordPayment {
+                    payment: msg.payment,
+                    method: PaymentMethod::Online { provider_ref },
+                    amount: msg.amount,
+                    actor: customer,
+                    market_access: None,
+                    at: self.now(),
+                })
+            })
+            .map_err(rejected)?;
+        let mut changes = Changes::new();
+        // Taken after a cancellation: owed back at once.
+        if order.state.is_cancelled() {
+            self.request_refunds(&mut order, &mut changes)?;
+        }
+        changes.stream(&order)?;
+        Ok(changes)
+    }
+
+    /// The order whose charge was declined is cancelled with everything it held.
+    async fn cancel_unpaid(&self, order_id: OrderId) -> Result<Changes, AppError> {
+        let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+        let mut changes = Changes::new();
+        if order.state.is_cancelled() {
+            return Ok(changes);
+        }
+        let customer = Actor::new(order.state.customer(), Role::Customer);
+        self.decide_cancellation(&mut order, Canceller::Customer(customer), true, &mut changes)
+            .await?;
+        changes.stream(&order)?;
+        Ok(changes)
+    }
+
+    async fn deliver_refund(&self, m: &Claimed) -> Result<Delivery, AppError> {
+        let msg: RefundMessage = serde_json::from_value(m.payload.clone())
+            .map_err(|e| AppError::Internal(format!("refund message: {e}")))?;
+        let order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+        if !order.state.pending_refunds().contains_key(&msg.refund) {
+            let p = self.settle(m.id, true, serde_json::json!({ "already": "recorded" }), || {
+                Box::pin(async { Ok(Changes::new()) })
+            })
+            .await?;
+            return Ok(Delivery::Delivered(p));
+        }
+        let key = OutboxMessage::provider_key(m.id);
+        match self.payments.refund(&key, &msg.charge_ref, msg.amount).await {
+            Ok(provider_ref) => {
+                let app = self.clone();
+                let r = provider_ref.clone();
+                let p = self.settle(m.id, true, serde_json::json!({ "provider_ref": provider_ref }), move || {
+                    let app = app.clone();
+                    let msg = msg.clone();
+                    let r = r.clone();
+                    Box::pin(async move { app.record_refund(&msg, r).await })
+                })
+                .await?;
+                Ok(Delivery::Delivered(p))
+            }
+            // Never lost: retried with backoff until the provider acknowledges it.
+            Err(failure) => Ok(Delivery::Retry(failure.0)),
+        }
+    }
+
+    async fn record_refund(&self, msg: &RefundMessage, provider_ref: String) -> Result<Changes, AppError> {
+        let mut order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+        order
+            .decide(|o| {
+                o.decide(OrderCommand::RecordRefund {
+                    payment: msg.payment,
+                    amount: msg.amount,
+                    provider_ref,
+                    at: self.now(),
+                    refund: Some(msg.refund),
+                })
+            })
+            .map_err(rejected)?;
+        let mut changes = Changes::new();
+        changes.stream(&order)?;
+        // A refund after the sale was validated is debited from the producers' balances.
+        if self.sale_validated_online(order.state.sale()).await? {
+            changes.schedule(
+                schedules::DEBIT_REFUNDS,
+                &format!("debit:refund:{}", msg.refund),
+                serde_json::json!({ "sale": order.state.sale(), "order": msg.order }),
+                self.now(),
+            );
+        }
+        Ok(changes)
+    }
+}
+
+/// A domain refusal as the application's error.
+pub(crate) fn rejected<E: super::Coded>(e: E) -> AppError {
+    AppError::Rejected {
+        code: e.error_code(),
+        message: e.to_string(),
+    }
+}
