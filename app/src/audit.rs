@@ -105,6 +105,8 @@ pub struct Replay {
     /// (sale, producer) -> position of the confirmed transfer that paid it.
     paid: BTreeMap<(SaleId, ProducerId), i64>,
     last_date: Option<NaiveDate>,
+    /// Nothing left half-done (see [`crate::completeness`]).
+    completeness: crate::completeness::Completeness,
 }
 
 fn check_fee_line(e: &StoredEvent, field: &str, line: &FeeLine, out: &mut Vec<Difference>) {
@@ -150,6 +152,7 @@ impl Replay {
     /// Folds one event (in global order).
     pub fn apply(&mut self, e: &StoredEvent) {
         self.events += 1;
+        self.completeness.apply(e);
         let Ok(sequence) = u64::try_from(e.sequence) else {
             return;
         };
@@ -602,13 +605,25 @@ pub struct CheckReport {
     pub differences: Vec<Difference>,
 }
 
-/// Replays and checks everything (see [`Replay::finish_checks`]).
+/// Replays and checks everything (see [`Replay::finish_checks`] and [`crate::completeness`]),
+/// as of the machine's time.
 pub async fn check(
     pool: &PgPool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<CheckReport, StoreError> {
+    check_at(pool, chrono::Utc::now(), progress).await
+}
+
+/// [`check`] as of `now` (orders awaiting their charge are judged against it).
+pub async fn check_at(
+    pool: &PgPool,
+    now: chrono::DateTime<chrono::Utc>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport, StoreError> {
     let mut r = replay(pool, progress).await?;
     let sales = r.finish_checks();
+    let incomplete = r.completeness.finish(now);
+    r.differences.extend(incomplete);
     let as_of = r.last_date();
     Ok(CheckReport {
         events: r.events,

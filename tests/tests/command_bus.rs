@@ -65,7 +65,9 @@ async fn fifty_concurrent_calls_with_one_key_write_one_set_of_events() {
 async fn the_same_key_with_another_command_is_refused_and_writes_nothing() {
     let db = TestDb::new(5).await;
     let bus = CommandBus::new(db.pool.clone(), Arc::new(SystemClock));
-    let first = CommandContext::new(actor()).with_idempotency("k", "add 1");
+    // Design property 5: the same caller.
+    let caller = actor();
+    let first = CommandContext::new(caller).with_idempotency("k", "add 1");
     bus.execute::<Tally>(
         "t",
         TallyCommand::Add {
@@ -77,7 +79,7 @@ async fn the_same_key_with_another_command_is_refused_and_writes_nothing() {
     )
     .await
     .unwrap();
-    let other = CommandContext::new(actor()).with_idempotency("k", "add 2");
+    let other = CommandContext::new(caller).with_idempotency("k", "add 2");
     let err = bus
         .execute::<Tally>(
             "t",
@@ -101,6 +103,31 @@ async fn the_same_key_with_another_command_is_refused_and_writes_nothing() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// Design property 5: an idempotency key is scoped to its caller; another caller's identical
+/// key is an unrelated request that writes its own events and never sees the first outcome.
+#[tokio::test]
+async fn another_callers_identical_key_is_an_unrelated_request() {
+    let db = TestDb::new(5).await;
+    let bus = CommandBus::new(db.pool.clone(), Arc::new(SystemClock));
+    let add = |tag: &str| TallyCommand::Add {
+        tag: tag.into(),
+        amount: 1,
+    };
+    let one = CommandContext::new(actor()).with_idempotency("o-1", "add");
+    let two = CommandContext::new(actor()).with_idempotency("o-1", "add");
+    let a = bus.execute::<Tally>("t", add("a"), &(), &one).await.unwrap();
+    let b = bus.execute::<Tally>("t", add("b"), &(), &two).await.unwrap();
+    assert!(!a.replayed && !b.replayed, "both wrote");
+    assert_ne!(a.events, b.events);
+    let again = bus.execute::<Tally>("t", add("a"), &(), &one).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, a.events, "the first caller's retry gets its own outcome");
+    assert_eq!(
+        EventLog::stream(&db.pool, "tally", "t").await.unwrap().len(),
+        2
     );
 }
 

@@ -84,7 +84,9 @@ async fn stock(api: &Api, f: &Fixture) -> Value {
 
 /// The ids of the sale's orders, as its market's administrator reads them.
 async fn sale_order_ids(api: &Api, f: &Fixture) -> Vec<String> {
-    let d = api.ok(&f.admin, SALE_ORDERS_Q, json!({"s": f.sale_id})).await;
+    let d = api
+        .ok(&f.admin, SALE_ORDERS_Q, json!({"s": f.sale_id}))
+        .await;
     assert_eq!(d["sale"]["orders"]["pageInfo"]["hasNextPage"], false, "{d}");
     d["sale"]["orders"]["edges"]
         .as_array()
@@ -116,12 +118,18 @@ fn honey(f: &Fixture, quantity: i64) -> Value {
 /// Sends `copies` copies of one placeOrder (same token, same key, same lines) at once and checks
 /// every answer: the one order's id, or RETRYABLE; never INTERNAL nor any other code. Returns the
 /// order id and number.
-async fn race(api: &Api, f: &Fixture, who: &Who, key: &str, quantity: i64, copies: usize) -> (String, String) {
+async fn race(
+    api: &Api,
+    f: &Fixture,
+    who: &Who,
+    key: &str,
+    quantity: i64,
+    copies: usize,
+) -> (String, String) {
     let vars = json!({"s": f.sale_id, "lines": honey(f, quantity), "k": key});
-    let answers: Vec<Value> = futures::future::join_all(
-        (0..copies).map(|_| api.call(who, PLACE_ORDER, vars.clone())),
-    )
-    .await;
+    let answers: Vec<Value> =
+        futures::future::join_all((0..copies).map(|_| api.call(who, PLACE_ORDER, vars.clone())))
+            .await;
     let dump = || serde_json::to_string_pretty(&answers).unwrap();
     let mut ids = Vec::new();
     let mut numbers = Vec::new();
@@ -132,7 +140,8 @@ async fn race(api: &Api, f: &Fixture, who: &Who, key: &str, quantity: i64, copie
             assert!(!errors.is_empty(), "{}", dump());
             for e in errors {
                 assert_eq!(
-                    e["extensions"]["code"], "RETRYABLE",
+                    e["extensions"]["code"],
+                    "RETRYABLE",
                     "key {key}: an answer is neither the order nor RETRYABLE:\n{}",
                     dump()
                 );
@@ -295,16 +304,31 @@ async fn two_customers_with_the_same_key_get_two_orders() {
         .await;
     assert!(ra.get("errors").is_none(), "customer a: {ra}");
     assert!(rb.get("errors").is_none(), "customer b: {rb}");
-    let oa = ra["data"]["placeOrder"]["orderId"].as_str().unwrap().to_string();
-    let ob = rb["data"]["placeOrder"]["orderId"].as_str().unwrap().to_string();
+    let oa = ra["data"]["placeOrder"]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ob = rb["data"]["placeOrder"]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(oa, ob, "two customers, one key: two orders");
-    assert!(!ra.to_string().contains(&ob), "a's answer names b's order: {ra}");
-    assert!(!rb.to_string().contains(&oa), "b's answer names a's order: {rb}");
+    assert!(
+        !ra.to_string().contains(&ob),
+        "a's answer names b's order: {ra}"
+    );
+    assert!(
+        !rb.to_string().contains(&oa),
+        "b's answer names a's order: {rb}"
+    );
     assert_eq!(ra["data"]["placeOrder"]["order"]["total"], "25.50");
     assert_eq!(rb["data"]["placeOrder"]["order"]["total"], "17.00");
 
-    let read = "query($o: UUID!) { order(id: $o) { id customerId yours total lines { quantity } } }";
-    for (who, mine, theirs, quantity, total) in [(&a, &oa, &ob, 3, "25.50"), (&b, &ob, &oa, 2, "17.00")] {
+    let read =
+        "query($o: UUID!) { order(id: $o) { id customerId yours total lines { quantity } } }";
+    for (who, mine, theirs, quantity, total) in
+        [(&a, &oa, &ob, 3, "25.50"), (&b, &ob, &oa, 2, "17.00")]
+    {
         let d = api.ok(who, read, json!({"o": mine})).await;
         assert_eq!(
             d["order"],
@@ -370,7 +394,10 @@ async fn the_same_key_for_another_request_is_a_conflict() {
             json!({"o": order}),
         )
         .await;
-    assert_eq!(d["order"], json!({"total": "25.50", "lines": [{"quantity": 3}]}));
+    assert_eq!(
+        d["order"],
+        json!({"total": "25.50", "lines": [{"quantity": 3}]})
+    );
     let again = api
         .ok(
             &f.customer,
@@ -395,8 +422,14 @@ async fn two_producers_with_the_same_key_open_two_accounts() {
     let r2 = api.call(&p2, OPEN_ACCOUNT, json!({"k": "open-1"})).await;
     assert!(r1.get("errors").is_none(), "producer 1: {r1}");
     assert!(r2.get("errors").is_none(), "producer 2: {r2}");
-    let id1 = r1["data"]["openAccount"]["producerId"].as_str().unwrap().to_string();
-    let id2 = r2["data"]["openAccount"]["producerId"].as_str().unwrap().to_string();
+    let id1 = r1["data"]["openAccount"]["producerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id2 = r2["data"]["openAccount"]["producerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(id1, id2, "two producers, one key: two accounts");
     for r in [&r1, &r2] {
         assert_eq!(
@@ -408,7 +441,10 @@ async fn two_producers_with_the_same_key_open_two_accounts() {
     caught_up(&api).await;
     assert_eq!(events(&api, "producer_account", "AccountOpened").await, 2);
 
-    for (who, mine, theirs, name) in [(&p1, &id1, &id2, "Miel 500 g"), (&p2, &id2, &id1, "Confiture")] {
+    for (who, mine, theirs, name) in [
+        (&p1, &id1, &id2, "Miel 500 g"),
+        (&p2, &id2, &id1, "Confiture"),
+    ] {
         let again = api.ok(who, OPEN_ACCOUNT, json!({"k": "open-1"})).await;
         assert_eq!(again["openAccount"]["producerId"], mine.as_str());
         let d = api
@@ -464,9 +500,15 @@ async fn long_idempotency_keys() {
         let key = key_of("open", len);
         let r = api.call(&producer, OPEN_ACCOUNT, json!({"k": key})).await;
         assert!(r.get("errors").is_none(), "openAccount, key of {len}: {r}");
-        let id = r["data"]["openAccount"]["producerId"].as_str().unwrap().to_string();
+        let id = r["data"]["openAccount"]["producerId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let again = api.call(&producer, OPEN_ACCOUNT, json!({"k": key})).await;
-        assert!(again.get("errors").is_none(), "openAccount retry, key of {len}: {again}");
+        assert!(
+            again.get("errors").is_none(),
+            "openAccount retry, key of {len}: {again}"
+        );
         assert_eq!(again["data"]["openAccount"]["producerId"], id.as_str());
 
         // placeOrder: a fresh customer each time (one order per customer per sale).
@@ -475,10 +517,16 @@ async fn long_idempotency_keys() {
         let vars = json!({"s": f.sale_id, "lines": honey(&f, 1), "k": key});
         let r = api.call(&customer, PLACE_ORDER, vars.clone()).await;
         assert!(r.get("errors").is_none(), "placeOrder, key of {len}: {r}");
-        let order = r["data"]["placeOrder"]["orderId"].as_str().unwrap().to_string();
+        let order = r["data"]["placeOrder"]["orderId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(r["data"]["placeOrder"]["order"]["total"], "8.50");
         let again = api.call(&customer, PLACE_ORDER, vars).await;
-        assert!(again.get("errors").is_none(), "placeOrder retry, key of {len}: {again}");
+        assert!(
+            again.get("errors").is_none(),
+            "placeOrder retry, key of {len}: {again}"
+        );
         assert_eq!(again["data"]["placeOrder"]["orderId"], order.as_str());
         assert_eq!(
             again["data"]["placeOrder"]["order"]["number"],
@@ -495,7 +543,10 @@ async fn long_idempotency_keys() {
         .call(&producer, OPEN_ACCOUNT, json!({"k": key_of("open", 201)}))
         .await;
     assert_eq!(code(&r).as_deref(), Some("BAD_USER_INPUT"), "{r}");
-    assert_eq!(r["errors"][0]["extensions"]["field"], "idempotencyKey", "{r}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["field"], "idempotencyKey",
+        "{r}"
+    );
     let customer = api.who(Role::Customer);
     let r = api
         .call(
@@ -505,7 +556,10 @@ async fn long_idempotency_keys() {
         )
         .await;
     assert_eq!(code(&r).as_deref(), Some("BAD_USER_INPUT"), "{r}");
-    assert_eq!(r["errors"][0]["extensions"]["field"], "idempotencyKey", "{r}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["field"], "idempotencyKey",
+        "{r}"
+    );
     counted_once(&api, &f, 10, 3, &orders).await;
     assert_eq!(events(&api, "producer_account", "AccountOpened").await, 4);
 }
@@ -547,7 +601,10 @@ async fn walkthrough(api: &Api) -> Walk {
     let d = api
         .ok(&p, "mutation($p: UUID!) { createCatalog(producerId: $p, name: \"Le panier\") { catalogId } }", json!({"p": pid}))
         .await;
-    let cid = d["createCatalog"]["catalogId"].as_str().unwrap().to_string();
+    let cid = d["createCatalog"]["catalogId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.ok(&p, "mutation($c: UUID!, $x: UUID!) { addOffer(catalogId: $c, productId: $x, priceInclVat: \"8.50\") { position } }", json!({"c": cid, "x": xid}))
         .await;
     // A market with a weekly slot two days from now (Paris), the catalog linked, one sale.
@@ -567,8 +624,12 @@ async fn walkthrough(api: &Api) -> Walk {
         .ok(&a, "mutation($d: Date!, $w: Weekday!) { createMarket(market: {name: \"Segonzac\", place: \"Salle des fêtes\", paymentMode: ONLINE, slots: [{weekday: $w, start: \"18:00\", end: \"19:00\", anchor: $d}]}) { marketId } }", json!({"d": day.to_string(), "w": wd}))
         .await;
     let mid = d["createMarket"]["marketId"].as_str().unwrap().to_string();
-    api.ok(&a, "mutation($m: UUID!, $c: UUID!) { linkCatalog(marketId: $m, catalogId: $c) { position } }", json!({"m": mid, "c": cid}))
-        .await;
+    api.ok(
+        &a,
+        "mutation($m: UUID!, $c: UUID!) { linkCatalog(marketId: $m, catalogId: $c) { position } }",
+        json!({"m": mid, "c": cid}),
+    )
+    .await;
     let d = api
         .ok(&a, "mutation($m: UUID!, $d: Date!) { generateSales(marketId: $m, from: $d, to: $d) { saleIds } }", json!({"m": mid, "d": day.to_string()}))
         .await;
@@ -577,8 +638,12 @@ async fn walkthrough(api: &Api) -> Walk {
     let sid = sids[0].as_str().unwrap().to_string();
     // R-SAL-2/3: the producer takes part; orders open 168 h before the sale, so the scheduler
     // opens the period at once.
-    api.ok(&p, "mutation($c: UUID!, $s: UUID!) { participate(catalogId: $c, saleIds: [$s]) { position } }", json!({"c": cid, "s": sid}))
-        .await;
+    api.ok(
+        &p,
+        "mutation($c: UUID!, $s: UUID!) { participate(catalogId: $c, saleIds: [$s]) { position } }",
+        json!({"c": cid, "s": sid}),
+    )
+    .await;
     let started = Instant::now();
     loop {
         let d = api
@@ -631,9 +696,7 @@ async fn walkthrough(api: &Api) -> Walk {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let d = api
-        .ok(&p, STOCK_Q, json!({"p": pid, "x": xid}))
-        .await;
+    let d = api.ok(&p, STOCK_Q, json!({"p": pid, "x": xid})).await;
     assert_eq!(
         d["stockLevel"],
         json!({"real": 10, "ordered": 2, "available": 8})

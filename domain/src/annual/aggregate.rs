@@ -46,6 +46,11 @@ pub struct AnnualSales {
 }
 
 impl AnnualSales {
+    /// The orders holding an amount.
+    pub fn orders(&self) -> impl Iterator<Item = OrderId> + '_ {
+        self.reservations.keys().copied()
+    }
+
     pub fn reservation(&self, order: OrderId) -> Option<&Reservation> {
         self.reservations.get(&order)
     }
