@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use etal_store::{Changes, CommandContext, CommitError, Idempotency, RecordedError};
+use std::any::Any;
+
+use etal_store::{Changes, CommandContext, CommitError, EsAggregate, RecordedError, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
@@ -22,15 +24,38 @@ use uuid::Uuid;
 use super::{App, AppError, Ctx};
 use etal_store::log::Position;
 
+/// A stream's state as a commit left it, kept for the next flow in the queue.
+type Cached = (Arc<dyn Any + Send + Sync>, i64);
+
 /// What a flow decided: the changes to commit and the answer to give.
 pub struct Decided<T> {
     pub changes: Changes,
     pub value: T,
+    /// States of hot streams to keep for the next turn once the commit succeeds.
+    remember: Vec<(String, Cached)>,
 }
 
 impl<T> Decided<T> {
     pub fn new(changes: Changes, value: T) -> Self {
-        Self { changes, value }
+        Self {
+            changes,
+            value,
+            remember: Vec::new(),
+        }
+    }
+
+    /// Keeps `stream`'s state after this decision for the next flow that takes the turn `key`
+    /// (the stream must be added to the changes; its version moves past its pending events).
+    /// Only streams whose turn the flow holds are kept.
+    pub fn remember<A>(&mut self, stream: &Stream<A>)
+    where
+        A: EsAggregate + Clone + Send + Sync + 'static,
+    {
+        let version = stream.version + stream.pending().len() as i64;
+        self.remember.push((
+            turn_key::<A>(&stream.id),
+            (Arc::new(stream.state.clone()), version),
+        ));
     }
 }
 
@@ -46,9 +71,13 @@ pub struct Flowed<T> {
 }
 
 /// A queue per hot stream inside this process: flows that write the same stream take turns.
+/// While a queue exists, the state the last commit left is kept, so the next flow in the queue
+/// decides without reading the stream again; the commit still checks the stream's version (a
+/// writer elsewhere makes it conflict, which forgets the kept state).
 #[derive(Default)]
 pub struct StreamLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 /// The turns a flow holds; released when dropped.
@@ -63,9 +92,11 @@ impl Drop for Turns {
         // Drop the guards first, then forget the queues nobody waits on.
         self._guards.clear();
         let mut map = self.locks.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
         for k in &self.keys {
             if map.get(k).is_some_and(|m| Arc::strong_count(m) == 1) {
                 map.remove(k);
+                cache.remove(k);
             }
         }
     }
@@ -94,6 +125,29 @@ impl StreamLocks {
         }
     }
 
+    fn cached<A: Clone + 'static>(&self, key: &str) -> Option<(A, i64)> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, version) = cache.get(key)?;
+        state.downcast_ref::<A>().map(|a| (a.clone(), *version))
+    }
+
+    fn keep(&self, held: &[String], entries: Vec<(String, Cached)>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in entries {
+            // Only for a queue this flow holds: nobody else of this process writes it meanwhile.
+            if held.contains(&k) {
+                cache.insert(k, v);
+            }
+        }
+    }
+
+    fn forget(&self, keys: &[String]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            cache.remove(k);
+        }
+    }
+
     /// Queues currently known (for tests).
     pub fn len(&self) -> usize {
         self.locks.lock().map(|m| m.len()).unwrap_or(0)
@@ -102,6 +156,11 @@ impl StreamLocks {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The turn (and kept-state) key of a stream: `<aggregate type>:<id>`.
+pub fn turn_key<A: EsAggregate>(id: &str) -> String {
+    format!("{}:{id}", A::TYPE)
 }
 
 /// True for answers that mean "the request was refused", as opposed to a system failure.
@@ -154,7 +213,14 @@ impl App {
             } else {
                 Some(self.locks.turns(turns.clone()).await)
             };
-            let decided = match decide().await {
+            let mut decided = decide().await;
+            if decided.as_ref().is_err_and(is_refusal) && !self.kept_states_current(&turns).await? {
+                // A refusal decided on kept states that a writer outside the queue changed (the
+                // producer's new stock) is decided again on what is stored.
+                self.locks.forget(&turns);
+                decided = decide().await;
+            }
+            let mut decided = match decided {
                 Ok(d) => d,
                 Err(e) if is_refusal(&e) => {
                     drop(held);
@@ -164,11 +230,18 @@ impl App {
                     }
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.locks.forget(&turns);
+                    return Err(e);
+                }
             };
             let result = serde_json::to_value(&decided.value)
                 .map_err(|e| AppError::Internal(format!("answer of a flow: {e}")))?;
             let committed = self.bus.commit(&decided.changes, cc, &result).await;
+            match &committed {
+                Ok(_) => self.locks.keep(&turns, std::mem::take(&mut decided.remember)),
+                Err(_) => self.locks.forget(&turns),
+            }
             drop(held);
             match committed {
                 Ok(c) => {
@@ -194,6 +267,50 @@ impl App {
         }
     }
 
+    /// A stream a flow decides on while it holds its turn (`turn_key::<A>(id)`): the state the
+    /// queue kept, else the stored one.
+    pub async fn load_turned<A>(&self, id: &str) -> Result<Stream<A>, AppError>
+    where
+        A: EsAggregate + Clone + Send + Sync + 'static,
+    {
+        if let Some((state, version)) = self.locks.cached::<A>(&turn_key::<A>(id)) {
+            return Ok(Stream::new(id, state, version));
+        }
+        Ok(self.bus.load_stream::<A>(id).await?)
+    }
+
+    /// True when every state kept for these turns is still the stored version (one query).
+    async fn kept_states_current(&self, turns: &[String]) -> Result<bool, AppError> {
+        let kept: Vec<(String, String, i64)> = {
+            let cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
+            turns
+                .iter()
+                .filter_map(|k| {
+                    let (_, version) = cache.get(k)?;
+                    let (t, id) = k.split_once(':')?;
+                    Some((t.to_string(), id.to_string(), *version))
+                })
+                .collect()
+        };
+        if kept.is_empty() {
+            return Ok(true);
+        }
+        let types: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
+        let ids: Vec<&str> = kept.iter().map(|k| k.1.as_str()).collect();
+        let versions: Vec<i64> = kept.iter().map(|k| k.2).collect();
+        let stale: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS k(t, i, v) \
+             WHERE EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = k.t \
+                           AND e.aggregate_id = k.i AND e.sequence > k.v)",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(stale == 0)
+    }
+
     /// The recorded outcome of the request, if it was committed before.
     async fn replay<T: DeserializeOwned>(
         &self,
@@ -214,13 +331,5 @@ impl App {
             Err(RecordedError::Reused) => Err(AppError::IdempotencyKeyReused(idem.key.clone())),
             Err(RecordedError::Store(e)) => Err(e.into()),
         }
-    }
-}
-
-/// An idempotency record's key and fingerprint, for flows that check it themselves.
-pub fn idempotency(key: &str, operation: &str, fingerprint: &str) -> Idempotency {
-    Idempotency {
-        key: key.to_string(),
-        fingerprint: format!("{operation}:{fingerprint}"),
     }
 }

@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::flow::Decided;
+use super::flow::{turn_key, Decided};
 use super::outbox::rejected;
 use super::{fingerprint, App, AppError, Ctx, Done, LineRefusal};
 
@@ -52,7 +52,26 @@ pub struct PlacedOrder {
 struct Priced {
     inputs: Vec<LineInput>,
     lines: Vec<Line>,
+}
+
+/// What an order reads and never writes: the catalogs of its lines, their producers'
+/// accounts (plan, archived products), the sale's calendar year (R-ACC-4).
+struct OrderFacts {
+    catalogs: BTreeMap<CatalogId, Catalog>,
     accounts: BTreeMap<ProducerId, ProducerAccount>,
+    year: i32,
+}
+
+impl OrderFacts {
+    fn producers(&self) -> impl Iterator<Item = ProducerId> + '_ {
+        self.accounts.keys().copied()
+    }
+}
+
+/// Streams an order decided on, kept for the next order of the sale.
+enum Kept {
+    Stock(Stream<Stock>),
+    Annual(Stream<AnnualSales>),
 }
 
 fn refusal(
@@ -115,12 +134,20 @@ impl App {
         let fp = fingerprint("placeOrder", &(sale_id, lines, delivery));
         let cc = ctx.flow("placeOrder", &fp);
         let order_id = OrderId(ctx.new_id("order"));
-        // Every order of a sale writes the sale's stream: orders of one sale take turns here.
-        let mut turns = vec![format!("sale:{sale_id}")];
-        turns.extend(lines.iter().map(|l| format!("stock:{}", l.product)));
+        // Facts no order changes (catalogs' frozen terms, accounts), looked up once.
+        let facts = self.order_facts(sale_id, lines).await?;
+        // Every order of a sale writes the sale's stream, and orders of a busy sale the same
+        // stocks and annual sales: orders of one sale take turns on them in this process.
+        let mut turns = vec![turn_key::<Sale>(&sale_id.to_string())];
+        turns.extend(lines.iter().map(|l| turn_key::<Stock>(&l.product.to_string())));
+        turns.extend(
+            facts
+                .producers()
+                .map(|p| turn_key::<AnnualSales>(&annual_sales_id(p, facts.year))),
+        );
         let flowed = self
             .run_flow(&cc, turns, || {
-                self.decide_order(ctx, order_id, sale_id, lines, delivery)
+                self.decide_order(ctx, order_id, sale_id, lines, delivery, &facts)
             })
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
@@ -154,22 +181,27 @@ impl App {
         sale_id: SaleId,
         requests: &[LineRequest],
         delivery: DeliveryRequest,
+        facts: &OrderFacts,
     ) -> Result<Decided<PlacedOrder>, AppError> {
         let now = self.now();
         let customer = ctx.actor.user;
-        let mut sale = self.bus.load_stream::<Sale>(&sale_id.to_string()).await?;
+        let mut sale = self.load_turned::<Sale>(&sale_id.to_string()).await?;
         if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
         let delivery = self.delivery(customer, delivery).await?;
-        let priced = self.price(&sale.state, sale_id, requests).await?;
-        let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+        let priced = self.price(facts, &sale.state, sale_id, requests)?;
+        // The order's id is new (random, or derived from a key whose record was not found): a
+        // copy of the request committed meanwhile makes this commit conflict on the order's
+        // stream, and the retry answers with its record.
+        let mut order = Stream::new(order_id.to_string(), Order::default(), 0);
         let mut changes = Changes::new();
+        let mut kept = Vec::new();
         let mut refusals = Vec::new();
 
         // Stock: each line holds its units on the product's stock, which decides (R-STK-3).
         for l in &priced.lines {
-            let mut stock = self.bus.load_stream::<Stock>(&l.product.to_string()).await?;
+            let mut stock = self.load_turned::<Stock>(&l.product.to_string()).await?;
             let held = stock.decide(|s| {
                 s.decide(StockCommand::Reserve {
                     product: l.product,
@@ -191,6 +223,7 @@ impl App {
                         })
                         .map_err(rejected)?;
                     changes.stream(&stock)?;
+                    kept.push(Kept::Stock(stock));
                 }
                 Err(e) => refusals.push(refusal(l.line, &l.name, e.code(), e)),
             }
@@ -200,13 +233,13 @@ impl App {
         for l in &priced.lines {
             *by_producer.entry(l.producer).or_default() += l.amount_incl_vat;
         }
-        let year = sales_year(sale.state.starts_at().unwrap_or(now));
+        let year = facts.year;
         let sale_date = sale
             .state
             .date()
             .unwrap_or_else(|| etal_domain::calendar::paris_date(now));
         for (producer, amount) in by_producer {
-            let plan = priced
+            let plan = facts
                 .accounts
                 .get(&producer)
                 .map(|a| a.plan())
@@ -216,8 +249,7 @@ impl App {
                 .plan_terms(plan, sale_date)
                 .and_then(|t| t.annual_cap_non_amap);
             let mut annual = self
-                .bus
-                .load_stream::<AnnualSales>(&annual_sales_id(producer, year))
+                .load_turned::<AnnualSales>(&annual_sales_id(producer, year))
                 .await?;
             let reserved = annual.decide(|a| {
                 a.decide(AnnualSalesCommand::Reserve {
@@ -234,6 +266,7 @@ impl App {
                         .decide(|a| a.decide(AnnualSalesCommand::Confirm { order: order_id }))
                         .map_err(rejected)?;
                     changes.stream(&annual)?;
+                    kept.push(Kept::Annual(annual));
                 }
                 Err(e) => {
                     for l in priced.lines.iter().filter(|l| l.producer == producer) {
@@ -292,14 +325,22 @@ impl App {
         if sale.state.payment_mode() == PaymentMode::Online && !total.is_zero() {
             changes.send(Self::charge_message(order_id, total));
         }
-        Ok(Decided::new(
+        let mut decided = Decided::new(
             changes,
             PlacedOrder {
                 order: order_id,
                 number,
                 total,
             },
-        ))
+        );
+        decided.remember(&sale);
+        for k in &kept {
+            match k {
+                Kept::Stock(s) => decided.remember(s),
+                Kept::Annual(a) => decided.remember(a),
+            }
+        }
+        Ok(decided)
     }
 
     /// Home delivery goes to an address the customer registered (R-ORD-6).
@@ -325,22 +366,19 @@ impl App {
         })
     }
 
-    /// Looks up the frozen terms of every line (R-CAT-3) and prices each line once; refuses
-    /// (naming every refused line) what needs no stream to refuse.
-    async fn price(
+    /// The catalogs and producer accounts of an order's lines, and the sale's year (R-ACC-4).
+    async fn order_facts(
         &self,
-        sale: &Sale,
         sale_id: SaleId,
         lines: &[LineRequest],
-    ) -> Result<Priced, AppError> {
-        let now = self.now();
+    ) -> Result<OrderFacts, AppError> {
+        let (sale, version) = self.load::<Sale>(sale_id).await?;
+        if version == 0 {
+            return Err(AppError::not_found("sale", sale_id));
+        }
         let mut catalogs: BTreeMap<CatalogId, Catalog> = BTreeMap::new();
         let mut accounts: BTreeMap<ProducerId, ProducerAccount> = BTreeMap::new();
-        let mut inputs = Vec::new();
-        let mut priced = Vec::new();
-        let mut refusals = Vec::new();
-        for (i, req) in lines.iter().enumerate() {
-            let line = i as u32;
+        for req in lines {
             if let std::collections::btree_map::Entry::Vacant(e) = catalogs.entry(req.catalog) {
                 let (c, v) = self.load::<Catalog>(req.catalog).await?;
                 if v == 0 {
@@ -348,7 +386,36 @@ impl App {
                 }
                 e.insert(c);
             }
-            let catalog = &catalogs[&req.catalog];
+            let Some(producer) = catalogs[&req.catalog].producer() else {
+                return Err(AppError::not_found("catalog", req.catalog));
+            };
+            if let std::collections::btree_map::Entry::Vacant(e) = accounts.entry(producer) {
+                e.insert(self.load::<ProducerAccount>(producer).await?.0);
+            }
+        }
+        Ok(OrderFacts {
+            catalogs,
+            accounts,
+            year: sales_year(sale.starts_at().unwrap_or_else(|| self.now())),
+        })
+    }
+
+    /// Looks up the frozen terms of every line (R-CAT-3) and prices each line once; refuses
+    /// (naming every refused line) what needs no stream to refuse.
+    fn price(
+        &self,
+        facts: &OrderFacts,
+        sale: &Sale,
+        sale_id: SaleId,
+        lines: &[LineRequest],
+    ) -> Result<Priced, AppError> {
+        let now = self.now();
+        let mut inputs = Vec::new();
+        let mut priced = Vec::new();
+        let mut refusals = Vec::new();
+        for (i, req) in lines.iter().enumerate() {
+            let line = i as u32;
+            let catalog = &facts.catalogs[&req.catalog];
             let Some(producer) = catalog.producer() else {
                 return Err(AppError::not_found("catalog", req.catalog));
             };
@@ -361,10 +428,7 @@ impl App {
                 ));
                 continue;
             };
-            if let std::collections::btree_map::Entry::Vacant(e) = accounts.entry(producer) {
-                e.insert(self.load::<ProducerAccount>(producer).await?.0);
-            }
-            if !accounts[&producer].is_orderable(req.product) {
+            if !facts.accounts[&producer].is_orderable(req.product) {
                 refusals.push(refusal(
                     line,
                     &terms.name,
@@ -411,7 +475,6 @@ impl App {
         Ok(Priced {
             inputs,
             lines: priced,
-            accounts,
         })
     }
 
