@@ -102,10 +102,12 @@ fn sim_failures(text: &str) -> Result<Vec<(String, u32)>, ConfigError> {
                 name: "ETAL_SIM_FAIL",
                 reason: format!("'{p}' is not kind:count"),
             })?;
-            let n = n.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                name: "ETAL_SIM_FAIL",
-                reason: e.to_string(),
-            })?;
+            let n = n
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                    name: "ETAL_SIM_FAIL",
+                    reason: e.to_string(),
+                })?;
             Ok((kind.to_string(), n))
         })
         .collect()

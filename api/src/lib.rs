@@ -87,7 +87,12 @@ pub fn application_with(
     for (kind, n) in sim_fail {
         sim.fail_next_of(kind, *n);
     }
-    Ok(etal_app::App::new(pool.clone(), clock, plans, Arc::new(sim)))
+    Ok(etal_app::App::new(
+        pool.clone(),
+        clock,
+        plans,
+        Arc::new(sim),
+    ))
 }
 
 /// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.

@@ -9,10 +9,10 @@ use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 
-use etal_app::App;
 use crate::graphql::subscriptions::graphql_get_or_ws;
 use crate::graphql::{schema, ApiSettings};
 use crate::http::{graphql_post, GraphqlState, HttpSettings};
+use etal_app::App;
 
 #[derive(Clone)]
 pub struct AppState {

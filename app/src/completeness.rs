@@ -203,13 +203,19 @@ impl Completeness {
                     None => out.push(total(
                         id,
                         "reservation",
-                        format!("{} units held for order {order}, which is not a live order", r.quantity),
+                        format!(
+                            "{} units held for order {order}, which is not a live order",
+                            r.quantity
+                        ),
                         "stock",
                     )),
                     Some(q) if q != r.quantity => out.push(total(
                         id,
                         "reservation",
-                        format!("{} units held for order {order}, which orders {q}", r.quantity),
+                        format!(
+                            "{} units held for order {order}, which orders {q}",
+                            r.quantity
+                        ),
                         "stock",
                     )),
                     Some(_) => {}
@@ -241,7 +247,9 @@ impl Completeness {
                     out.push(total(
                         &id.to_string(),
                         "stock",
-                        format!("{q} units of product {product} ordered but not counted by its stock"),
+                        format!(
+                            "{q} units of product {product} ordered but not counted by its stock"
+                        ),
                         "order",
                     ));
                 }

@@ -239,7 +239,9 @@ impl App {
                 .map_err(|e| AppError::Internal(format!("answer of a flow: {e}")))?;
             let committed = self.bus.commit(&decided.changes, cc, &result).await;
             match &committed {
-                Ok(_) => self.locks.keep(&turns, std::mem::take(&mut decided.remember)),
+                Ok(_) => self
+                    .locks
+                    .keep(&turns, std::mem::take(&mut decided.remember)),
                 Err(_) => self.locks.forget(&turns),
             }
             drop(held);

@@ -103,14 +103,10 @@ impl Ctx {
         CommandContext::new(self.actor).correlated(self.correlation_id)
     }
 
-    /// A command context for one step of the request: with the request's key, the step gets
-    /// the key `<key>:<step>` and the request's fingerprint.
+    /// The command context of a flow of one command: the request's key (scoped to the caller by
+    /// the store), with a fingerprint of the operation and its arguments (see [`Ctx::flow`]).
     pub fn step(&self, step: &str, fingerprint: &str) -> CommandContext {
-        let cc = self.plain();
-        match &self.key {
-            Some(k) => cc.with_idempotency(format!("{k}:{step}"), format!("{fingerprint}:{step}")),
-            None => cc,
-        }
+        self.flow(step, fingerprint)
     }
 
     /// An id for something the request creates: derived from the key, so a retry creates the
@@ -210,23 +206,6 @@ impl App {
     /// The state of an aggregate and its version (0: it does not exist).
     pub async fn load<A: EsAggregate>(&self, id: impl ToString) -> Result<(A, i64), AppError> {
         Ok(self.bus.load::<A>(&id.to_string()).await?)
-    }
-
-    /// The payload of one stored event.
-    pub(crate) async fn event_payload(
-        &self,
-        aggregate_type: &str,
-        id: &str,
-        sequence: i64,
-    ) -> Result<serde_json::Value, AppError> {
-        Ok(sqlx::query_scalar(
-            "SELECT payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(aggregate_type)
-        .bind(id)
-        .bind(sequence)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     /// Schedules a command of `kind` at `due` (a no-op when `dedupe_key` was scheduled before).

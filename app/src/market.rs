@@ -10,7 +10,12 @@ use etal_domain::{Actor, Role};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::kinds;
-use super::{derived_id, fingerprint, App, AppError, Ctx, Done, Written};
+use etal_domain::market::MarketEvent;
+use etal_store::Changes;
+
+use super::flow::{turn_key, Decided};
+use super::outbox::rejected;
+use super::{derived_id, fingerprint, App, AppError, Ctx, Done};
 
 /// A new market (R-SAL-1). Its creator is its first administrator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,72 +185,80 @@ impl App {
                 "the range must be ordered and at most a year",
             ));
         }
-        let (state, _) = self.admin_access(ctx.actor, market).await?;
-        let mut written = Written::default();
-        let mut sales = Vec::new();
-        for occ in state.sale_dates(from, to) {
-            let sale = SaleId(derived_id(&format!(
-                "sale:{market}:{}",
-                occ.starts_at.to_rfc3339()
-            )));
-            sales.push(sale);
-            let (existing, version) = self.load::<Sale>(sale).await?;
-            if version > 0 && existing.id().is_some() {
-                continue;
-            }
-            let reg = self
-                .exec::<Market>(
-                    market,
-                    MarketCommand::RegisterSale {
-                        sale,
-                        date: occ.date,
-                    },
-                    &Ctx::system()
-                        .step(&format!("register:{sale}"), "register")
-                        .with_idempotency(format!("register:{sale}"), "register"),
-                )
-                .await?;
-            written.add(&reg);
-            let seq = reg
-                .events
-                .first()
-                .map(|e| e.sequence)
-                .ok_or_else(|| AppError::Internal("sale not registered".into()))?;
-            let payload = self
-                .event_payload("market", &market.to_string(), seq)
-                .await?;
-            let number = payload["SaleRegistered"]["number"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| AppError::Internal("sale number missing".into()))?;
-            let plan = self
-                .exec::<Sale>(
-                    sale,
-                    SaleCommand::PlanSale {
-                        sale,
-                        market,
-                        number,
-                        date: occ.date,
-                        starts_at: occ.starts_at,
-                        ends_at: occ.ends_at,
-                        amap: state.amap(),
-                        payment_mode: state.payment_mode().unwrap_or(PaymentMode::OnSite),
-                    },
-                    &Ctx::system()
-                        .plain()
-                        .with_idempotency(format!("plan:{sale}"), "plan"),
-                )
-                .await?;
-            written.add(&plan);
-            self.schedule(
-                kinds::END_DISTRIBUTION,
-                &format!("end:{sale}"),
-                serde_json::json!({ "sale": sale }),
-                occ.ends_at + self.settings.delivery_delay,
+        self.admin_access(ctx.actor, market).await?;
+        let cc = ctx.flow(
+            "generateSales",
+            &fingerprint("generateSales", &(market, from, to)),
+        );
+        // One commit: the market numbers the new sales, each sale is planned, each end of
+        // distribution is scheduled (R-STK-4).
+        let flowed = self
+            .run_flow(
+                &cc,
+                vec![turn_key::<Market>(&market.to_string())],
+                || async move {
+                    let mut m = self.load_turned::<Market>(&market.to_string()).await?;
+                    let mut changes = Changes::new();
+                    let mut sales = Vec::new();
+                    let occurrences = m.state.sale_dates(from, to);
+                    for occ in occurrences {
+                        let sale = SaleId(derived_id(&format!(
+                            "sale:{market}:{}",
+                            occ.starts_at.to_rfc3339()
+                        )));
+                        sales.push(sale);
+                        let mut planned = self.bus.load_stream::<Sale>(&sale.to_string()).await?;
+                        if planned.exists() && planned.state.id().is_some() {
+                            continue;
+                        }
+                        let registered = m
+                            .decide(|mk| {
+                                mk.decide(MarketCommand::RegisterSale {
+                                    sale,
+                                    date: occ.date,
+                                })
+                            })
+                            .map_err(rejected)?;
+                        let number = registered
+                            .iter()
+                            .find_map(|e| match e {
+                                MarketEvent::SaleRegistered { number, .. } => Some(*number),
+                                _ => None,
+                            })
+                            .ok_or_else(|| AppError::Internal("sale not registered".into()))?;
+                        planned
+                            .decide(|sl| {
+                                sl.decide(SaleCommand::PlanSale {
+                                    sale,
+                                    market,
+                                    number,
+                                    date: occ.date,
+                                    starts_at: occ.starts_at,
+                                    ends_at: occ.ends_at,
+                                    amap: m.state.amap(),
+                                    payment_mode: m
+                                        .state
+                                        .payment_mode()
+                                        .unwrap_or(PaymentMode::OnSite),
+                                })
+                            })
+                            .map_err(rejected)?;
+                        changes.stream(&planned)?;
+                        changes.schedule(
+                            kinds::END_DISTRIBUTION,
+                            &format!("end:{sale}"),
+                            serde_json::json!({ "sale": sale }),
+                            occ.ends_at + self.settings.delivery_delay,
+                        );
+                    }
+                    changes.stream(&m)?;
+                    let mut decided = Decided::new(changes, sales);
+                    decided.remember(&m);
+                    Ok(decided)
+                },
             )
             .await?;
-        }
-        Ok(Done::new(sales, written.0))
+        Ok(Done::new(flowed.value, flowed.position))
     }
 
     /// R-SAL-2, R-SAL-3: a producer takes part in sales with a linked catalog, with the default
@@ -265,61 +278,45 @@ impl App {
             ));
         }
         let (_, _, access) = self.catalog_access(ctx, catalog).await?;
-        let mut written = Written::default();
-        for &sale in sales {
-            let (state, version) = self.load::<Sale>(sale).await?;
-            let starts_at = match (version, state.starts_at()) {
-                (v, Some(s)) if v > 0 => s,
-                _ => return Err(AppError::not_found("sale", sale)),
-            };
-            let (market, _) = self.market_access(ctx.actor, state.market()).await?;
-            let opens_at = starts_at - chrono::Duration::hours(rule.opens_hours_before);
-            let closes_at = starts_at - chrono::Duration::hours(rule.closes_hours_before);
-            let out = self
-                .exec::<Sale>(
-                    sale,
-                    SaleCommand::Participate {
-                        access,
-                        catalog,
-                        catalog_linked: market.is_linked(catalog),
-                        opens_at,
-                        closes_at,
-                    },
-                    &ctx.step(
-                        &format!("participate:{sale}"),
-                        &fingerprint("participate", &(catalog, sales, rule)),
-                    ),
-                )
-                .await?;
-            written.add(&out);
-            self.schedule_period(sale, catalog, opens_at, closes_at)
-                .await?;
-        }
-        Ok(Done::new((), written.0))
-    }
-
-    async fn schedule_period(
-        &self,
-        sale: SaleId,
-        catalog: CatalogId,
-        opens_at: DateTime<Utc>,
-        closes_at: DateTime<Utc>,
-    ) -> Result<(), AppError> {
-        let payload = serde_json::json!({ "sale": sale, "catalog": catalog });
-        self.schedule(
-            kinds::OPEN_PERIOD,
-            &format!("open:{sale}:{catalog}:{}", opens_at.timestamp()),
-            payload.clone(),
-            opens_at,
-        )
-        .await?;
-        self.schedule(
-            kinds::CLOSE_PERIOD,
-            &format!("close:{sale}:{catalog}:{}", closes_at.timestamp()),
-            payload,
-            closes_at,
-        )
-        .await
+        let cc = ctx.flow(
+            "participate",
+            &fingerprint("participate", &(catalog, sales, rule)),
+        );
+        // One commit: every sale's participation and its order period's schedules.
+        let flowed = self
+            .run_flow(&cc, vec![], || async move {
+                let mut changes = Changes::new();
+                let mut seen = std::collections::BTreeSet::new();
+                for &sale in sales {
+                    if !seen.insert(sale) {
+                        continue;
+                    }
+                    let mut stream = self.bus.load_stream::<Sale>(&sale.to_string()).await?;
+                    let starts_at = match (stream.exists(), stream.state.starts_at()) {
+                        (true, Some(s)) => s,
+                        _ => return Err(AppError::not_found("sale", sale)),
+                    };
+                    let (market, _) = self.market_access(ctx.actor, stream.state.market()).await?;
+                    let opens_at = starts_at - chrono::Duration::hours(rule.opens_hours_before);
+                    let closes_at = starts_at - chrono::Duration::hours(rule.closes_hours_before);
+                    stream
+                        .decide(|sl| {
+                            sl.decide(SaleCommand::Participate {
+                                access,
+                                catalog,
+                                catalog_linked: market.is_linked(catalog),
+                                opens_at,
+                                closes_at,
+                            })
+                        })
+                        .map_err(rejected)?;
+                    changes.stream(&stream)?;
+                    schedule_period(&mut changes, sale, catalog, opens_at, closes_at);
+                }
+                Ok(Decided::new(changes, ()))
+            })
+            .await?;
+        Ok(Done::new((), flowed.position))
     }
 
     /// The sales of a market between two dates (for "all the recurring sales").
@@ -356,24 +353,35 @@ impl App {
         closes_at: DateTime<Utc>,
     ) -> Result<Done<()>, AppError> {
         let (_, _, access) = self.catalog_access(ctx, catalog).await?;
-        let out = self
-            .exec::<Sale>(
-                sale,
-                SaleCommand::OverrideOrderPeriod {
-                    access,
-                    catalog,
-                    opens_at,
-                    closes_at,
+        let cc = ctx.flow(
+            "overridePeriod",
+            &fingerprint("overridePeriod", &(sale, catalog, opens_at, closes_at)),
+        );
+        // One commit: the new period and its schedules.
+        let flowed = self
+            .run_flow(
+                &cc,
+                vec![turn_key::<Sale>(&sale.to_string())],
+                || async move {
+                    let mut stream = self.load_turned::<Sale>(&sale.to_string()).await?;
+                    stream
+                        .decide(|sl| {
+                            sl.decide(SaleCommand::OverrideOrderPeriod {
+                                access,
+                                catalog,
+                                opens_at,
+                                closes_at,
+                            })
+                        })
+                        .map_err(rejected)?;
+                    let mut changes = Changes::new();
+                    changes.stream(&stream)?;
+                    schedule_period(&mut changes, sale, catalog, opens_at, closes_at);
+                    Ok(Decided::new(changes, ()))
                 },
-                &ctx.step(
-                    "override",
-                    &fingerprint("overridePeriod", &(sale, catalog, opens_at, closes_at)),
-                ),
             )
             .await?;
-        self.schedule_period(sale, catalog, opens_at, closes_at)
-            .await?;
-        Ok(Done::new((), out.last_position()))
+        Ok(Done::new((), flowed.position))
     }
 
     /// R-SAL-4: withdraws a catalog from a sale; refused while orders have lines for it.
@@ -406,31 +414,68 @@ impl App {
                 "only the market's referent or an administrator validates a sale".into(),
             ));
         }
-        let mut written = Written::default();
-        let out = self
-            .exec::<Sale>(
-                sale,
-                SaleCommand::Validate {
-                    access,
-                    at: self.now(),
+        let cc = ctx.flow("validateSale", &fingerprint("validateSale", &sale));
+        // One commit: the validation, the crediting it makes due (R-SAL-6: validation releases
+        // the money; see money) and the catalogs forgetting this sale's frozen prices.
+        let flowed = self
+            .run_flow(
+                &cc,
+                vec![turn_key::<Sale>(&sale.to_string())],
+                || async move {
+                    let mut stream = self.load_turned::<Sale>(&sale.to_string()).await?;
+                    stream
+                        .decide(|sl| {
+                            sl.decide(SaleCommand::Validate {
+                                access,
+                                at: self.now(),
+                            })
+                        })
+                        .map_err(rejected)?;
+                    let mut changes = Changes::new();
+                    changes.stream(&stream)?;
+                    changes.schedule(
+                        kinds::CREDIT_SALE,
+                        &format!("credit:{sale}"),
+                        serde_json::json!({ "sale": sale }),
+                        self.now(),
+                    );
+                    for catalog in stream.state.participations().keys() {
+                        let mut c = self
+                            .bus
+                            .load_stream::<Catalog>(&catalog.to_string())
+                            .await?;
+                        c.decide(|cat| cat.decide(CatalogCommand::ForgetSale { sale }))
+                            .map_err(rejected)?;
+                        changes.stream(&c)?;
+                    }
+                    Ok(Decided::new(changes, ()))
                 },
-                &ctx.step("validate", &fingerprint("validateSale", &sale)),
             )
             .await?;
-        written.add(&out);
-        // R-SAL-6: validation releases the money (credited by a scheduled command, see money).
-        self.schedule_credit(sale).await?;
-        // The catalogs no longer need this sale's frozen prices.
-        for catalog in state.participations().keys() {
-            let out = self
-                .exec::<Catalog>(
-                    *catalog,
-                    CatalogCommand::ForgetSale { sale },
-                    &Ctx::system().plain(),
-                )
-                .await?;
-            written.add(&out);
-        }
-        Ok(Done::new((), written.0))
+        Ok(Done::new((), flowed.position))
     }
+}
+
+/// The order period's opening and closing, scheduled with the change that sets it (a moved
+/// period makes the older schedules no-ops: their due time no longer matches).
+fn schedule_period(
+    changes: &mut Changes,
+    sale: SaleId,
+    catalog: CatalogId,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+) {
+    let payload = serde_json::json!({ "sale": sale, "catalog": catalog });
+    changes.schedule(
+        kinds::OPEN_PERIOD,
+        &format!("open:{sale}:{catalog}:{}", opens_at.timestamp()),
+        payload.clone(),
+        opens_at,
+    );
+    changes.schedule(
+        kinds::CLOSE_PERIOD,
+        &format!("close:{sale}:{catalog}:{}", closes_at.timestamp()),
+        payload,
+        closes_at,
+    );
 }

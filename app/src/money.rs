@@ -40,12 +40,14 @@ use etal_domain::payout::{
     available_on, payout_on, PayoutId, PayoutStatus, ProducerBalance, ProducerBalanceCommand,
     ProducerBalanceError, ProducerBalanceEvent,
 };
-use etal_domain::sale::{Sale, SaleEvent, SaleStatus};
+use etal_domain::sale::{Sale, SaleEvent};
 use etal_domain::{Actor, Money};
 use etal_store::log::EventLog;
-use etal_store::CommandContext;
+use etal_store::{Changes, CommandContext};
 use serde::Serialize;
 
+use super::flow::Decided;
+use super::outbox::rejected;
 use super::schedule::kinds;
 use super::{derived_id, App, AppError};
 
@@ -69,10 +71,7 @@ const EMBEDDED: [(&str, &str); 5] = [
         include_str!("../../config/fees/locavor.json"),
     ),
     ("ofn.json", include_str!("../../config/fees/ofn.json")),
-    (
-        "ruche.json",
-        include_str!("../../config/fees/ruche.json"),
-    ),
+    ("ruche.json", include_str!("../../config/fees/ruche.json")),
     (
         "subscription.json",
         include_str!("../../config/fees/subscription.json"),
@@ -147,7 +146,7 @@ pub fn payout_run_at(monday: NaiveDate) -> DateTime<Utc> {
 }
 
 /// What crediting a sale did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CreditReport {
     pub credited: u32,
     pub already_credited: u32,
@@ -168,13 +167,11 @@ pub struct PayoutRunReport {
     pub paid: Money,
 }
 
-fn system_step(key: &str, step: &str) -> CommandContext {
-    let k = format!("{key}:{step}");
-    CommandContext::new(Actor::system()).with_idempotency(k.clone(), k)
-}
-
-fn rejected_with(e: &AppError, error: ProducerBalanceError) -> bool {
-    matches!(e, AppError::Rejected { code, .. } if *code == error.code())
+/// What a producer's balance recorded for one credited sale.
+struct CreditRecord {
+    at_credit: Money,
+    debited: Money,
+    fees: Vec<FeeLine>,
 }
 
 impl App {
@@ -192,17 +189,6 @@ impl App {
                 self.settings.fee_schedule
             ))
         })
-    }
-
-    /// Schedules the crediting of a validated sale (called by `validate_sale`).
-    pub(crate) async fn schedule_credit(&self, sale: SaleId) -> Result<(), AppError> {
-        self.schedule(
-            kinds::CREDIT_SALE,
-            &format!("credit:{sale}"),
-            serde_json::json!({ "sale": sale }),
-            self.now(),
-        )
-        .await
     }
 
     /// The money of every order placed for a sale, folded from the order events.
@@ -239,86 +225,100 @@ impl App {
     }
 
     /// R-SAL-6, R-PAY-1, R-FEE-1..4: credits every producer of a validated sale with their net
-    /// and schedules the payout run that pays it. `key` makes each producer's command
-    /// idempotent (a scheduled command's key).
+    /// and schedules the payout run that pays it, in one commit (every producer's balance, the
+    /// schedule, the idempotency record of `key`, a scheduled command's key).
     pub async fn credit_sale(&self, sale: SaleId, key: &str) -> Result<CreditReport, AppError> {
-        let (state, version) = self.load::<Sale>(sale).await?;
-        if version == 0 {
-            return Err(AppError::not_found("sale", sale));
-        }
-        let validated_at = self
-            .validated_at(sale)
-            .await?
-            .ok_or_else(|| AppError::Rejected {
-                code: "SALE_NOT_VALIDATED",
-                message: format!("sale {sale} is not validated"),
-            })?;
-        let mut report = CreditReport::default();
-        let orders = self.sale_orders(sale).await?;
-        let on = paris_date(validated_at);
-        if state.payment_mode() != PaymentMode::Online {
-            // R-FEE-2, R-SAL-6: settled on site; each producer owes the service fee.
-            let owed = on_site_fees(self.fee_schedule(state.market())?, on, &orders)?;
-            for (producer, (sold, fees)) in owed {
-                let command = ProducerBalanceCommand::RecordOnSiteSale {
-                    sale,
-                    market: state.market(),
-                    sales_incl_vat: sold,
-                    fees,
-                    at: validated_at,
-                };
-                let cc = system_step(key, &format!("on_site:{producer}"));
-                match self.exec::<ProducerBalance>(producer, command, &cc).await {
-                    Ok(_) => report.credited += 1,
-                    Err(e)
-                        if rejected_with(
-                            &e,
-                            ProducerBalanceError::OnSiteSaleAlreadyRecorded { sale },
-                        ) =>
-                    {
-                        report.already_credited += 1
+        let cc =
+            CommandContext::new(Actor::system()).with_idempotency(key, format!("credit:{sale}"));
+        let flowed = self
+            .run_flow(&cc, vec![], || async move {
+                let (state, version) = self.load::<Sale>(sale).await?;
+                if version == 0 {
+                    return Err(AppError::not_found("sale", sale));
+                }
+                let validated_at =
+                    self.validated_at(sale)
+                        .await?
+                        .ok_or_else(|| AppError::Rejected {
+                            code: "SALE_NOT_VALIDATED",
+                            message: format!("sale {sale} is not validated"),
+                        })?;
+                let mut report = CreditReport::default();
+                let mut changes = Changes::new();
+                let orders = self.sale_orders(sale).await?;
+                let on = paris_date(validated_at);
+                if state.payment_mode() != PaymentMode::Online {
+                    // R-FEE-2, R-SAL-6: settled on site; each producer owes the service fee.
+                    let owed = on_site_fees(self.fee_schedule(state.market())?, on, &orders)?;
+                    for (producer, (sold, fees)) in owed {
+                        let mut balance = self
+                            .bus
+                            .load_stream::<ProducerBalance>(&producer.to_string())
+                            .await?;
+                        let decided = balance.decide(|b| {
+                            b.decide(ProducerBalanceCommand::RecordOnSiteSale {
+                                sale,
+                                market: state.market(),
+                                sales_incl_vat: sold,
+                                fees,
+                                at: validated_at,
+                            })
+                        });
+                        match decided {
+                            Ok(_) => report.credited += 1,
+                            Err(ProducerBalanceError::OnSiteSaleAlreadyRecorded { .. }) => {
+                                report.already_credited += 1
+                            }
+                            Err(e) => return Err(rejected(e)),
+                        }
+                        changes.stream(&balance)?;
                     }
-                    Err(e) => return Err(e),
+                    return Ok(Decided::new(changes, report));
                 }
-            }
-            return Ok(report);
-        }
-        let credits = sale_credits(self.fee_schedule(state.market())?, on, &orders)?;
-        let available = available_on(validated_at);
-        report.available_on = Some(available);
-        report.payout_on = Some(payout_on(available));
-        for (producer, credit) in credits {
-            let command = ProducerBalanceCommand::CreditSale {
-                sale,
-                market: state.market(),
-                gross_incl_vat: credit.gross_incl_vat,
-                refunds: credit.refunds,
-                fees: credit.fees,
-                net: credit.net,
-                available_on: available,
-                at: validated_at,
-            };
-            let cc = system_step(key, &format!("credit:{producer}"));
-            match self.exec::<ProducerBalance>(producer, command, &cc).await {
-                Ok(_) => {
-                    report.credited += 1;
-                    report.total_net += credit.net;
+                let credits = sale_credits(self.fee_schedule(state.market())?, on, &orders)?;
+                let available = available_on(validated_at);
+                report.available_on = Some(available);
+                report.payout_on = Some(payout_on(available));
+                for (producer, credit) in credits {
+                    let mut balance = self
+                        .bus
+                        .load_stream::<ProducerBalance>(&producer.to_string())
+                        .await?;
+                    let decided = balance.decide(|b| {
+                        b.decide(ProducerBalanceCommand::CreditSale {
+                            sale,
+                            market: state.market(),
+                            gross_incl_vat: credit.gross_incl_vat,
+                            refunds: credit.refunds,
+                            fees: credit.fees.clone(),
+                            net: credit.net,
+                            available_on: available,
+                            at: validated_at,
+                        })
+                    });
+                    match decided {
+                        Ok(_) => {
+                            report.credited += 1;
+                            report.total_net += credit.net;
+                        }
+                        Err(ProducerBalanceError::SaleAlreadyCredited { .. }) => {
+                            report.already_credited += 1;
+                        }
+                        Err(e) => return Err(rejected(e)),
+                    }
+                    changes.stream(&balance)?;
                 }
-                Err(e) if rejected_with(&e, ProducerBalanceError::SaleAlreadyCredited { sale }) => {
-                    report.already_credited += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.schedule_payout_run(payout_on(available)).await?;
-        Ok(report)
-    }
-
-    /// True when `sale` was validated and paid online: a refund recorded now is debited from
-    /// the producers' balances (the outbox schedules `debit_refunds` with the refund's record).
-    pub(crate) async fn sale_validated_online(&self, sale: SaleId) -> Result<bool, AppError> {
-        let (state, _) = self.load::<Sale>(sale).await?;
-        Ok(state.status() == SaleStatus::Validated && state.payment_mode() == PaymentMode::Online)
+                let monday = payout_on(available);
+                changes.schedule(
+                    kinds::PAYOUT_RUN,
+                    &format!("payouts:{monday}"),
+                    serde_json::json!({ "monday": monday }),
+                    payout_run_at(monday),
+                );
+                Ok(Decided::new(changes, report))
+            })
+            .await?;
+        Ok(flowed.value)
     }
 
     /// R-ORD-5, R-FEE-4, R-PAY-2: refunds recorded after a sale was credited reduce each
@@ -336,68 +336,104 @@ impl App {
         if state.payment_mode() != PaymentMode::Online {
             return Ok(0);
         }
+        // Before validation the crediting counts the refund itself.
         let Some(validated_at) = self.validated_at(sale).await? else {
             return Ok(0);
         };
-        let orders = self.sale_orders(sale).await?;
-        let now = sale_credits(
-            self.fee_schedule(state.market())?,
-            paris_date(validated_at),
-            &orders,
-        )?;
-        let mut debited = 0;
-        for (producer, credit) in now {
-            // What the balance recorded for the sale.
-            let mut recorded: Option<(Money, Vec<FeeLine>)> = None;
-            let mut late = Money::ZERO;
-            for e in EventLog::stream(&self.pool, "producer_balance", &producer.to_string()).await?
-            {
-                match e.decode::<ProducerBalanceEvent>()? {
-                    ProducerBalanceEvent::SaleCredited {
-                        sale: s,
-                        refunds,
-                        fees,
-                        ..
-                    } if s == sale => recorded = Some((refunds, fees)),
-                    ProducerBalanceEvent::RefundDebited {
-                        sale: s,
-                        refunds_total,
-                        fees_after,
-                        ..
-                    } if s == sale => {
-                        late = refunds_total;
-                        if let Some(r) = recorded.as_mut() {
-                            r.1 = fees_after;
+        let cc = CommandContext::new(Actor::system())
+            .with_idempotency(key, format!("debit:{sale}:{order}"));
+        let state = &state;
+        let flowed = self
+            .run_flow(&cc, vec![], || async move {
+                let orders = self.sale_orders(sale).await?;
+                let now = sale_credits(
+                    self.fee_schedule(state.market())?,
+                    paris_date(validated_at),
+                    &orders,
+                )?;
+                let mut changes = Changes::new();
+                let mut debited = 0u32;
+                for (producer, credit) in now {
+                    let mut balance = self
+                        .bus
+                        .load_stream::<ProducerBalance>(&producer.to_string())
+                        .await?;
+                    let Some(recorded) = self.credit_record(producer, sale).await? else {
+                        if credit.refunds.is_zero() {
+                            continue;
                         }
+                        // Validated, not credited yet: the crediting may have read the orders
+                        // before this refund. Wait for it, then compare.
+                        return Err(AppError::Retryable(format!(
+                            "sale {sale} is validated but producer {producer} is not credited yet"
+                        )));
+                    };
+                    let refunds_total = credit.refunds - recorded.at_credit;
+                    if refunds_total <= recorded.debited {
+                        continue;
                     }
-                    _ => {}
+                    let decided = balance.decide(|b| {
+                        b.decide(ProducerBalanceCommand::DebitRefunds {
+                            sale,
+                            market: state.market(),
+                            order,
+                            refunds_total,
+                            fees_before: recorded.fees.clone(),
+                            fees_after: credit.fees.clone(),
+                            at: self.now(),
+                        })
+                    });
+                    match decided {
+                        Ok(_) => debited += 1,
+                        Err(ProducerBalanceError::RefundsAlreadyDebited { .. }) => {}
+                        Err(e) => return Err(rejected(e)),
+                    }
+                    changes.stream(&balance)?;
                 }
-            }
-            let Some((refunds_at_credit, fees_before)) = recorded else {
-                continue;
-            };
-            let refunds_total = credit.refunds - refunds_at_credit;
-            if refunds_total <= late {
-                continue;
-            }
-            let command = ProducerBalanceCommand::DebitRefunds {
-                sale,
-                market: state.market(),
-                order,
-                refunds_total,
-                fees_before,
-                fees_after: credit.fees,
-                at: self.now(),
-            };
-            let cc = system_step(key, &format!("debit:{producer}:{refunds_total}"));
-            match self.exec::<ProducerBalance>(producer, command, &cc).await {
-                Ok(_) => debited += 1,
-                Err(e)
-                    if rejected_with(&e, ProducerBalanceError::RefundsAlreadyDebited { sale }) => {}
-                Err(e) => return Err(e),
+                Ok(Decided::new(changes, debited))
+            })
+            .await?;
+        Ok(flowed.value)
+    }
+
+    /// What `producer`'s balance recorded for `sale`: the refunds counted at crediting, the late
+    /// refunds debited since, and the fee lines after the last of them (from its events: a paid
+    /// credit leaves the state).
+    async fn credit_record(
+        &self,
+        producer: ProducerId,
+        sale: SaleId,
+    ) -> Result<Option<CreditRecord>, AppError> {
+        let mut recorded: Option<CreditRecord> = None;
+        for e in EventLog::stream(&self.pool, "producer_balance", &producer.to_string()).await? {
+            match e.decode::<ProducerBalanceEvent>()? {
+                ProducerBalanceEvent::SaleCredited {
+                    sale: s,
+                    refunds,
+                    fees,
+                    ..
+                } if s == sale => {
+                    recorded = Some(CreditRecord {
+                        at_credit: refunds,
+                        debited: Money::ZERO,
+                        fees,
+                    })
+                }
+                ProducerBalanceEvent::RefundDebited {
+                    sale: s,
+                    refunds_total,
+                    fees_after,
+                    ..
+                } if s == sale => {
+                    if let Some(r) = recorded.as_mut() {
+                        r.debited = refunds_total;
+                        r.fees = fees_after;
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(debited)
+        Ok(recorded)
     }
 
     /// Schedules the payout run of a Monday (a no-op when it is scheduled already).
@@ -445,6 +481,10 @@ impl App {
         Ok(report)
     }
 
+    /// One producer's part of a payout run, in one commit of their balance: failed transfers
+    /// of earlier runs retried (or given back after `max_transfer_attempts`), this Monday's
+    /// payout of what is available started, and each transfer owed as an outbox message,
+    /// delivered right after (R-PAY-1, R-PAY-2).
     async fn pay_producer(
         &self,
         producer: ProducerId,
@@ -454,111 +494,125 @@ impl App {
     ) -> Result<(), AppError> {
         // Credits available before the Monday are paid on it (payout_on: strictly after).
         let cutoff = monday - Duration::days(1);
-        let now = self.now();
-        let open = |b: &ProducerBalance| -> BTreeSet<PayoutId> {
-            b.credits().values().filter_map(|c| c.payout).collect()
-        };
-        // 1. Transfers that failed on an earlier run: retry, or give the money back.
+        let cc = CommandContext::new(Actor::system()).with_idempotency(
+            format!("{key}:pay:{producer}"),
+            format!("pay:{producer}:{monday}"),
+        );
+        let max_attempts = self.settings.max_transfer_attempts;
+        let flowed = self
+            .run_flow(&cc, vec![], || async move {
+                let now = self.now();
+                let mut balance = self
+                    .bus
+                    .load_stream::<ProducerBalance>(&producer.to_string())
+                    .await?;
+                let mut step = PayoutStep::default();
+                let open: BTreeSet<PayoutId> = balance
+                    .state
+                    .credits()
+                    .values()
+                    .filter_map(|c| c.payout)
+                    .collect();
+                // 1. Transfers that failed on an earlier run: retry, or give the money back.
+                for id in open {
+                    let Some(record) = balance.state.payout(id) else {
+                        continue;
+                    };
+                    if record.status != PayoutStatus::Failed || record.statement.on >= cutoff {
+                        continue;
+                    }
+                    let command = if record.attempts >= max_attempts {
+                        step.returned += 1;
+                        ProducerBalanceCommand::ReturnToBalance {
+                            payout: id,
+                            at: now,
+                        }
+                    } else {
+                        step.retried += 1;
+                        ProducerBalanceCommand::RetryTransfer {
+                            payout: id,
+                            at: now,
+                        }
+                    };
+                    balance.decide(|b| b.decide(command)).map_err(rejected)?;
+                }
+                // 2. This Monday's payout of what is available.
+                let id = payout_id_for(producer, monday);
+                if balance.state.payout(id).is_none()
+                    && balance.state.available(cutoff) > Money::ZERO
+                {
+                    let started = balance.decide(|b| {
+                        b.decide(ProducerBalanceCommand::StartPayout {
+                            payout: id,
+                            on: cutoff,
+                            at: now,
+                        })
+                    });
+                    match started {
+                        Ok(_) => step.started += 1,
+                        Err(ProducerBalanceError::PayoutAlreadyExists { .. })
+                        | Err(ProducerBalanceError::NothingToPay { .. }) => {}
+                        Err(e) => return Err(rejected(e)),
+                    }
+                }
+                // 3. Every transfer in flight is owed to the bank (the same key on a re-run).
+                let mut changes = Changes::new();
+                let payouts: Vec<(PayoutId, u32, Money)> = balance
+                    .state
+                    .credits()
+                    .values()
+                    .filter_map(|c| c.payout)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|id| {
+                        let r = balance.state.payout(id)?;
+                        (r.status == PayoutStatus::InFlight).then_some((
+                            id,
+                            r.attempts,
+                            r.statement.total,
+                        ))
+                    })
+                    .collect();
+                for (id, attempt, amount) in payouts {
+                    changes.send(Self::transfer_message(producer, id, attempt, amount));
+                    step.in_flight.push(id);
+                }
+                changes.stream(&balance)?;
+                Ok(Decided::new(changes, step))
+            })
+            .await?;
+        self.deliver_now(&flowed.outbox).await;
+        let step = flowed.value;
+        report.started += step.started;
+        report.retried += step.retried;
+        report.returned += step.returned;
+        // What the bank answered (inline; a transfer still owed is delivered by the worker).
         let (balance, _) = self.load::<ProducerBalance>(producer).await?;
-        for id in open(&balance) {
+        for id in step.in_flight {
             let Some(record) = balance.payout(id) else {
                 continue;
             };
-            if record.status != PayoutStatus::Failed || record.statement.on >= cutoff {
-                continue;
-            }
-            if record.attempts >= self.settings.max_transfer_attempts {
-                let cc = system_step(key, &format!("return:{id}"));
-                self.exec::<ProducerBalance>(
-                    producer,
-                    ProducerBalanceCommand::ReturnToBalance {
-                        payout: id,
-                        at: now,
-                    },
-                    &cc,
-                )
-                .await?;
-                report.returned += 1;
-            } else {
-                let cc = system_step(key, &format!("retry:{id}"));
-                self.exec::<ProducerBalance>(
-                    producer,
-                    ProducerBalanceCommand::RetryTransfer {
-                        payout: id,
-                        at: now,
-                    },
-                    &cc,
-                )
-                .await?;
-                report.retried += 1;
-            }
-        }
-        // 2. This Monday's payout of what is available.
-        let (balance, _) = self.load::<ProducerBalance>(producer).await?;
-        let id = payout_id_for(producer, monday);
-        if balance.payout(id).is_none() && balance.available(cutoff) > Money::ZERO {
-            let cc = system_step(key, &format!("start:{producer}"));
-            match self
-                .exec::<ProducerBalance>(
-                    producer,
-                    ProducerBalanceCommand::StartPayout {
-                        payout: id,
-                        on: cutoff,
-                        at: now,
-                    },
-                    &cc,
-                )
-                .await
-            {
-                Ok(_) => report.started += 1,
-                Err(e)
-                    if rejected_with(
-                        &e,
-                        ProducerBalanceError::PayoutAlreadyExists { payout: id },
-                    ) || rejected_with(
-                        &e,
-                        ProducerBalanceError::NothingToPay { on: cutoff },
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // 3. Every transfer in flight: send it (same key on a re-run) and record the outcome.
-        let (balance, _) = self.load::<ProducerBalance>(producer).await?;
-        for id in open(&balance) {
-            let Some(record) = balance.payout(id) else {
-                continue;
-            };
-            if record.status != PayoutStatus::InFlight {
-                continue;
-            }
-            let amount = record.statement.total;
-            let transfer = transfer_key(id, record.attempts);
-            let command = match self.payments.transfer(&transfer, amount).await {
-                Ok(provider_ref) => ProducerBalanceCommand::RecordTransferSucceeded {
-                    payout: id,
-                    provider_ref,
-                    at: now,
-                },
-                Err(failure) => ProducerBalanceCommand::RecordTransferFailed {
-                    payout: id,
-                    reason: failure.0,
-                    at: now,
-                },
-            };
-            let succeeded = matches!(
-                command,
-                ProducerBalanceCommand::RecordTransferSucceeded { .. }
-            );
-            let cc = system_step(key, &format!("outcome:{transfer}"));
-            self.exec::<ProducerBalance>(producer, command, &cc).await?;
-            if succeeded {
-                report.succeeded += 1;
-                report.paid += amount;
-            } else {
-                tracing::warn!(%producer, payout = %id, %amount, "payout transfer failed");
-                report.failed += 1;
+            match record.status {
+                PayoutStatus::Succeeded => {
+                    report.succeeded += 1;
+                    report.paid += record.statement.total;
+                }
+                PayoutStatus::Failed => {
+                    tracing::warn!(%producer, payout = %id, amount = %record.statement.total, "payout transfer failed");
+                    report.failed += 1;
+                }
+                _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// What one producer's part of a payout run decided.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct PayoutStep {
+    started: u32,
+    retried: u32,
+    returned: u32,
+    in_flight: Vec<PayoutId>,
 }

@@ -139,7 +139,11 @@ impl App {
         // Every order of a sale writes the sale's stream, and orders of a busy sale the same
         // stocks and annual sales: orders of one sale take turns on them in this process.
         let mut turns = vec![turn_key::<Sale>(&sale_id.to_string())];
-        turns.extend(lines.iter().map(|l| turn_key::<Stock>(&l.product.to_string())));
+        turns.extend(
+            lines
+                .iter()
+                .map(|l| turn_key::<Stock>(&l.product.to_string())),
+        );
         turns.extend(
             facts
                 .producers()
@@ -594,7 +598,10 @@ impl App {
                     })
                     .map_err(rejected)?;
                 let mut changes = Changes::new();
-                let mut stock = self.bus.load_stream::<Stock>(&l.product.to_string()).await?;
+                let mut stock = self
+                    .bus
+                    .load_stream::<Stock>(&l.product.to_string())
+                    .await?;
                 // Once delivered (R-STK-4) the units left the stock: nothing to lower.
                 if stock.state.reservation(order_id).is_some() {
                     stock
@@ -781,9 +788,11 @@ impl App {
                         break;
                     }
                 }
-                Canceller::Producer(found.ok_or_else(|| {
-                    AppError::Forbidden("you sell nothing in this order".into())
-                })?)
+                Canceller::Producer(
+                    found.ok_or_else(|| {
+                        AppError::Forbidden("you sell nothing in this order".into())
+                    })?,
+                )
             }
             Role::MarketAdmin => {
                 let (_, access) = self.market_access(ctx.actor, order.market()).await?;

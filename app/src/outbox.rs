@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
-use etal_domain::ids::{OrderId, PaymentId};
+use etal_domain::ids::{OrderId, PaymentId, ProducerId};
 use etal_domain::order::{Canceller, Order, OrderCommand, PaymentMethod};
+use etal_domain::payout::{PayoutId, ProducerBalance, ProducerBalanceCommand};
 use etal_domain::{Actor, Money, Role};
 use etal_store::log::Position;
 use etal_store::{Changes, CommandContext, CommitError, OutboxMessage, Stream};
@@ -27,6 +28,8 @@ pub mod kinds {
     pub const CHARGE: &str = "charge";
     /// Refund part of an online payment (payload [`super::RefundMessage`]).
     pub const REFUND: &str = "refund";
+    /// Pay a payout to the producer's bank account (payload [`super::TransferMessage`]).
+    pub const TRANSFER: &str = "transfer";
 }
 
 /// Charge the customer of an online order.
@@ -45,6 +48,17 @@ pub struct RefundMessage {
     pub payment: PaymentId,
     pub amount: Money,
     pub charge_ref: String,
+}
+
+/// Pay one attempt of a payout's bank transfer (R-PAY-2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferMessage {
+    pub producer: ProducerId,
+    pub payout: PayoutId,
+    pub attempt: u32,
+    pub amount: Money,
+    /// The bank's idempotency key of this attempt ([`crate::money::transfer_key`]).
+    pub provider_key: String,
 }
 
 /// What a delivery round did.
@@ -73,10 +87,10 @@ enum Delivery {
 }
 
 /// How long a claimed message is held by its deliverer before another may take it.
-const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+const LEASE: chrono::Duration = chrono::Duration::seconds(10);
 
-/// The pause before the next attempt of a message that failed `attempts` times: 1 s doubling,
-/// at most an hour.
+/// The pause after the `attempts`-th failed attempt of a message: 2 s, doubling, at most an
+/// hour.
 pub fn retry_delay(attempts: i32) -> chrono::Duration {
     let secs = 1i64 << attempts.clamp(0, 12);
     chrono::Duration::seconds(secs.min(3600))
@@ -93,6 +107,27 @@ impl App {
                 order,
                 payment,
                 amount: total,
+            }),
+        )
+    }
+
+    /// The outbox message owing one attempt of a payout's transfer.
+    pub(crate) fn transfer_message(
+        producer: ProducerId,
+        payout: PayoutId,
+        attempt: u32,
+        amount: Money,
+    ) -> OutboxMessage {
+        let provider_key = crate::money::transfer_key(payout, attempt);
+        OutboxMessage::new(
+            super::derived_id(&format!("outbox:{provider_key}")),
+            kinds::TRANSFER,
+            serde_json::json!(TransferMessage {
+                producer,
+                payout,
+                attempt,
+                amount,
+                provider_key,
             }),
         )
     }
@@ -182,7 +217,11 @@ impl App {
     }
 
     /// Runs [`App::deliver_outbox`] every `interval` until `stop` resolves.
-    pub async fn run_outbox(&self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run_outbox(
+        &self,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(stop);
         loop {
             if let Err(e) = self.deliver_outbox().await {
@@ -207,14 +246,19 @@ impl App {
     /// Takes a due message (or the one named) for delivery, with a lease.
     async fn claim(&self, id: Option<Uuid>) -> Result<Option<Claimed>, AppError> {
         let now = self.now();
+        // The attempt is recorded as it starts ("in flight"): a deliverer that dies leaves it so.
         let row = sqlx::query(
-            "UPDATE outbox SET leased_until = $2, attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM outbox \
-                         WHERE status = 'pending' \
-                           AND (($1::uuid IS NULL AND next_attempt_at <= $3) OR id = $1) \
-                           AND (leased_until IS NULL OR leased_until < $3) \
-                         ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, kind, payload, attempts",
+            "WITH c AS ( \
+               UPDATE outbox SET leased_until = $2, attempts = attempts + 1 \
+               WHERE id = (SELECT id FROM outbox \
+                           WHERE status = 'pending' \
+                             AND (($1::uuid IS NULL AND next_attempt_at <= $3) OR id = $1) \
+                             AND (leased_until IS NULL OR leased_until < $3) \
+                           ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+               RETURNING id, kind, payload, attempts), \
+             a AS (INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
+                   SELECT id, attempts, $3, false, 'in flight' FROM c ON CONFLICT DO NOTHING) \
+             SELECT id, kind, payload, attempts FROM c",
         )
         .bind(id)
         .bind(now + LEASE)
@@ -234,6 +278,7 @@ impl App {
         let outcome = match m.kind.as_str() {
             kinds::CHARGE => self.deliver_charge(&m).await,
             kinds::REFUND => self.deliver_refund(&m).await,
+            kinds::TRANSFER => self.deliver_transfer(&m).await,
             other => Ok(Delivery::Retry(format!("unknown outbox kind {other}"))),
         };
         let outcome = match outcome {
@@ -242,32 +287,18 @@ impl App {
             // is repeated with the same key next time and gives the same answer.
             Err(e) => Delivery::Retry(format!("recording failed: {e}")),
         };
-        let (ok, detail) = match &outcome {
-            Delivery::Delivered(_) => (true, "delivered".to_string()),
-            Delivery::Failed(_) => (false, "settled as failed".to_string()),
-            Delivery::Retry(why) => (false, why.clone()),
-        };
         let now = self.now();
-        let _ = sqlx::query(
-            "INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(m.id)
-        .bind(m.attempts)
-        .bind(now)
-        .bind(ok)
-        .bind(&detail)
-        .execute(&self.pool)
-        .await;
         if let Delivery::Retry(why) = &outcome {
             tracing::info!(outbox = %m.id, kind = m.kind, attempts = m.attempts, why, "delivery will be retried");
             sqlx::query(
-                "UPDATE outbox SET leased_until = NULL, last_error = $2, next_attempt_at = $3 \
-                 WHERE id = $1 AND status = 'pending'",
+                "WITH o AS (UPDATE outbox SET leased_until = NULL, last_error = $2, next_attempt_at = $3 \
+                            WHERE id = $1 AND status = 'pending' RETURNING id) \
+                 UPDATE outbox_attempts SET detail = $2 WHERE outbox_id = $1 AND attempt = $4",
             )
             .bind(m.id)
             .bind(why)
             .bind(now + retry_delay(m.attempts))
+            .bind(m.attempts)
             .execute(&self.pool)
             .await?;
         }
@@ -275,7 +306,13 @@ impl App {
     }
 
     /// Commits `decide`'s changes with the message's settlement, deciding again on conflicts.
-    async fn settle<F>(&self, id: Uuid, delivered: bool, result: serde_json::Value, mut decide: F) -> Result<Option<Position>, AppError>
+    async fn settle<F>(
+        &self,
+        id: Uuid,
+        delivered: bool,
+        result: serde_json::Value,
+        mut decide: F,
+    ) -> Result<Option<Position>, AppError>
     where
         F: FnMut() -> futures::future::BoxFuture<'static, Result<Changes, AppError>>,
     {
@@ -283,7 +320,11 @@ impl App {
         for attempt in 1..=self.bus.max_attempts() {
             let mut changes = decide().await?;
             changes.settle_outbox(id, delivered, result.clone());
-            match self.bus.commit(&changes, &cc, &serde_json::Value::Null).await {
+            match self
+                .bus
+                .commit(&changes, &cc, &serde_json::Value::Null)
+                .await
+            {
                 Ok(c) => return Ok(c.last_position()),
                 Err(CommitError::Conflict) | Err(CommitError::KeyTaken) => {
                     if self.outbox_settled(id).await? {
@@ -294,7 +335,9 @@ impl App {
                 Err(CommitError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(AppError::Retryable("settling an outbox message kept conflicting".into()))
+        Err(AppError::Retryable(
+            "settling an outbox message kept conflicting".into(),
+        ))
     }
 
     async fn outbox_settled(&self, id: Uuid) -> Result<bool, AppError> {
@@ -308,19 +351,30 @@ impl App {
     async fn deliver_charge(&self, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: ChargeMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("charge message: {e}")))?;
-        let order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
-        if order.state.payments().contains_key(&msg.payment) {
-            let p = self.settle(m.id, true, serde_json::json!({ "already": "recorded" }), || {
-                Box::pin(async { Ok(Changes::new()) })
-            })
+        let order = self
+            .bus
+            .load_stream::<Order>(&msg.order.to_string())
             .await?;
+        if order.state.payments().contains_key(&msg.payment) {
+            let p = self
+                .settle(
+                    m.id,
+                    true,
+                    serde_json::json!({ "already": "recorded" }),
+                    || Box::pin(async { Ok(Changes::new()) }),
+                )
+                .await?;
             return Ok(Delivery::Delivered(p));
         }
         if !order.exists() || order.state.is_cancelled() {
-            let p = self.settle(m.id, false, serde_json::json!({ "skipped": "order cancelled before the charge" }), || {
-                Box::pin(async { Ok(Changes::new()) })
-            })
-            .await?;
+            let p = self
+                .settle(
+                    m.id,
+                    false,
+                    serde_json::json!({ "skipped": "order cancelled before the charge" }),
+                    || Box::pin(async { Ok(Changes::new()) }),
+                )
+                .await?;
             return Ok(Delivery::Failed(p));
         }
         let key = OutboxMessage::provider_key(m.id);
@@ -328,33 +382,52 @@ impl App {
             Ok(provider_ref) => {
                 let app = self.clone();
                 let r = provider_ref.clone();
-                let p = self.settle(m.id, true, serde_json::json!({ "provider_ref": provider_ref }), move || {
-                    let app = app.clone();
-                    let msg = msg.clone();
-                    let r = r.clone();
-                    Box::pin(async move { app.record_charge(&msg, r).await })
-                })
-                .await?;
+                let p = self
+                    .settle(
+                        m.id,
+                        true,
+                        serde_json::json!({ "provider_ref": provider_ref }),
+                        move || {
+                            let app = app.clone();
+                            let msg = msg.clone();
+                            let r = r.clone();
+                            Box::pin(async move { app.record_charge(&msg, r).await })
+                        },
+                    )
+                    .await?;
                 Ok(Delivery::Delivered(p))
             }
             Err(failure) => {
                 // A declined charge: the order is cancelled, its stock and caps released.
                 let app = self.clone();
                 let why = failure.0.clone();
-                let p = self.settle(m.id, false, serde_json::json!({ "declined": why }), move || {
-                    let app = app.clone();
-                    let order = msg.order;
-                    Box::pin(async move { app.cancel_unpaid(order).await })
-                })
-                .await?;
+                let p = self
+                    .settle(
+                        m.id,
+                        false,
+                        serde_json::json!({ "declined": why }),
+                        move || {
+                            let app = app.clone();
+                            let order = msg.order;
+                            Box::pin(async move { app.cancel_unpaid(order).await })
+                        },
+                    )
+                    .await?;
                 tracing::info!(order = %msg.order, reason = %failure.0, "charge declined: order cancelled");
                 Ok(Delivery::Failed(p))
             }
         }
     }
 
-    async fn record_charge(&self, msg: &ChargeMessage, provider_ref: String) -> Result<Changes, AppError> {
-        let mut order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+    async fn record_charge(
+        &self,
+        msg: &ChargeMessage,
+        provider_ref: String,
+    ) -> Result<Changes, AppError> {
+        let mut order = self
+            .bus
+            .load_stream::<Order>(&msg.order.to_string())
+            .await?;
         let customer = Actor::new(order.state.customer(), Role::Customer);
         order
             .decide(|o| {
@@ -385,8 +458,13 @@ impl App {
             return Ok(changes);
         }
         let customer = Actor::new(order.state.customer(), Role::Customer);
-        self.decide_cancellation(&mut order, Canceller::Customer(customer), true, &mut changes)
-            .await?;
+        self.decide_cancellation(
+            &mut order,
+            Canceller::Customer(customer),
+            true,
+            &mut changes,
+        )
+        .await?;
         changes.stream(&order)?;
         Ok(changes)
     }
@@ -394,26 +472,43 @@ impl App {
     async fn deliver_refund(&self, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: RefundMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("refund message: {e}")))?;
-        let order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
-        if !order.state.pending_refunds().contains_key(&msg.refund) {
-            let p = self.settle(m.id, true, serde_json::json!({ "already": "recorded" }), || {
-                Box::pin(async { Ok(Changes::new()) })
-            })
+        let order = self
+            .bus
+            .load_stream::<Order>(&msg.order.to_string())
             .await?;
+        if !order.state.pending_refunds().contains_key(&msg.refund) {
+            let p = self
+                .settle(
+                    m.id,
+                    true,
+                    serde_json::json!({ "already": "recorded" }),
+                    || Box::pin(async { Ok(Changes::new()) }),
+                )
+                .await?;
             return Ok(Delivery::Delivered(p));
         }
         let key = OutboxMessage::provider_key(m.id);
-        match self.payments.refund(&key, &msg.charge_ref, msg.amount).await {
+        match self
+            .payments
+            .refund(&key, &msg.charge_ref, msg.amount)
+            .await
+        {
             Ok(provider_ref) => {
                 let app = self.clone();
                 let r = provider_ref.clone();
-                let p = self.settle(m.id, true, serde_json::json!({ "provider_ref": provider_ref }), move || {
-                    let app = app.clone();
-                    let msg = msg.clone();
-                    let r = r.clone();
-                    Box::pin(async move { app.record_refund(&msg, r).await })
-                })
-                .await?;
+                let p = self
+                    .settle(
+                        m.id,
+                        true,
+                        serde_json::json!({ "provider_ref": provider_ref }),
+                        move || {
+                            let app = app.clone();
+                            let msg = msg.clone();
+                            let r = r.clone();
+                            Box::pin(async move { app.record_refund(&msg, r).await })
+                        },
+                    )
+                    .await?;
                 Ok(Delivery::Delivered(p))
             }
             // Never lost: retried with backoff until the provider acknowledges it.
@@ -421,8 +516,73 @@ impl App {
         }
     }
 
-    async fn record_refund(&self, msg: &RefundMessage, provider_ref: String) -> Result<Changes, AppError> {
-        let mut order = self.bus.load_stream::<Order>(&msg.order.to_string()).await?;
+    async fn deliver_transfer(&self, m: &Claimed) -> Result<Delivery, AppError> {
+        let msg: TransferMessage = serde_json::from_value(m.payload.clone())
+            .map_err(|e| AppError::Internal(format!("transfer message: {e}")))?;
+        let (balance, _) = self.load::<ProducerBalance>(msg.producer).await?;
+        let in_flight = balance.payout(msg.payout).is_some_and(|r| {
+            r.status == etal_domain::payout::PayoutStatus::InFlight && r.attempts == msg.attempt
+        });
+        if !in_flight {
+            let p = self
+                .settle(
+                    m.id,
+                    true,
+                    serde_json::json!({ "already": "recorded" }),
+                    || Box::pin(async { Ok(Changes::new()) }),
+                )
+                .await?;
+            return Ok(Delivery::Delivered(p));
+        }
+        // The bank's answer, success or failure, is the outcome recorded on the balance: a
+        // failed transfer is retried by the next Monday's run, or returned (R-PAY-2).
+        let outcome = self.payments.transfer(&msg.provider_key, msg.amount).await;
+        let result = match &outcome {
+            Ok(r) => serde_json::json!({ "provider_ref": r }),
+            Err(f) => serde_json::json!({ "failed": f.0 }),
+        };
+        let app = self.clone();
+        let p = self
+            .settle(m.id, true, result, move || {
+                let app = app.clone();
+                let msg = msg.clone();
+                let outcome = outcome.clone();
+                Box::pin(async move {
+                    let mut balance = app
+                        .bus
+                        .load_stream::<ProducerBalance>(&msg.producer.to_string())
+                        .await?;
+                    let command = match outcome {
+                        Ok(provider_ref) => ProducerBalanceCommand::RecordTransferSucceeded {
+                            payout: msg.payout,
+                            provider_ref,
+                            at: app.now(),
+                        },
+                        Err(failure) => ProducerBalanceCommand::RecordTransferFailed {
+                            payout: msg.payout,
+                            reason: failure.0,
+                            at: app.now(),
+                        },
+                    };
+                    balance.decide(|b| b.decide(command)).map_err(rejected)?;
+                    let mut changes = Changes::new();
+                    changes.stream(&balance)?;
+                    Ok(changes)
+                })
+            })
+            .await?;
+        Ok(Delivery::Delivered(p))
+    }
+
+    async fn record_refund(
+        &self,
+        msg: &RefundMessage,
+        provider_ref: String,
+    ) -> Result<Changes, AppError> {
+        let mut order = self
+            .bus
+            .load_stream::<Order>(&msg.order.to_string())
+            .await?;
         order
             .decide(|o| {
                 o.decide(OrderCommand::RecordRefund {
@@ -436,8 +596,10 @@ impl App {
             .map_err(rejected)?;
         let mut changes = Changes::new();
         changes.stream(&order)?;
-        // A refund after the sale was validated is debited from the producers' balances.
-        if self.sale_validated_online(order.state.sale()).await? {
+        // A refund after the sale was validated is debited from the producers' balances. Always
+        // scheduled on an online market: the handler does nothing before validation, and waits
+        // for a crediting that may have read the orders before this refund.
+        if order.state.payment_mode() == etal_domain::market::PaymentMode::Online {
             changes.schedule(
                 schedules::DEBIT_REFUNDS,
                 &format!("debit:refund:{}", msg.refund),

@@ -206,7 +206,14 @@ impl CommandBus {
                 replayed: false,
             };
             // The recorded outcome names the positions: `commit_with` builds it once they are known.
-            match self.commit_with(&changes, ctx, &|c| serde_json::to_value(outcome_of(c))).await {
+            let template = serde_json::to_value(CommandOutcome {
+                aggregate_type: A::TYPE.to_string(),
+                aggregate_id: id.to_string(),
+                events: Vec::new(),
+                replayed: false,
+            })
+            .map_err(StoreError::from)?;
+            match self.commit_with(&changes, ctx, &template, true).await {
                 Ok(committed) => return Ok(outcome_of(&committed)),
                 Err(CommitError::KeyTaken) => continue,
                 Err(CommitError::Conflict) if attempt < self.max_attempts => {
@@ -284,7 +291,9 @@ impl CommandBus {
             return Err(RecordedError::Reused);
         }
         let outcome: serde_json::Value = row.try_get("outcome").map_err(StoreError::from)?;
-        Ok(Some(serde_json::from_value(outcome).map_err(StoreError::from)?))
+        Ok(Some(
+            serde_json::from_value(outcome).map_err(StoreError::from)?,
+        ))
     }
 
     /// Commits one flow's changes: every stream's events at its expected version, the request's
@@ -296,15 +305,26 @@ impl CommandBus {
         ctx: &CommandContext,
         result: &serde_json::Value,
     ) -> Result<Committed, CommitError> {
-        self.commit_with(changes, ctx, &|_| Ok(result.clone())).await
+        self.commit_with(changes, ctx, result, false).await
     }
 
+    /// Commits `changes`; with `with_events`, the recorded result is `result` with its `events`
+    /// field set to the events written (the outcome of [`CommandBus::execute`]).
     async fn commit_with(
         &self,
         changes: &Changes,
         ctx: &CommandContext,
-        result: &(dyn Fn(&Committed) -> Result<serde_json::Value, serde_json::Error> + Sync),
+        result: &serde_json::Value,
+        with_events: bool,
     ) -> Result<Committed, CommitError> {
+        if changes.settles.is_empty()
+            && changes.schedules.is_empty()
+            && changes.writes.iter().all(|w| w.snapshot.is_none())
+        {
+            return self
+                .commit_one_statement(changes, ctx, result, with_events)
+                .await;
+        }
         let now = self.clock.now();
         let metadata = serde_json::json!({
             "actor": ctx.actor,
@@ -409,6 +429,21 @@ impl CommandBus {
             if done.rows_affected() != 1 {
                 return Err(CommitError::Conflict);
             }
+            // The attempt that settled it (see the outbox's claim).
+            sqlx::query(
+                "UPDATE outbox_attempts SET ok = $2, detail = $3, at = $4 \
+                 WHERE outbox_id = $1 AND attempt = (SELECT attempts FROM outbox WHERE id = $1)",
+            )
+            .bind(s.id)
+            .bind(s.delivered)
+            .bind(if s.delivered {
+                "delivered"
+            } else {
+                "settled as failed"
+            })
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         if !changes.outbox.is_empty() {
             let ids: Vec<Uuid> = changes.outbox.iter().map(|m| m.id).collect();
@@ -441,8 +476,23 @@ impl CommandBus {
             .await?;
         }
         if let Some(idem) = &ctx.idempotency {
+            let mut result = result.clone();
+            if with_events {
+                result["events"] = serde_json::to_value(
+                    committed
+                        .events
+                        .iter()
+                        .map(|e| WrittenEvent {
+                            sequence: e.sequence,
+                            position: e.position,
+                            event_type: e.event_type.clone(),
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(StoreError::from)?;
+            }
             let recorded = Recorded {
-                result: result(&committed).map_err(StoreError::from)?,
+                result,
                 position: committed.last_position(),
                 outbox: committed.outbox.clone(),
             };
@@ -477,6 +527,124 @@ impl CommandBus {
             Err(e) => Err(e.into()),
         }
     }
+    /// The common commit (events, outbox rows, the idempotency record; no snapshot, schedule or
+    /// settlement) as one statement: one round trip, atomic like any statement.
+    async fn commit_one_statement(
+        &self,
+        changes: &Changes,
+        ctx: &CommandContext,
+        result: &serde_json::Value,
+        with_events: bool,
+    ) -> Result<Committed, CommitError> {
+        let now = self.clock.now();
+        let metadata = serde_json::json!({
+            "actor": ctx.actor,
+            "correlation_id": ctx.correlation_id,
+            "causation": ctx.causation,
+            "idempotency_key": ctx.idempotency.as_ref().map(|i| &i.key),
+            "at": now,
+        });
+        let n: usize = changes.writes.iter().map(|w| w.payloads.len()).sum();
+        let mut types = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        let mut sequences = Vec::with_capacity(n);
+        let mut event_types = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        for w in &changes.writes {
+            for (i, p) in w.payloads.iter().enumerate() {
+                types.push(w.aggregate_type);
+                ids.push(w.aggregate_id.as_str());
+                sequences.push(w.expected + 1 + i as i64);
+                event_types.push(w.event_types[i].as_str());
+                versions.push(w.event_versions[i].as_str());
+                payloads.push(p);
+            }
+        }
+        let outbox_ids: Vec<Uuid> = changes.outbox.iter().map(|m| m.id).collect();
+        let outbox_kinds: Vec<&str> = changes.outbox.iter().map(|m| m.kind.as_str()).collect();
+        let outbox_payloads: Vec<&serde_json::Value> =
+            changes.outbox.iter().map(|m| &m.payload).collect();
+        let main = changes.writes.first();
+        let rows = sqlx::query(
+            "WITH ev AS ( \
+               INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                                   payload, metadata, recorded_at) \
+               SELECT a, i, s, t, v, p, $7, $8 \
+               FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) \
+                    WITH ORDINALITY AS x(a, i, s, t, v, p, o) ORDER BY o \
+               RETURNING aggregate_type, aggregate_id, sequence, global_position, \
+                         transaction_id::text::bigint AS txid, event_type), \
+             ob AS ( \
+               INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
+               SELECT i, k, p, $8, $8, $12 FROM UNNEST($9::uuid[], $10::text[], $11::jsonb[]) AS x(i, k, p) \
+               ON CONFLICT (id) DO NOTHING RETURNING id), \
+             idem AS ( \
+               INSERT INTO idempotency_keys (scope, key, aggregate_type, aggregate_id, command_hash, outcome, created_at) \
+               SELECT $13, $14, $15, $16, $17, jsonb_build_object( \
+                   'result', CASE WHEN $19 THEN jsonb_set($18::jsonb, '{events}', coalesce( \
+                       (SELECT jsonb_agg(jsonb_build_object('sequence', sequence, 'position', \
+                          jsonb_build_object('txid', txid, 'position', global_position), \
+                          'event_type', event_type) ORDER BY sequence) FROM ev), '[]'::jsonb)) \
+                     ELSE $18::jsonb END, \
+                   'position', (SELECT jsonb_build_object('txid', max(txid), 'position', max(global_position)) \
+                                FROM ev HAVING count(*) > 0), \
+                   'outbox', to_jsonb($9::uuid[])), $8 \
+               WHERE $14::text IS NOT NULL RETURNING 1) \
+             SELECT aggregate_type, aggregate_id, sequence, global_position, txid, event_type FROM ev",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&sequences)
+        .bind(&event_types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .bind(now)
+        .bind(&outbox_ids)
+        .bind(&outbox_kinds)
+        .bind(&outbox_payloads)
+        .bind(ctx.correlation_id)
+        .bind(idempotency_scope(&ctx.actor))
+        .bind(ctx.idempotency.as_ref().map(|i| i.key.as_str()))
+        .bind(main.map(|w| w.aggregate_type))
+        .bind(main.map(|w| w.aggregate_id.as_str()))
+        .bind(
+            ctx.idempotency
+                .as_ref()
+                .map(|i| fingerprint_hash(&i.fingerprint)),
+        )
+        .bind(result)
+        .bind(with_events)
+        .fetch_all(&self.pool)
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) if is_unique_violation(&e, "events_pkey") => return Err(CommitError::Conflict),
+            Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
+                return Err(CommitError::KeyTaken)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut committed = Committed {
+            events: Vec::with_capacity(rows.len()),
+            outbox: outbox_ids,
+        };
+        for r in rows {
+            committed.events.push(CommittedEvent {
+                aggregate_type: r.try_get("aggregate_type")?,
+                aggregate_id: r.try_get("aggregate_id")?,
+                sequence: r.try_get("sequence")?,
+                position: Position {
+                    txid: r.try_get("txid")?,
+                    position: r.try_get("global_position")?,
+                },
+                event_type: r.try_get("event_type")?,
+            });
+        }
+        committed.events.sort_by_key(|e| e.position);
+        Ok(committed)
+    }
 }
 
 /// Why a recorded outcome could not be returned.
@@ -500,41 +668,71 @@ pub async fn load<A: EsAggregate>(
         .map(|(a, last, _)| (a, last))
 }
 
-/// [`load`], also telling how many events were replayed on top of the snapshot.
+/// [`load`], also telling how many events were replayed on top of the snapshot. One round trip:
+/// the snapshot of the current state version (if any) and the events after it.
 pub async fn load_counting<A: EsAggregate>(
     conn: &mut PgConnection,
     id: &str,
 ) -> Result<(A, i64, usize), StoreError> {
-    let snapshot = sqlx::query(
-        "SELECT last_sequence, state_version, payload FROM snapshots \
-         WHERE aggregate_type = $1 AND aggregate_id = $2",
+    let rows = sqlx::query(
+        "WITH s AS (SELECT last_sequence, payload FROM snapshots \
+                    WHERE aggregate_type = $1 AND aggregate_id = $2 AND state_version = $3) \
+         SELECT * FROM ( \
+           SELECT true AS snapshot, last_sequence AS sequence, payload FROM s \
+           UNION ALL \
+           SELECT false, e.sequence, e.payload FROM events e \
+           WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 \
+             AND e.sequence > coalesce((SELECT last_sequence FROM s), 0)) u \
+         ORDER BY snapshot DESC, sequence",
     )
     .bind(A::TYPE)
     .bind(id)
-    .fetch_optional(&mut *conn)
+    .bind(A::STATE_VERSION)
+    .fetch_all(&mut *conn)
     .await?;
-    let (mut aggregate, mut last_sequence) = match snapshot {
-        Some(row) if row.try_get::<i32, _>("state_version")? == A::STATE_VERSION => {
-            let payload: serde_json::Value = row.try_get("payload")?;
+    let mut aggregate = A::default();
+    let mut last_sequence = 0;
+    let mut replayed = 0;
+    for row in rows {
+        let sequence: i64 = row.try_get("sequence")?;
+        let payload: serde_json::Value = row.try_get("payload")?;
+        if row.try_get::<bool, _>("snapshot")? {
             match serde_json::from_value::<A>(payload) {
-                Ok(state) => (state, row.try_get::<i64, _>("last_sequence")?),
+                Ok(state) => {
+                    aggregate = state;
+                    last_sequence = sequence;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(aggregate = A::TYPE, id, error = %e, "unreadable snapshot ignored");
-                    (A::default(), 0)
+                    return load_all::<A>(conn, id).await;
                 }
             }
         }
-        _ => (A::default(), 0),
-    };
+        let event: A::Event = serde_json::from_value(payload)
+            .map_err(|e| StoreError::Corrupt(format!("{} {id} event #{sequence}: {e}", A::TYPE)))?;
+        aggregate.apply(event);
+        last_sequence = sequence;
+        replayed += 1;
+    }
+    Ok((aggregate, last_sequence, replayed))
+}
+
+/// Every event of the stream, without the snapshot.
+async fn load_all<A: EsAggregate>(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<(A, i64, usize), StoreError> {
     let rows = sqlx::query(
         "SELECT sequence, payload FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
     )
     .bind(A::TYPE)
     .bind(id)
-    .bind(last_sequence)
     .fetch_all(&mut *conn)
     .await?;
+    let mut aggregate = A::default();
+    let mut last_sequence = 0;
     let replayed = rows.len();
     for row in rows {
         let sequence: i64 = row.try_get("sequence")?;

@@ -18,11 +18,12 @@ pub mod scheduler;
 pub mod unit;
 
 pub use bus::{
-    CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, RecordedError, WrittenEvent,
+    CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, RecordedError,
+    WrittenEvent,
 };
-pub use unit::{Changes, CommitError, Committed, OutboxMessage, Recorded, Stream};
 pub use error::{BusError, StoreError};
 pub use log::{EventLog, Position, StoredEvent};
 pub use scheduler::{HandlerError, RunReport, ScheduledCommand, ScheduledHandler, Scheduler};
+pub use unit::{Changes, CommitError, Committed, OutboxMessage, Recorded, Stream};
 
 pub mod testkit;

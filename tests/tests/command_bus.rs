@@ -118,15 +118,30 @@ async fn another_callers_identical_key_is_an_unrelated_request() {
     };
     let one = CommandContext::new(actor()).with_idempotency("o-1", "add");
     let two = CommandContext::new(actor()).with_idempotency("o-1", "add");
-    let a = bus.execute::<Tally>("t", add("a"), &(), &one).await.unwrap();
-    let b = bus.execute::<Tally>("t", add("b"), &(), &two).await.unwrap();
+    let a = bus
+        .execute::<Tally>("t", add("a"), &(), &one)
+        .await
+        .unwrap();
+    let b = bus
+        .execute::<Tally>("t", add("b"), &(), &two)
+        .await
+        .unwrap();
     assert!(!a.replayed && !b.replayed, "both wrote");
     assert_ne!(a.events, b.events);
-    let again = bus.execute::<Tally>("t", add("a"), &(), &one).await.unwrap();
+    let again = bus
+        .execute::<Tally>("t", add("a"), &(), &one)
+        .await
+        .unwrap();
     assert!(again.replayed);
-    assert_eq!(again.events, a.events, "the first caller's retry gets its own outcome");
     assert_eq!(
-        EventLog::stream(&db.pool, "tally", "t").await.unwrap().len(),
+        again.events, a.events,
+        "the first caller's retry gets its own outcome"
+    );
+    assert_eq!(
+        EventLog::stream(&db.pool, "tally", "t")
+            .await
+            .unwrap()
+            .len(),
         2
     );
 }

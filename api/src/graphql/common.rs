@@ -7,8 +7,8 @@ use async_graphql::{Context, ErrorExtensions, Guard, OutputType};
 use etal_domain::{Actor, Role};
 use etal_store::log::Position;
 
-use etal_app::{App, AppError};
 use crate::auth::Principal;
+use etal_app::{App, AppError};
 
 /// Per-schema settings the resolvers read.
 #[derive(Debug, Clone, Copy)]

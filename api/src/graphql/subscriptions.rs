@@ -48,9 +48,9 @@ use uuid::Uuid;
 use super::common::{actor, app, app_error, forbidden, OrCoded, RoleGuard};
 use super::producers::{producer_for_read, StockLevel};
 use super::scalars::Money;
-use etal_app::{App, AppError};
 use crate::auth::{verify, Principal};
 use crate::http::GraphqlState;
+use etal_app::{App, AppError};
 
 /// How long a subscriber waits after a wake-up before re-reading, so that a burst of commits
 /// costs one read.

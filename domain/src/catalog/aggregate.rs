@@ -146,7 +146,7 @@ impl Catalog {
             .ok_or(CatalogError::UnknownOffer { product })
     }
 
-    fn decide(&self, command: CatalogCommand) -> Result<Vec<CatalogEvent>, CatalogError> {
+    pub fn decide(&self, command: CatalogCommand) -> Result<Vec<CatalogEvent>, CatalogError> {
         use CatalogCommand as C;
         use CatalogEvent as E;
         match command {

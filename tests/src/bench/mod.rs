@@ -4,6 +4,7 @@
 pub mod generator;
 pub mod measure;
 pub mod memstore;
+pub mod peer;
 pub mod report;
 
 use std::time::Duration;

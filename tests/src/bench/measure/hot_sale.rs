@@ -103,8 +103,11 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
     let (stock, _) = world.app.load::<etal_domain::stock::Stock>(product).await?;
     let body = format!(
         "{customers} customers start together (a barrier), each ordering 1 of the {units} units of one \
-         product through `App::place_order`; a conflict that exhausts the bus's retries is retried \
-         by the client (counted below).\n\n\
+         product on an online market through `App::place_order` (one transaction an order, then \
+         its charge through the outbox); the orders of the sale take turns on its hot streams in \
+         the process, so they wait for each other rather than conflict; a conflict that exhausts \
+         the bus's retries is retried by the client (counted below). Latency: from the barrier to \
+         the answer (charge included).\n\n\
          | units sold | refused (sold out) | other errors | client retries | all answered after | p50 | p99 | stock available after |\n\
          |---|---|---|---|---|---|---|---|\n\
          | {sold} | {refused} | {errors} | {retries} | {:.2} s | {p50:.0} ms | {p99:.0} ms | {} |\n",
@@ -118,6 +121,12 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
         &format!("{units}"),
         format!("{sold}"),
         Some(sold == units as u64),
+    );
+    report.goal(
+        "hot sale p99",
+        "< 300 ms",
+        format!("{p99:.0} ms ({customers} customers, {units} units)"),
+        Some(p99 < 300.0),
     );
     Ok(())
 }

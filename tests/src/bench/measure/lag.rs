@@ -117,9 +117,10 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
     report.section(
         "5. Projection lag",
         format!(
-            "Orders at {rate:.0}/s (half the best rate of 1), 8 clients, {secs:.0} s, projectors \
-             ({}) running in the process; lag = checkpoint past the order's last position minus \
-             the time place_order returned, polled every 1 ms.\n\n\
+            "Orders at {rate:.0}/s (half the best in-process rate of section 1), 8 clients, \
+             {secs:.0} s, projectors ({}) running in the process; lag = checkpoint past the \
+             order's last position (its commit's, or on an online market its charge's) minus the \
+             time place_order returned, polled every 1 ms.\n\n\
              | orders | samples | lag p50 | lag p99 |\n|---|---|---|---|\n| {placed} | {} | {p50:.1} ms | {p99:.1} ms |\n",
             names.join(", "),
             lags.len()

@@ -126,6 +126,25 @@ impl Fixture {
         rng: &mut StdRng,
         lines: std::ops::RangeInclusive<usize>,
     ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
+        self.order(rng, lines, None).await
+    }
+
+    /// [`Fixture::random_order`] with an idempotency key, as a client that retries safely sends
+    /// (the order's commit then holds its idempotency record).
+    pub async fn random_order_keyed(
+        &self,
+        rng: &mut StdRng,
+        key: String,
+    ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
+        self.order(rng, 3..=5, Some(key)).await
+    }
+
+    async fn order(
+        &self,
+        rng: &mut StdRng,
+        lines: std::ops::RangeInclusive<usize>,
+        key: Option<String>,
+    ) -> Result<etal_app::Done<etal_app::order::PlacedOrder>, AppError> {
         let (sale, catalogs) = self.sales.choose(rng).expect("sales");
         let products: usize = catalogs.iter().map(|(_, p)| p.len()).sum();
         let n = rng.gen_range(lines).min(products);
@@ -142,7 +161,10 @@ impl Fixture {
                 quantity: 1,
             });
         }
-        let ctx = Ctx::new(actor(Role::Customer));
+        let mut ctx = Ctx::new(actor(Role::Customer));
+        if let Some(key) = key {
+            ctx = ctx.with_key(key);
+        }
         self.world
             .app
             .place_order(&ctx, *sale, &lines, DeliveryRequest::PickUp)

@@ -120,10 +120,14 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
          | projection | applied | seconds | log events/s | peak RSS |\n|---|---|---|---|---|\n"
     );
     let mut worst = f64::INFINITY;
+    let mut slowest = String::new();
     for p in etal_projections::all() {
         let (events, secs, rss) = rebuild_child(url, p.name()).await?;
         let rate = total as f64 / secs;
-        worst = worst.min(rate);
+        if rate < worst {
+            worst = rate;
+            slowest = p.name().to_string();
+        }
         body.push_str(&format!(
             "| {} | {events} | {secs:.1} | {rate:.0} | {rss:.0} MiB |\n",
             p.name()
@@ -167,9 +171,9 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
     .await?;
     report.section("3. Replay", body);
     report.goal(
-        "replay rate",
-        ">= 100,000 events/s",
-        format!("{worst:.0} events/s"),
+        "replay rate (slowest projection)",
+        ">= 100,000 log events/s",
+        format!("{worst:.0} log events/s ({slowest})"),
         Some(worst >= 100_000.0),
     );
     report.goal(
