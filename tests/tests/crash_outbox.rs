@@ -200,14 +200,12 @@ async fn charge_rows(pool: &sqlx::PgPool) -> BTreeMap<String, (uuid::Uuid, Strin
 async fn drained(pool: &sqlx::PgPool, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
+        // -1 while the database is unreachable.
         let pending: i64 =
-            match sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
                 .fetch_one(pool)
                 .await
-            {
-                Ok(n) => n,
-                Err(_) => -1,
-            };
+                .unwrap_or(-1);
         if pending == 0 {
             return started.elapsed();
         }
@@ -918,8 +916,8 @@ async fn every_acknowledged_order_is_whole(api: &Api, f: &Fixture, out: &Outcome
     );
 
     audit_check(&api.db.url).await;
-    // Not asserted (see the report): an attempt cut by a crash leaves no outbox_attempts row,
-    // and neither does one whose process died between the settlement and the attempt's row.
+    // R-NOT-1 / design 5b: every attempt is recorded as it starts (an attempt cut by a crash
+    // stays "in flight"), and the one that settled a row is marked with it.
     let unlogged: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox o WHERE status = 'delivered' AND NOT EXISTS \
          (SELECT 1 FROM outbox_attempts a WHERE a.outbox_id = o.id AND a.ok)",
@@ -934,7 +932,9 @@ async fn every_acknowledged_order_is_whole(api: &Api, f: &Fixture, out: &Outcome
     .fetch_one(pool)
     .await
     .unwrap();
-    eprintln!(
+    assert_eq!(
+        (unlogged, missing),
+        (0, 0),
         "outbox_attempts: {unlogged} delivered rows without a successful attempt row, {missing} attempts without a row"
     );
     let retried_orders = out.acked.iter().filter(|a| a.tries > 1).count();
