@@ -11,19 +11,19 @@
 //!   command, due at once. It folds the events of every order of the sale
 //!   ([`etal_domain::ledger::OrderMoney`]), computes each producer's gross, refunds and fee lines
 //!   ([`etal_domain::ledger::sale_credits`]) and sends `CreditSale` with
-//!   `available_on(validated_at)`. Idempotent twice over: the bus records each producer's
-//!   command under the scheduled command's key, and the balance refuses a second credit of a
-//!   sale (treated as done). Markets paid on site settle outside the platform and credit
-//!   nothing (their service fee needs a receivable account: not built).
+//!   `available_on(validated_at)`, every producer's balance and the Monday's payout run in one
+//!   commit recorded under the scheduled command's key; a balance refuses a second credit of a
+//!   sale (treated as done). Markets paid on site record the service fee each producer owes.
 //! * **Payouts** (R-PAY-1, R-PAY-2): crediting schedules the payout run of the Monday its money
 //!   is due (`payout_on(available_on)`, 06:00 Europe/Paris); each run schedules the next
 //!   Monday's. A run, for each producer balance: retries a transfer that failed on an earlier
 //!   run, or, after [`super::Settings::max_transfer_attempts`] attempts, returns its money to
 //!   the balance (paid with the next payout); starts a payout of everything available before
 //!   the Monday (payout id derived from producer and Monday, so a re-run never starts a second
-//!   one); sends every transfer in flight with the key `payout:<payout id>:<attempt>` (a re-run
-//!   sends the same key: the provider answers the first result, never pays twice) and records
-//!   its success or failure.
+//!   one), all in one commit of the producer's balance; every transfer in flight is an outbox
+//!   message with the provider key `payout:<payout id>:<attempt>` (a re-run owes the same
+//!   message: the provider answers the first result, never pays twice), delivered at once, its
+//!   success or failure recorded on the balance with the message settled.
 
 use std::collections::BTreeSet;
 use std::path::Path;

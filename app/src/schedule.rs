@@ -14,7 +14,7 @@ use etal_store::scheduler::HandlerError;
 use etal_store::{Changes, CommandContext, ScheduledCommand, ScheduledHandler, Scheduler};
 use serde::Deserialize;
 
-use super::flow::Decided;
+use super::flow::{turn_key, Decided};
 use super::{App, AppError};
 
 /// The kinds of scheduled commands.
@@ -90,7 +90,14 @@ fn handler_error(e: AppError) -> HandlerError {
     }
 }
 
-/// The context of a step of a scheduled command: idempotent by the schedule's id.
+/// The context of a scheduled command's flow: idempotent by the schedule's id.
+fn scheduled(cmd: &ScheduledCommand) -> CommandContext {
+    CommandContext::new(etal_domain::Actor::system())
+        .caused_by(cmd.id.to_string())
+        .with_idempotency(cmd.idempotency_key(), cmd.idempotency_key())
+}
+
+/// The context of one command of a scheduled command (`<key>:<step>`).
 fn step(cmd: &ScheduledCommand, step: &str) -> CommandContext {
     let key = format!("{}:{step}", cmd.idempotency_key());
     CommandContext::new(etal_domain::Actor::system())
@@ -122,24 +129,40 @@ impl ScheduledHandler for Handler {
                     }
                     Some(_) => {}
                 }
-                // R-CAT-3: prices are frozen for this sale before anyone can order.
-                app.exec::<Catalog>(
-                    p.catalog,
-                    CatalogCommand::FreezePricesForSale {
-                        sale: p.sale,
-                        at: now,
+                // R-CAT-3: prices are frozen for this sale before anyone can order, in the
+                // commit that opens the period.
+                let cc = scheduled(cmd);
+                app.run_flow(
+                    &cc,
+                    vec![turn_key::<Sale>(&p.sale.to_string())],
+                    || async move {
+                        let mut catalog = app
+                            .bus
+                            .load_stream::<Catalog>(&p.catalog.to_string())
+                            .await?;
+                        catalog
+                            .decide(|c| {
+                                c.decide(CatalogCommand::FreezePricesForSale {
+                                    sale: p.sale,
+                                    at: now,
+                                })
+                            })
+                            .map_err(super::outbox::rejected)?;
+                        let mut sale = app.load_turned::<Sale>(&p.sale.to_string()).await?;
+                        sale.decide(|s| {
+                            s.decide(SaleCommand::OpenOrderPeriod {
+                                catalog: p.catalog,
+                                at: now,
+                            })
+                        })
+                        .map_err(super::outbox::rejected)?;
+                        let mut changes = Changes::new();
+                        changes.stream(&catalog)?;
+                        changes.stream(&sale)?;
+                        let mut decided = Decided::new(changes, ());
+                        decided.remember(&sale);
+                        Ok(decided)
                     },
-                    &step(cmd, "freeze"),
-                )
-                .await
-                .map_err(handler_error)?;
-                app.exec::<Sale>(
-                    p.sale,
-                    SaleCommand::OpenOrderPeriod {
-                        catalog: p.catalog,
-                        at: now,
-                    },
-                    &step(cmd, "open"),
                 )
                 .await
                 .map_err(handler_error)?;
@@ -189,41 +212,43 @@ impl ScheduledHandler for Handler {
             }
             kinds::END_DISTRIBUTION => {
                 let p: SalePayload = payload(cmd)?;
-                let cc = CommandContext::new(etal_domain::Actor::system())
-                    .caused_by(cmd.id.to_string())
-                    .with_idempotency(cmd.idempotency_key(), cmd.idempotency_key());
+                let cc = scheduled(cmd);
                 // One commit: the sale's end and, product by product, its units delivered
                 // (R-STK-4).
                 let flowed = app
-                    .run_flow(&cc, vec![format!("sale:{}", p.sale)], || async move {
-                        let mut sale = app.bus.load_stream::<Sale>(&p.sale.to_string()).await?;
-                        if !sale.exists() {
-                            return Err(AppError::not_found("sale", p.sale));
-                        }
-                        sale.decide(|s| s.decide(SaleCommand::EndDistribution { at: now }))
-                            .map_err(super::outbox::rejected)?;
-                        let mut changes = Changes::new();
-                        changes.stream(&sale)?;
-                        let mut products = BTreeSet::new();
-                        for order in sale.state.orders().keys() {
-                            let (o, _) = app.load::<Order>(*order).await?;
-                            products.extend(o.lines().iter().map(|l| l.product));
-                        }
-                        for product in &products {
-                            let mut stock =
-                                app.bus.load_stream::<Stock>(&product.to_string()).await?;
-                            stock
-                                .decide(|s| {
-                                    s.decide(StockCommand::Deliver {
-                                        sale: p.sale,
-                                        at: now,
-                                    })
-                                })
+                    .run_flow(
+                        &cc,
+                        vec![turn_key::<Sale>(&p.sale.to_string())],
+                        || async move {
+                            let mut sale = app.bus.load_stream::<Sale>(&p.sale.to_string()).await?;
+                            if !sale.exists() {
+                                return Err(AppError::not_found("sale", p.sale));
+                            }
+                            sale.decide(|s| s.decide(SaleCommand::EndDistribution { at: now }))
                                 .map_err(super::outbox::rejected)?;
-                            changes.stream(&stock)?;
-                        }
-                        Ok(Decided::new(changes, products.len()))
-                    })
+                            let mut changes = Changes::new();
+                            changes.stream(&sale)?;
+                            let mut products = BTreeSet::new();
+                            for order in sale.state.orders().keys() {
+                                let (o, _) = app.load::<Order>(*order).await?;
+                                products.extend(o.lines().iter().map(|l| l.product));
+                            }
+                            for product in &products {
+                                let mut stock =
+                                    app.bus.load_stream::<Stock>(&product.to_string()).await?;
+                                stock
+                                    .decide(|s| {
+                                        s.decide(StockCommand::Deliver {
+                                            sale: p.sale,
+                                            at: now,
+                                        })
+                                    })
+                                    .map_err(super::outbox::rejected)?;
+                                changes.stream(&stock)?;
+                            }
+                            Ok(Decided::new(changes, products.len()))
+                        },
+                    )
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!({ "delivered_products": flowed.value }))

@@ -123,7 +123,7 @@ pub fn app_ctx(ctx: &Context<'_>, key: Option<String>) -> async_graphql::Result<
     let mut c = etal_app::Ctx::new(actor);
     if let Some(k) = key {
         let k = k.trim().to_string();
-        if k.is_empty() || k.len() > 200 || k.chars().any(|c| c.is_control()) {
+        if k.is_empty() || k.chars().count() > 200 || k.chars().any(|c| c.is_control()) {
             return Err(bad_input("idempotencyKey", "1 to 200 printable characters"));
         }
         c = c.with_key(k);
