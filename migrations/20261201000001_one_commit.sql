@@ -22,8 +22,9 @@ ALTER TABLE idempotency_keys ALTER COLUMN aggregate_id DROP NOT NULL;
 
 -- The outbox: every call outside the database is a row committed with the change that makes it
 -- owed, delivered after commit with the provider idempotency key `etal-<id>`, retried with
--- backoff until acknowledged; its outcome is recorded as events in the transaction that settles
--- the row.
+-- backoff until acknowledged. A deliverer holds the row locked (FOR UPDATE SKIP LOCKED) while it
+-- calls the provider and records the outcome as events in the same transaction; a flow's own
+-- rows are due to the worker a few seconds after their commit (the flow delivers them first).
 CREATE TABLE outbox
 (
     id              uuid PRIMARY KEY,
@@ -32,7 +33,6 @@ CREATE TABLE outbox
     status          text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts        int         NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL,
-    leased_until    timestamptz,
     last_error      text,
     created_at      timestamptz NOT NULL,
     delivered_at    timestamptz,

@@ -12,10 +12,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use std::any::Any;
 
-use etal_store::{Changes, CommandContext, CommitError, EsAggregate, RecordedError, Stream};
+use etal_store::{
+    Changes, CommandContext, CommitError, EsAggregate, Loaded, RecordedError, Stream, StreamRef,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
@@ -24,8 +27,13 @@ use uuid::Uuid;
 use super::{App, AppError, Ctx};
 use etal_store::log::Position;
 
-/// A stream's state as a commit left it, kept for the next flow in the queue.
-type Cached = (Arc<dyn Any + Send + Sync>, i64);
+/// A stream's state as a commit left it, kept for the next flow in the queue, with when its
+/// version was last known to be the stored one.
+type Cached = (Arc<dyn Any + Send + Sync>, i64, Instant);
+
+/// How long a kept state's version counts as checked: a refusal decided on it within this time
+/// is not checked again (a writer in another process may be seen this much later).
+const CHECKED_FOR: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What a flow decided: the changes to commit and the answer to give.
 pub struct Decided<T> {
@@ -54,7 +62,7 @@ impl<T> Decided<T> {
         let version = stream.version + stream.pending().len() as i64;
         self.remember.push((
             turn_key::<A>(&stream.id),
-            (Arc::new(stream.state.clone()), version),
+            (Arc::new(stream.state.clone()), version, Instant::now()),
         ));
     }
 }
@@ -127,7 +135,7 @@ impl StreamLocks {
 
     fn cached<A: Clone + 'static>(&self, key: &str) -> Option<(A, i64)> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, version) = cache.get(key)?;
+        let (state, version, _) = cache.get(key)?;
         state.downcast_ref::<A>().map(|a| (a.clone(), *version))
     }
 
@@ -141,7 +149,8 @@ impl StreamLocks {
         }
     }
 
-    fn forget(&self, keys: &[String]) {
+    /// Forgets the states kept for these keys (a writer outside the queue changed them).
+    pub fn forget(&self, keys: &[String]) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         for k in keys {
             cache.remove(k);
@@ -235,6 +244,9 @@ impl App {
                     return Err(e);
                 }
             };
+            if self.settings.deliver_inline {
+                decided.changes.hold_outbox(super::outbox::LEASE);
+            }
             let result = serde_json::to_value(&decided.value)
                 .map_err(|e| AppError::Internal(format!("answer of a flow: {e}")))?;
             let committed = self.bus.commit(&decided.changes, cc, &result).await;
@@ -281,22 +293,49 @@ impl App {
         Ok(self.bus.load_stream::<A>(id).await?)
     }
 
+    /// The streams of `refs` whose turn keeps no state, read in one round trip; take each with
+    /// [`App::take_turned`].
+    pub async fn load_turned_many(&self, refs: Vec<StreamRef>) -> Result<Loaded, AppError> {
+        let missing: Vec<StreamRef> = {
+            let cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
+            refs.into_iter()
+                .filter(|r| !cache.contains_key(&format!("{}:{}", r.aggregate_type, r.id)))
+                .collect()
+        };
+        Ok(self.bus.load_many(&missing).await?)
+    }
+
+    /// A stream of [`App::load_turned_many`]: the state its queue kept, else the one read.
+    pub async fn take_turned<A>(&self, loaded: &mut Loaded, id: &str) -> Result<Stream<A>, AppError>
+    where
+        A: EsAggregate + Clone + Send + Sync + 'static,
+    {
+        if let Some((state, version)) = self.locks.cached::<A>(&turn_key::<A>(id)) {
+            return Ok(Stream::new(id, state, version));
+        }
+        Ok(loaded.take::<A>(id).await?)
+    }
+
     /// True when every state kept for these turns is still the stored version (one query).
     async fn kept_states_current(&self, turns: &[String]) -> Result<bool, AppError> {
         let kept: Vec<(String, String, i64)> = {
             let cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let kept: Vec<_> = turns.iter().filter_map(|k| cache.get(k)).collect();
+            if kept
+                .iter()
+                .all(|(_, _, checked)| checked.elapsed() < CHECKED_FOR)
+            {
+                return Ok(true);
+            }
             turns
                 .iter()
                 .filter_map(|k| {
-                    let (_, version) = cache.get(k)?;
+                    let (_, version, _) = cache.get(k)?;
                     let (t, id) = k.split_once(':')?;
                     Some((t.to_string(), id.to_string(), *version))
                 })
                 .collect()
         };
-        if kept.is_empty() {
-            return Ok(true);
-        }
         let types: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
         let ids: Vec<&str> = kept.iter().map(|k| k.1.as_str()).collect();
         let versions: Vec<i64> = kept.iter().map(|k| k.2).collect();
@@ -310,6 +349,15 @@ impl App {
         .bind(&versions)
         .fetch_one(&self.pool)
         .await?;
+        if stale == 0 {
+            let now = Instant::now();
+            let mut cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
+            for k in turns {
+                if let Some(entry) = cache.get_mut(k) {
+                    entry.2 = now;
+                }
+            }
+        }
         Ok(stale == 0)
     }
 

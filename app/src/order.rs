@@ -16,7 +16,7 @@ use etal_domain::order::{
 use etal_domain::sale::{Sale, SaleCommand};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Money, Role};
-use etal_store::{Changes, Stream};
+use etal_store::{Changes, Stream, StreamRef};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -156,11 +156,17 @@ impl App {
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
         let placed = flowed.value;
-        let position = flowed.position.max(delivered);
-        if !flowed.outbox.is_empty() || flowed.replayed {
-            if let Some(reason) = self.declined_charge(placed.order).await? {
-                return Err(AppError::PaymentFailed(reason));
+        let position = flowed.position.max(delivered.position);
+        // A declined charge cancelled the order: the first answer, and every retry's.
+        let declined = match delivered.failed {
+            Some(reason) => Some(reason),
+            None if flowed.replayed && !flowed.outbox.is_empty() => {
+                self.declined_charge(placed.order).await?
             }
+            None => None,
+        };
+        if let Some(reason) = declined {
+            return Err(AppError::PaymentFailed(reason));
         }
         Ok(Done::new(placed, position))
     }
@@ -189,7 +195,23 @@ impl App {
     ) -> Result<Decided<PlacedOrder>, AppError> {
         let now = self.now();
         let customer = ctx.actor.user;
-        let mut sale = self.load_turned::<Sale>(&sale_id.to_string()).await?;
+        // Every stream the order decides on, in one read (or as the last order left them).
+        let by_producer_ids: BTreeSet<ProducerId> = facts.producers().collect();
+        let mut refs = vec![StreamRef::of::<Sale>(sale_id.to_string())];
+        refs.extend(
+            requests
+                .iter()
+                .map(|l| StreamRef::of::<Stock>(l.product.to_string())),
+        );
+        refs.extend(
+            by_producer_ids
+                .iter()
+                .map(|p| StreamRef::of::<AnnualSales>(annual_sales_id(*p, facts.year))),
+        );
+        let mut loaded = self.load_turned_many(refs).await?;
+        let mut sale = self
+            .take_turned::<Sale>(&mut loaded, &sale_id.to_string())
+            .await?;
         if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
@@ -205,7 +227,9 @@ impl App {
 
         // Stock: each line holds its units on the product's stock, which decides (R-STK-3).
         for l in &priced.lines {
-            let mut stock = self.load_turned::<Stock>(&l.product.to_string()).await?;
+            let mut stock = self
+                .take_turned::<Stock>(&mut loaded, &l.product.to_string())
+                .await?;
             let held = stock.decide(|s| {
                 s.decide(StockCommand::Reserve {
                     product: l.product,
@@ -253,7 +277,7 @@ impl App {
                 .plan_terms(plan, sale_date)
                 .and_then(|t| t.annual_cap_non_amap);
             let mut annual = self
-                .load_turned::<AnnualSales>(&annual_sales_id(producer, year))
+                .take_turned::<AnnualSales>(&mut loaded, &annual_sales_id(producer, year))
                 .await?;
             let reserved = annual.decide(|a| {
                 a.decide(AnnualSalesCommand::Reserve {
@@ -376,27 +400,41 @@ impl App {
         sale_id: SaleId,
         lines: &[LineRequest],
     ) -> Result<OrderFacts, AppError> {
-        let (sale, version) = self.load::<Sale>(sale_id).await?;
-        if version == 0 {
+        let catalog_ids: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
+        let mut refs = vec![StreamRef::of::<Sale>(sale_id.to_string())];
+        refs.extend(
+            catalog_ids
+                .iter()
+                .map(|c| StreamRef::of::<Catalog>(c.to_string())),
+        );
+        let mut loaded = self.bus.load_many(&refs).await?;
+        let sale = loaded.take::<Sale>(&sale_id.to_string()).await?;
+        if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
         let mut catalogs: BTreeMap<CatalogId, Catalog> = BTreeMap::new();
-        let mut accounts: BTreeMap<ProducerId, ProducerAccount> = BTreeMap::new();
-        for req in lines {
-            if let std::collections::btree_map::Entry::Vacant(e) = catalogs.entry(req.catalog) {
-                let (c, v) = self.load::<Catalog>(req.catalog).await?;
-                if v == 0 {
-                    return Err(AppError::not_found("catalog", req.catalog));
-                }
-                e.insert(c);
+        for id in catalog_ids {
+            let c = loaded.take::<Catalog>(&id.to_string()).await?;
+            if !c.exists() || c.state.producer().is_none() {
+                return Err(AppError::not_found("catalog", id));
             }
-            let Some(producer) = catalogs[&req.catalog].producer() else {
-                return Err(AppError::not_found("catalog", req.catalog));
-            };
-            if let std::collections::btree_map::Entry::Vacant(e) = accounts.entry(producer) {
-                e.insert(self.load::<ProducerAccount>(producer).await?.0);
-            }
+            catalogs.insert(id, c.state);
         }
+        let producers: BTreeSet<ProducerId> =
+            catalogs.values().filter_map(|c| c.producer()).collect();
+        let refs: Vec<StreamRef> = producers
+            .iter()
+            .map(|p| StreamRef::of::<ProducerAccount>(p.to_string()))
+            .collect();
+        let mut loaded = self.bus.load_many(&refs).await?;
+        let mut accounts: BTreeMap<ProducerId, ProducerAccount> = BTreeMap::new();
+        for p in producers {
+            accounts.insert(
+                p,
+                loaded.take::<ProducerAccount>(&p.to_string()).await?.state,
+            );
+        }
+        let sale = sale.state;
         Ok(OrderFacts {
             catalogs,
             accounts,
@@ -621,7 +659,7 @@ impl App {
             })
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
-        Ok(Done::new((), flowed.position.max(delivered)))
+        Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 
     /// R-ORD-4: a producer records the actual weight of a variable-weight line, in one commit
@@ -659,7 +697,7 @@ impl App {
             })
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
-        Ok(Done::new((), flowed.position.max(delivered)))
+        Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 
     /// R-ORD-4: weighing in bulk for a whole sale: (order, line, kg) entries, each applied as
@@ -773,7 +811,7 @@ impl App {
             })
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
-        Ok(Done::new((), flowed.position.max(delivered)))
+        Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 
     /// Who cancels, with the access that proves they may.

@@ -82,12 +82,35 @@ struct Claimed {
 enum Delivery {
     /// With the last position the settlement wrote.
     Delivered(Option<Position>),
-    Failed(Option<Position>),
+    /// Settled without success, and why.
+    Failed(Option<Position>, String),
     Retry(String),
 }
 
-/// How long a claimed message is held by its deliverer before another may take it.
-const LEASE: chrono::Duration = chrono::Duration::seconds(10);
+/// How long a flow's own messages are held from the worker while the flow delivers them (after
+/// a crash between the commit and the delivery, the worker delivers them this much later).
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// The transaction that holds an outbox row while it is delivered.
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// What [`App::deliver_now`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveredNow {
+    /// The last position the settlements wrote.
+    pub position: Option<Position>,
+    /// Why a message was settled without success (a declined charge).
+    pub failed: Option<String>,
+}
+
+fn claimed(row: &sqlx::postgres::PgRow) -> Result<Claimed, sqlx::Error> {
+    Ok(Claimed {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
 
 /// The pause after the `attempts`-th failed attempt of a message: 2 s, doubling, at most an
 /// hour.
@@ -179,37 +202,37 @@ impl App {
         Ok(())
     }
 
-    /// Delivers the messages a flow just committed (best effort: what fails stays owed and the
-    /// worker retries it).
-    /// Returns the last position the settlements wrote.
-    pub async fn deliver_now(&self, ids: &[Uuid]) -> Option<Position> {
-        let mut last = None;
+    /// Delivers the messages a flow just committed (best effort: what fails stays owed, and
+    /// the worker takes it once the flow's hold on it passed). A message being delivered by
+    /// another deliverer is left to it.
+    pub async fn deliver_now(&self, ids: &[Uuid]) -> DeliveredNow {
+        let mut done = DeliveredNow::default();
         if !self.settings.deliver_inline {
-            return last;
+            return done;
         }
         for id in ids {
-            match self.claim(Some(*id)).await {
-                Ok(Some(m)) => match self.deliver(m).await {
-                    Ok(Delivery::Delivered(p)) | Ok(Delivery::Failed(p)) => last = last.max(p),
-                    Ok(Delivery::Retry(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(outbox = %id, error = %e, "delivery failed; the worker retries")
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => tracing::warn!(outbox = %id, error = %e, "claim failed"),
+            match self.claim_and_deliver(Some(*id)).await {
+                Ok(Some(Delivery::Delivered(p))) => done.position = done.position.max(p),
+                Ok(Some(Delivery::Failed(p, why))) => {
+                    done.position = done.position.max(p);
+                    done.failed = Some(why);
+                }
+                Ok(Some(Delivery::Retry(_))) | Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(outbox = %id, error = %e, "delivery failed; the worker retries")
+                }
             }
         }
-        last
+        done
     }
 
     /// Delivers every message that is due (by the injected clock), one at a time.
     pub async fn deliver_outbox(&self) -> Result<OutboxReport, AppError> {
         let mut report = OutboxReport::default();
-        while let Some(m) = self.claim(None).await? {
-            match self.deliver(m).await? {
+        while let Some(d) = self.claim_and_deliver(None).await? {
+            match d {
                 Delivery::Delivered(_) => report.delivered += 1,
-                Delivery::Failed(_) => report.failed += 1,
+                Delivery::Failed(..) => report.failed += 1,
                 Delivery::Retry(_) => report.retried += 1,
             }
         }
@@ -243,72 +266,67 @@ impl App {
         )
     }
 
-    /// Takes a due message (or the one named) for delivery, with a lease.
-    async fn claim(&self, id: Option<Uuid>) -> Result<Option<Claimed>, AppError> {
+    /// Takes a due message (or the one named), locking its row for the delivery: the provider
+    /// call and the settlement happen while the transaction holds it, so no two deliverers call
+    /// the provider for one message, and a deliverer that dies lets it go (rolled back: neither
+    /// the attempt nor its record happened, and the next one uses the same provider key).
+    async fn claim_and_deliver(&self, id: Option<Uuid>) -> Result<Option<Delivery>, AppError> {
         let now = self.now();
-        // The attempt is recorded as it starts ("in flight"): a deliverer that dies leaves it so.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "WITH c AS ( \
-               UPDATE outbox SET leased_until = $2, attempts = attempts + 1 \
-               WHERE id = (SELECT id FROM outbox \
-                           WHERE status = 'pending' \
-                             AND (($1::uuid IS NULL AND next_attempt_at <= $3) OR id = $1) \
-                             AND (leased_until IS NULL OR leased_until < $3) \
-                           ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-               RETURNING id, kind, payload, attempts), \
-             a AS (INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
-                   SELECT id, attempts, $3, false, 'in flight' FROM c ON CONFLICT DO NOTHING) \
-             SELECT id, kind, payload, attempts FROM c",
+            "SELECT id, kind, payload, attempts + 1 AS attempts FROM outbox \
+             WHERE status = 'pending' AND (($1::uuid IS NULL AND next_attempt_at <= $2) OR id = $1) \
+             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
         .bind(id)
-        .bind(now + LEASE)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(Claimed {
-            id: row.try_get("id")?,
-            kind: row.try_get("kind")?,
-            payload: row.try_get("payload")?,
-            attempts: row.try_get("attempts")?,
-        }))
-    }
-
-    async fn deliver(&self, m: Claimed) -> Result<Delivery, AppError> {
+        let m = claimed(&row)?;
         let outcome = match m.kind.as_str() {
-            kinds::CHARGE => self.deliver_charge(&m).await,
-            kinds::REFUND => self.deliver_refund(&m).await,
-            kinds::TRANSFER => self.deliver_transfer(&m).await,
+            kinds::CHARGE => self.deliver_charge(&mut tx, &m).await,
+            kinds::REFUND => self.deliver_refund(&mut tx, &m).await,
+            kinds::TRANSFER => self.deliver_transfer(&mut tx, &m).await,
             other => Ok(Delivery::Retry(format!("unknown outbox kind {other}"))),
         };
         let outcome = match outcome {
             Ok(o) => o,
-            // The record could not be committed (database down, lost races): the provider call
-            // is repeated with the same key next time and gives the same answer.
-            Err(e) => Delivery::Retry(format!("recording failed: {e}")),
+            Err(e @ (AppError::Retryable(_) | AppError::Internal(_))) => {
+                // The record could not be written (database down, lost races): rolled back;
+                // the next attempt calls the provider again with the same key, which gives the
+                // same answer.
+                tracing::info!(outbox = %m.id, kind = m.kind, error = %e, "recording failed; will be retried");
+                return Ok(Some(Delivery::Retry(format!("recording failed: {e}"))));
+            }
+            Err(e) => Delivery::Retry(format!("recording refused: {e}")),
         };
-        let now = self.now();
         if let Delivery::Retry(why) = &outcome {
             tracing::info!(outbox = %m.id, kind = m.kind, attempts = m.attempts, why, "delivery will be retried");
             sqlx::query(
-                "WITH o AS (UPDATE outbox SET leased_until = NULL, last_error = $2, next_attempt_at = $3 \
-                            WHERE id = $1 AND status = 'pending' RETURNING id) \
-                 UPDATE outbox_attempts SET detail = $2 WHERE outbox_id = $1 AND attempt = $4",
+                "WITH o AS (UPDATE outbox SET last_error = $2, next_attempt_at = $3, attempts = $4 \
+                            WHERE id = $1 RETURNING id) \
+                 INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
+                 SELECT id, $4, $5, false, $2 FROM o \
+                 ON CONFLICT (outbox_id, attempt) DO UPDATE SET detail = $2, at = $5",
             )
             .bind(m.id)
             .bind(why)
             .bind(now + retry_delay(m.attempts))
             .bind(m.attempts)
-            .execute(&self.pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
         }
-        Ok(outcome)
+        tx.commit().await?;
+        Ok(Some(outcome))
     }
 
     /// Commits `decide`'s changes with the message's settlement, deciding again on conflicts.
     async fn settle<F>(
         &self,
-        id: Uuid,
+        tx: &mut Tx,
+        m: &Claimed,
         delivered: bool,
         result: serde_json::Value,
         mut decide: F,
@@ -316,20 +334,24 @@ impl App {
     where
         F: FnMut() -> futures::future::BoxFuture<'static, Result<Changes, AppError>>,
     {
+        let id = m.id;
         let cc = CommandContext::new(Actor::system()).caused_by(format!("outbox:{id}"));
         for attempt in 1..=self.bus.max_attempts() {
             let mut changes = decide().await?;
-            changes.settle_outbox(id, delivered, result.clone());
+            changes.settle_outbox(id, m.attempts, delivered, result.clone());
+            // A savepoint: a stream that moved meanwhile is decided again, the row still held.
+            let mut sp = sqlx::Acquire::begin(&mut **tx).await?;
             match self
                 .bus
-                .commit(&changes, &cc, &serde_json::Value::Null)
+                .commit_on(&mut sp, &changes, &cc, &serde_json::Value::Null)
                 .await
             {
-                Ok(c) => return Ok(c.last_position()),
+                Ok(c) => {
+                    sp.commit().await?;
+                    return Ok(c.last_position());
+                }
                 Err(CommitError::Conflict) | Err(CommitError::KeyTaken) => {
-                    if self.outbox_settled(id).await? {
-                        return Ok(None);
-                    }
+                    sp.rollback().await?;
                     etal_store::bus::backoff(attempt).await;
                 }
                 Err(CommitError::Store(e)) => return Err(e.into()),
@@ -340,15 +362,7 @@ impl App {
         ))
     }
 
-    async fn outbox_settled(&self, id: Uuid) -> Result<bool, AppError> {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(status.as_deref() != Some("pending"))
-    }
-
-    async fn deliver_charge(&self, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_charge(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: ChargeMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("charge message: {e}")))?;
         let order = self
@@ -358,7 +372,8 @@ impl App {
         if order.state.payments().contains_key(&msg.payment) {
             let p = self
                 .settle(
-                    m.id,
+                    tx,
+                    m,
                     true,
                     serde_json::json!({ "already": "recorded" }),
                     || Box::pin(async { Ok(Changes::new()) }),
@@ -369,13 +384,17 @@ impl App {
         if !order.exists() || order.state.is_cancelled() {
             let p = self
                 .settle(
-                    m.id,
+                    tx,
+                    m,
                     false,
                     serde_json::json!({ "skipped": "order cancelled before the charge" }),
                     || Box::pin(async { Ok(Changes::new()) }),
                 )
                 .await?;
-            return Ok(Delivery::Failed(p));
+            return Ok(Delivery::Failed(
+                p,
+                "order cancelled before the charge".into(),
+            ));
         }
         let key = OutboxMessage::provider_key(m.id);
         match self.payments.charge(&key, msg.amount).await {
@@ -384,7 +403,8 @@ impl App {
                 let r = provider_ref.clone();
                 let p = self
                     .settle(
-                        m.id,
+                        tx,
+                        m,
                         true,
                         serde_json::json!({ "provider_ref": provider_ref }),
                         move || {
@@ -403,7 +423,8 @@ impl App {
                 let why = failure.0.clone();
                 let p = self
                     .settle(
-                        m.id,
+                        tx,
+                        m,
                         false,
                         serde_json::json!({ "declined": why }),
                         move || {
@@ -414,7 +435,7 @@ impl App {
                     )
                     .await?;
                 tracing::info!(order = %msg.order, reason = %failure.0, "charge declined: order cancelled");
-                Ok(Delivery::Failed(p))
+                Ok(Delivery::Failed(p, failure.0))
             }
         }
     }
@@ -469,7 +490,7 @@ impl App {
         Ok(changes)
     }
 
-    async fn deliver_refund(&self, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_refund(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: RefundMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("refund message: {e}")))?;
         let order = self
@@ -479,7 +500,8 @@ impl App {
         if !order.state.pending_refunds().contains_key(&msg.refund) {
             let p = self
                 .settle(
-                    m.id,
+                    tx,
+                    m,
                     true,
                     serde_json::json!({ "already": "recorded" }),
                     || Box::pin(async { Ok(Changes::new()) }),
@@ -498,7 +520,8 @@ impl App {
                 let r = provider_ref.clone();
                 let p = self
                     .settle(
-                        m.id,
+                        tx,
+                        m,
                         true,
                         serde_json::json!({ "provider_ref": provider_ref }),
                         move || {
@@ -516,7 +539,7 @@ impl App {
         }
     }
 
-    async fn deliver_transfer(&self, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_transfer(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: TransferMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("transfer message: {e}")))?;
         let (balance, _) = self.load::<ProducerBalance>(msg.producer).await?;
@@ -526,7 +549,8 @@ impl App {
         if !in_flight {
             let p = self
                 .settle(
-                    m.id,
+                    tx,
+                    m,
                     true,
                     serde_json::json!({ "already": "recorded" }),
                     || Box::pin(async { Ok(Changes::new()) }),
@@ -543,7 +567,7 @@ impl App {
         };
         let app = self.clone();
         let p = self
-            .settle(m.id, true, result, move || {
+            .settle(tx, m, true, result, move || {
                 let app = app.clone();
                 let msg = msg.clone();
                 let outcome = outcome.clone();

@@ -10,7 +10,10 @@ use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Money, Role};
 use serde::Serialize;
 
+use super::flow::{turn_key, Decided};
+use super::outbox::rejected;
 use super::{fingerprint, App, AppError, Ctx, Done};
+use etal_store::Changes;
 
 impl App {
     /// The account and the caller's access to it (owner or collaborator, R-ACC-2).
@@ -247,18 +250,30 @@ impl App {
         if account.product(product).is_none() {
             return Err(AppError::not_found("product", product));
         }
-        let out = self
-            .exec::<Stock>(
-                product,
-                StockCommand::SetStock {
-                    product,
-                    access,
-                    real,
-                },
-                &ctx.step("setStock", &fingerprint("setStock", &(product, real))),
-            )
+        let cc = ctx.flow("setStock", &fingerprint("setStock", &(product, real)));
+        // R-STK-5: takes its turn on the product's stock, so orders queued on it decide on the
+        // new figure at once.
+        let id = product.to_string();
+        let flowed = self
+            .run_flow(&cc, vec![turn_key::<Stock>(&id)], || async {
+                let mut stock = self.load_turned::<Stock>(&id).await?;
+                stock
+                    .decide(|s| {
+                        s.decide(StockCommand::SetStock {
+                            product,
+                            access,
+                            real,
+                        })
+                    })
+                    .map_err(rejected)?;
+                let mut changes = Changes::new();
+                changes.stream(&stock)?;
+                let mut decided = Decided::new(changes, ());
+                decided.remember(&stock);
+                Ok(decided)
+            })
             .await?;
-        Ok(Done::new((), out.last_position()))
+        Ok(Done::new((), flowed.position))
     }
 
     /// R-CAT-1: one more catalog for a producer.

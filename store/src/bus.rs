@@ -6,6 +6,7 @@
 //! commands that loaded the same version cannot both append. The loser reloads and decides again,
 //! a bounded number of times with jittered backoff, then gets a retryable [`BusError::Conflict`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,6 +243,60 @@ impl CommandBus {
         load::<A>(&mut conn, id).await
     }
 
+    /// Several streams, of any types, read in one round trip; take each with [`Loaded::take`].
+    pub async fn load_many(&self, streams: &[StreamRef]) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded {
+            rows: HashMap::new(),
+            pool: self.pool.clone(),
+        };
+        if streams.is_empty() {
+            return Ok(loaded);
+        }
+        let types: Vec<&str> = streams.iter().map(|s| s.aggregate_type).collect();
+        let ids: Vec<&str> = streams.iter().map(|s| s.id.as_str()).collect();
+        let versions: Vec<i32> = streams.iter().map(|s| s.state_version).collect();
+        let rows = sqlx::query(
+            "WITH k AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[]) AS k(t, i, v)), \
+                  s AS (SELECT sn.aggregate_type, sn.aggregate_id, sn.last_sequence, sn.payload \
+                        FROM snapshots sn JOIN k ON sn.aggregate_type = k.t AND sn.aggregate_id = k.i \
+                         AND sn.state_version = k.v) \
+             SELECT * FROM ( \
+               SELECT aggregate_type, aggregate_id, true AS snapshot, last_sequence AS sequence, payload FROM s \
+               UNION ALL \
+               SELECT e.aggregate_type, e.aggregate_id, false, e.sequence, e.payload \
+               FROM k JOIN events e ON e.aggregate_type = k.t AND e.aggregate_id = k.i \
+                AND e.sequence > coalesce((SELECT last_sequence FROM s \
+                                           WHERE s.aggregate_type = k.t AND s.aggregate_id = k.i), 0)) u \
+             ORDER BY aggregate_type, aggregate_id, snapshot DESC, sequence",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_all(&self.pool)
+        .await?;
+        for s in streams {
+            loaded
+                .rows
+                .entry((s.aggregate_type.to_string(), s.id.clone()))
+                .or_default();
+        }
+        for row in rows {
+            let key = (
+                row.try_get::<String, _>("aggregate_type")?,
+                row.try_get::<String, _>("aggregate_id")?,
+            );
+            let entry = loaded.rows.entry(key).or_default();
+            let sequence: i64 = row.try_get("sequence")?;
+            let payload: serde_json::Value = row.try_get("payload")?;
+            if row.try_get::<bool, _>("snapshot")? {
+                entry.snapshot = Some((sequence, payload));
+            } else {
+                entry.events.push((sequence, payload));
+            }
+        }
+        Ok(loaded)
+    }
+
     /// A stream loaded for a decision.
     pub async fn load_stream<A: EsAggregate>(&self, id: &str) -> Result<Stream<A>, StoreError> {
         let (state, version) = self.load::<A>(id).await?;
@@ -325,6 +380,41 @@ impl CommandBus {
                 .commit_one_statement(changes, ctx, result, with_events)
                 .await;
         }
+        let mut tx = self.pool.begin().await?;
+        let committed = self
+            .write_changes(&mut tx, changes, ctx, result, with_events)
+            .await?;
+        match tx.commit().await {
+            Ok(()) => Ok(committed),
+            Err(e) if is_unique_violation(&e, "events_pkey") => Err(CommitError::Conflict),
+            Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
+                Err(CommitError::KeyTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `changes` on `conn`, inside a transaction the caller commits (the outbox settles
+    /// a message in the transaction that holds its row). A savepoint lets the caller decide
+    /// again after a conflict.
+    pub async fn commit_on(
+        &self,
+        conn: &mut PgConnection,
+        changes: &Changes,
+        ctx: &CommandContext,
+        result: &serde_json::Value,
+    ) -> Result<Committed, CommitError> {
+        self.write_changes(conn, changes, ctx, result, false).await
+    }
+
+    async fn write_changes(
+        &self,
+        tx: &mut PgConnection,
+        changes: &Changes,
+        ctx: &CommandContext,
+        result: &serde_json::Value,
+        with_events: bool,
+    ) -> Result<Committed, CommitError> {
         let now = self.clock.now();
         let metadata = serde_json::json!({
             "actor": ctx.actor,
@@ -351,7 +441,6 @@ impl CommandBus {
             }
         }
 
-        let mut tx = self.pool.begin().await?;
         let mut committed = Committed::default();
         if n > 0 {
             let inserted = sqlx::query(
@@ -417,31 +506,34 @@ impl CommandBus {
         }
         for s in &changes.settles {
             let done = sqlx::query(
-                "UPDATE outbox SET status = $2, result = $3, delivered_at = $4, leased_until = NULL \
+                "UPDATE outbox SET status = $2, result = $3, delivered_at = $4, \
+                                   attempts = greatest(attempts, $5) \
                  WHERE id = $1 AND status = 'pending'",
             )
             .bind(s.id)
             .bind(if s.delivered { "delivered" } else { "failed" })
             .bind(&s.result)
             .bind(now)
+            .bind(s.attempt)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
                 return Err(CommitError::Conflict);
             }
-            // The attempt that settled it (see the outbox's claim).
+            // The attempt that settled it (a claimed attempt's row says "in flight" until now).
             sqlx::query(
-                "UPDATE outbox_attempts SET ok = $2, detail = $3, at = $4 \
-                 WHERE outbox_id = $1 AND attempt = (SELECT attempts FROM outbox WHERE id = $1)",
+                "INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (outbox_id, attempt) DO UPDATE SET ok = $4, detail = $5, at = $3",
             )
             .bind(s.id)
+            .bind(s.attempt)
+            .bind(now)
             .bind(s.delivered)
             .bind(if s.delivered {
                 "delivered"
             } else {
                 "settled as failed"
             })
-            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -452,7 +544,7 @@ impl CommandBus {
                 changes.outbox.iter().map(|m| &m.payload).collect();
             sqlx::query(
                 "INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
-                 SELECT i, k, p, $4, $4, $5 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS x(i, k, p) \
+                 SELECT i, k, p, $6, $4, $5 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS x(i, k, p) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(&ids)
@@ -460,6 +552,7 @@ impl CommandBus {
             .bind(&payloads)
             .bind(now)
             .bind(ctx.correlation_id)
+            .bind(now + changes.hold.unwrap_or_default())
             .execute(&mut *tx)
             .await?;
             committed.outbox = ids;
@@ -518,15 +611,9 @@ impl CommandBus {
                 Err(e) => return Err(e.into()),
             }
         }
-        match tx.commit().await {
-            Ok(()) => Ok(committed),
-            Err(e) if is_unique_violation(&e, "events_pkey") => Err(CommitError::Conflict),
-            Err(e) if is_unique_violation(&e, "idempotency_keys_pkey") => {
-                Err(CommitError::KeyTaken)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(committed)
     }
+
     /// The common commit (events, outbox rows, the idempotency record; no snapshot, schedule or
     /// settlement) as one statement: one round trip, atomic like any statement.
     async fn commit_one_statement(
@@ -577,7 +664,7 @@ impl CommandBus {
                          transaction_id::text::bigint AS txid, event_type), \
              ob AS ( \
                INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
-               SELECT i, k, p, $8, $8, $12 FROM UNNEST($9::uuid[], $10::text[], $11::jsonb[]) AS x(i, k, p) \
+               SELECT i, k, p, $20, $8, $12 FROM UNNEST($9::uuid[], $10::text[], $11::jsonb[]) AS x(i, k, p) \
                ON CONFLICT (id) DO NOTHING RETURNING id), \
              idem AS ( \
                INSERT INTO idempotency_keys (scope, key, aggregate_type, aggregate_id, command_hash, outcome, created_at) \
@@ -616,6 +703,7 @@ impl CommandBus {
         )
         .bind(result)
         .bind(with_events)
+        .bind(now + changes.hold.unwrap_or_default())
         .fetch_all(&self.pool)
         .await;
         let rows = match rows {
@@ -644,6 +732,72 @@ impl CommandBus {
         }
         committed.events.sort_by_key(|e| e.position);
         Ok(committed)
+    }
+}
+
+/// A stream to read with [`CommandBus::load_many`].
+#[derive(Debug, Clone)]
+pub struct StreamRef {
+    pub aggregate_type: &'static str,
+    pub id: String,
+    pub state_version: i32,
+}
+
+impl StreamRef {
+    pub fn of<A: EsAggregate>(id: impl Into<String>) -> Self {
+        Self {
+            aggregate_type: A::TYPE,
+            id: id.into(),
+            state_version: A::STATE_VERSION,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RawStream {
+    snapshot: Option<(i64, serde_json::Value)>,
+    events: Vec<(i64, serde_json::Value)>,
+}
+
+/// Streams read at once by [`CommandBus::load_many`].
+pub struct Loaded {
+    rows: HashMap<(String, String), RawStream>,
+    pool: PgPool,
+}
+
+impl Loaded {
+    /// The stream `id` of type `A`, folded (one of those asked for).
+    pub async fn take<A: EsAggregate>(&mut self, id: &str) -> Result<Stream<A>, StoreError> {
+        let Some(raw) = self.rows.remove(&(A::TYPE.to_string(), id.to_string())) else {
+            return Err(StoreError::Corrupt(format!(
+                "{} {id} was not asked of load_many",
+                A::TYPE
+            )));
+        };
+        let mut state = A::default();
+        let mut version = 0;
+        if let Some((sequence, payload)) = raw.snapshot {
+            match serde_json::from_value::<A>(payload) {
+                Ok(s) => {
+                    state = s;
+                    version = sequence;
+                }
+                Err(e) => {
+                    tracing::warn!(aggregate = A::TYPE, id, error = %e, "unreadable snapshot ignored");
+                    let mut conn = self.pool.acquire().await?;
+                    let (state, version, _) = load_all::<A>(&mut conn, id).await?;
+                    return Ok(Stream::new(id, state, version));
+                }
+            }
+        }
+        for (sequence, payload) in raw.events {
+            let event: A::Event = serde_json::from_value(payload).map_err(|e| {
+                StoreError::Corrupt(format!("{} {id} event #{sequence}: {e}", A::TYPE))
+            })?;
+            state.apply(event);
+            version = sequence;
+        }
+        Ok(Stream::new(id, state, version))
     }
 }
 

@@ -18,8 +18,8 @@ pub mod scheduler;
 pub mod unit;
 
 pub use bus::{
-    CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, RecordedError,
-    WrittenEvent,
+    CommandBus, CommandContext, CommandOutcome, EsAggregate, Idempotency, Loaded, RecordedError,
+    StreamRef, WrittenEvent,
 };
 pub use error::{BusError, StoreError};
 pub use log::{EventLog, Position, StoredEvent};

@@ -136,6 +136,8 @@ pub(crate) struct ScheduleWrite {
 #[derive(Debug, Clone)]
 pub(crate) struct OutboxSettle {
     pub id: Uuid,
+    /// The attempt that settles it (recorded in `outbox_attempts`).
+    pub attempt: i32,
     pub delivered: bool,
     pub result: serde_json::Value,
 }
@@ -147,6 +149,7 @@ pub struct Changes {
     pub(crate) outbox: Vec<OutboxMessage>,
     pub(crate) schedules: Vec<ScheduleWrite>,
     pub(crate) settles: Vec<OutboxSettle>,
+    pub(crate) hold: Option<chrono::Duration>,
 }
 
 impl Changes {
@@ -230,12 +233,26 @@ impl Changes {
 
     /// Records the outcome of an outbox message in this commit: it commits only if the message
     /// is still pending (another deliverer did not settle it first).
-    pub fn settle_outbox(&mut self, id: Uuid, delivered: bool, result: serde_json::Value) {
+    /// `attempt` is the number of the attempt that settles it.
+    pub fn settle_outbox(
+        &mut self,
+        id: Uuid,
+        attempt: i32,
+        delivered: bool,
+        result: serde_json::Value,
+    ) {
         self.settles.push(OutboxSettle {
             id,
+            attempt,
             delivered,
             result,
         });
+    }
+
+    /// Holds this commit's outbox messages from the worker for `hold` (the flow delivers them
+    /// itself right after the commit; the worker takes them if it could not).
+    pub fn hold_outbox(&mut self, hold: chrono::Duration) {
+        self.hold = Some(hold);
     }
 
     /// True when the commit would write no event, message, schedule or settlement.

@@ -214,12 +214,11 @@ async fn drained(pool: &sqlx::PgPool, within: Duration) -> Duration {
                 uuid::Uuid,
                 String,
                 i32,
-                Option<chrono::DateTime<chrono::Utc>>,
                 chrono::DateTime<chrono::Utc>,
                 Option<String>,
             );
             let rows: Vec<Row> = sqlx::query_as(
-                "SELECT id, kind, attempts, leased_until, next_attempt_at, last_error FROM outbox \
+                "SELECT id, kind, attempts, next_attempt_at, last_error FROM outbox \
                  WHERE status = 'pending' ORDER BY next_attempt_at",
             )
             .fetch_all(pool)

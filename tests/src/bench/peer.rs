@@ -194,12 +194,13 @@ impl Peer {
     pub async fn setup(fx: &Fixture) -> anyhow::Result<Peer> {
         let main = &fx.world.db.pool;
         sqlx::raw_sql(SCHEMA).execute(main).await?;
-        // The metadata as the string map postgres-es reads (ours holds nested JSON).
+        // The metadata as the string map postgres-es reads (ours holds nested JSON and nulls).
         sqlx::query(
             "INSERT INTO peer.events
              SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
                     e.payload::json,
-                    (SELECT coalesce(json_object_agg(key, value #>> '{}'), '{}'::json) FROM jsonb_each(e.metadata))
+                    (SELECT coalesce(json_object_agg(key, value #>> '{}'), '{}'::json)
+                     FROM jsonb_each(e.metadata) WHERE jsonb_typeof(value) <> 'null')
              FROM public.events e
              WHERE e.aggregate_type IN ('sale', 'stock', 'annual_sales')",
         )

@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use etal_domain::annual::AnnualSales;
+use etal_domain::order::Order;
+use etal_domain::sale::Sale;
+use etal_domain::stock::Stock;
+use etal_store::bus::EsAggregate;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -131,8 +136,8 @@ pub struct OrderShape {
     pub events: i64,
     /// Streams written by those transactions.
     pub streams: i64,
-    /// Snapshots due in those transactions (a stream crossing a multiple of its snapshot
-    /// interval: 20 events for stocks and annual sales, 50 for the others).
+    /// Snapshots due in those transactions (a stream crossing a multiple of its aggregate's
+    /// `SNAPSHOT_EVERY`).
     pub snapshots: i64,
     /// Mean `length(payload::text)` and `length(metadata::text)` of their events.
     pub payload: f64,
@@ -207,19 +212,24 @@ pub async fn order_shape(pool: &sqlx::PgPool, since: i64) -> anyhow::Result<Orde
          written AS (
            SELECT e.transaction_id, e.aggregate_type, e.aggregate_id, count(*) AS n,
                   min(e.sequence) AS first, max(e.sequence) AS last,
-                  sum(length(e.payload::text)) AS payload, sum(length(e.metadata::text)) AS metadata
+                  sum(length(e.payload::text)) AS payload, sum(length(e.metadata::text)) AS metadata,
+                  CASE e.aggregate_type WHEN 'stock' THEN $2 WHEN 'annual_sales' THEN $3
+                                        WHEN 'sale' THEN $4 WHEN 'order' THEN $5 ELSE 0 END AS every
            FROM events e JOIN placed USING (transaction_id)
            WHERE e.global_position > $1
            GROUP BY 1, 2, 3)
          SELECT count(DISTINCT transaction_id)::bigint, coalesce(sum(n), 0)::bigint,
                 count(*)::bigint,
-                count(*) FILTER (WHERE last / (CASE WHEN aggregate_type IN ('stock', 'annual_sales') THEN 20 ELSE 50 END)
-                                     > (first - 1) / (CASE WHEN aggregate_type IN ('stock', 'annual_sales') THEN 20 ELSE 50 END))::bigint,
+                count(*) FILTER (WHERE every > 0 AND last / every > (first - 1) / every)::bigint,
                 coalesce(sum(payload)::float8 / nullif(sum(n), 0), 0)::float8,
                 coalesce(sum(metadata)::float8 / nullif(sum(n), 0), 0)::float8
          FROM written",
     )
     .bind(since)
+    .bind(<Stock as EsAggregate>::SNAPSHOT_EVERY)
+    .bind(<AnnualSales as EsAggregate>::SNAPSHOT_EVERY)
+    .bind(<Sale as EsAggregate>::SNAPSHOT_EVERY)
+    .bind(<Order as EsAggregate>::SNAPSHOT_EVERY)
     .fetch_one(pool)
     .await?;
     (
@@ -431,6 +441,14 @@ fn nan_on_error(what: &str, r: anyhow::Result<f64>) -> f64 {
     })
 }
 
+fn clients(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
+}
+
 fn pct(a: f64, b: f64) -> String {
     if b.is_finite() && b > 0.0 {
         format!("{:.1} %", 100.0 * a / b)
@@ -585,7 +603,11 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
                     r.clients,
                     p.orders_per_second,
                     p.executes_per_second,
-                    p.executes_per_second / p.orders_per_second,
+                    if p.orders_per_second > 0.0 {
+                        p.executes_per_second / p.orders_per_second
+                    } else {
+                        f64::NAN
+                    },
                     p.conflicts,
                     p.failed
                 ));
@@ -623,7 +645,7 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
     for r in &rows {
         let ratio = r.orders / r.shaped;
         report.goal(
-            &format!("orders vs order-shaped pgbench ({} clients)", r.clients),
+            &format!("orders vs order-shaped pgbench ({})", clients(r.clients)),
             ">= 50 %",
             format!(
                 "{} ({:.0} orders/s, {:.0} tx/s)",
@@ -638,7 +660,7 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
         let peer = r.peer.map(|p| p.orders_per_second).unwrap_or(f64::NAN);
         let ratio = r.orders / peer;
         report.goal(
-            &format!("orders vs cqrs-es peer ({} clients)", r.clients),
+            &format!("orders vs cqrs-es peer ({})", clients(r.clients)),
             ">= 1x",
             format!(
                 "{} ({:.0} vs {:.0} orders/s)",
