@@ -11,6 +11,12 @@ SET scope = coalesce((SELECT e.metadata -> 'actor' ->> 'user'
                         AND e.metadata ->> 'idempotency_key' = k.key
                       LIMIT 1), 'unknown');
 ALTER TABLE idempotency_keys ALTER COLUMN scope SET NOT NULL;
+-- A record now holds the flow's answer, its last position and the outbox messages it owed;
+-- an existing record's answer is the command outcome it held.
+UPDATE idempotency_keys
+SET outcome = jsonb_build_object('result', outcome,
+                                 'position', outcome -> 'events' -> -1 -> 'position',
+                                 'outbox', '[]'::jsonb);
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_pkey;
 ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (scope, key);
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_key_check;

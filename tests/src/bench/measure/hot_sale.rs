@@ -100,7 +100,9 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
     }
     let all = started.elapsed();
     let (p50, p99) = p50_p99(&mut latencies);
-    let fastest = latencies.first().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    let fastest = latencies
+        .first()
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     let (stock, _) = world.app.load::<etal_domain::stock::Stock>(product).await?;
     let body = format!(
         "{customers} customers start together (a barrier), each ordering 1 of the {units} units of one \
