@@ -41,6 +41,9 @@ pub struct Config {
     pub outbox_interval: Duration,
     /// ETAL_OUTBOX_INLINE: a flow delivers its messages right after its commit (default true).
     pub outbox_inline: bool,
+    /// ETAL_DELIVERY_DELAY_MINUTES: how long after a sale's end its units count as delivered
+    /// (R-STK-4, default 10).
+    pub delivery_delay: chrono::Duration,
     /// ETAL_SIM_FAIL: failures the payment simulator injects, e.g. `refund:3,charge:1` (the next
     /// 3 refunds and the next charge fail). For tests and demonstrations.
     pub sim_fail: Vec<(String, u32)>,
@@ -84,6 +87,7 @@ impl Config {
                 1000u64,
             )?),
             read_your_writes: Duration::from_millis(parse("ETAL_READ_YOUR_WRITES_MS", 2000u64)?),
+            delivery_delay: chrono::Duration::minutes(parse("ETAL_DELIVERY_DELAY_MINUTES", 10i64)?),
             outbox: parse("ETAL_OUTBOX", true)?,
             outbox_interval: Duration::from_millis(parse("ETAL_OUTBOX_INTERVAL_MS", 500u64)?),
             outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,

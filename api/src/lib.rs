@@ -107,6 +107,7 @@ pub async fn serve(
     }
     let mut app = application_with(&pool, &config.sim_fail)?;
     app.settings.deliver_inline = config.outbox_inline;
+    app.settings.delivery_delay = config.delivery_delay;
     if std::env::var("DEMO").is_ok_and(|v| v == "1" || v == "true") {
         match demo::seed(&app)
             .await

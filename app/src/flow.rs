@@ -244,6 +244,15 @@ impl App {
                     return Err(e);
                 }
             };
+            if decided.changes.is_empty() && cc.idempotency.is_none() {
+                // Nothing to write, nothing to record.
+                return Ok(Flowed {
+                    value: decided.value,
+                    position: None,
+                    outbox: Vec::new(),
+                    replayed: false,
+                });
+            }
             if self.settings.deliver_inline {
                 decided.changes.hold_outbox(super::outbox::LEASE);
             }
