@@ -322,7 +322,10 @@ impl App {
         if let Some((state, version)) = self.locks.cached::<A>(&turn_key::<A>(id)) {
             return Ok(Stream::new(id, state, version));
         }
-        Ok(loaded.take::<A>(id).await?)
+        if loaded.has::<A>(id) {
+            return Ok(loaded.take::<A>(id).await?);
+        }
+        Ok(self.bus.load_stream::<A>(id).await?)
     }
 
     /// True when every state kept for these turns is still the stored version (one query).

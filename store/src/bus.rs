@@ -766,6 +766,12 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// True when the stream `id` of type `A` was read and not taken yet.
+    pub fn has<A: EsAggregate>(&self, id: &str) -> bool {
+        self.rows
+            .contains_key(&(A::TYPE.to_string(), id.to_string()))
+    }
+
     /// The stream `id` of type `A`, folded (one of those asked for).
     pub async fn take<A: EsAggregate>(&mut self, id: &str) -> Result<Stream<A>, StoreError> {
         let Some(raw) = self.rows.remove(&(A::TYPE.to_string(), id.to_string())) else {
