@@ -383,13 +383,34 @@ impl App {
         };
         match self.bus.recorded(&cc.actor, idem).await {
             Ok(None) => Ok(None),
-            Ok(Some(r)) => Ok(Some(Flowed {
-                value: serde_json::from_value(r.result)
-                    .map_err(|e| AppError::Internal(format!("recorded answer: {e}")))?,
-                position: r.position,
-                outbox: r.outbox,
-                replayed: true,
-            })),
+            Ok(Some(r)) => {
+                // The first answer's position included the deliveries made right after it.
+                let delivered: Option<serde_json::Value> = if r.outbox.is_empty() {
+                    None
+                } else {
+                    sqlx::query_scalar(
+                        "SELECT result->'position' FROM outbox \
+                         WHERE id = ANY($1) AND status <> 'pending' \
+                           AND jsonb_typeof(result->'position') = 'object' \
+                         ORDER BY (result->'position'->>'txid')::bigint DESC, \
+                                  (result->'position'->>'position')::bigint DESC LIMIT 1",
+                    )
+                    .bind(&r.outbox)
+                    .fetch_optional(&self.pool)
+                    .await?
+                };
+                let delivered: Option<Position> = delivered
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| AppError::Internal(format!("recorded position: {e}")))?;
+                Ok(Some(Flowed {
+                    value: serde_json::from_value(r.result)
+                        .map_err(|e| AppError::Internal(format!("recorded answer: {e}")))?,
+                    position: r.position.max(delivered),
+                    outbox: r.outbox,
+                    replayed: true,
+                }))
+            }
             Err(RecordedError::Reused) => Err(AppError::IdempotencyKeyReused(idem.key.clone())),
             Err(RecordedError::Store(e)) => Err(e.into()),
         }

@@ -505,9 +505,11 @@ impl CommandBus {
             .await?;
         }
         for s in &changes.settles {
+            // The settlement's position is kept with its result: a retried request answers the
+            // position its first answer gave, delivery included.
             let done = sqlx::query(
-                "UPDATE outbox SET status = $2, result = $3, delivered_at = $4, \
-                                   attempts = greatest(attempts, $5) \
+                "UPDATE outbox SET status = $2, result = $3 || jsonb_build_object('position', $6::jsonb), \
+                                   delivered_at = $4, attempts = greatest(attempts, $5) \
                  WHERE id = $1 AND status = 'pending'",
             )
             .bind(s.id)
@@ -515,6 +517,7 @@ impl CommandBus {
             .bind(&s.result)
             .bind(now)
             .bind(s.attempt)
+            .bind(serde_json::to_value(committed.last_position()).map_err(StoreError::from)?)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {

@@ -168,9 +168,18 @@ impl OrderView {
             .map(LineView)
             .collect()
     }
-    /// Total of the visible lines, VAT included.
+    /// What the customer owes, VAT included: the order's total (lines and delivery fee; zero
+    /// once cancelled), or, for a producer, the total of their own lines.
     async fn total(&self) -> Money {
-        Money(self.visible_lines().iter().map(|l| l.amount_incl_vat).sum())
+        if self.order.is_cancelled() {
+            return Money(DomainMoney::ZERO);
+        }
+        match self.scope {
+            Scope::Whole => Money(self.order.total()),
+            Scope::Producers(_) => {
+                Money(self.visible_lines().iter().map(|l| l.amount_incl_vat).sum())
+            }
+        }
     }
     async fn paid(&self) -> Result<Money> {
         self.whole()?;
@@ -209,7 +218,13 @@ impl OrderView {
         self.whole()?;
         let mut by_rate: BTreeMap<String, (etal_domain::VatRate, DomainMoney, DomainMoney)> =
             BTreeMap::new();
-        for l in self.order.lines() {
+        // A cancelled order owes nothing: its receipt has no line left.
+        let lines: &[Line] = if self.order.is_cancelled() {
+            &[]
+        } else {
+            self.order.lines()
+        };
+        for l in lines {
             let e = by_rate.entry(l.vat.to_string()).or_insert((
                 l.vat,
                 DomainMoney::ZERO,
@@ -221,7 +236,7 @@ impl OrderView {
         Ok(Receipt {
             number: self.order.number().to_string(),
             total_incl_vat: Money(self.order.total()),
-            total_excl_vat: Money(self.order.lines().iter().map(|l| l.amount_excl_vat).sum()),
+            total_excl_vat: Money(lines.iter().map(|l| l.amount_excl_vat).sum()),
             vat: by_rate
                 .into_values()
                 .map(|(rate, base, vat)| VatLine {
