@@ -69,6 +69,8 @@ pub struct App {
     pub fees: Arc<etal_domain::fees::FeeSchedules>,
     /// Turns of this process's flows on hot streams (see [`flow::StreamLocks`]).
     pub locks: Arc<flow::StreamLocks>,
+    /// Reads of an order's facts in flight, shared by the orders that need the same ones.
+    pub(crate) facts: Arc<order::FactsInFlight>,
 }
 
 /// Who calls, and the idempotency key of the request, if any.
@@ -173,6 +175,7 @@ impl App {
             settings: Settings::default(),
             fees: Arc::new(money::embedded_fee_schedules()),
             locks: Arc::new(flow::StreamLocks::default()),
+            facts: Arc::default(),
         }
     }
 

@@ -4,6 +4,9 @@
 //! messages committed with the change that makes them owed ([`super::outbox`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use etal_domain::account::ProducerAccount;
 use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
@@ -56,7 +59,7 @@ struct Priced {
 
 /// What an order reads and never writes: the catalogs of its lines, their producers'
 /// accounts (plan, archived products), the sale's calendar year (R-ACC-4).
-struct OrderFacts {
+pub(crate) struct OrderFacts {
     catalogs: BTreeMap<CatalogId, Catalog>,
     accounts: BTreeMap<ProducerId, ProducerAccount>,
     year: i32,
@@ -67,6 +70,12 @@ impl OrderFacts {
         self.accounts.keys().copied()
     }
 }
+
+/// Reads of order facts in flight, by sale and catalogs (see [`App::shared_facts`]).
+#[derive(Default)]
+pub(crate) struct FactsInFlight(
+    std::sync::Mutex<BTreeMap<String, Shared<BoxFuture<'static, Option<Arc<OrderFacts>>>>>>,
+);
 
 /// Streams an order decided on, kept for the next order of the sale.
 enum Kept {
@@ -135,7 +144,7 @@ impl App {
         let cc = ctx.flow("placeOrder", &fp);
         let order_id = OrderId(ctx.new_id("order"));
         // Facts no order changes (catalogs' frozen terms, accounts), looked up once.
-        let facts = self.order_facts(sale_id, lines).await?;
+        let facts = self.shared_facts(sale_id, lines).await?;
         // Every order of a sale writes the sale's stream, and orders of a busy sale the same
         // stocks and annual sales: orders of one sale take turns on them in this process.
         let mut turns = vec![turn_key::<Sale>(&sale_id.to_string())];
@@ -392,6 +401,49 @@ impl App {
                 Delivery::Home { fee, address_ref }
             }
         })
+    }
+
+    /// [`App::order_facts`], read once for the orders that ask for the same facts at the same
+    /// time (a busy sale's opening: hundreds of customers, one sale, one catalog). A customer
+    /// who joins a read in flight gets facts read a few milliseconds before they asked, as if
+    /// they had asked first; the facts never decide alone (the streams' versions do at commit).
+    async fn shared_facts(
+        &self,
+        sale_id: SaleId,
+        lines: &[LineRequest],
+    ) -> Result<Arc<OrderFacts>, AppError> {
+        let catalogs: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
+        let key = format!("{sale_id}:{catalogs:?}");
+        let flight = {
+            let mut map = self.facts.0.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let app = self.clone();
+                    let requests = lines.to_vec();
+                    let done_key = key.clone();
+                    // The read forgets itself when done, whoever polled it to the end.
+                    let f = async move {
+                        let facts = app.order_facts(sale_id, &requests).await.ok().map(Arc::new);
+                        app.facts
+                            .0
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&done_key);
+                        facts
+                    }
+                    .boxed()
+                    .shared();
+                    map.insert(key, f.clone());
+                    f
+                }
+            }
+        };
+        match flight.await {
+            Some(f) => Ok(f),
+            // The shared read failed: read alone, for this request's own answer.
+            None => Ok(Arc::new(self.order_facts(sale_id, lines).await?)),
+        }
     }
 
     /// The catalogs and producer accounts of an order's lines, and the sale's year (R-ACC-4).
