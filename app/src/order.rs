@@ -73,9 +73,10 @@ impl OrderFacts {
 
 /// Reads of order facts in flight, by sale and catalogs (see [`App::shared_facts`]).
 #[derive(Default)]
-pub(crate) struct FactsInFlight(
-    std::sync::Mutex<BTreeMap<String, Shared<BoxFuture<'static, Option<Arc<OrderFacts>>>>>>,
-);
+pub(crate) struct FactsInFlight(std::sync::Mutex<BTreeMap<String, FactsRead>>);
+
+/// One read of order facts, shared by whoever awaits it (`None`: it failed).
+type FactsRead = Shared<BoxFuture<'static, Option<Arc<OrderFacts>>>>;
 
 /// Streams an order decided on, kept for the next order of the sale.
 enum Kept {

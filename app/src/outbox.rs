@@ -266,20 +266,37 @@ impl App {
         )
     }
 
-    /// Takes a due message (or the one named), locking its row for the delivery: the provider
-    /// call and the settlement happen while the transaction holds it, so no two deliverers call
-    /// the provider for one message, and a deliverer that dies lets it go (rolled back: neither
-    /// the attempt nor its record happened, and the next one uses the same provider key).
+    /// Takes a due message (or the one named), locking it for the delivery: the provider call and
+    /// the settlement happen while the transaction holds the lock, so no two deliverers call the
+    /// provider for one message, and a deliverer that dies lets it go (rolled back: neither the
+    /// attempt nor its record happened, and the next one uses the same provider key).
     async fn claim_and_deliver(&self, id: Option<Uuid>) -> Result<Option<Delivery>, AppError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT id, kind, payload, attempts + 1 AS attempts FROM outbox \
-             WHERE status = 'pending' AND (($1::uuid IS NULL AND next_attempt_at <= $2) OR id = $1) \
-             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        // The message is held with a transaction-scoped advisory lock, not a row lock: the
+        // transaction writes nothing (and holds no transaction id, so no reader's watermark)
+        // until the provider answered; the lock goes with the transaction, a crash included.
+        let candidate: Option<Uuid> = sqlx::query_scalar(
+            "WITH c AS (SELECT id, next_attempt_at FROM outbox \
+                        WHERE status = 'pending' \
+                          AND (($1::uuid IS NULL AND next_attempt_at <= $2) OR id = $1) \
+                        ORDER BY next_attempt_at LIMIT 16) \
+             SELECT id FROM c WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || id::text, 0)) \
+             ORDER BY next_attempt_at LIMIT 1",
         )
         .bind(id)
         .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(candidate) = candidate else {
+            return Ok(None);
+        };
+        // Read again under the lock: another deliverer may have settled it just before.
+        let row = sqlx::query(
+            "SELECT id, kind, payload, attempts + 1 AS attempts FROM outbox \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(candidate)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
