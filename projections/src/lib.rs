@@ -63,12 +63,47 @@ pub trait Projection: Send + Sync {
     fn needs_payload(&self) -> bool {
         true
     }
+    /// The events whose payload it reads, for the aggregate types of which it reads only some
+    /// kinds: (aggregate type, event types). The other events of those aggregate types arrive
+    /// with a `null` payload, to be skipped by `event_type` before decoding (less to send and
+    /// to parse). Default: every payload.
+    fn payloads_read(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
+    /// Whether it reads the events' metadata (false: it arrives `null`).
+    fn reads_metadata(&self) -> bool {
+        true
+    }
     /// Applies events, in global order, to the tables.
     async fn apply(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError>;
+    /// Applies events to the copy a rebuild (or verify) builds from the start of the log,
+    /// which nobody reads before [`Projection::finish_rebuild`] ran on it: a projection may
+    /// leave the tables it derives from its other tables for `finish_rebuild` to compute once,
+    /// instead of recomputing their rows batch after batch. Default: [`Projection::apply`].
+    async fn apply_rebuilding(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        self.apply(conn, events).await
+    }
+    /// Completes a rebuilt copy once it holds every event: the tables `apply_rebuilding` left,
+    /// computed from the others where `search_path` points (verify: the copy, before comparing
+    /// it; rebuild: the live tables, once the copy's rows are swapped in, in the same
+    /// transaction). Default: nothing.
+    async fn finish_rebuild(&self, _conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+    /// Whether the copy a rebuild builds may lack the tables' plain indexes (not unique, backing
+    /// no constraint): true when `apply_rebuilding` and `finish_rebuild` never need them to
+    /// find rows. A rebuild then builds them once, when it swaps the rows in.
+    fn rebuilds_without_plain_indexes(&self) -> bool {
+        false
+    }
 }
 
 /// Every projection of the service.

@@ -18,6 +18,12 @@
 //!   expressions a rebuild uses ([`GROUP_SQL`]). Recomputing a group rather than adding deltas
 //!   keeps `orders` (distinct live orders: a line cut to 0, an order cancelled) and `name`
 //!   (`min`, which a delta cannot retract) exact; a group costs one index range of its lines.
+//!
+//! A rebuild (or verify) writes the normalized tables batch by batch and leaves
+//! `recap_products` and `recap_order_lines` to the end, where each is one statement over all
+//! the lines (`ALL_GROUPS_SQL`, `ALL_ORDER_LINES_SQL`: the same expressions as the live
+//! batches', so the rows are the same); it then needs no plain index (rows are found by primary
+//! key only) and reads only the sale and market events it projects, without metadata.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,6 +55,16 @@ impl Projection for OrderRecaps {
         Some(&["order", "sale", "market"])
     }
 
+    /// Every order event, but only the few sale and market events it projects (a sale's log is
+    /// mostly orders attached and periods opened or closed).
+    fn payloads_read(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("sale", SALE_EVENTS), ("market", MARKET_EVENTS)]
+    }
+
+    fn reads_metadata(&self) -> bool {
+        false
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "recap_markets",
@@ -66,58 +82,119 @@ impl Projection for OrderRecaps {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        let mut batch = Batch::default();
-        for e in events {
-            match e.aggregate_type.as_str() {
-                "order" => batch.order(e)?,
-                "sale" => match decode::<SaleEvent>(NAME, e)? {
-                    SaleEvent::SalePlanned {
-                        sale,
-                        market,
-                        number,
+        fold(events)?.flush(conn, Derived::Touched).await
+    }
+
+    /// A rebuild leaves `recap_products` and `recap_order_lines` empty until it is complete,
+    /// then computes every row of both at once ([`Projection::finish_rebuild`]), with the same
+    /// expressions: a row is a function of the lines and orders, whichever batches brought them.
+    async fn apply_rebuilding(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        fold(events)?.flush(conn, Derived::Deferred).await
+    }
+
+    async fn finish_rebuild(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        // One grouping of every line (sorted for the distinct orders): room to sort in memory.
+        sqlx::query("SET LOCAL work_mem TO '256MB'")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM recap_products")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(ALL_GROUPS_SQL).execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM recap_order_lines")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(ALL_ORDER_LINES_SQL).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// A rebuild finds rows by primary key only (lines and orders to update); the groups and
+    /// the orders' lines are computed from whole tables at the end.
+    fn rebuilds_without_plain_indexes(&self) -> bool {
+        true
+    }
+}
+
+/// The sale events projected (by `event_type`, the variant's name), decoded in [`fold`].
+const SALE_EVENTS: &[&str] = &[
+    "SalePlanned",
+    "ProducerParticipated",
+    "ParticipationWithdrawn",
+];
+
+/// The market events projected.
+const MARKET_EVENTS: &[&str] = &["MarketCreated"];
+
+/// Folds a batch of events (in global order) in memory.
+fn fold(events: &[StoredEvent]) -> Result<Batch, ProjectionError> {
+    let mut batch = Batch::default();
+    for e in events {
+        match e.aggregate_type.as_str() {
+            "order" => batch.order(e)?,
+            // The others come without payload (`payloads_read`).
+            "sale" if !SALE_EVENTS.contains(&e.event_type.as_str()) => {}
+            "market" if !MARKET_EVENTS.contains(&e.event_type.as_str()) => {}
+            "sale" => match decode::<SaleEvent>(NAME, e)? {
+                SaleEvent::SalePlanned {
+                    sale,
+                    market,
+                    number,
+                    date,
+                    starts_at,
+                    ends_at,
+                    amap,
+                    ..
+                } => {
+                    batch.sales.push((
+                        sale.0,
+                        market.0,
+                        i64::from(number),
                         date,
                         starts_at,
                         ends_at,
                         amap,
-                        ..
-                    } => {
-                        batch.sales.push((
-                            sale.0,
-                            market.0,
-                            i64::from(number),
-                            date,
-                            starts_at,
-                            ends_at,
-                            amap,
-                        ));
-                    }
-                    SaleEvent::ProducerParticipated {
-                        producer, catalog, ..
-                    } => {
-                        let sale = aggregate_uuid(NAME, e)?;
-                        batch
-                            .participations
-                            .insert((sale, catalog.0), Some(producer.0));
-                    }
-                    SaleEvent::ParticipationWithdrawn { catalog, .. } => {
-                        let sale = aggregate_uuid(NAME, e)?;
-                        batch.participations.insert((sale, catalog.0), None);
-                    }
-                    _ => {}
-                },
-                "market" => {
-                    if let MarketEvent::MarketCreated {
-                        market, name, amap, ..
-                    } = decode::<MarketEvent>(NAME, e)?
-                    {
-                        batch.markets.push((market.0, name, amap));
-                    }
+                    ));
+                }
+                SaleEvent::ProducerParticipated {
+                    producer, catalog, ..
+                } => {
+                    let sale = aggregate_uuid(NAME, e)?;
+                    batch
+                        .participations
+                        .insert((sale, catalog.0), Some(producer.0));
+                }
+                SaleEvent::ParticipationWithdrawn { catalog, .. } => {
+                    let sale = aggregate_uuid(NAME, e)?;
+                    batch.participations.insert((sale, catalog.0), None);
                 }
                 _ => {}
+            },
+            "market" => {
+                if let MarketEvent::MarketCreated {
+                    market, name, amap, ..
+                } = decode::<MarketEvent>(NAME, e)?
+                {
+                    batch.markets.push((market.0, name, amap));
+                }
             }
+            _ => {}
         }
-        batch.flush(conn).await
     }
+
+    Ok(batch)
+}
+
+/// What a batch does to the tables derived from the lines and orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Derived {
+    /// Recomputes the `recap_products` groups and `recap_order_lines` rows its events touched.
+    Touched,
+    /// Leaves them to [`Projection::finish_rebuild`].
+    Deferred,
 }
 
 /// A recap order row.
@@ -201,29 +278,78 @@ fn touch(touched: &mut HashSet<Group>, rows: &[sqlx::postgres::PgRow]) -> Result
     Ok(())
 }
 
-/// Recomputes the `recap_products` rows of the groups `$1, $2, $3` (sale, catalog, product)
-/// from the live lines. The only definition of a group's figures: live batches and rebuilds
-/// both use it, so they cannot differ.
-const GROUP_SQL: &str = "INSERT INTO recap_products (sale_id, catalog_id, product_id, vat_rate, name, unit, \
-     quantity, orders, weighed_kg, lines_to_weigh, amount_incl_vat, amount_excl_vat, vat_amount) \
-     SELECT l.sale_id, l.catalog_id, l.product_id, l.vat_rate, min(l.name), min(l.unit), \
-     sum(l.quantity)::bigint, count(DISTINCT l.order_id), sum(l.weight_kg), \
-     count(*) FILTER (WHERE l.variable_weight AND l.weight_kg IS NULL), \
-     sum(l.amount_incl_vat), sum(l.amount_excl_vat), sum(l.vat_amount) \
-     FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS g(sale_id, catalog_id, product_id) \
-     JOIN recap_lines l ON l.sale_id = g.sale_id AND l.catalog_id = g.catalog_id AND l.product_id = g.product_id \
-     JOIN recap_orders o ON o.order_id = l.order_id AND o.sale_id = l.sale_id \
-     WHERE NOT o.cancelled AND l.quantity > 0 \
-     GROUP BY l.sale_id, l.catalog_id, l.product_id, l.vat_rate";
+/// The columns of a `recap_products` row computed from the lines `l` of live orders `o`: the
+/// only definition of a group's figures ([`GROUP_SQL`] for some groups, [`ALL_GROUPS_SQL`] for
+/// every group, as the migration's backfill did).
+macro_rules! group_insert {
+    () => {
+        "INSERT INTO recap_products (sale_id, catalog_id, product_id, vat_rate, name, unit, \
+         quantity, orders, weighed_kg, lines_to_weigh, amount_incl_vat, amount_excl_vat, vat_amount) \
+         SELECT l.sale_id, l.catalog_id, l.product_id, l.vat_rate, min(l.name), min(l.unit), \
+         sum(l.quantity)::bigint, count(DISTINCT l.order_id), sum(l.weight_kg), \
+         count(*) FILTER (WHERE l.variable_weight AND l.weight_kg IS NULL), \
+         sum(l.amount_incl_vat), sum(l.amount_excl_vat), sum(l.vat_amount) "
+    };
+}
 
-/// Recomputes the `recap_order_lines` rows of the orders `$1` from their live lines (the row is
-/// deleted first; an order without live lines has none). The only definition of the row: live
-/// batches, rebuilds and the migration's backfill use this expression.
-const ORDER_LINES_SQL: &str = "INSERT INTO recap_order_lines (order_id, lines) \
-     SELECT l.order_id, json_agg(json_build_array(l.line, l.catalog_id, l.product_id, l.name, l.unit, \
-     l.quantity, (l.weight_kg * 1000)::bigint, (l.unit_price_incl_vat * 100)::bigint, \
-     (l.amount_incl_vat * 100)::bigint) ORDER BY l.line)::text \
-     FROM recap_lines l WHERE l.order_id = ANY($1) AND l.quantity > 0 GROUP BY l.order_id";
+/// The live lines `l` of a group (their order `o` not cancelled, quantity above zero), grouped.
+macro_rules! group_lines {
+    () => {
+        " JOIN recap_orders o ON o.order_id = l.order_id AND o.sale_id = l.sale_id \
+         WHERE NOT o.cancelled AND l.quantity > 0 \
+         GROUP BY l.sale_id, l.catalog_id, l.product_id, l.vat_rate"
+    };
+}
+
+/// Recomputes the `recap_products` rows of the groups `$1, $2, $3` (sale, catalog, product)
+/// from the live lines. Live batches use it for the groups they touch, rebuilds
+/// [`ALL_GROUPS_SQL`] once: the same expressions, so they cannot differ.
+const GROUP_SQL: &str = concat!(
+    group_insert!(),
+    "FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS g(sale_id, catalog_id, product_id) \
+     JOIN recap_lines l ON l.sale_id = g.sale_id AND l.catalog_id = g.catalog_id \
+     AND l.product_id = g.product_id",
+    group_lines!()
+);
+
+/// Computes every `recap_products` row (a rebuild, once it holds every line).
+const ALL_GROUPS_SQL: &str = concat!(group_insert!(), "FROM recap_lines l", group_lines!());
+
+/// The `recap_order_lines` row of each order from its live lines `l` (an order without live
+/// lines has none): the only definition of the row, shared by live batches ([`ORDER_LINES_SQL`]),
+/// rebuilds ([`ALL_ORDER_LINES_SQL`]) and the migration's backfill.
+macro_rules! order_lines_insert {
+    () => {
+        "INSERT INTO recap_order_lines (order_id, lines) \
+         SELECT l.order_id, json_agg(json_build_array(l.line, l.catalog_id, l.product_id, l.name, l.unit, \
+         l.quantity, (l.weight_kg * 1000)::bigint, (l.unit_price_incl_vat * 100)::bigint, \
+         (l.amount_incl_vat * 100)::bigint) ORDER BY l.line)::text \
+         FROM recap_lines l WHERE "
+    };
+}
+
+/// Recomputes the `recap_order_lines` rows of the orders `$1` (their rows deleted first).
+const ORDER_LINES_SQL: &str = concat!(
+    order_lines_insert!(),
+    "l.order_id = ANY($1) AND l.quantity > 0 GROUP BY l.order_id"
+);
+
+/// Computes every `recap_order_lines` row (a rebuild, once it holds every line).
+const ALL_ORDER_LINES_SQL: &str =
+    concat!(order_lines_insert!(), "l.quantity > 0 GROUP BY l.order_id");
+
+/// Sets the figures `u` of lines inserted by earlier batches (`NULL`: unchanged).
+macro_rules! line_update {
+    () => {
+        "UPDATE recap_lines l SET quantity = coalesce(u.quantity, l.quantity), \
+         weight_kg = coalesce(u.weight, l.weight_kg), \
+         amount_incl_vat = coalesce(u.incl, l.amount_incl_vat), \
+         amount_excl_vat = coalesce(u.excl, l.amount_excl_vat), vat_amount = coalesce(u.vat, l.vat_amount) \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[], \
+         $7::numeric[]) AS u(order_id, line, quantity, weight, incl, excl, vat) \
+         WHERE l.order_id = u.order_id AND l.line = u.line"
+    };
+}
 
 impl Batch {
     fn order(&mut self, e: &StoredEvent) -> Result<(), ProjectionError> {
@@ -385,22 +511,27 @@ impl Batch {
         }
     }
 
-    async fn flush(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    async fn flush(self, conn: &mut PgConnection, derived: Derived) -> Result<(), ProjectionError> {
+        let touching = derived == Derived::Touched;
         // The recap_products groups this batch touches.
-        let mut touched: HashSet<Group> = self
-            .lines
-            .iter()
-            .map(|r| (r.sale, r.line.catalog.0, r.line.product.0))
-            .collect();
+        let mut touched: HashSet<Group> = HashSet::new();
         // The orders whose lines change (recap_order_lines).
-        let mut relined: Vec<Uuid> = self
-            .lines
-            .iter()
-            .map(|r| r.order)
-            .chain(self.line_sets.keys().map(|(o, _)| *o))
-            .collect();
-        relined.sort_unstable();
-        relined.dedup();
+        let mut relined: Vec<Uuid> = Vec::new();
+        if touching {
+            touched.extend(
+                self.lines
+                    .iter()
+                    .map(|r| (r.sale, r.line.catalog.0, r.line.product.0)),
+            );
+            relined.extend(
+                self.lines
+                    .iter()
+                    .map(|r| r.order)
+                    .chain(self.line_sets.keys().map(|(o, _)| *o)),
+            );
+            relined.sort_unstable();
+            relined.dedup();
+        }
         if !self.participations.is_empty() {
             let (keys, producers): (Vec<(Uuid, Uuid)>, Vec<Option<Uuid>>) =
                 self.participations.into_iter().unzip();
@@ -527,23 +658,37 @@ impl Batch {
         }
         if !self.line_sets.is_empty() {
             let sets: Vec<_> = self.line_sets.into_iter().collect();
-            let rows = sqlx::query(
-                "UPDATE recap_lines l SET quantity = coalesce(u.quantity, l.quantity), \
-                 weight_kg = coalesce(u.weight, l.weight_kg), \
-                 amount_incl_vat = coalesce(u.incl, l.amount_incl_vat), \
-                 amount_excl_vat = coalesce(u.excl, l.amount_excl_vat), vat_amount = coalesce(u.vat, l.vat_amount) \
-                 FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[], \
-                 $7::numeric[]) AS u(order_id, line, quantity, weight, incl, excl, vat) \
-                 WHERE l.order_id = u.order_id AND l.line = u.line \
-                 RETURNING l.sale_id, l.catalog_id, l.product_id",
-            )
+            let rows = sqlx::query(if touching {
+                concat!(
+                    line_update!(),
+                    " RETURNING l.sale_id, l.catalog_id, l.product_id"
+                )
+            } else {
+                line_update!()
+            })
             .bind(sets.iter().map(|((o, _), _)| *o).collect::<Vec<_>>())
-            .bind(sets.iter().map(|((_, l), _)| i64::from(*l)).collect::<Vec<_>>())
+            .bind(
+                sets.iter()
+                    .map(|((_, l), _)| i64::from(*l))
+                    .collect::<Vec<_>>(),
+            )
             .bind(sets.iter().map(|(_, s)| s.quantity).collect::<Vec<_>>())
             .bind(sets.iter().map(|(_, s)| s.weight).collect::<Vec<_>>())
-            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.0)).collect::<Vec<_>>())
-            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.1)).collect::<Vec<_>>())
-            .bind(sets.iter().map(|(_, s)| s.amounts.map(|a| a.2)).collect::<Vec<_>>())
+            .bind(
+                sets.iter()
+                    .map(|(_, s)| s.amounts.map(|a| a.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sets.iter()
+                    .map(|(_, s)| s.amounts.map(|a| a.1))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                sets.iter()
+                    .map(|(_, s)| s.amounts.map(|a| a.2))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *conn)
             .await?;
             touch(&mut touched, &rows)?;
@@ -569,7 +714,7 @@ impl Batch {
                 .filter(|(_, s)| s.cancelled)
                 .map(|(o, _)| *o)
                 .collect();
-            if !cancelled.is_empty() {
+            if touching && !cancelled.is_empty() {
                 let rows = sqlx::query(
                     "SELECT DISTINCT sale_id, catalog_id, product_id FROM recap_lines WHERE order_id = ANY($1)",
                 )

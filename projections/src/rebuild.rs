@@ -7,6 +7,15 @@
 //!   head, replaces the live rows with the copy's and moves the live checkpoint, in one transaction;
 //! - `verify` locks the live checkpoint, brings both live and copy to the same position, and
 //!   compares them row by row, naming every difference by primary key.
+//!
+//! The copy is built for speed, with the same result: its tables are unlogged (a crash loses
+//! only a copy that is made again from scratch) and its commits do not wait for the WAL; the
+//! next batch is read on a second connection while one is applied; the projection applies it
+//! with [`Projection::apply_rebuilding`] and completes it once with
+//! [`Projection::finish_rebuild`] (in the copy for `verify`, on the live tables once swapped in
+//! for `rebuild`); a projection may build it without plain indexes
+//! ([`Projection::rebuilds_without_plain_indexes`]). The swap drops each live table's plain
+//! indexes and creates them again, from their own definitions, once the table is filled.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +23,7 @@ use etal_store::log::{EventLog, Position};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
-use crate::runtime::{apply_batch, catch_up, checkpoint, use_schema, BATCH};
+use crate::runtime::{apply_batch, catch_up_rebuilding, checkpoint, use_schema, Mode, BATCH};
 use crate::{Projection, ProjectionError};
 
 /// One row that differs between the live projection and its rebuild.
@@ -77,19 +86,52 @@ async fn prepare_shadow(
     sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
         .execute(&mut *tx)
         .await?;
+    // Unlogged: the copy is private to this rebuild and made again from scratch if the server
+    // crashes meanwhile, so its rows need no WAL (the swap writes the live tables, logged).
     for table in projection
         .tables()
         .iter()
         .chain(std::iter::once(&"projector_checkpoints"))
     {
         sqlx::query(&format!(
-            "CREATE TABLE \"{schema}\".\"{table}\" (LIKE public.\"{table}\" INCLUDING ALL)"
+            "CREATE UNLOGGED TABLE \"{schema}\".\"{table}\" (LIKE public.\"{table}\" INCLUDING ALL)"
         ))
         .execute(&mut *tx)
         .await?;
+        if projection.rebuilds_without_plain_indexes() && *table != "projector_checkpoints" {
+            for (index, _) in plain_indexes(&mut tx, &schema, table).await? {
+                sqlx::query(&format!("DROP INDEX \"{schema}\".\"{index}\""))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(schema)
+}
+
+/// The plain indexes of `schema.table` (neither unique nor backing a constraint: they only
+/// speed reads up), with their definitions, by name.
+async fn plain_indexes(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+           AND NOT i.indisunique AND NOT i.indisclustered \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+         ORDER BY c.relname",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("def")?)))
+        .collect()
 }
 
 async fn drop_shadow(pool: &PgPool, schema: &str) -> Result<(), ProjectionError> {
@@ -105,12 +147,16 @@ async fn finish_in_tx(
     projection: &dyn Projection,
     schema: Option<&str>,
     until: Option<Position>,
+    mode: Mode,
 ) -> Result<(), ProjectionError> {
     sqlx::query("SET LOCAL search_path TO public")
         .execute(&mut *conn)
         .await?;
     use_schema(conn, schema).await?;
-    while apply_batch(conn, projection, until, BATCH).await?.moved {}
+    while apply_batch(conn, projection, until, BATCH, mode)
+        .await?
+        .moved
+    {}
     sqlx::query("SET LOCAL search_path TO public")
         .execute(&mut *conn)
         .await?;
@@ -142,21 +188,39 @@ pub async fn rebuild(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, ProjectionError> {
     let schema = prepare_shadow(pool, projection).await?;
-    let applied = catch_up(pool, projection, Some(&schema), None, progress).await?;
+    let applied = catch_up_rebuilding(pool, projection, &schema, progress).await?;
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     lock_live(&mut tx, projection).await?;
-    finish_in_tx(&mut tx, projection, Some(&schema), None).await?;
+    finish_in_tx(&mut tx, projection, Some(&schema), None, Mode::Rebuilding).await?;
+    // Each live table emptied and filled in this transaction (readers wait for its commit,
+    // TRUNCATE locks the table): its plain indexes are dropped and built again once filled,
+    // with their own definitions, rather than maintained row by row.
+    sqlx::query("SET LOCAL maintenance_work_mem TO '256MB'")
+        .execute(&mut *tx)
+        .await?;
     for table in projection.tables() {
         sqlx::query(&format!("TRUNCATE public.\"{table}\""))
             .execute(&mut *tx)
             .await?;
+        let indexes = plain_indexes(&mut tx, "public", table).await?;
+        for (index, _) in &indexes {
+            sqlx::query(&format!("DROP INDEX public.\"{index}\""))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(&format!(
             "INSERT INTO public.\"{table}\" SELECT * FROM \"{schema}\".\"{table}\""
         ))
         .execute(&mut *tx)
         .await?;
+        for (_, definition) in &indexes {
+            sqlx::query(definition).execute(&mut *tx).await?;
+        }
     }
+    // What the copy left to compute at its end, computed on the live tables now holding its
+    // rows (rather than in the copy, then copied).
+    projection.finish_rebuild(&mut tx).await?;
     sqlx::query(&format!(
         "UPDATE public.projector_checkpoints p SET last_txid = s.last_txid, last_position = s.last_position, \
          events_applied = s.events_applied, updated_at = now() \
@@ -204,14 +268,26 @@ pub async fn verify(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifyReport, ProjectionError> {
     let schema = prepare_shadow(pool, projection).await?;
-    catch_up(pool, projection, Some(&schema), None, progress).await?;
+    catch_up_rebuilding(pool, projection, &schema, progress).await?;
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     lock_live(&mut tx, projection).await?;
     // Both to the same position: the head as this transaction sees it.
     let until = EventLog::head(&mut *tx).await?;
-    finish_in_tx(&mut tx, projection, None, Some(until)).await?;
-    finish_in_tx(&mut tx, projection, Some(&schema), Some(until)).await?;
+    finish_in_tx(&mut tx, projection, None, Some(until), Mode::Live).await?;
+    finish_in_tx(
+        &mut tx,
+        projection,
+        Some(&schema),
+        Some(until),
+        Mode::Rebuilding,
+    )
+    .await?;
+    use_schema(&mut tx, Some(&schema)).await?;
+    projection.finish_rebuild(&mut tx).await?;
+    sqlx::query("SET LOCAL search_path TO public")
+        .execute(&mut *tx)
+        .await?;
     let live_cp = checkpoint(&mut tx, projection.name()).await?;
 
     let mut diffs = Vec::new();

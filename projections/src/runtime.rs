@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etal_store::log::{EventLog, Position, Waker};
+use etal_store::StoredEvent;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
@@ -11,6 +12,16 @@ use crate::{Projection, ProjectionError};
 
 /// Events applied per transaction.
 pub const BATCH: i64 = 2000;
+
+/// How a batch is applied: to tables others read, or to a copy being rebuilt from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// [`Projection::apply`].
+    Live,
+    /// [`Projection::apply_rebuilding`]: the copy is completed by `finish_rebuild` before
+    /// anyone reads it.
+    Rebuilding,
+}
 
 /// Where a projection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +64,21 @@ pub(crate) async fn apply_batch(
     projection: &dyn Projection,
     until: Option<Position>,
     batch: i64,
+    mode: Mode,
 ) -> Result<Applied, ProjectionError> {
-    let name = projection.name();
+    let from = lock_checkpoint(conn, projection.name()).await?;
+    let Some(next) = read_next(conn, projection, from, until, batch).await? else {
+        return Ok(Applied::default());
+    };
+    apply_read(conn, projection, &next, mode).await?;
+    Ok(Applied {
+        events: next.events.len(),
+        moved: true,
+    })
+}
+
+/// Locks the checkpoint row of `projection` (made if missing) and returns where it stands.
+async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Position, ProjectionError> {
     sqlx::query(
         "INSERT INTO projector_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
     )
@@ -67,48 +91,155 @@ pub(crate) async fn apply_batch(
     .bind(name)
     .fetch_one(&mut *conn)
     .await?;
-    let from = Position {
+    Ok(Position {
         txid: row.try_get("last_txid")?,
         position: row.try_get("last_position")?,
-    };
+    })
+}
+
+/// The events of a batch, and where the checkpoint moves once they are applied.
+struct Read {
+    /// The checkpoint they follow.
+    from: Position,
+    /// The checkpoint after them.
+    to: Position,
+    events: Vec<StoredEvent>,
+}
+
+/// The next batch after `from` (None: nothing left up to the head, or `until`).
+async fn read_next(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    from: Position,
+    until: Option<Position>,
+    batch: i64,
+) -> Result<Option<Read>, ProjectionError> {
     // Read up to the head as of now (or `until`): every event at or before it has committed,
     // so when fewer than `batch` events of the projection's types come back, none is left up to
     // there and the checkpoint can move to it, past the events of other types.
     let head = EventLog::head(&mut *conn).await?;
     let until = until.map_or(head, |u| u.min(head));
     if until <= from {
-        return Ok(Applied::default());
+        return Ok(None);
     }
-    let events = EventLog::read_filtered(
-        &mut *conn,
-        from,
-        until,
-        batch,
-        projection.aggregate_types(),
-        projection.needs_payload(),
-    )
-    .await?;
+    let events = read_events(&mut *conn, projection, from, until, batch).await?;
     let to = match events.last() {
         Some(last) if events.len() as i64 >= batch => last.position,
         _ => until,
     };
-    if !events.is_empty() {
-        projection.apply(conn, &events).await?;
+    Ok(Some(Read { from, to, events }))
+}
+
+/// Applies `read` and moves the checkpoint (locked by the caller at `read.from`) past it.
+async fn apply_read(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    read: &Read,
+    mode: Mode,
+) -> Result<(), ProjectionError> {
+    if !read.events.is_empty() {
+        match mode {
+            Mode::Live => projection.apply(conn, &read.events).await?,
+            Mode::Rebuilding => projection.apply_rebuilding(conn, &read.events).await?,
+        }
     }
     sqlx::query(
         "UPDATE projector_checkpoints SET last_txid = $2, last_position = $3, \
          events_applied = events_applied + $4, updated_at = now() WHERE projection = $1",
     )
-    .bind(name)
-    .bind(to.txid)
-    .bind(to.position)
-    .bind(events.len() as i64)
+    .bind(projection.name())
+    .bind(read.to.txid)
+    .bind(read.to.position)
+    .bind(read.events.len() as i64)
     .execute(&mut *conn)
     .await?;
-    Ok(Applied {
-        events: events.len(),
-        moved: true,
-    })
+    Ok(())
+}
+
+/// Up to `batch` events after `from` up to `until` (below the watermark), of the aggregate types
+/// `projection` reads, with the payloads and metadata it reads
+/// ([`Projection::payloads_read`], [`Projection::reads_metadata`]); the others `null`.
+async fn read_events(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    from: Position,
+    until: Position,
+    batch: i64,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let some_payloads = projection.payloads_read();
+    if !projection.needs_payload() || (some_payloads.is_empty() && projection.reads_metadata()) {
+        return Ok(EventLog::read_filtered(
+            &mut *conn,
+            from,
+            until,
+            batch,
+            projection.aggregate_types(),
+            projection.needs_payload(),
+        )
+        .await?);
+    }
+    // The same rows, order and watermark as `EventLog::read_filtered`.
+    let payload = if some_payloads.is_empty() {
+        "payload"
+    } else {
+        "CASE WHEN aggregate_type = ANY($7) AND aggregate_type || '/' || event_type <> ALL($8) \
+         THEN 'null'::jsonb ELSE payload END AS payload"
+    };
+    let metadata = if projection.reads_metadata() {
+        "metadata"
+    } else {
+        "'null'::jsonb AS metadata"
+    };
+    let filter = if projection.aggregate_types().is_some() {
+        "AND aggregate_type = ANY($5)"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT transaction_id::text::bigint AS txid, global_position, aggregate_type, aggregate_id, \
+         sequence, event_type, event_version, {payload}, {metadata}, recorded_at FROM events \
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+           AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) {filter} \
+         ORDER BY transaction_id, global_position \
+         LIMIT $6"
+    );
+    let types: Vec<&str> = projection.aggregate_types().unwrap_or(&[]).to_vec();
+    let limited: Vec<&str> = some_payloads.iter().map(|(t, _)| *t).collect();
+    let wanted: Vec<String> = some_payloads
+        .iter()
+        .flat_map(|(t, kinds)| kinds.iter().map(move |k| format!("{t}/{k}")))
+        .collect();
+    let mut query = sqlx::query(&sql)
+        .bind(from.txid.to_string())
+        .bind(from.position)
+        .bind(until.txid.to_string())
+        .bind(until.position)
+        .bind(&types)
+        .bind(batch);
+    if !some_payloads.is_empty() {
+        query = query.bind(&limited).bind(&wanted);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                position: Position {
+                    txid: r.try_get("txid")?,
+                    position: r.try_get("global_position")?,
+                },
+                aggregate_type: r.try_get("aggregate_type")?,
+                aggregate_id: r.try_get("aggregate_id")?,
+                sequence: r.try_get("sequence")?,
+                event_type: r.try_get("event_type")?,
+                event_version: r.try_get("event_version")?,
+                payload: r.try_get("payload")?,
+                metadata: r.try_get("metadata")?,
+                recorded_at: r.try_get("recorded_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
 }
 
 /// What one batch did.
@@ -154,12 +285,106 @@ pub async fn catch_up_in_batches(
     batch: i64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, ProjectionError> {
+    catch_up_with(pool, projection, schema, until, batch, Mode::Live, progress).await
+}
+
+/// Builds the copy in `schema` from its checkpoint to the head, in [`Mode::Rebuilding`].
+/// The copy is private to the rebuild and is built again from scratch after a crash, so its
+/// commits need not wait for the WAL to reach the disk. The next batch is read on a second
+/// connection while one is applied (when the pool has one to spare): the events do not depend
+/// on what the copy holds, and each batch still moves the copy's locked checkpoint from where
+/// it was read.
+pub(crate) async fn catch_up_rebuilding(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    schema: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, ProjectionError> {
+    let batch = BATCH;
+    let mut conn = pool.acquire().await?;
+    let spare = if pool.options().get_max_connections() < 2 {
+        None
+    } else {
+        tokio::time::timeout(Duration::from_secs(1), pool.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    let Some(mut reader) = spare else {
+        return catch_up_with(
+            pool,
+            projection,
+            Some(schema),
+            None,
+            batch,
+            Mode::Rebuilding,
+            progress,
+        )
+        .await;
+    };
+    let mut total = 0u64;
+    let mut from = {
+        let mut tx = begin_copy(&mut conn, schema).await?;
+        let cp = checkpoint(&mut tx, projection.name()).await?;
+        tx.commit().await?;
+        cp.position
+    };
+    let mut next = read_next(&mut reader, projection, from, None, batch).await?;
+    while let Some(read) = next {
+        let mut tx = begin_copy(&mut conn, schema).await?;
+        from = lock_checkpoint(&mut tx, projection.name()).await?;
+        if from != read.from {
+            // Another runner moved the copy: read again from where it stands.
+            tx.rollback().await?;
+            next = read_next(&mut reader, projection, from, None, batch).await?;
+            continue;
+        }
+        let (applied, ahead) = tokio::join!(
+            apply_read(&mut tx, projection, &read, Mode::Rebuilding),
+            read_next(&mut reader, projection, read.to, None, batch),
+        );
+        applied?;
+        tx.commit().await?;
+        total += read.events.len() as u64;
+        progress(read.events.len() as u64);
+        next = ahead?;
+    }
+    Ok(total)
+}
+
+/// A transaction on the copy in `schema`, whose commit does not wait for the WAL.
+async fn begin_copy<'c>(
+    conn: &'c mut PgConnection,
+    schema: &str,
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, ProjectionError> {
+    let mut tx = conn.begin().await?;
+    use_schema(&mut tx, Some(schema)).await?;
+    sqlx::query("SET LOCAL synchronous_commit TO off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+async fn catch_up_with(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    schema: Option<&str>,
+    until: Option<Position>,
+    batch: i64,
+    mode: Mode,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, ProjectionError> {
     let mut total = 0u64;
     let mut conn = pool.acquire().await?;
     loop {
         let mut tx = conn.begin().await?;
         use_schema(&mut tx, schema).await?;
-        let done = apply_batch(&mut tx, projection, until, batch.max(1)).await?;
+        if mode == Mode::Rebuilding {
+            sqlx::query("SET LOCAL synchronous_commit TO off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = apply_batch(&mut tx, projection, until, batch.max(1), mode).await?;
         if !done.moved {
             tx.rollback().await?;
             return Ok(total);

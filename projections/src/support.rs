@@ -1,7 +1,7 @@
 //! Small helpers shared by the projections: typed errors for bad events, ids, money columns.
 
 use etal_domain::{Money, VatRate};
-use etal_store::StoredEvent;
+use etal_store::{StoreError, StoredEvent};
 use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -27,9 +27,14 @@ pub(crate) fn decode<E: serde::de::DeserializeOwned>(
     projection: &'static str,
     event: &StoredEvent,
 ) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| bad_event(projection, event, e))
+    // From the stored value by reference: no copy of the payload to decode it.
+    E::deserialize(&event.payload).map_err(|e| {
+        let e = StoreError::Corrupt(format!(
+            "event {} ({} {} #{}): {e}",
+            event.position.position, event.aggregate_type, event.aggregate_id, event.sequence
+        ));
+        bad_event(projection, event, e)
+    })
 }
 
 /// The aggregate id of `event` as a UUID.
