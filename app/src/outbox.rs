@@ -339,6 +339,20 @@ impl App {
         Ok(Some(outcome))
     }
 
+    /// Settles the message with nothing else to record.
+    async fn settle_only(
+        &self,
+        tx: &mut Tx,
+        m: &Claimed,
+        delivered: bool,
+        result: serde_json::Value,
+    ) -> Result<Option<Position>, AppError> {
+        self.settle(tx, m, delivered, result, || {
+            Box::pin(async { Ok(Changes::new()) })
+        })
+        .await
+    }
+
     /// Commits `decide`'s changes with the message's settlement, deciding again on conflicts.
     async fn settle<F>(
         &self,
@@ -388,24 +402,17 @@ impl App {
             .await?;
         if order.state.payments().contains_key(&msg.payment) {
             let p = self
-                .settle(
-                    tx,
-                    m,
-                    true,
-                    serde_json::json!({ "already": "recorded" }),
-                    || Box::pin(async { Ok(Changes::new()) }),
-                )
+                .settle_only(tx, m, true, serde_json::json!({ "already": "recorded" }))
                 .await?;
             return Ok(Delivery::Delivered(p));
         }
         if !order.exists() || order.state.is_cancelled() {
             let p = self
-                .settle(
+                .settle_only(
                     tx,
                     m,
                     false,
                     serde_json::json!({ "skipped": "order cancelled before the charge" }),
-                    || Box::pin(async { Ok(Changes::new()) }),
                 )
                 .await?;
             return Ok(Delivery::Failed(
@@ -516,13 +523,7 @@ impl App {
             .await?;
         if !order.state.pending_refunds().contains_key(&msg.refund) {
             let p = self
-                .settle(
-                    tx,
-                    m,
-                    true,
-                    serde_json::json!({ "already": "recorded" }),
-                    || Box::pin(async { Ok(Changes::new()) }),
-                )
+                .settle_only(tx, m, true, serde_json::json!({ "already": "recorded" }))
                 .await?;
             return Ok(Delivery::Delivered(p));
         }
@@ -565,13 +566,7 @@ impl App {
         });
         if !in_flight {
             let p = self
-                .settle(
-                    tx,
-                    m,
-                    true,
-                    serde_json::json!({ "already": "recorded" }),
-                    || Box::pin(async { Ok(Changes::new()) }),
-                )
+                .settle_only(tx, m, true, serde_json::json!({ "already": "recorded" }))
                 .await?;
             return Ok(Delivery::Delivered(p));
         }

@@ -416,30 +416,16 @@ impl CommandBus {
         with_events: bool,
     ) -> Result<Committed, CommitError> {
         let now = self.clock.now();
-        let metadata = serde_json::json!({
-            "actor": ctx.actor,
-            "correlation_id": ctx.correlation_id,
-            "causation": ctx.causation,
-            "idempotency_key": ctx.idempotency.as_ref().map(|i| &i.key),
-            "at": now,
-        });
-        let n: usize = changes.writes.iter().map(|w| w.payloads.len()).sum();
-        let mut types = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut sequences = Vec::with_capacity(n);
-        let mut event_types = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        for w in &changes.writes {
-            for (i, p) in w.payloads.iter().enumerate() {
-                types.push(w.aggregate_type);
-                ids.push(w.aggregate_id.as_str());
-                sequences.push(w.expected + 1 + i as i64);
-                event_types.push(w.event_types[i].as_str());
-                versions.push(w.event_versions[i].as_str());
-                payloads.push(p);
-            }
-        }
+        let metadata = metadata(ctx, now);
+        let EventRows {
+            n,
+            types,
+            ids,
+            sequences,
+            event_types,
+            versions,
+            payloads,
+        } = EventRows::of(changes);
 
         let mut committed = Committed::default();
         if n > 0 {
@@ -470,16 +456,7 @@ impl CommandBus {
                 Err(e) => return Err(e.into()),
             };
             for r in rows {
-                committed.events.push(CommittedEvent {
-                    aggregate_type: r.try_get("aggregate_type")?,
-                    aggregate_id: r.try_get("aggregate_id")?,
-                    sequence: r.try_get("sequence")?,
-                    position: Position {
-                        txid: r.try_get("txid")?,
-                        position: r.try_get("global_position")?,
-                    },
-                    event_type: r.try_get("event_type")?,
-                });
+                committed.events.push(committed_event(&r)?);
             }
             committed.events.sort_by_key(|e| e.position);
         }
@@ -627,30 +604,16 @@ impl CommandBus {
         with_events: bool,
     ) -> Result<Committed, CommitError> {
         let now = self.clock.now();
-        let metadata = serde_json::json!({
-            "actor": ctx.actor,
-            "correlation_id": ctx.correlation_id,
-            "causation": ctx.causation,
-            "idempotency_key": ctx.idempotency.as_ref().map(|i| &i.key),
-            "at": now,
-        });
-        let n: usize = changes.writes.iter().map(|w| w.payloads.len()).sum();
-        let mut types = Vec::with_capacity(n);
-        let mut ids = Vec::with_capacity(n);
-        let mut sequences = Vec::with_capacity(n);
-        let mut event_types = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        for w in &changes.writes {
-            for (i, p) in w.payloads.iter().enumerate() {
-                types.push(w.aggregate_type);
-                ids.push(w.aggregate_id.as_str());
-                sequences.push(w.expected + 1 + i as i64);
-                event_types.push(w.event_types[i].as_str());
-                versions.push(w.event_versions[i].as_str());
-                payloads.push(p);
-            }
-        }
+        let metadata = metadata(ctx, now);
+        let EventRows {
+            n: _,
+            types,
+            ids,
+            sequences,
+            event_types,
+            versions,
+            payloads,
+        } = EventRows::of(changes);
         let outbox_ids: Vec<Uuid> = changes.outbox.iter().map(|m| m.id).collect();
         let outbox_kinds: Vec<&str> = changes.outbox.iter().map(|m| m.kind.as_str()).collect();
         let outbox_payloads: Vec<&serde_json::Value> =
@@ -722,20 +685,73 @@ impl CommandBus {
             outbox: outbox_ids,
         };
         for r in rows {
-            committed.events.push(CommittedEvent {
-                aggregate_type: r.try_get("aggregate_type")?,
-                aggregate_id: r.try_get("aggregate_id")?,
-                sequence: r.try_get("sequence")?,
-                position: Position {
-                    txid: r.try_get("txid")?,
-                    position: r.try_get("global_position")?,
-                },
-                event_type: r.try_get("event_type")?,
-            });
+            committed.events.push(committed_event(&r)?);
         }
         committed.events.sort_by_key(|e| e.position);
         Ok(committed)
     }
+}
+
+/// The metadata stored with every event of a commit.
+fn metadata(ctx: &CommandContext, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "actor": ctx.actor,
+        "correlation_id": ctx.correlation_id,
+        "causation": ctx.causation,
+        "idempotency_key": ctx.idempotency.as_ref().map(|i| &i.key),
+        "at": now,
+    })
+}
+
+/// The events of a commit as the columns of one `UNNEST` insert.
+struct EventRows<'a> {
+    n: usize,
+    types: Vec<&'static str>,
+    ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    payloads: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> EventRows<'a> {
+    fn of(changes: &'a Changes) -> Self {
+        let n: usize = changes.writes.iter().map(|w| w.payloads.len()).sum();
+        let mut rows = EventRows {
+            n,
+            types: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            sequences: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+        };
+        for w in &changes.writes {
+            for (i, p) in w.payloads.iter().enumerate() {
+                rows.types.push(w.aggregate_type);
+                rows.ids.push(w.aggregate_id.as_str());
+                rows.sequences.push(w.expected + 1 + i as i64);
+                rows.event_types.push(w.event_types[i].as_str());
+                rows.versions.push(w.event_versions[i].as_str());
+                rows.payloads.push(p);
+            }
+        }
+        rows
+    }
+}
+
+/// An event row as the insert returned it.
+fn committed_event(r: &sqlx::postgres::PgRow) -> Result<CommittedEvent, sqlx::Error> {
+    Ok(CommittedEvent {
+        aggregate_type: r.try_get("aggregate_type")?,
+        aggregate_id: r.try_get("aggregate_id")?,
+        sequence: r.try_get("sequence")?,
+        position: Position {
+            txid: r.try_get("txid")?,
+            position: r.try_get("global_position")?,
+        },
+        event_type: r.try_get("event_type")?,
+    })
 }
 
 /// A stream to read with [`CommandBus::load_many`].
