@@ -8,6 +8,11 @@
 //! the same hot stream (a sale during a busy opening) take turns on a [`StreamLocks`] queue
 //! instead of all deciding, conflicting and sleeping; across processes the streams' versions
 //! still decide.
+//!
+//! The states flows decide on are kept in memory with their versions (bounded, oldest dropped
+//! first): the next flow reads only the events written after the version it holds, in the
+//! same single read as the streams it does not hold, so a decision is always on the stored
+//! state and a busy stream is never folded from its snapshot again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,13 +32,11 @@ use uuid::Uuid;
 use super::{App, AppError, Ctx};
 use etal_store::log::Position;
 
-/// A stream's state as a commit left it, kept for the next flow in the queue, with when its
-/// version was last known to be the stored one.
+/// A stream's state at a version (as a commit left it, or as read), with when it was last used.
 type Cached = (Arc<dyn Any + Send + Sync>, i64, Instant);
 
-/// How long a kept state's version counts as checked: a refusal decided on it within this time
-/// is not checked again (a writer in another process may be seen this much later).
-const CHECKED_FOR: std::time::Duration = std::time::Duration::from_millis(50);
+/// How many stream states a process keeps; past it, the least recently used quarter goes.
+const KEPT_STATES: usize = 20_000;
 
 /// What a flow decided: the changes to commit and the answer to give.
 pub struct Decided<T> {
@@ -78,10 +81,17 @@ pub struct Flowed<T> {
     pub replayed: bool,
 }
 
+/// Streams read by [`App::load_turned_many`]: what was read, and the kept states it was read
+/// after.
+pub struct TurnedLoad {
+    loaded: Loaded,
+    base: HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>,
+}
+
 /// A queue per hot stream inside this process: flows that write the same stream take turns.
-/// While a queue exists, the state the last commit left is kept, so the next flow in the queue
-/// decides without reading the stream again; the commit still checks the stream's version (a
-/// writer elsewhere makes it conflict, which forgets the kept state).
+/// The states flows read and the states their commits left are kept with their versions, so
+/// the next flow reads only what was written after (a writer elsewhere is caught up at each
+/// read; the commit still checks every stream's version).
 #[derive(Default)]
 pub struct StreamLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -100,11 +110,9 @@ impl Drop for Turns {
         // Drop the guards first, then forget the queues nobody waits on.
         self._guards.clear();
         let mut map = self.locks.locks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
         for k in &self.keys {
             if map.get(k).is_some_and(|m| Arc::strong_count(m) == 1) {
                 map.remove(k);
-                cache.remove(k);
             }
         }
     }
@@ -133,20 +141,46 @@ impl StreamLocks {
         }
     }
 
-    fn cached<A: Clone + 'static>(&self, key: &str) -> Option<(A, i64)> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, version, _) = cache.get(key)?;
-        state.downcast_ref::<A>().map(|a| (a.clone(), *version))
+    /// The state kept for `key`, and its version.
+    fn cached(&self, key: &str) -> Option<(Arc<dyn Any + Send + Sync>, i64)> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, version, used) = cache.get_mut(key)?;
+        *used = Instant::now();
+        Some((state.clone(), *version))
     }
 
+    /// Keeps the states a commit left for the queues the flow holds (nobody else of this
+    /// process writes them meanwhile).
     fn keep(&self, held: &[String], entries: Vec<(String, Cached)>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         for (k, v) in entries {
-            // Only for a queue this flow holds: nobody else of this process writes it meanwhile.
             if held.contains(&k) {
                 cache.insert(k, v);
             }
         }
+        Self::bound(&mut cache);
+    }
+
+    /// Keeps a state read at `version`, unless a later one is kept.
+    fn keep_read(&self, key: String, state: Arc<dyn Any + Send + Sync>, version: i64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(&key) {
+            Some((_, kept, _)) if *kept >= version => {}
+            _ => {
+                cache.insert(key, (state, version, Instant::now()));
+                Self::bound(&mut cache);
+            }
+        }
+    }
+
+    fn bound(cache: &mut HashMap<String, Cached>) {
+        if cache.len() <= KEPT_STATES {
+            return;
+        }
+        let mut used: Vec<Instant> = cache.values().map(|(_, _, u)| *u).collect();
+        used.sort_unstable();
+        let cut = used[used.len() / 4];
+        cache.retain(|_, (_, _, u)| *u > cut);
     }
 
     /// Forgets the states kept for these keys (a writer outside the queue changed them).
@@ -155,6 +189,11 @@ impl StreamLocks {
         for k in keys {
             cache.remove(k);
         }
+    }
+
+    /// Stream states kept (for tests).
+    pub fn kept(&self) -> usize {
+        self.cache.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// Queues currently known (for tests).
@@ -222,13 +261,7 @@ impl App {
             } else {
                 Some(self.locks.turns(turns.clone()).await)
             };
-            let mut decided = decide().await;
-            if decided.as_ref().is_err_and(is_refusal) && !self.kept_states_current(&turns).await? {
-                // A refusal decided on kept states that a writer outside the queue changed (the
-                // producer's new stock) is decided again on what is stored.
-                self.locks.forget(&turns);
-                decided = decide().await;
-            }
+            let decided = decide().await;
             let mut decided = match decided {
                 Ok(d) => d,
                 Err(e) if is_refusal(&e) => {
@@ -290,87 +323,73 @@ impl App {
         }
     }
 
-    /// A stream a flow decides on while it holds its turn (`turn_key::<A>(id)`): the state the
-    /// queue kept, else the stored one.
+    /// A stream a flow decides on while it holds its turn (`turn_key::<A>(id)`): the state kept
+    /// with the events written since, else the stored one.
     pub async fn load_turned<A>(&self, id: &str) -> Result<Stream<A>, AppError>
     where
         A: EsAggregate + Clone + Send + Sync + 'static,
     {
-        if let Some((state, version)) = self.locks.cached::<A>(&turn_key::<A>(id)) {
-            return Ok(Stream::new(id, state, version));
-        }
-        Ok(self.bus.load_stream::<A>(id).await?)
+        let mut loaded = self.load_turned_many(vec![StreamRef::of::<A>(id)]).await?;
+        self.take_turned::<A>(&mut loaded, id).await
     }
 
-    /// The streams of `refs` whose turn keeps no state, read in one round trip; take each with
-    /// [`App::take_turned`].
-    pub async fn load_turned_many(&self, refs: Vec<StreamRef>) -> Result<Loaded, AppError> {
-        let missing: Vec<StreamRef> = {
-            let cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
-            refs.into_iter()
-                .filter(|r| !cache.contains_key(&format!("{}:{}", r.aggregate_type, r.id)))
-                .collect()
-        };
-        Ok(self.bus.load_many(&missing).await?)
+    /// Reads `refs` in one round trip: a stream whose state is kept from after its version,
+    /// the others from their snapshot; take each with [`App::take_turned`].
+    pub async fn load_turned_many(&self, refs: Vec<StreamRef>) -> Result<TurnedLoad, AppError> {
+        let mut base = HashMap::new();
+        let refs: Vec<StreamRef> = refs
+            .into_iter()
+            .map(|r| {
+                let key = format!("{}:{}", r.aggregate_type, r.id);
+                match self.locks.cached(&key) {
+                    Some((state, version)) => {
+                        base.insert(key, (state, version));
+                        r.after(version)
+                    }
+                    None => r,
+                }
+            })
+            .collect();
+        Ok(TurnedLoad {
+            loaded: self.bus.load_many(&refs).await?,
+            base,
+        })
     }
 
-    /// A stream of [`App::load_turned_many`]: the state its queue kept, else the one read.
-    pub async fn take_turned<A>(&self, loaded: &mut Loaded, id: &str) -> Result<Stream<A>, AppError>
+    /// A stream of [`App::load_turned_many`], current as of that read; its state is kept.
+    pub async fn take_turned<A>(
+        &self,
+        load: &mut TurnedLoad,
+        id: &str,
+    ) -> Result<Stream<A>, AppError>
     where
         A: EsAggregate + Clone + Send + Sync + 'static,
     {
-        if let Some((state, version)) = self.locks.cached::<A>(&turn_key::<A>(id)) {
-            return Ok(Stream::new(id, state, version));
+        let key = turn_key::<A>(id);
+        if !load.loaded.has::<A>(id) {
+            // Not asked of the read: read it alone.
+            let stream = self.bus.load_stream::<A>(id).await?;
+            self.locks
+                .keep_read(key, Arc::new(stream.state.clone()), stream.version);
+            return Ok(stream);
         }
-        if loaded.has::<A>(id) {
-            return Ok(loaded.take::<A>(id).await?);
-        }
-        Ok(self.bus.load_stream::<A>(id).await?)
-    }
-
-    /// True when every state kept for these turns is still the stored version (one query).
-    async fn kept_states_current(&self, turns: &[String]) -> Result<bool, AppError> {
-        let kept: Vec<(String, String, i64)> = {
-            let cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
-            let kept: Vec<_> = turns.iter().filter_map(|k| cache.get(k)).collect();
-            if kept
-                .iter()
-                .all(|(_, _, checked)| checked.elapsed() < CHECKED_FOR)
-            {
-                return Ok(true);
-            }
-            turns
-                .iter()
-                .filter_map(|k| {
-                    let (_, version, _) = cache.get(k)?;
-                    let (t, id) = k.split_once(':')?;
-                    Some((t.to_string(), id.to_string(), *version))
-                })
-                .collect()
-        };
-        let types: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
-        let ids: Vec<&str> = kept.iter().map(|k| k.1.as_str()).collect();
-        let versions: Vec<i64> = kept.iter().map(|k| k.2).collect();
-        let stale: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS k(t, i, v) \
-             WHERE EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = k.t \
-                           AND e.aggregate_id = k.i AND e.sequence > k.v)",
-        )
-        .bind(&types)
-        .bind(&ids)
-        .bind(&versions)
-        .fetch_one(&self.pool)
-        .await?;
-        if stale == 0 {
-            let now = Instant::now();
-            let mut cache = self.locks.cache.lock().unwrap_or_else(|p| p.into_inner());
-            for k in turns {
-                if let Some(entry) = cache.get_mut(k) {
-                    entry.2 = now;
+        let base = load
+            .base
+            .remove(&key)
+            .and_then(|(state, version)| state.downcast_ref::<A>().map(|a| (a.clone(), version)));
+        let stream = match base {
+            Some((state, version)) => {
+                let stream = load.loaded.take_onto::<A>(id, state, version).await?;
+                if stream.version == version {
+                    return Ok(stream);
                 }
+                stream
             }
-        }
-        Ok(stale == 0)
+            None => load.loaded.take::<A>(id).await?,
+        };
+        self.locks
+            .keep_read(key, Arc::new(stream.state.clone()), stream.version);
+        Ok(stream)
     }
 
     /// The recorded outcome of the request, if it was committed before.

@@ -65,18 +65,32 @@ pub(crate) struct OrderFacts {
     year: i32,
 }
 
-impl OrderFacts {
-    fn producers(&self) -> impl Iterator<Item = ProducerId> + '_ {
-        self.accounts.keys().copied()
+/// What an order's turns are taken on before it decides, and never changes: the producer of
+/// each catalog of its lines and the sale's calendar year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrderHint {
+    producers: BTreeMap<CatalogId, ProducerId>,
+    year: i32,
+}
+
+impl OrderHint {
+    fn producers(&self) -> BTreeSet<ProducerId> {
+        self.producers.values().copied().collect()
     }
 }
 
-/// Reads of order facts in flight, by sale and catalogs (see [`App::shared_facts`]).
+/// Order hints known to this process, and reads of them in flight (see [`App::order_hint`]).
 #[derive(Default)]
-pub(crate) struct FactsInFlight(std::sync::Mutex<BTreeMap<String, FactsRead>>);
+pub(crate) struct FactsInFlight {
+    known: std::sync::Mutex<BTreeMap<String, Arc<OrderHint>>>,
+    reads: std::sync::Mutex<BTreeMap<String, HintRead>>,
+}
 
-/// One read of order facts, shared by whoever awaits it (`None`: it failed).
-type FactsRead = Shared<BoxFuture<'static, Option<Arc<OrderFacts>>>>;
+/// How many order hints a process keeps (past it, they are read again).
+const HINTS_KEPT: usize = 10_000;
+
+/// One read of an order hint, shared by whoever awaits it (`None`: it failed).
+type HintRead = Shared<BoxFuture<'static, Option<Arc<OrderHint>>>>;
 
 /// Streams an order decided on, kept for the next order of the sale.
 enum Kept {
@@ -144,8 +158,8 @@ impl App {
         let fp = fingerprint("placeOrder", &(sale_id, lines, delivery));
         let cc = ctx.flow("placeOrder", &fp);
         let order_id = OrderId(ctx.new_id("order"));
-        // Facts no order changes (catalogs' frozen terms, accounts), looked up once.
-        let facts = self.shared_facts(sale_id, lines).await?;
+        // Who sells and in which year, known before deciding (they never change).
+        let hint = self.order_hint(sale_id, lines).await?;
         // Every order of a sale writes the sale's stream, and orders of a busy sale the same
         // stocks and annual sales: orders of one sale take turns on them in this process.
         let mut turns = vec![turn_key::<Sale>(&sale_id.to_string())];
@@ -155,13 +169,13 @@ impl App {
                 .map(|l| turn_key::<Stock>(&l.product.to_string())),
         );
         turns.extend(
-            facts
-                .producers()
-                .map(|p| turn_key::<AnnualSales>(&annual_sales_id(p, facts.year))),
+            hint.producers()
+                .into_iter()
+                .map(|p| turn_key::<AnnualSales>(&annual_sales_id(p, hint.year))),
         );
         let flowed = self
             .run_flow(&cc, turns, || {
-                self.decide_order(ctx, order_id, sale_id, lines, delivery, &facts)
+                self.decide_order(ctx, order_id, sale_id, lines, delivery, &hint)
             })
             .await?;
         let delivered = self.deliver_now(&flowed.outbox).await;
@@ -201,12 +215,13 @@ impl App {
         sale_id: SaleId,
         requests: &[LineRequest],
         delivery: DeliveryRequest,
-        facts: &OrderFacts,
+        hint: &OrderHint,
     ) -> Result<Decided<PlacedOrder>, AppError> {
         let now = self.now();
         let customer = ctx.actor.user;
-        // Every stream the order decides on, in one read (or as the last order left them).
-        let by_producer_ids: BTreeSet<ProducerId> = facts.producers().collect();
+        // Every stream the order decides on and every fact it reads, in one read (the states
+        // kept from earlier flows read from after their versions).
+        let producers = hint.producers();
         let mut refs = vec![StreamRef::of::<Sale>(sale_id.to_string())];
         refs.extend(
             requests
@@ -214,9 +229,19 @@ impl App {
                 .map(|l| StreamRef::of::<Stock>(l.product.to_string())),
         );
         refs.extend(
-            by_producer_ids
+            producers
                 .iter()
-                .map(|p| StreamRef::of::<AnnualSales>(annual_sales_id(*p, facts.year))),
+                .map(|p| StreamRef::of::<AnnualSales>(annual_sales_id(*p, hint.year))),
+        );
+        refs.extend(
+            hint.producers
+                .keys()
+                .map(|c| StreamRef::of::<Catalog>(c.to_string())),
+        );
+        refs.extend(
+            producers
+                .iter()
+                .map(|p| StreamRef::of::<ProducerAccount>(p.to_string())),
         );
         let mut loaded = self.load_turned_many(refs).await?;
         let mut sale = self
@@ -225,6 +250,27 @@ impl App {
         if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
+        let mut facts = OrderFacts {
+            catalogs: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            year: hint.year,
+        };
+        for (id, producer) in &hint.producers {
+            let c = self
+                .take_turned::<Catalog>(&mut loaded, &id.to_string())
+                .await?;
+            if c.state.producer() != Some(*producer) {
+                return Err(AppError::Internal(format!("catalog {id} changed producer")));
+            }
+            facts.catalogs.insert(*id, c.state);
+        }
+        for p in &producers {
+            let a = self
+                .take_turned::<ProducerAccount>(&mut loaded, &p.to_string())
+                .await?;
+            facts.accounts.insert(*p, a.state);
+        }
+        let facts = &facts;
         let delivery = self.delivery(customer, delivery).await?;
         let priced = self.price(facts, &sale.state, sale_id, requests)?;
         // The order's id is new (random, or derived from a key whose record was not found): a
@@ -404,34 +450,50 @@ impl App {
         })
     }
 
-    /// [`App::order_facts`], read once for the orders that ask for the same facts at the same
-    /// time (a busy sale's opening: hundreds of customers, one sale, one catalog). A customer
-    /// who joins a read in flight gets facts read a few milliseconds before they asked, as if
-    /// they had asked first; the facts never decide alone (the streams' versions do at commit).
-    async fn shared_facts(
+    /// Who sells on an order's catalogs and the sale's year: known to the process, else read
+    /// once for the orders that ask for it at the same time (a busy sale's opening: hundreds of
+    /// customers, one sale, one catalog). Both never change once the sale and the catalogs
+    /// exist; the decision reads the catalogs and checks them.
+    async fn order_hint(
         &self,
         sale_id: SaleId,
         lines: &[LineRequest],
-    ) -> Result<Arc<OrderFacts>, AppError> {
+    ) -> Result<Arc<OrderHint>, AppError> {
         let catalogs: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
         let key = format!("{sale_id}:{catalogs:?}");
+        if let Some(h) = self
+            .facts
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(h.clone());
+        }
         let flight = {
-            let mut map = self.facts.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.facts.reads.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(&key) {
                 Some(f) => f.clone(),
                 None => {
                     let app = self.clone();
-                    let requests = lines.to_vec();
                     let done_key = key.clone();
                     // The read forgets itself when done, whoever polled it to the end.
                     let f = async move {
-                        let facts = app.order_facts(sale_id, &requests).await.ok().map(Arc::new);
+                        let hint = app.read_hint(sale_id, &catalogs).await.ok().map(Arc::new);
+                        if let Some(h) = &hint {
+                            let mut known =
+                                app.facts.known.lock().unwrap_or_else(|p| p.into_inner());
+                            if known.len() >= HINTS_KEPT {
+                                known.clear();
+                            }
+                            known.insert(done_key.clone(), h.clone());
+                        }
                         app.facts
-                            .0
+                            .reads
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&done_key);
-                        facts
+                        hint
                     }
                     .boxed()
                     .shared();
@@ -441,57 +503,49 @@ impl App {
             }
         };
         match flight.await {
-            Some(f) => Ok(f),
+            Some(h) => Ok(h),
             // The shared read failed: read alone, for this request's own answer.
-            None => Ok(Arc::new(self.order_facts(sale_id, lines).await?)),
+            None => {
+                let catalogs: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
+                Ok(Arc::new(self.read_hint(sale_id, &catalogs).await?))
+            }
         }
     }
 
-    /// The catalogs and producer accounts of an order's lines, and the sale's year (R-ACC-4).
-    async fn order_facts(
+    /// Reads an [`OrderHint`]: the sale and the catalogs, in one round trip.
+    async fn read_hint(
         &self,
         sale_id: SaleId,
-        lines: &[LineRequest],
-    ) -> Result<OrderFacts, AppError> {
-        let catalog_ids: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
+        catalog_ids: &BTreeSet<CatalogId>,
+    ) -> Result<OrderHint, AppError> {
         let mut refs = vec![StreamRef::of::<Sale>(sale_id.to_string())];
         refs.extend(
             catalog_ids
                 .iter()
                 .map(|c| StreamRef::of::<Catalog>(c.to_string())),
         );
-        let mut loaded = self.bus.load_many(&refs).await?;
-        let sale = loaded.take::<Sale>(&sale_id.to_string()).await?;
+        let mut loaded = self.load_turned_many(refs).await?;
+        let sale = self
+            .take_turned::<Sale>(&mut loaded, &sale_id.to_string())
+            .await?;
         if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
-        let mut catalogs: BTreeMap<CatalogId, Catalog> = BTreeMap::new();
+        let mut producers = BTreeMap::new();
         for id in catalog_ids {
-            let c = loaded.take::<Catalog>(&id.to_string()).await?;
-            if !c.exists() || c.state.producer().is_none() {
-                return Err(AppError::not_found("catalog", id));
+            let c = self
+                .take_turned::<Catalog>(&mut loaded, &id.to_string())
+                .await?;
+            match c.state.producer() {
+                Some(p) if c.exists() => {
+                    producers.insert(*id, p);
+                }
+                _ => return Err(AppError::not_found("catalog", id)),
             }
-            catalogs.insert(id, c.state);
         }
-        let producers: BTreeSet<ProducerId> =
-            catalogs.values().filter_map(|c| c.producer()).collect();
-        let refs: Vec<StreamRef> = producers
-            .iter()
-            .map(|p| StreamRef::of::<ProducerAccount>(p.to_string()))
-            .collect();
-        let mut loaded = self.bus.load_many(&refs).await?;
-        let mut accounts: BTreeMap<ProducerId, ProducerAccount> = BTreeMap::new();
-        for p in producers {
-            accounts.insert(
-                p,
-                loaded.take::<ProducerAccount>(&p.to_string()).await?.state,
-            );
-        }
-        let sale = sale.state;
-        Ok(OrderFacts {
-            catalogs,
-            accounts,
-            year: sales_year(sale.starts_at().unwrap_or_else(|| self.now())),
+        Ok(OrderHint {
+            producers,
+            year: sales_year(sale.state.starts_at().unwrap_or_else(|| self.now())),
         })
     }
 

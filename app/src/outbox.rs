@@ -7,6 +7,7 @@
 //! gives the first answer back. Failed refunds are retried with backoff until acknowledged; a
 //! declined charge cancels the order (all its streams, in one commit).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etal_domain::ids::{OrderId, PaymentId, ProducerId};
@@ -425,6 +426,8 @@ impl App {
             Ok(provider_ref) => {
                 let app = self.clone();
                 let r = provider_ref.clone();
+                // The first decision is on the order just read; a conflict reads it again.
+                let first = Arc::new(std::sync::Mutex::new(Some(order)));
                 let p = self
                     .settle(
                         tx,
@@ -435,7 +438,8 @@ impl App {
                             let app = app.clone();
                             let msg = msg.clone();
                             let r = r.clone();
-                            Box::pin(async move { app.record_charge(&msg, r).await })
+                            let read = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+                            Box::pin(async move { app.record_charge(&msg, r, read).await })
                         },
                     )
                     .await?;
@@ -468,11 +472,16 @@ impl App {
         &self,
         msg: &ChargeMessage,
         provider_ref: String,
+        read: Option<Stream<Order>>,
     ) -> Result<Changes, AppError> {
-        let mut order = self
-            .bus
-            .load_stream::<Order>(&msg.order.to_string())
-            .await?;
+        let mut order = match read {
+            Some(o) => o,
+            None => {
+                self.bus
+                    .load_stream::<Order>(&msg.order.to_string())
+                    .await?
+            }
+        };
         let customer = Actor::new(order.state.customer(), Role::Customer);
         order
             .decide(|o| {

@@ -6,7 +6,7 @@
 //! commands that loaded the same version cannot both append. The loser reloads and decides again,
 //! a bounded number of times with jittered backoff, then gets a retryable [`BusError::Conflict`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,23 +255,27 @@ impl CommandBus {
         let types: Vec<&str> = streams.iter().map(|s| s.aggregate_type).collect();
         let ids: Vec<&str> = streams.iter().map(|s| s.id.as_str()).collect();
         let versions: Vec<i32> = streams.iter().map(|s| s.state_version).collect();
+        let known: Vec<Option<i64>> = streams.iter().map(|s| s.known).collect();
+        // A stream whose caller holds a version is read from after it (no snapshot); the
+        // others from their latest snapshot of the current state version.
         let rows = sqlx::query(
-            "WITH k AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[]) AS k(t, i, v)), \
+            "WITH k AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bigint[]) AS k(t, i, v, n)), \
                   s AS (SELECT sn.aggregate_type, sn.aggregate_id, sn.last_sequence, sn.payload \
                         FROM snapshots sn JOIN k ON sn.aggregate_type = k.t AND sn.aggregate_id = k.i \
-                         AND sn.state_version = k.v) \
+                         AND sn.state_version = k.v AND k.n IS NULL) \
              SELECT * FROM ( \
                SELECT aggregate_type, aggregate_id, true AS snapshot, last_sequence AS sequence, payload FROM s \
                UNION ALL \
                SELECT e.aggregate_type, e.aggregate_id, false, e.sequence, e.payload \
                FROM k JOIN events e ON e.aggregate_type = k.t AND e.aggregate_id = k.i \
-                AND e.sequence > coalesce((SELECT last_sequence FROM s \
+                AND e.sequence > coalesce(k.n, (SELECT last_sequence FROM s \
                                            WHERE s.aggregate_type = k.t AND s.aggregate_id = k.i), 0)) u \
              ORDER BY aggregate_type, aggregate_id, snapshot DESC, sequence",
         )
         .bind(&types)
         .bind(&ids)
         .bind(&versions)
+        .bind(&known)
         .fetch_all(&self.pool)
         .await?;
         for s in streams {
@@ -372,12 +376,9 @@ impl CommandBus {
         result: &serde_json::Value,
         with_events: bool,
     ) -> Result<Committed, CommitError> {
-        if changes.settles.is_empty()
-            && changes.schedules.is_empty()
-            && changes.writes.iter().all(|w| w.snapshot.is_none())
-        {
+        if changes.settles.is_empty() && changes.schedules.is_empty() {
             return self
-                .commit_one_statement(changes, ctx, result, with_events)
+                .commit_one_statement(&self.pool, changes, ctx, result, with_events)
                 .await;
         }
         let mut tx = self.pool.begin().await?;
@@ -404,6 +405,11 @@ impl CommandBus {
         ctx: &CommandContext,
         result: &serde_json::Value,
     ) -> Result<Committed, CommitError> {
+        if changes.settles.len() <= 1 && changes.schedules.is_empty() {
+            return self
+                .commit_one_statement(conn, changes, ctx, result, false)
+                .await;
+        }
         self.write_changes(conn, changes, ctx, result, false).await
     }
 
@@ -594,15 +600,19 @@ impl CommandBus {
         Ok(committed)
     }
 
-    /// The common commit (events, outbox rows, the idempotency record; no snapshot, schedule or
-    /// settlement) as one statement: one round trip, atomic like any statement.
-    async fn commit_one_statement(
+    /// The common commit (events, snapshots due, outbox rows, the idempotency record; no
+    /// schedule or settlement) as one statement: one round trip, atomic like any statement.
+    async fn commit_one_statement<'e, E>(
         &self,
+        exec: E,
         changes: &Changes,
         ctx: &CommandContext,
         result: &serde_json::Value,
         with_events: bool,
-    ) -> Result<Committed, CommitError> {
+    ) -> Result<Committed, CommitError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+    {
         let now = self.clock.now();
         let metadata = metadata(ctx, now);
         let EventRows {
@@ -619,6 +629,27 @@ impl CommandBus {
         let outbox_payloads: Vec<&serde_json::Value> =
             changes.outbox.iter().map(|m| &m.payload).collect();
         let main = changes.writes.first();
+        // The snapshots due, one per stream (the last write of a stream has its state).
+        let mut due: BTreeMap<(&str, &str), (i64, i32, &serde_json::Value)> = BTreeMap::new();
+        for w in &changes.writes {
+            if let Some((state_version, payload)) = &w.snapshot {
+                due.insert(
+                    (w.aggregate_type, w.aggregate_id.as_str()),
+                    (
+                        w.expected + w.payloads.len() as i64,
+                        *state_version,
+                        payload,
+                    ),
+                );
+            }
+        }
+        let sn_types: Vec<&str> = due.keys().map(|k| k.0).collect();
+        let sn_ids: Vec<&str> = due.keys().map(|k| k.1).collect();
+        let sn_last: Vec<i64> = due.values().map(|v| v.0).collect();
+        let sn_versions: Vec<i32> = due.values().map(|v| v.1).collect();
+        let sn_payloads: Vec<&serde_json::Value> = due.values().map(|v| v.2).collect();
+        // At most one outbox message settled (its row must still be pending).
+        let settle = changes.settles.first();
         let rows = sqlx::query(
             "WITH ev AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -632,6 +663,26 @@ impl CommandBus {
                INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
                SELECT i, k, p, $20, $8, $12 FROM UNNEST($9::uuid[], $10::text[], $11::jsonb[]) AS x(i, k, p) \
                ON CONFLICT (id) DO NOTHING RETURNING id), \
+             sn AS ( \
+               INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, state_version, payload, taken_at) \
+               SELECT a, i, l, v, p, $8 \
+               FROM UNNEST($21::text[], $22::text[], $23::bigint[], $24::int[], $25::jsonb[]) AS x(a, i, l, v, p) \
+               ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+               SET last_sequence = EXCLUDED.last_sequence, state_version = EXCLUDED.state_version, \
+                   payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at \
+               WHERE snapshots.last_sequence < EXCLUDED.last_sequence RETURNING 1), \
+             st AS ( \
+               UPDATE outbox SET status = CASE WHEN $28 THEN 'delivered' ELSE 'failed' END, \
+                                 result = $29::jsonb || jsonb_build_object('position', \
+                                   (SELECT jsonb_build_object('txid', max(txid), 'position', max(global_position)) \
+                                    FROM ev HAVING count(*) > 0)), \
+                                 delivered_at = $8, attempts = greatest(attempts, $27) \
+               WHERE id = $26 AND status = 'pending' RETURNING id), \
+             sa AS ( \
+               INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
+               SELECT id, $27, $8, $28, CASE WHEN $28 THEN 'delivered' ELSE 'settled as failed' END FROM st \
+               ON CONFLICT (outbox_id, attempt) DO UPDATE SET ok = EXCLUDED.ok, detail = EXCLUDED.detail, at = EXCLUDED.at \
+               RETURNING 1), \
              idem AS ( \
                INSERT INTO idempotency_keys (scope, key, aggregate_type, aggregate_id, command_hash, outcome, created_at) \
                SELECT $13, $14, $15, $16, $17, jsonb_build_object( \
@@ -644,7 +695,9 @@ impl CommandBus {
                                 FROM ev HAVING count(*) > 0), \
                    'outbox', to_jsonb($9::uuid[])), $8 \
                WHERE $14::text IS NOT NULL RETURNING 1) \
-             SELECT aggregate_type, aggregate_id, sequence, global_position, txid, event_type FROM ev",
+             SELECT false AS settled, aggregate_type, aggregate_id, sequence, global_position, txid, event_type FROM ev \
+             UNION ALL \
+             SELECT true, NULL, NULL, NULL, NULL, NULL, NULL FROM st",
         )
         .bind(&types)
         .bind(&ids)
@@ -670,7 +723,16 @@ impl CommandBus {
         .bind(result)
         .bind(with_events)
         .bind(now + changes.hold.unwrap_or_default())
-        .fetch_all(&self.pool)
+        .bind(&sn_types)
+        .bind(&sn_ids)
+        .bind(&sn_last)
+        .bind(&sn_versions)
+        .bind(&sn_payloads)
+        .bind(settle.map(|s| s.id))
+        .bind(settle.map(|s| s.attempt))
+        .bind(settle.map(|s| s.delivered))
+        .bind(settle.map(|s| &s.result))
+        .fetch_all(exec)
         .await;
         let rows = match rows {
             Ok(rows) => rows,
@@ -684,8 +746,18 @@ impl CommandBus {
             events: Vec::with_capacity(rows.len()),
             outbox: outbox_ids,
         };
+        let mut settled = false;
         for r in rows {
-            committed.events.push(committed_event(&r)?);
+            if r.try_get::<bool, _>("settled")? {
+                settled = true;
+            } else {
+                committed.events.push(committed_event(&r)?);
+            }
+        }
+        if settle.is_some() && !settled {
+            // Settled meanwhile by another deliverer: nothing of this must stand (the caller
+            // rolls its savepoint back).
+            return Err(CommitError::Conflict);
         }
         committed.events.sort_by_key(|e| e.position);
         Ok(committed)
@@ -760,6 +832,9 @@ pub struct StreamRef {
     pub aggregate_type: &'static str,
     pub id: String,
     pub state_version: i32,
+    /// A version of the stream the caller already holds: only the events after it are read
+    /// (take them onto that state with [`Loaded::take_onto`]).
+    pub known: Option<i64>,
 }
 
 impl StreamRef {
@@ -768,7 +843,14 @@ impl StreamRef {
             aggregate_type: A::TYPE,
             id: id.into(),
             state_version: A::STATE_VERSION,
+            known: None,
         }
+    }
+
+    /// The same stream, read from after `version` (a state the caller holds).
+    pub fn after(mut self, version: i64) -> Self {
+        self.known = Some(version);
+        self
     }
 }
 
@@ -815,15 +897,49 @@ impl Loaded {
                 }
             }
         }
-        for (sequence, payload) in raw.events {
-            let event: A::Event = serde_json::from_value(payload).map_err(|e| {
-                StoreError::Corrupt(format!("{} {id} event #{sequence}: {e}", A::TYPE))
-            })?;
-            state.apply(event);
-            version = sequence;
-        }
+        apply_raw(id, &mut state, &mut version, raw.events)?;
         Ok(Stream::new(id, state, version))
     }
+
+    /// The stream `id` asked for after a version the caller holds ([`StreamRef::after`]):
+    /// `state` at `version` with the events read after it.
+    pub async fn take_onto<A: EsAggregate>(
+        &mut self,
+        id: &str,
+        mut state: A,
+        mut version: i64,
+    ) -> Result<Stream<A>, StoreError> {
+        let Some(raw) = self.rows.remove(&(A::TYPE.to_string(), id.to_string())) else {
+            return Err(StoreError::Corrupt(format!(
+                "{} {id} was not asked of load_many",
+                A::TYPE
+            )));
+        };
+        if raw.snapshot.is_some() {
+            return Err(StoreError::Corrupt(format!(
+                "{} {id} was asked of load_many without a known version",
+                A::TYPE
+            )));
+        }
+        apply_raw(id, &mut state, &mut version, raw.events)?;
+        Ok(Stream::new(id, state, version))
+    }
+}
+
+/// Folds raw events (in sequence order) onto a state.
+fn apply_raw<A: EsAggregate>(
+    id: &str,
+    state: &mut A,
+    version: &mut i64,
+    events: Vec<(i64, serde_json::Value)>,
+) -> Result<(), StoreError> {
+    for (sequence, payload) in events {
+        let event: A::Event = serde_json::from_value(payload)
+            .map_err(|e| StoreError::Corrupt(format!("{} {id} event #{sequence}: {e}", A::TYPE)))?;
+        state.apply(event);
+        *version = sequence;
+    }
+    Ok(())
 }
 
 /// Why a recorded outcome could not be returned.

@@ -519,6 +519,20 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
     let since: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
         .fetch_one(&fx.world.db.pool)
         .await?;
+    // ETAL_BENCH_ORDERS=<clients>:<seconds>: only orders at that client count (for profiling).
+    if let Some((c, t)) = std::env::var("ETAL_BENCH_ORDERS")
+        .ok()
+        .and_then(|v| {
+            v.split_once(':')
+                .map(|(c, t)| (c.parse().ok(), t.parse().ok()))
+        })
+        .and_then(|(c, t)| Some((c?, t?)))
+    {
+        eprintln!("orders only: {c} clients for {t} s (ETAL_BENCH_ORDERS)");
+        let (orders, _, failed) = orders_per_second(&fx, c, t, seed).await;
+        eprintln!("{orders:.0} orders/s, {failed} failed");
+        return Ok(orders);
+    }
     let url = fx.world.db.url.clone();
     let pg_secs = secs.ceil() as u64;
     let mut rows = Vec::new();
