@@ -87,12 +87,22 @@ pub fn application_with(
     for (kind, n) in sim_fail {
         sim.fail_next_of(kind, *n);
     }
-    Ok(etal_app::App::new(
-        pool.clone(),
-        clock,
-        plans,
-        Arc::new(sim),
-    ))
+    // R-FEE-3, R-FEE-5: the fee schedules (ETAL_FEES, else config/fees/, else the built-in
+    // copy) and the schedule of markets the platform chose none for (ETAL_FEE_SCHEDULE).
+    let fees = etal_app::money::load_fee_schedules().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let default = std::env::var("ETAL_FEE_SCHEDULE")
+        .unwrap_or_else(|_| etal_app::money::DEFAULT_FEE_SCHEDULE.to_string());
+    if fees.get(&default).is_none() {
+        let known: Vec<&str> = fees.schedules.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "ETAL_FEE_SCHEDULE: no fee schedule named '{default}' (known: {})",
+            known.join(", ")
+        );
+    }
+    let mut app =
+        etal_app::App::new(pool.clone(), clock, plans, Arc::new(sim)).with_fee_schedules(fees);
+    app.settings.fee_schedule = default;
+    Ok(app)
 }
 
 /// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.

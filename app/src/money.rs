@@ -1,12 +1,13 @@
 //! The money issue, end to end: fee schedules as configuration, crediting producers when a sale
 //! is validated, and the Monday payouts.
 //!
-//! * **Fee schedules** (R-FEE-3, R-FEE-5) are read from `config/fees/*.json` at start
-//!   ([`load_fee_schedules`]); a copy of the same files is built into the binary. Every market
-//!   uses one schedule, chosen by the setting [`super::Settings::fee_schedule`] (default
-//!   `cagette`). A per-market choice would be a market event; none is recorded yet, so the choice
-//!   is a deployment setting. Fee lines are frozen into the events, so changing the setting
-//!   never changes history.
+//! * **Fee schedules** (R-FEE-3, R-FEE-5) are read at start from `ETAL_FEES` (a folder), else
+//!   `config/fees/*.json` ([`load_fee_schedules`]); a copy of the same files is built into the
+//!   binary. A platform administrator chooses a market's schedule from a date
+//!   ([`App::assign_fee_schedule`], a `FeeScheduleAssigned` event on the market); a sale uses
+//!   the choice in force on its date, else the setting [`super::Settings::fee_schedule`]
+//!   (`ETAL_FEE_SCHEDULE`, default `cagette`). Each fee line names its schedule, rule and
+//!   version; lines are frozen into the events, so a later choice never changes history.
 //! * **Crediting** (R-SAL-6, R-PAY-1, R-FEE-1..4): validating a sale schedules a `credit_sale`
 //!   command, due at once. It folds the events of every order of the sale
 //!   ([`etal_domain::ledger::OrderMoney`]), computes each producer's gross, refunds and fee lines
@@ -35,13 +36,14 @@ use etal_domain::fees::{FeeSchedule, FeeSchedules};
 use etal_domain::ids::{MarketId, OrderId, ProducerId, SaleId};
 use etal_domain::ledger::{on_site_fees, sale_credits, OrderMoney};
 use etal_domain::market::PaymentMode;
+use etal_domain::market::{Market, MarketCommand};
 use etal_domain::order::OrderEvent;
 use etal_domain::payout::{
     available_on, payout_on, PayoutId, PayoutStatus, ProducerBalance, ProducerBalanceCommand,
     ProducerBalanceError, ProducerBalanceEvent,
 };
 use etal_domain::sale::{Sale, SaleEvent};
-use etal_domain::{Actor, Money};
+use etal_domain::{Actor, Money, Role};
 use etal_store::log::EventLog;
 use etal_store::{Changes, CommandContext};
 use serde::Serialize;
@@ -49,7 +51,7 @@ use serde::Serialize;
 use super::flow::Decided;
 use super::outbox::rejected;
 use super::schedule::kinds;
-use super::{derived_id, App, AppError};
+use super::{derived_id, fingerprint, App, AppError, Ctx, Done};
 
 /// The schedule markets use unless configured otherwise.
 pub const DEFAULT_FEE_SCHEDULE: &str = "cagette";
@@ -107,12 +109,23 @@ pub fn embedded_fee_schedules() -> FeeSchedules {
     }
 }
 
-/// Loads the fee schedules: every `*.json` of `ETAL_FEES` (a folder), else of `config/fees/`
-/// in the working directory, else the copy built into the binary.
+/// Loads the fee schedules: every `*.json` of `ETAL_FEES` (a folder, which must exist), else
+/// of `config/fees/` in the working directory, else the copy built into the binary. A folder's
+/// files replace the built-in schedules (copy the presets into it to keep them). An invalid
+/// file is refused with its path and what is wrong (the field, or the rule and version).
 pub fn load_fee_schedules() -> Result<FeeSchedules, AppError> {
-    let dir = std::env::var("ETAL_FEES").unwrap_or_else(|_| "config/fees".to_string());
+    let (dir, explicit) = match std::env::var("ETAL_FEES") {
+        Ok(d) => (d, true),
+        Err(_) => ("config/fees".to_string(), false),
+    };
     let dir = Path::new(&dir);
     if !dir.is_dir() {
+        if explicit {
+            return Err(AppError::Internal(format!(
+                "ETAL_FEES: {} is not a folder",
+                dir.display()
+            )));
+        }
         return Ok(embedded_fee_schedules());
     }
     let mut paths: Vec<_> = std::fs::read_dir(dir)
@@ -181,14 +194,71 @@ impl App {
         self
     }
 
-    /// The fee schedule a market uses (the setting; see the module documentation).
-    pub fn fee_schedule(&self, _market: MarketId) -> Result<&FeeSchedule, AppError> {
-        self.fees.get(&self.settings.fee_schedule).ok_or_else(|| {
-            AppError::Internal(format!(
-                "fee schedule '{}' is not configured",
-                self.settings.fee_schedule
-            ))
-        })
+    /// The fee schedules the service knows (R-FEE-5).
+    pub fn fee_schedules(&self) -> &FeeSchedules {
+        &self.fees
+    }
+
+    /// R-FEE-5: the fee schedule of a market's sale on `date`: the one the platform chose for
+    /// the market from that date or before, else the service's default (the setting).
+    pub async fn fee_schedule_for(
+        &self,
+        market: MarketId,
+        date: Option<NaiveDate>,
+    ) -> Result<&FeeSchedule, AppError> {
+        let (state, _) = self.load::<Market>(market).await?;
+        let name = date
+            .and_then(|d| state.fee_schedule_on(d))
+            .unwrap_or(&self.settings.fee_schedule)
+            .to_string();
+        self.fees
+            .get(&name)
+            .ok_or_else(|| AppError::Internal(format!("fee schedule '{name}' is not configured")))
+    }
+
+    /// R-FEE-5: a platform administrator chooses a market's fee schedule from a date (today
+    /// or later, Europe/Paris); fees already computed never change. The schedule must be one
+    /// the service loaded.
+    pub async fn assign_fee_schedule(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        schedule: &str,
+        from: NaiveDate,
+    ) -> Result<Done<()>, AppError> {
+        if ctx.actor.role != Role::PlatformAdmin {
+            return Err(AppError::Forbidden(
+                "only a platform administrator chooses a market's fee schedule".into(),
+            ));
+        }
+        if self.fees.get(schedule).is_none() {
+            return Err(AppError::not_found("fee schedule", schedule));
+        }
+        let (state, version) = self.load::<Market>(market).await?;
+        if version == 0 || state.id().is_none() {
+            return Err(AppError::not_found("market", market));
+        }
+        let fp = fingerprint("assignFeeSchedule", &(market, schedule, from));
+        let cc = ctx.flow("assignFeeSchedule", &fp);
+        let today = paris_date(self.now());
+        let flowed = self
+            .run_flow(&cc, vec![], || async move {
+                let mut m = self.bus.load_stream::<Market>(&market.to_string()).await?;
+                m.decide(|s| {
+                    s.decide(MarketCommand::AssignFeeSchedule {
+                        schedule: schedule.to_string(),
+                        from,
+                        today,
+                        actor: ctx.actor,
+                    })
+                })
+                .map_err(rejected)?;
+                let mut changes = Changes::new();
+                changes.stream(&m)?;
+                Ok(Decided::new(changes, ()))
+            })
+            .await?;
+        Ok(Done::new((), flowed.position))
     }
 
     /// The money of every order placed for a sale, folded from the order events.
@@ -249,7 +319,8 @@ impl App {
                 let on = paris_date(validated_at);
                 if state.payment_mode() != PaymentMode::Online {
                     // R-FEE-2, R-SAL-6: settled on site; each producer owes the service fee.
-                    let owed = on_site_fees(self.fee_schedule(state.market())?, on, &orders)?;
+                    let schedule = self.fee_schedule_for(state.market(), state.date()).await?;
+                    let owed = on_site_fees(schedule, on, &orders)?;
                     for (producer, (sold, fees)) in owed {
                         let mut balance = self
                             .bus
@@ -275,7 +346,8 @@ impl App {
                     }
                     return Ok(Decided::new(changes, report));
                 }
-                let credits = sale_credits(self.fee_schedule(state.market())?, on, &orders)?;
+                let schedule = self.fee_schedule_for(state.market(), state.date()).await?;
+                let credits = sale_credits(schedule, on, &orders)?;
                 let available = available_on(validated_at);
                 report.available_on = Some(available);
                 report.payout_on = Some(payout_on(available));
@@ -346,11 +418,8 @@ impl App {
         let flowed = self
             .run_flow(&cc, vec![], || async move {
                 let orders = self.sale_orders(sale).await?;
-                let now = sale_credits(
-                    self.fee_schedule(state.market())?,
-                    paris_date(validated_at),
-                    &orders,
-                )?;
+                let schedule = self.fee_schedule_for(state.market(), state.date()).await?;
+                let now = sale_credits(schedule, paris_date(validated_at), &orders)?;
                 let mut changes = Changes::new();
                 let mut debited = 0u32;
                 for (producer, credit) in now {

@@ -210,6 +210,20 @@ impl MarketView {
             })
             .collect())
     }
+    /// R-FEE-5: the fee schedules chosen for this market, by the date each applies from
+    /// (none: the service's default schedule).
+    async fn fee_schedules(&self) -> Result<Vec<FeeScheduleAssignment>> {
+        self.internals()?;
+        Ok(self
+            .market
+            .fee_schedules()
+            .iter()
+            .map(|(from, schedule)| FeeScheduleAssignment {
+                schedule: schedule.clone(),
+                from: Date(*from),
+            })
+            .collect())
+    }
     /// The market's sales between two dates (inclusive, at most a year).
     #[allow(clippy::too_many_arguments)]
     async fn sales(
@@ -249,6 +263,47 @@ impl MarketView {
             Err(forbidden("only the market's administrators see this"))
         }
     }
+}
+
+/// A fee schedule chosen for a market from a date (R-FEE-5).
+#[derive(SimpleObject)]
+pub struct FeeScheduleAssignment {
+    pub schedule: String,
+    pub from: Date,
+}
+
+/// What `assignFeeSchedule` did.
+#[derive(SimpleObject)]
+pub struct FeeScheduleAssigned {
+    pub market_id: Uuid,
+    pub schedule: String,
+    pub from: Date,
+    pub position: Option<String>,
+}
+
+/// A fee schedule the service loaded (R-FEE-3, R-FEE-5).
+#[derive(SimpleObject)]
+pub struct FeeScheduleInfo {
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<FeeRuleInfo>,
+}
+
+/// One dated, versioned rule of a fee schedule.
+#[derive(SimpleObject)]
+pub struct FeeRuleInfo {
+    pub id: String,
+    pub version: u32,
+    pub valid_from: Date,
+    pub valid_until: Option<Date>,
+    pub label: String,
+    /// What the rate applies to: "incl_vat" or "excl_vat".
+    pub base: String,
+    pub rate: super::scalars::Decimal,
+    /// "online_payment", "all_sales" or "subscription".
+    pub applies_to: String,
+    /// The rule as configured (JSON), fixed parts, splits, periods, floor and cap included.
+    pub definition: String,
 }
 
 #[derive(SimpleObject)]
@@ -377,6 +432,39 @@ pub struct MarketQuery;
 
 #[Object]
 impl MarketQuery {
+    /// R-FEE-3, R-FEE-5: the fee schedules this service loaded (any signed-in user).
+    async fn fee_schedules(&self, ctx: &Context<'_>) -> Result<Vec<FeeScheduleInfo>> {
+        actor(ctx)?;
+        let tag = |v: serde_json::Value| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        Ok(app(ctx)
+            .fee_schedules()
+            .schedules
+            .iter()
+            .map(|s| FeeScheduleInfo {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                rules: s
+                    .rules
+                    .iter()
+                    .map(|r| FeeRuleInfo {
+                        id: r.id.clone(),
+                        version: r.version,
+                        valid_from: Date(r.valid_from),
+                        valid_until: r.valid_until.map(Date),
+                        label: r.label.clone(),
+                        base: tag(serde_json::to_value(r.base).unwrap_or_default()),
+                        rate: super::scalars::Decimal(r.rate),
+                        applies_to: tag(serde_json::to_value(r.applies_to).unwrap_or_default()),
+                        definition: serde_json::to_string(r).unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
     /// A market (any signed-in user; internals for its administrators and auditors).
     async fn market(&self, ctx: &Context<'_>, id: Uuid) -> Result<MarketView> {
         let viewer = actor(ctx)?;
@@ -483,6 +571,29 @@ impl MarketMutation {
             .coded()?;
         Ok(MarketPayload {
             market_id: done.value.0,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-FEE-5: a platform administrator chooses the market's fee schedule for its sales
+    /// from `from` (today or later, Europe/Paris); fees already computed never change.
+    async fn assign_fee_schedule(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        schedule: String,
+        from: Date,
+        idempotency_key: Option<String>,
+    ) -> Result<FeeScheduleAssigned> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .assign_fee_schedule(&c, MarketId(market_id), &schedule, from.0)
+            .await
+            .coded()?;
+        Ok(FeeScheduleAssigned {
+            market_id,
+            schedule,
+            from,
             position: read_your_writes(ctx, done.position).await,
         })
     }

@@ -729,24 +729,62 @@ pub enum PayoutState {
 
 #[derive(SimpleObject)]
 pub struct FeeLineView {
+    /// The fee schedule of the rule (R-FEE-5); null on lines recorded before schedules were
+    /// chosen per market (the rule id names it).
+    pub schedule: Option<String>,
     pub label: String,
     pub rule_id: String,
     pub rule_version: u32,
+    /// "platform" or "market_host".
+    pub beneficiary: String,
+    /// What the rate applies to: "incl_vat" or "excl_vat".
+    pub base_kind: String,
     pub base_amount: Money,
     pub rate: Decimal,
+    /// The fixed part in this line (this producer's share of a per-payment part), excl. VAT.
+    pub fixed_part: Money,
+    /// Billing period, threshold, floor and cap of a per-period line (null otherwise).
+    pub period: Option<String>,
+    pub threshold: Option<Money>,
+    pub floor: Option<Money>,
+    pub cap: Option<Money>,
+    /// How the line was rounded: "half_away_from_zero_cent" (R-FEE-3):
+    /// `amountExclVat = round(baseAmount x rate) + fixedPart`, then threshold, floor and cap.
+    pub rounding: String,
+    /// VAT on the fee, in percent (`vat = round(amountExclVat x vatRate / 100)`).
+    pub vat_rate: Decimal,
     pub amount_excl_vat: Money,
     pub vat: Money,
     pub amount_incl_vat: Money,
 }
 
-fn fee_lines(fees: &[etal_domain::fees::FeeLine]) -> Vec<FeeLineView> {
+/// The serde name of a unit enum value ("platform", "incl_vat"...).
+fn tag<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+pub(crate) fn fee_lines(fees: &[etal_domain::fees::FeeLine]) -> Vec<FeeLineView> {
     fees.iter()
         .map(|f| FeeLineView {
+            schedule: f.schedule.clone(),
             label: f.label.clone(),
             rule_id: f.rule_id.clone(),
             rule_version: f.rule_version,
+            beneficiary: tag(&f.beneficiary),
+            base_kind: tag(&f.base_kind),
             base_amount: Money(f.base_amount),
             rate: Decimal(f.rate),
+            fixed_part: Money(f.fixed_part),
+            period: f.period.as_ref().map(tag),
+            threshold: f.threshold.map(Money),
+            floor: f.floor.map(Money),
+            cap: f.cap.map(Money),
+            rounding: tag(&f.rounding),
+            vat_rate: Decimal(f.vat_rate.percent()),
             amount_excl_vat: Money(f.amount_excl_vat),
             vat: Money(f.vat),
             amount_incl_vat: Money(f.amount_incl_vat),

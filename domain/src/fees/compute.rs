@@ -1,7 +1,7 @@
 //! Fee lines: computing them, recomputing them (audit), splitting fixed parts, refunding them.
 
 use chrono::NaiveDate;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ProducerId;
@@ -26,6 +26,10 @@ pub enum Rounding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeeLine {
+    /// The schedule the rule belongs to (R-FEE-3, R-FEE-5); absent on lines recorded before
+    /// schedules were chosen per market (the rule id names it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     pub rule_id: String,
     pub rule_version: u32,
     pub label: String,
@@ -132,6 +136,7 @@ fn line(
 ) -> FeeLine {
     let per_period = period.is_some();
     recompute(&FeeLine {
+        schedule: None,
         rule_id: rule.id.clone(),
         rule_version: rule.version,
         label: rule.label.clone(),
@@ -191,12 +196,13 @@ impl FeeSchedule {
     /// No rule in force means no fee (an empty list).
     pub fn fees_for_share(&self, input: &FeeInput) -> Result<Vec<FeeLine>, FeeError> {
         input.check()?;
-        Ok(self
-            .rules_in_force(input.on, input.online)
-            .into_iter()
-            .filter(|r| r.period.is_none())
-            .flat_map(|r| sale_lines(r, input, None))
-            .collect())
+        Ok(self.stamped(
+            self.rules_in_force(input.on, input.online)
+                .into_iter()
+                .filter(|r| r.period.is_none())
+                .flat_map(|r| sale_lines(r, input, None))
+                .collect(),
+        ))
     }
 
     /// The fees of every producer of one payment; a fixed part per payment is split across them
@@ -249,7 +255,8 @@ impl FeeSchedule {
             };
             for (i, (input, fees)) in inputs.iter().zip(result.iter_mut()).enumerate() {
                 let fixed = fixed_shares.as_ref().and_then(|v| v.get(i).copied());
-                fees.lines.extend(sale_lines(rule, input, fixed));
+                fees.lines
+                    .extend(self.stamped(sale_lines(rule, input, fixed)));
             }
         }
         Ok(result)
@@ -286,18 +293,23 @@ impl FeeSchedule {
                 lines.push(line(rule, share, base, fixed, Some(period)));
             }
         }
-        Ok(lines)
+        Ok(self.stamped(lines))
+    }
+
+    /// The lines, each naming this schedule.
+    fn stamped(&self, mut lines: Vec<FeeLine>) -> Vec<FeeLine> {
+        for l in &mut lines {
+            l.schedule = Some(self.name.clone());
+        }
+        lines
     }
 }
 
-fn money_floor(amount: Decimal) -> Money {
-    Money::round(amount.round_dp_with_strategy(2, RoundingStrategy::ToZero))
-}
-
 /// Splits a fixed part across shares in proportion to their amounts (R-FEE-1). Each share is
-/// rounded towards zero to the cent and the remainder (less than one cent per share) goes to the
-/// largest share (the first of equals), so the parts add up exactly to `fixed` and none is
-/// negative. Refused when an amount is negative or all are zero.
+/// rounded half away from zero to the cent and the remainder (positive or negative, at most
+/// half a cent per share) goes to the largest share (the first of equals), so the parts add up
+/// exactly to `fixed` and every other part is within half a cent of its exact share. Refused
+/// when an amount is negative or all are zero.
 pub fn split_fixed_part<K: Clone>(
     fixed: Money,
     shares: &[(K, Money)],
@@ -314,7 +326,7 @@ pub fn split_fixed_part<K: Clone>(
         .map(|(k, m)| {
             (
                 k.clone(),
-                money_floor(fixed.amount() * m.amount() / total.amount()),
+                Money::round(fixed.amount() * m.amount() / total.amount()),
             )
         })
         .collect();

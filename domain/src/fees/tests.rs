@@ -435,8 +435,9 @@ fn r_fee_1_a_fixed_part_per_payment_is_split_across_the_producers() {
         &[(1, m("10.00")), (2, m("60.00")), (3, m("30.00"))],
     )
     .expect("split");
-    // 0.025 -> 0.02, 0.15, 0.075 -> 0.07; remainder 0.01 to the largest.
-    assert_eq!(parts, vec![(1, m("0.02")), (2, m("0.16")), (3, m("0.07"))]);
+    // 0.025 -> 0.03, 0.15, 0.075 -> 0.08 (half away from zero): 0.26, the remainder -0.01 to
+    // the largest.
+    assert_eq!(parts, vec![(1, m("0.03")), (2, m("0.14")), (3, m("0.08"))]);
 
     let share = |producer, incl: &str, excl: &str| ProducerShare {
         producer,
@@ -460,11 +461,11 @@ fn r_fee_1_a_fixed_part_per_payment_is_split_across_the_producers() {
         .iter()
         .map(|f| by_rule(&f.lines, "cagette.online_payment").fixed_part)
         .collect();
-    assert_eq!(fixed, vec![m("0.02"), m("0.16"), m("0.07")]);
-    // 60.00 * 0.03 + 0.16 = 1.96.
+    assert_eq!(fixed, vec![m("0.03"), m("0.14"), m("0.08")]);
+    // 60.00 * 0.03 + 0.14 = 1.94.
     assert_eq!(
         by_rule(&fees[1].lines, "cagette.online_payment").amount_excl_vat,
-        m("1.96")
+        m("1.94")
     );
     for f in &fees {
         for line in &f.lines {
@@ -536,8 +537,9 @@ fn r_fee_4_refunds_give_back_fees_in_proportion_and_the_fixed_part_once() {
 }
 
 proptest! {
-    /// R-FEE-1: the parts of a split fixed part add up exactly to it, none is negative, and the
-    /// largest share takes the remainder.
+    /// R-FEE-1: the parts of a split fixed part add up exactly to it; every part but the
+    /// largest is its exact share rounded half away from zero to the cent (within half a cent);
+    /// the largest takes the remainder.
     #[test]
     fn r_fee_1_split_parts_add_up_exactly(
         fixed in 0i64..100_000,
@@ -549,16 +551,25 @@ proptest! {
         let parts = split_fixed_part(Money::from_cents(fixed), &shares).expect("split");
         let sum: Money = parts.iter().map(|(_, m)| *m).sum();
         prop_assert_eq!(sum, Money::from_cents(fixed));
-        prop_assert!(parts.iter().all(|(_, m)| !m.is_negative()));
         let total: i64 = amounts.iter().sum();
+        let max = amounts.iter().max().expect("one");
+        let largest = amounts.iter().position(|x| x == max).expect("one");
         for (i, a) in amounts.iter().enumerate() {
             let exact = rust_decimal::Decimal::from(fixed) * rust_decimal::Decimal::from(*a)
                 / rust_decimal::Decimal::from(total) / rust_decimal::Decimal::ONE_HUNDRED;
-            // Within a cent of the exact proportion, except the largest which takes the rest.
+            if i == largest {
+                continue;
+            }
+            // Half away from zero: within half a cent, and exactly the rounded share.
             let diff = (parts[i].1.amount() - exact).abs();
-            let largest = amounts.iter().position(|x| x == amounts.iter().max().expect("one")) == Some(i);
-            prop_assert!(largest || diff < rust_decimal::Decimal::new(1, 2));
+            prop_assert!(diff <= rust_decimal::Decimal::new(5, 3));
+            prop_assert_eq!(parts[i].1, Money::round(exact));
         }
+        // The largest is the rest, within half a cent per share of its own exact share.
+        let exact = rust_decimal::Decimal::from(fixed) * rust_decimal::Decimal::from(*max)
+            / rust_decimal::Decimal::from(total) / rust_decimal::Decimal::ONE_HUNDRED;
+        let slack = rust_decimal::Decimal::new(5, 3) * rust_decimal::Decimal::from(amounts.len() as i64);
+        prop_assert!((parts[largest].1.amount() - exact).abs() <= slack);
     }
 
     /// R-FEE-4: whatever the sequence of partial refunds, the fees refunded never exceed the

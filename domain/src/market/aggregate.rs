@@ -41,6 +41,9 @@ pub struct Market {
     linked: BTreeMap<CatalogId, ProducerId>,
     /// Number of sales registered so far; the next sale gets `sales + 1`.
     sales: u32,
+    /// R-FEE-5: the fee schedule chosen from each date (none: the service's default).
+    #[serde(default)]
+    fee_schedules: BTreeMap<NaiveDate, String>,
 }
 
 fn check_slot(slot: &Slot) -> Result<(), MarketError> {
@@ -106,6 +109,20 @@ impl Market {
     }
     pub fn linked_catalogs(&self) -> &BTreeMap<CatalogId, ProducerId> {
         &self.linked
+    }
+
+    /// R-FEE-5: the fee schedules chosen, by the date they apply from.
+    pub fn fee_schedules(&self) -> &BTreeMap<NaiveDate, String> {
+        &self.fee_schedules
+    }
+
+    /// R-FEE-5: the fee schedule chosen for a sale on `date` (the latest choice from `date` or
+    /// before); `None`: the service's default.
+    pub fn fee_schedule_on(&self, date: NaiveDate) -> Option<&str> {
+        self.fee_schedules
+            .range(..=date)
+            .next_back()
+            .map(|(_, s)| s.as_str())
     }
 
     /// What `actor` may do on this market (put into commands on sales).
@@ -287,6 +304,37 @@ impl Market {
                 }
                 Ok(vec![E::PaymentModeSet { payment_mode }])
             }
+            C::AssignFeeSchedule {
+                schedule,
+                from,
+                today,
+                actor,
+            } => {
+                self.require_created()?;
+                if actor.role != crate::Role::PlatformAdmin {
+                    return Err(MarketError::NotPlatformAdministrator);
+                }
+                let schedule = schedule.trim().to_string();
+                if schedule.is_empty()
+                    || schedule.chars().count() > 64
+                    || !schedule
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(MarketError::InvalidFeeSchedule);
+                }
+                if from < today {
+                    return Err(MarketError::FeeScheduleDatePast { from });
+                }
+                if self.fee_schedules.get(&from) == Some(&schedule) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::FeeScheduleAssigned {
+                    schedule,
+                    from,
+                    assigned_by: actor.user,
+                }])
+            }
             C::LinkCatalog {
                 catalog,
                 producer,
@@ -389,6 +437,9 @@ impl Aggregate for Market {
                 self.linked.remove(&catalog);
             }
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
+            E::FeeScheduleAssigned { schedule, from, .. } => {
+                self.fee_schedules.insert(from, schedule);
+            }
         }
     }
 }

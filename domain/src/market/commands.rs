@@ -102,6 +102,15 @@ pub enum MarketCommand {
         catalog: CatalogId,
         access: MarketAccess,
     },
+    /// R-FEE-5: the platform administrator chooses the market's fee schedule from a date (the
+    /// business date `today` or later; the same date again replaces that choice). The service
+    /// checks the schedule exists.
+    AssignFeeSchedule {
+        schedule: String,
+        from: NaiveDate,
+        today: NaiveDate,
+        actor: Actor,
+    },
     /// Allocates the market's next sale number (1, 2, ...), used in order numbers (R-ORD-2).
     RegisterSale {
         sale: SaleId,

@@ -1,5 +1,7 @@
 //! Why a market command was refused.
 
+use chrono::NaiveDate;
+
 use crate::ids::{CatalogId, UserId};
 
 use super::commands::Slot;
@@ -40,6 +42,12 @@ pub enum MarketError {
     AlreadyLinked { catalog: CatalogId },
     #[error("catalog {catalog} is not linked to this market")]
     NotLinked { catalog: CatalogId },
+    #[error("only a platform administrator chooses a market's fee schedule")]
+    NotPlatformAdministrator,
+    #[error("a fee schedule applies from today or later, not from {from}")]
+    FeeScheduleDatePast { from: NaiveDate },
+    #[error("a fee schedule name is 1 to 64 letters, digits, '_' or '-'")]
+    InvalidFeeSchedule,
 }
 
 impl MarketError {
@@ -62,6 +70,9 @@ impl MarketError {
             MarketError::WrongMarket => "MARKET_WRONG_MARKET",
             MarketError::AlreadyLinked { .. } => "CATALOG_ALREADY_LINKED",
             MarketError::NotLinked { .. } => "CATALOG_NOT_LINKED",
+            MarketError::NotPlatformAdministrator => "FORBIDDEN",
+            MarketError::FeeScheduleDatePast { .. } => "FEE_SCHEDULE_DATE_PAST",
+            MarketError::InvalidFeeSchedule => "FEE_SCHEDULE_INVALID",
         }
     }
 }

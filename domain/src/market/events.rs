@@ -56,6 +56,12 @@ pub enum MarketEvent {
         date: NaiveDate,
         number: u32,
     },
+    /// R-FEE-5: sales of this market on `from` or later use `schedule` (until a later choice).
+    FeeScheduleAssigned {
+        schedule: String,
+        from: NaiveDate,
+        assigned_by: UserId,
+    },
 }
 
 impl DomainEvent for MarketEvent {
@@ -72,6 +78,7 @@ impl DomainEvent for MarketEvent {
             MarketEvent::CatalogLinked { .. } => "CatalogLinked",
             MarketEvent::CatalogUnlinked { .. } => "CatalogUnlinked",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
+            MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",
         }
         .to_string()
     }

@@ -353,3 +353,54 @@ fn the_market_state_survives_a_json_snapshot() {
     let back: Market = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, m);
 }
+
+/// R-FEE-5: a platform administrator chooses the market's fee schedule from a date; a sale
+/// uses the latest choice on or before its date, none before the first choice; a market
+/// administrator cannot choose, nor can anyone choose for a past date.
+#[test]
+fn r_fee_5_a_fee_schedule_is_chosen_per_market_from_a_date() {
+    let platform = Actor::new(UserId(uuid::Uuid::from_u128(99)), Role::PlatformAdmin);
+    let today = d(2026, 3, 2);
+    let m = market_with(vec![created()]);
+    let assign = |m: &Market, schedule: &str, from, actor| {
+        m.decide(MarketCommand::AssignFeeSchedule {
+            schedule: schedule.into(),
+            from,
+            today,
+            actor,
+        })
+    };
+    assert_eq!(
+        assign(&m, "ruche", today, admin()),
+        Err(MarketError::NotPlatformAdministrator)
+    );
+    assert_eq!(
+        assign(&m, "ruche", d(2026, 3, 1), platform),
+        Err(MarketError::FeeScheduleDatePast {
+            from: d(2026, 3, 1)
+        })
+    );
+    assert_eq!(
+        assign(&m, "ru che", today, platform),
+        Err(MarketError::InvalidFeeSchedule)
+    );
+    assert_eq!(
+        assign(&Market::default(), "ruche", today, platform),
+        Err(MarketError::NotCreated)
+    );
+    let first = assign(&m, "ruche", d(2026, 3, 16), platform).expect("assigned");
+    let mut m = market_with(vec![created()]);
+    for e in first {
+        m.apply(e);
+    }
+    // The same choice again changes nothing.
+    assert_eq!(assign(&m, "ruche", d(2026, 3, 16), platform), Ok(vec![]));
+    for e in assign(&m, "locavor", d(2026, 6, 1), platform).expect("assigned") {
+        m.apply(e);
+    }
+    assert_eq!(m.fee_schedule_on(d(2026, 3, 15)), None);
+    assert_eq!(m.fee_schedule_on(d(2026, 3, 16)), Some("ruche"));
+    assert_eq!(m.fee_schedule_on(d(2026, 5, 31)), Some("ruche"));
+    assert_eq!(m.fee_schedule_on(d(2026, 6, 1)), Some("locavor"));
+    assert_eq!(m.fee_schedules().len(), 2);
+}
