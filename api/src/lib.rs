@@ -76,22 +76,34 @@ pub fn application(pool: &PgPool) -> anyhow::Result<etal_app::App> {
     application_with(pool, &[])
 }
 
-/// [`application`] with failures injected into the payment simulator (`ETAL_SIM_FAIL`).
+/// A configuration error at start, with its detail (an `AppError::Internal` shows clients only
+/// "internal error"; an operator starting the service needs the file and the field).
+fn startup_error(e: etal_app::AppError) -> anyhow::Error {
+    match e {
+        etal_app::AppError::Internal(detail) => anyhow::anyhow!(detail),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// [`application`] with failures injected into the payment simulator (`ETAL_SIM_FAIL`), the fee
+/// schedules (`ETAL_FEES`) and the default schedule (`ETAL_FEE_SCHEDULE`).
 pub fn application_with(
     pool: &PgPool,
     sim_fail: &[(String, u32)],
 ) -> anyhow::Result<etal_app::App> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let plans = etal_app::load_plans().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plans = etal_app::load_plans().map_err(startup_error)?;
     let sim = etal_app::Simulator::new();
     for (kind, n) in sim_fail {
         sim.fail_next_of(kind, *n);
     }
     // R-FEE-3, R-FEE-5: the fee schedules (ETAL_FEES, else config/fees/, else the built-in
     // copy) and the schedule of markets the platform chose none for (ETAL_FEE_SCHEDULE).
-    let fees = etal_app::money::load_fee_schedules().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let fees = etal_app::money::load_fee_schedules().map_err(startup_error)?;
     let default = std::env::var("ETAL_FEE_SCHEDULE")
-        .unwrap_or_else(|_| etal_app::money::DEFAULT_FEE_SCHEDULE.to_string());
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| etal_app::money::DEFAULT_FEE_SCHEDULE.to_string());
     if fees.get(&default).is_none() {
         let known: Vec<&str> = fees.schedules.iter().map(|s| s.name.as_str()).collect();
         anyhow::bail!(

@@ -1,0 +1,1100 @@
+//! Fee schedules as configuration, over HTTP against the real `etal serve` binary and real
+//! PostgreSQL, with the system clock (R-FEE-1, R-FEE-3, R-FEE-5):
+//! - `etal serve` loads its schedules from the folder `ETAL_FEES` and uses `ETAL_FEE_SCHEDULE`
+//!   for markets that have none assigned; `feeSchedules` lists what it loaded;
+//! - a fixed part per payment is split across the producers of the payment in proportion to
+//!   their amounts incl. VAT, rounded half away from zero, the remainder to the largest
+//!   (R-FEE-1: 0.25 over 10.00, 60.00 and 30.00 gives 0.03, 0.14, 0.08), and each fee line
+//!   records what produced it so that it can be recomputed (R-FEE-3);
+//! - a platform administrator assigns a market its schedule from a date (`assignFeeSchedule`);
+//!   a sale uses the one assigned with the latest date on or before its own, else the default
+//!   (R-FEE-5); the refusals are coded (NOT_FOUND, FORBIDDEN, FEE_SCHEDULE_DATE_PAST) and a
+//!   retry with the same idempotency key answers the first outcome;
+//! - an invalid fee file stops `etal serve` at start with a message naming the file.
+//!
+//! Each sale starts seconds after the test and is delivered at its end
+//! (`ETAL_DELIVERY_DELAY_MINUTES=0`), then validated (R-SAL-6) and credited; the fee lines are
+//! read from the producers' open credits (`payouts { credits { fees } }`).
+
+mod graphql_common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Europe::Paris;
+use etal_domain::Role;
+use graphql_common::{code, Api, Who, OPEN_ACCOUNT, PLACE_ORDER, SECRET};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// The delivery delay is 0 (units delivered as soon as the sale ends), the scheduler and the
+/// outbox worker look every 200 ms; the rate limit is not under test (the polls share buckets).
+const ENV: &[(&str, &str)] = &[
+    ("ETAL_DELIVERY_DELAY_MINUTES", "0"),
+    ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
+    ("ETAL_OUTBOX_INTERVAL_MS", "200"),
+    ("ETAL_RATE_LIMIT_PER_SECOND", "10000"),
+    ("ETAL_RATE_LIMIT_BURST", "10000"),
+];
+
+/// How long after the market's creation its sale starts: time to open the periods and place
+/// the orders (the periods close when the sale starts).
+const LEAD: chrono::Duration = chrono::Duration::seconds(8);
+/// How long the sale lasts.
+const LENGTH: chrono::Duration = chrono::Duration::seconds(2);
+/// The sale, its validation and its crediting must all fall on the same Paris date.
+const SAME_DAY_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A schedule of the test's own: an online payment rule of 3 % of the amount paid incl. VAT
+/// plus a fixed 0.25 per payment (version 2; version 1, 5 % without a fixed part, is no longer
+/// in force), and a 6 % service fee, both with 20 % VAT.
+const TEST_FIXED: &str = r#"{"schedules": [{
+  "name": "test_fixed",
+  "description": "Test: 3 % of the payment plus 0.25 per payment, 6 % service.",
+  "rules": [
+    {"id": "test.online_payment", "version": 1, "valid_from": "2020-01-01",
+     "label": "Paiement en ligne", "base": "incl_vat", "rate": "0.05",
+     "split": [{"beneficiary": "platform", "rate": "0.05"}],
+     "vat_on_fee": "20", "applies_to": "online_payment"},
+    {"id": "test.online_payment", "version": 2, "valid_from": "2024-01-01",
+     "label": "Paiement en ligne", "base": "incl_vat", "rate": "0.03",
+     "fixed": {"amount": "0.25", "per": "payment", "beneficiary": "platform"},
+     "split": [{"beneficiary": "platform", "rate": "0.03"}],
+     "vat_on_fee": "20", "applies_to": "online_payment"},
+    {"id": "test.service", "version": 1, "valid_from": "2020-01-01",
+     "label": "Service", "base": "incl_vat", "rate": "0.06",
+     "split": [{"beneficiary": "platform", "rate": "0.06"}],
+     "vat_on_fee": "20", "applies_to": "all_sales"}
+  ]}]}"#;
+
+const SALE_Q: &str = "query($s: UUID!) { sale(id: $s) { status date startsAt endsAt paymentMode participations { period closesAt } } }";
+const ORDER_Q: &str = "query($o: UUID!) { order(id: $o) { total paid refunded cancelled } }";
+const FEE_FIELDS: &str = "label ruleId ruleVersion schedule beneficiary baseKind baseAmount rate fixedPart vatRate rounding amountExclVat vat amountInclVat";
+const ASSIGN: &str = "mutation($m: UUID!, $s: String!, $f: Date!, $k: String) { assignFeeSchedule(marketId: $m, schedule: $s, from: $f, idempotencyKey: $k) { position marketId schedule from } }";
+
+fn payouts_q() -> String {
+    format!(
+        "query($p: UUID!) {{ payouts(producerId: $p) {{ creditedTotal balanceHeld \
+         credits {{ saleId marketId grossInclVat refunds net fees {{ {FEE_FIELDS} }} }} \
+         payouts {{ statement {{ saleId net fees {{ {FEE_FIELDS} }} }} }} }} }}"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// A sale that ends within seconds
+// ---------------------------------------------------------------------------------------------
+
+/// A slot starting `LEAD` from now (whole seconds) and lasting `LENGTH`, on today's Europe/Paris
+/// date.
+struct Slot {
+    day: NaiveDate,
+    weekday: &'static str,
+    start: String,
+    end: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+/// Near midnight (the sale, its validation and its crediting would straddle two dates) or in
+/// the repeated hour of the autumn DST change (a wall-clock time naming two instants), waits
+/// until that has passed.
+async fn slot_soon() -> Slot {
+    let started = Instant::now();
+    loop {
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let starts = now + LEAD;
+        let ends = starts + LENGTH;
+        let (ls, le) = (starts.with_timezone(&Paris), ends.with_timezone(&Paris));
+        let later = (ends + SAME_DAY_MARGIN).with_timezone(&Paris);
+        let unambiguous = |t: &DateTime<chrono_tz::Tz>| {
+            Paris
+                .from_local_datetime(&t.naive_local())
+                .single()
+                .is_some()
+        };
+        let today = now.with_timezone(&Paris).date_naive();
+        if ls.date_naive() == today
+            && le.date_naive() == today
+            && later.date_naive() == today
+            && unambiguous(&ls)
+            && unambiguous(&le)
+        {
+            let weekday = match ls.weekday() {
+                chrono::Weekday::Mon => "MON",
+                chrono::Weekday::Tue => "TUE",
+                chrono::Weekday::Wed => "WED",
+                chrono::Weekday::Thu => "THU",
+                chrono::Weekday::Fri => "FRI",
+                chrono::Weekday::Sat => "SAT",
+                chrono::Weekday::Sun => "SUN",
+            };
+            return Slot {
+                day: today,
+                weekday,
+                start: ls.format("%H:%M:%S").to_string(),
+                end: le.format("%H:%M:%S").to_string(),
+                starts_at: starts,
+                ends_at: ends,
+            };
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3700),
+            "no slot of today's Paris date could be found"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn instant(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a DateTime: {v}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A producer (Pro plan) with one product (VAT 5.5 %, stock 20) offered at its price in a
+/// catalog of its own.
+struct Seller {
+    who: Who,
+    id: String,
+    catalog: String,
+    product: String,
+}
+
+async fn seller(api: &Api, name: &str, price: &str) -> Seller {
+    let who = api.who(Role::Producer);
+    let d = api.ok(&who, OPEN_ACCOUNT, json!({"k": "open-1"})).await;
+    let id = d["openAccount"]["producerId"].as_str().unwrap().to_string();
+    let d = api
+        .ok(
+            &who,
+            "mutation($p: UUID!, $input: ProductInput!) { addProduct(producerId: $p, product: $input) { productId } }",
+            json!({"p": id, "input": {"name": name, "unit": "piece", "priceInclVat": price, "vatRate": "5.5"}}),
+        )
+        .await;
+    let product = d["addProduct"]["productId"].as_str().unwrap().to_string();
+    let d = api
+        .ok(
+            &who,
+            "mutation($p: UUID!, $x: UUID!) { setStock(producerId: $p, productId: $x, real: 20) { stock { real available } } }",
+            json!({"p": id, "x": product}),
+        )
+        .await;
+    assert_eq!(d["setStock"]["stock"], json!({"real": 20, "available": 20}));
+    let d = api
+        .ok(
+            &who,
+            "mutation($p: UUID!, $n: String!) { createCatalog(producerId: $p, name: $n) { catalogId } }",
+            json!({"p": id, "n": format!("Catalogue {name}")}),
+        )
+        .await;
+    let catalog = d["createCatalog"]["catalogId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        &who,
+        "mutation($c: UUID!, $x: UUID!, $price: Money!) { addOffer(catalogId: $c, productId: $x, priceInclVat: $price) { position } }",
+        json!({"c": catalog, "x": product, "price": price}),
+    )
+    .await;
+    Seller {
+        who,
+        id,
+        catalog,
+        product,
+    }
+}
+
+impl Seller {
+    fn line(&self, quantity: i64) -> Value {
+        json!({"catalogId": self.catalog, "productId": self.product, "quantity": quantity})
+    }
+}
+
+/// An online market of `admin` with the slot, the sellers' catalogs linked, and its one sale
+/// of today generated: (market id, sale id).
+async fn market_with_sale(
+    api: &Api,
+    admin: &Who,
+    name: &str,
+    slot: &Slot,
+    sellers: &[&Seller],
+) -> (String, String) {
+    let d = api
+        .ok(
+            admin,
+            "mutation($m: MarketInput!) { createMarket(market: $m) { marketId } }",
+            json!({"m": {"name": name, "place": "Salle des fêtes", "paymentMode": "ONLINE",
+                "slots": [{"weekday": slot.weekday, "start": slot.start, "end": slot.end, "anchor": slot.day.to_string()}]}}),
+        )
+        .await;
+    let market = d["createMarket"]["marketId"].as_str().unwrap().to_string();
+    for s in sellers {
+        api.ok(
+            admin,
+            "mutation($m: UUID!, $c: UUID!) { linkCatalog(marketId: $m, catalogId: $c) { position } }",
+            json!({"m": market, "c": s.catalog}),
+        )
+        .await;
+    }
+    let d = api
+        .ok(
+            admin,
+            "mutation($m: UUID!, $d: Date!) { generateSales(marketId: $m, from: $d, to: $d) { saleIds } }",
+            json!({"m": market, "d": slot.day.to_string()}),
+        )
+        .await;
+    let ids = d["generateSales"]["saleIds"].as_array().unwrap();
+    assert_eq!(ids.len(), 1, "one sale today: {d}");
+    (market, ids[0].as_str().unwrap().to_string())
+}
+
+/// R-SAL-2, R-SAL-3: the seller takes part in the sales, orders opening an hour before the
+/// start and closing at it.
+async fn participate(api: &Api, s: &Seller, sales: &[&str]) {
+    api.ok(
+        &s.who,
+        "mutation($c: UUID!, $s: [UUID!]!) { participate(catalogId: $c, saleIds: $s, opensHoursBefore: 1, closesHoursBefore: 0) { position } }",
+        json!({"c": s.catalog, "s": sales}),
+    )
+    .await;
+}
+
+/// Waits until the scheduler opened the sale's `participations` periods (due an hour ago), and
+/// checks the sale is today's, online, starting and ending at the slot's instants.
+async fn periods_open(api: &Api, sale: &str, participations: usize, slot: &Slot) {
+    let reader = api.who(Role::Customer);
+    let d = until("the order periods open", Duration::from_secs(10), || {
+        let (reader, sale) = (reader.clone(), sale.to_string());
+        async move {
+            let d = api.ok(&reader, SALE_Q, json!({"s": sale})).await;
+            let list = d["sale"]["participations"].as_array().cloned();
+            let open = list.is_some_and(|l| {
+                l.len() == participations && l.iter().all(|p| p["period"] == "OPEN")
+            });
+            open.then_some(d.clone()).ok_or(d)
+        }
+    })
+    .await;
+    let s = &d["sale"];
+    assert_eq!(s["paymentMode"], "ONLINE", "{s}");
+    assert_eq!(s["date"], slot.day.to_string(), "{s}");
+    assert_eq!(
+        instant(&s["startsAt"]),
+        slot.starts_at,
+        "the sale's start: {s}"
+    );
+    assert_eq!(instant(&s["endsAt"]), slot.ends_at, "the sale's end: {s}");
+}
+
+/// A fresh customer places one order (R-ORD-1), paid online at once as one payment; waits until
+/// it is paid in full. Returns the order id.
+async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slot) -> String {
+    let customer = api.who(Role::Customer);
+    let d = api
+        .ok(
+            &customer,
+            PLACE_ORDER,
+            json!({"s": sale, "lines": lines, "k": "o-1"}),
+        )
+        .await;
+    assert_eq!(d["placeOrder"]["order"]["total"], total, "{d}");
+    let id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
+    let expected = json!({"total": total, "paid": total, "refunded": "0.00", "cancelled": false});
+    until(
+        &format!("order {id} is paid {total}"),
+        Duration::from_secs(15),
+        || {
+            let (customer, id, expected) = (customer.clone(), id.clone(), expected.clone());
+            async move {
+                let d = api.ok(&customer, ORDER_Q, json!({"o": id})).await;
+                (d["order"] == expected).then_some(()).ok_or(d)
+            }
+        },
+    )
+    .await;
+    assert!(Utc::now() < slot.starts_at, "the order came in time");
+    id
+}
+
+/// R-STK-4, R-SAL-6: waits until the sale is DISTRIBUTED, then its market's administrator
+/// validates it.
+async fn distribute_and_validate(api: &Api, admin: &Who, sale: &str, slot: &Slot) {
+    let wait = (slot.ends_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(20);
+    let reader = api.who(Role::Customer);
+    until("the sale is distributed", wait, || {
+        let (reader, sale) = (reader.clone(), sale.to_string());
+        async move {
+            let d = api.ok(&reader, SALE_Q, json!({"s": sale})).await;
+            (d["sale"]["status"] == "DISTRIBUTED")
+                .then_some(())
+                .ok_or(d)
+        }
+    })
+    .await;
+    let validated = mutate(
+        api,
+        admin,
+        "mutation($s: UUID!, $k: String) { validateSale(saleId: $s, idempotencyKey: $k) { saleIds sales { status } } }",
+        json!({"s": sale, "k": format!("validate-{sale}")}),
+    )
+    .await;
+    assert_eq!(
+        validated["validateSale"],
+        json!({"saleIds": [sale], "sales": [{"status": "VALIDATED"}]})
+    );
+}
+
+/// Waits until the producer's balance recorded `n` sales credited, then for the projections;
+/// returns the producer's `payouts`.
+async fn credited(api: &Api, s: &Seller, n: i64) -> Value {
+    until(
+        &format!("producer {} is credited {n} sale(s)", s.id),
+        Duration::from_secs(20),
+        || {
+            let (pool, p) = (api.db.pool.clone(), s.id.clone());
+            async move {
+                let got = balance_events(&pool, &p, "SaleCredited").await;
+                (got == n).then_some(()).ok_or(json!({"SaleCredited": got}))
+            }
+        },
+    )
+    .await;
+    caught_up(api).await;
+    api.ok(&s.who, &payouts_q(), json!({"p": s.id})).await["payouts"].clone()
+}
+
+/// The open credit of one sale in a producer's `payouts`, checking that any statement line of
+/// the same sale shows the same fee lines.
+fn credit_of<'a>(payouts: &'a Value, sale: &str) -> &'a Value {
+    let credits = payouts["credits"].as_array().expect("credits");
+    let credit = credits
+        .iter()
+        .find(|c| c["saleId"] == sale)
+        .unwrap_or_else(|| panic!("no credit of sale {sale}: {payouts}"));
+    for payout in payouts["payouts"].as_array().expect("payouts") {
+        for line in payout["statement"].as_array().expect("statement") {
+            if line["saleId"] == sale {
+                assert_eq!(
+                    line["fees"], credit["fees"],
+                    "the statement shows the credit's fee lines"
+                );
+            }
+        }
+    }
+    credit
+}
+
+/// The fee line of a rule and beneficiary (exactly one).
+fn fee_line<'a>(credit: &'a Value, rule: &str, beneficiary: &str) -> &'a Value {
+    let lines: Vec<&Value> = credit["fees"]
+        .as_array()
+        .expect("fees")
+        .iter()
+        .filter(|l| l["ruleId"] == rule && l["beneficiary"] == beneficiary)
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one fee line of {rule} for {beneficiary}: {credit}"
+    );
+    lines[0]
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a decimal string: {v}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("not a decimal: {v}"))
+}
+
+fn cent(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// R-FEE-3: an auditor recomputes a line from what it records: `amountExclVat =
+/// round(baseAmount * rate) + fixedPart`, `vat = round(amountExclVat * vatRate %)`,
+/// `amountInclVat = amountExclVat + vat`, rounded half away from zero to the cent.
+fn recomputes(line: &Value) {
+    assert_eq!(line["rounding"], "half_away_from_zero_cent", "{line}");
+    let excl = cent(dec(&line["baseAmount"]) * dec(&line["rate"])) + dec(&line["fixedPart"]);
+    let vat = cent(excl * dec(&line["vatRate"]) / Decimal::ONE_HUNDRED);
+    assert_eq!(
+        (
+            dec(&line["amountExclVat"]),
+            dec(&line["vat"]),
+            dec(&line["amountInclVat"])
+        ),
+        (excl, vat, excl + vat),
+        "R-FEE-3: the line recomputes from its inputs: {line}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading what was written
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `f` until it answers `Ok`, at most `timeout`; panics with the last answer.
+async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Value>>,
+{
+    let started = Instant::now();
+    loop {
+        match f().await {
+            Ok(t) => return t,
+            Err(last) => {
+                if started.elapsed() > timeout {
+                    panic!(
+                        "{what}: not within {timeout:?}; last seen:\n{}",
+                        serde_json::to_string_pretty(&last).unwrap()
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every projection has applied the log's head.
+async fn caught_up(api: &Api) {
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (_, body) = api
+            .raw(None, "{ projections { name position head } }", json!({}))
+            .await;
+        if let Some(list) = body["data"]["projections"].as_array() {
+            let done = !list.is_empty()
+                && list.iter().all(|p| {
+                    let pos = p["position"].as_str().unwrap_or("");
+                    let head = p["head"].as_str().unwrap_or("");
+                    match (pos.parse::<i64>(), head.parse::<i64>()) {
+                        (Ok(a), Ok(b)) => a >= b,
+                        _ => pos == head,
+                    }
+                });
+            if done {
+                return;
+            }
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the projections never caught up with the head: {last}");
+}
+
+async fn balance_events(pool: &PgPool, producer: &str, event_type: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' \
+         AND aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(producer)
+    .bind(event_type)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The (schedule, from) of every `FeeScheduleAssigned` of a market, in order.
+async fn assignments(pool: &PgPool, market: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT payload -> 'FeeScheduleAssigned' ->> 'schedule', \
+                payload -> 'FeeScheduleAssigned' ->> 'from' \
+         FROM events WHERE aggregate_type = 'market' AND aggregate_id = $1 \
+         AND event_type = 'FeeScheduleAssigned' ORDER BY sequence",
+    )
+    .bind(market)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// How many events the market's stream holds.
+async fn market_events(pool: &PgPool, market: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'market' AND aggregate_id = $1",
+    )
+    .bind(market)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Sends a mutation, which must answer without errors; returns `data`.
+async fn mutate(api: &Api, who: &Who, query: &str, vars: Value) -> Value {
+    let body = api.call(who, query, vars.clone()).await;
+    assert!(
+        body.get("errors").is_none(),
+        "request {query}\nvariables {vars}\nanswered\n{}",
+        serde_json::to_string_pretty(&body).unwrap()
+    );
+    body["data"].clone()
+}
+
+/// An assignment that must be refused with this `extensions.code`, and write nothing on the
+/// market (`vars.m`).
+async fn refused(api: &Api, who: &Who, query: &str, vars: Value, expected: &str) {
+    let market = vars["m"].as_str().expect("vars.m").to_string();
+    let before = market_events(&api.db.pool, &market).await;
+    let body = api.call(who, query, vars.clone()).await;
+    assert_eq!(
+        code(&body).as_deref(),
+        Some(expected),
+        "request {query}\nvariables {vars}\nanswered\n{}",
+        serde_json::to_string_pretty(&body).unwrap()
+    );
+    assert!(
+        body["data"].is_null()
+            || body["data"]
+                .as_object()
+                .is_some_and(|o| o.values().all(Value::is_null)),
+        "a refusal answers no data: {body}"
+    );
+    assert_eq!(
+        market_events(&api.db.pool, &market).await,
+        before,
+        "a refusal writes nothing ({vars})"
+    );
+}
+
+/// A folder of fee files of the test's own, removed on drop.
+struct FeeDir(PathBuf);
+
+impl FeeDir {
+    fn new(files: &[(&str, &str)]) -> FeeDir {
+        let dir = std::env::temp_dir().join(format!("etal-fees-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create the fee folder");
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write a fee file");
+        }
+        FeeDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for FeeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `etal serve` with the fee folder against `database_url` (the environment
+/// graphql_common gives it) and waits at most 60 s for it to exit: (exit status, stderr).
+/// Still running after that is a failure (it started with an invalid fee file).
+async fn serve_exits(database_url: &str, fees: &Path) -> (std::process::ExitStatus, String) {
+    let listen = format!("127.0.0.1:{}", etal_tests::free_port());
+    let mut child = Command::new(etal_tests::etal_bin())
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .env("ETAL_LISTEN", &listen)
+        .env("ETAL_JWT_SECRET", SECRET)
+        .env("ETAL_FEES", fees)
+        .env_remove("ETAL_FEE_SCHEDULE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn etal serve");
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = reader.join().unwrap_or_default();
+            panic!(
+                "etal serve with the invalid fee folder {} was still running after 60 s; stderr:\n{stderr}",
+                fees.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    (status, reader.join().expect("stderr reader"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+/// R-FEE-1, R-FEE-3, R-FEE-5: `etal serve` with `ETAL_FEES` = a folder holding one schedule,
+/// `test_fixed` (3 % of the payment incl. VAT plus 0.25 per payment, version 2 of its rule;
+/// 6 % service), and `ETAL_FEE_SCHEDULE=test_fixed`. `feeSchedules` lists it, rule by rule. On
+/// an online market with no schedule assigned, ONE order pays 10.00, 60.00 and 30.00 to three
+/// producers; once the sale is distributed, validated and credited, each producer's online
+/// payment fee line carries its share of the fixed part, 0.03, 0.14 and 0.08 (0.025, 0.15,
+/// 0.075 rounded half away from zero; the remainder -0.01 to the largest), adding up to 0.25;
+/// every line records its schedule, rule version, beneficiary, base, rate, fixed part, VAT
+/// rate and rounding, and recomputes from them:
+/// - 10.00: 0.30 + 0.03 = 0.33 excl., 0.07 VAT; service 0.60 + 0.12; net 8.88;
+/// - 60.00: 1.80 + 0.14 = 1.94 excl., 0.39 VAT; service 3.60 + 0.72; net 53.35;
+/// - 30.00: 0.90 + 0.08 = 0.98 excl., 0.20 VAT; service 1.80 + 0.36; net 26.66.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_fee_1_a_fixed_part_per_payment_is_split_across_the_producers_of_the_payment() {
+    let started = Instant::now();
+    let fees = FeeDir::new(&[("test_fixed.json", TEST_FIXED)]);
+    let mut env = ENV.to_vec();
+    env.push(("ETAL_FEES", fees.path()));
+    env.push(("ETAL_FEE_SCHEDULE", "test_fixed"));
+    let api = Api::start(&env).await;
+    let platform = api.who(Role::PlatformAdmin);
+
+    // R-FEE-5: the schedule of the folder is loaded, whole.
+    let d = api
+        .ok(
+            &platform,
+            "{ feeSchedules { name description rules { id version validFrom label } } }",
+            json!({}),
+        )
+        .await;
+    let listed = d["feeSchedules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("feeSchedules: {d}"))
+        .iter()
+        .find(|s| s["name"] == "test_fixed")
+        .unwrap_or_else(|| panic!("test_fixed is not listed: {d}"))
+        .clone();
+    let mut rules = listed["rules"].as_array().cloned().unwrap_or_default();
+    rules.sort_by_key(|r| (r["id"].to_string(), r["version"].as_i64()));
+    assert_eq!(
+        (&listed["description"], json!(rules)),
+        (
+            &json!("Test: 3 % of the payment plus 0.25 per payment, 6 % service."),
+            json!([
+                {"id": "test.online_payment", "version": 1, "validFrom": "2020-01-01", "label": "Paiement en ligne"},
+                {"id": "test.online_payment", "version": 2, "validFrom": "2024-01-01", "label": "Paiement en ligne"},
+                {"id": "test.service", "version": 1, "validFrom": "2020-01-01", "label": "Service"},
+            ])
+        ),
+        "{listed}"
+    );
+
+    // Three producers, each with a catalog of its own.
+    let lettuce = seller(&api, "Salade", "2.50").await; // 4 -> 10.00
+    let chicken = seller(&api, "Poulet", "20.00").await; // 3 -> 60.00
+    let cheese = seller(&api, "Fromage", "7.50").await; // 4 -> 30.00
+    let admin = api.who(Role::MarketAdmin);
+    let slot = slot_soon().await;
+    let (market, sale) = market_with_sale(
+        &api,
+        &admin,
+        "Segonzac",
+        &slot,
+        &[&lettuce, &chicken, &cheese],
+    )
+    .await;
+    for s in [&lettuce, &chicken, &cheese] {
+        participate(&api, s, &[&sale]).await;
+    }
+    periods_open(&api, &sale, 3, &slot).await;
+    let d = api
+        .ok(
+            &admin,
+            "query($m: UUID!) { market(id: $m) { feeSchedules { schedule from } } }",
+            json!({"m": market}),
+        )
+        .await;
+    assert_eq!(
+        d["market"]["feeSchedules"],
+        json!([]),
+        "nothing assigned: the default applies"
+    );
+
+    // One order, one payment, three producers.
+    order(
+        &api,
+        &sale,
+        vec![lettuce.line(4), chicken.line(3), cheese.line(4)],
+        "100.00",
+        &slot,
+    )
+    .await;
+    eprintln!(
+        "order placed {:?} before the sale's start",
+        (slot.starts_at - Utc::now()).to_std().unwrap_or_default()
+    );
+    distribute_and_validate(&api, &admin, &sale, &slot).await;
+
+    let expected = [
+        // (producer, gross, fixed part, online excl., VAT, incl., service incl., net)
+        (
+            &lettuce, "10.00", "0.03", "0.33", "0.07", "0.40", "0.72", "8.88",
+        ),
+        (
+            &chicken, "60.00", "0.14", "1.94", "0.39", "2.33", "4.32", "53.35",
+        ),
+        (
+            &cheese, "30.00", "0.08", "0.98", "0.20", "1.18", "2.16", "26.66",
+        ),
+    ];
+    let mut fixed_total = Decimal::ZERO;
+    for (s, gross, fixed, excl, vat, incl, service, net) in expected {
+        let payouts = credited(&api, s, 1).await;
+        let credit = credit_of(&payouts, &sale);
+        assert_eq!(
+            (
+                &credit["marketId"],
+                &credit["grossInclVat"],
+                &credit["refunds"],
+                &credit["net"]
+            ),
+            (&json!(market), &json!(gross), &json!("0.00"), &json!(net)),
+            "{credit}"
+        );
+        assert_eq!(
+            (&payouts["creditedTotal"], &payouts["balanceHeld"]),
+            (&json!(net), &json!(net)),
+            "{payouts}"
+        );
+        assert_eq!(
+            credit["fees"].as_array().map(Vec::len),
+            Some(2),
+            "one online payment line and one service line: {credit}"
+        );
+        let online = fee_line(credit, "test.online_payment", "platform");
+        assert_eq!(
+            online,
+            &json!({
+                "label": "Paiement en ligne", "ruleId": "test.online_payment", "ruleVersion": 2,
+                "schedule": "test_fixed", "beneficiary": "platform", "baseKind": "incl_vat",
+                "baseAmount": gross, "rate": "0.03", "fixedPart": fixed, "vatRate": "20",
+                "rounding": "half_away_from_zero_cent",
+                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
+            }),
+            "R-FEE-1: producer {} paid {gross} gets {fixed} of the fixed part",
+            s.id
+        );
+        recomputes(online);
+        let service_line = fee_line(credit, "test.service", "platform");
+        assert_eq!(
+            (
+                &service_line["schedule"],
+                &service_line["ruleVersion"],
+                &service_line["baseKind"],
+                &service_line["baseAmount"],
+                &service_line["rate"],
+                &service_line["fixedPart"],
+                &service_line["amountInclVat"],
+            ),
+            (
+                &json!("test_fixed"),
+                &json!(1),
+                &json!("incl_vat"),
+                &json!(gross),
+                &json!("0.06"),
+                &json!("0.00"),
+                &json!(service),
+            ),
+            "{service_line}"
+        );
+        recomputes(service_line);
+        fixed_total += dec(&online["fixedPart"]);
+    }
+    assert_eq!(
+        fixed_total,
+        Decimal::new(25, 2),
+        "R-FEE-1: the parts add up to the fixed part"
+    );
+    eprintln!("fixed_part_split: {:?}", started.elapsed());
+}
+
+/// R-FEE-5, R-FEE-3: with the built-in schedules and the default `cagette`, a platform
+/// administrator assigns `ruche` to market A from today (and `locavor_presence` from in a week,
+/// assigned first), and `ruche` to market B from tomorrow only. `Market.feeSchedules` lists A's
+/// choices by date. The refusals: an unknown schedule (NOT_FOUND), a market administrator
+/// (FORBIDDEN), a date before today (FEE_SCHEDULE_DATE_PAST), none writing anything; a retry
+/// with the same idempotency key answers the first outcome, `position` included, and writes
+/// nothing. One producer sells in both markets' sales of today: A's credit carries the ruche
+/// commission only (20 % on the 100.00 excl. VAT: 8.35 to the host and 11.65 to the platform,
+/// plus 20 % VAT: net 105.50 - 24.00 = 81.50), B's the cagette rules (3 % and 6 % of the 10.55
+/// paid: 0.38 and 0.76 incl. VAT, net 9.41).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from_a_date() {
+    let started = Instant::now();
+    let api = Api::start(ENV).await;
+    let pool = api.db.pool.clone();
+    let platform = api.who(Role::PlatformAdmin);
+    let admin = api.who(Role::MarketAdmin);
+
+    let d = api
+        .ok(
+            &platform,
+            "{ feeSchedules { name rules { id version } } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> = d["feeSchedules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("feeSchedules: {d}"))
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for name in ["cagette", "ruche", "locavor_presence"] {
+        assert!(names.contains(&name), "{name} is built in: {d}");
+    }
+
+    let jam = seller(&api, "Confiture", "10.55").await; // 10.00 excl. 5.5 % VAT
+    let slot = slot_soon().await;
+    let today = slot.day;
+    let tomorrow = today.succ_opt().unwrap();
+    let in_a_week = today + chrono::Duration::days(7);
+    let (market_a, sale_a) = market_with_sale(&api, &admin, "Segonzac", &slot, &[&jam]).await;
+    let (market_b, sale_b) = market_with_sale(&api, &admin, "Jarnac", &slot, &[&jam]).await;
+
+    // Assigned by the platform administrator before the orders, the later date first.
+    let later = mutate(
+        &api,
+        &platform,
+        ASSIGN,
+        json!({"m": market_a, "s": "locavor_presence", "f": in_a_week.to_string(), "k": "assign-a-later"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            &later["assignFeeSchedule"]["marketId"],
+            &later["assignFeeSchedule"]["schedule"],
+            &later["assignFeeSchedule"]["from"]
+        ),
+        (
+            &json!(market_a),
+            &json!("locavor_presence"),
+            &json!(in_a_week.to_string())
+        ),
+        "{later}"
+    );
+    let vars = json!({"m": market_a, "s": "ruche", "f": today.to_string(), "k": "assign-a"});
+    let first = mutate(&api, &platform, ASSIGN, vars.clone()).await;
+    assert_eq!(
+        (
+            &first["assignFeeSchedule"]["marketId"],
+            &first["assignFeeSchedule"]["schedule"],
+            &first["assignFeeSchedule"]["from"]
+        ),
+        (&json!(market_a), &json!("ruche"), &json!(today.to_string())),
+        "{first}"
+    );
+    assert!(
+        first["assignFeeSchedule"]["position"].is_string(),
+        "the assignment answers its position: {first}"
+    );
+    mutate(
+        &api,
+        &platform,
+        ASSIGN,
+        json!({"m": market_b, "s": "ruche", "f": tomorrow.to_string(), "k": "assign-b"}),
+    )
+    .await;
+
+    // Today's sales of both markets.
+    participate(&api, &jam, &[&sale_a, &sale_b]).await;
+    periods_open(&api, &sale_a, 1, &slot).await;
+    periods_open(&api, &sale_b, 1, &slot).await;
+    order(&api, &sale_a, vec![jam.line(10)], "105.50", &slot).await;
+    order(&api, &sale_b, vec![jam.line(1)], "10.55", &slot).await;
+    eprintln!(
+        "orders placed {:?} before the sales' start",
+        (slot.starts_at - Utc::now()).to_std().unwrap_or_default()
+    );
+
+    // While the sales run: a retry with the same key answers the first outcome and writes
+    // nothing.
+    caught_up(&api).await;
+    let before = market_events(&pool, &market_a).await;
+    let again = mutate(&api, &platform, ASSIGN, vars).await;
+    assert_eq!(
+        again, first,
+        "a retry with the same idempotencyKey answers the first outcome, position included"
+    );
+    assert_eq!(
+        market_events(&pool, &market_a).await,
+        before,
+        "a retry with the same idempotencyKey writes nothing"
+    );
+
+    // The refusals.
+    refused(
+        &api,
+        &platform,
+        ASSIGN,
+        json!({"m": market_a, "s": "no_such_schedule", "f": today.to_string(), "k": "assign-unknown"}),
+        "NOT_FOUND",
+    )
+    .await;
+    refused(
+        &api,
+        &admin,
+        ASSIGN,
+        json!({"m": market_a, "s": "cagette", "f": today.to_string(), "k": "assign-by-admin"}),
+        "FORBIDDEN",
+    )
+    .await;
+    refused(
+        &api,
+        &platform,
+        ASSIGN,
+        json!({"m": market_a, "s": "cagette", "f": today.pred_opt().unwrap().to_string(), "k": "assign-past"}),
+        "FEE_SCHEDULE_DATE_PAST",
+    )
+    .await;
+    assert_eq!(
+        assignments(&pool, &market_a).await,
+        [
+            ("locavor_presence".to_string(), in_a_week.to_string()),
+            ("ruche".to_string(), today.to_string())
+        ]
+    );
+    assert_eq!(
+        assignments(&pool, &market_b).await,
+        [("ruche".to_string(), tomorrow.to_string())]
+    );
+
+    // What the markets show, by date.
+    let market_q = "query($m: UUID!) { market(id: $m) { feeSchedules { schedule from } } }";
+    let d = api.ok(&admin, market_q, json!({"m": market_a})).await;
+    assert_eq!(
+        d["market"]["feeSchedules"],
+        json!([
+            {"schedule": "ruche", "from": today.to_string()},
+            {"schedule": "locavor_presence", "from": in_a_week.to_string()},
+        ]),
+        "{d}"
+    );
+    let d = api.ok(&admin, market_q, json!({"m": market_b})).await;
+    assert_eq!(
+        d["market"]["feeSchedules"],
+        json!([{"schedule": "ruche", "from": tomorrow.to_string()}]),
+        "{d}"
+    );
+
+    distribute_and_validate(&api, &admin, &sale_a, &slot).await;
+    distribute_and_validate(&api, &admin, &sale_b, &slot).await;
+    let payouts = credited(&api, &jam, 2).await;
+
+    // A: ruche, from today.
+    let a = credit_of(&payouts, &sale_a);
+    assert_eq!(
+        (&a["marketId"], &a["grossInclVat"], &a["net"]),
+        (&json!(market_a), &json!("105.50"), &json!("81.50")),
+        "{a}"
+    );
+    let rules: Vec<&Value> = a["fees"].as_array().unwrap().iter().collect();
+    assert_eq!(rules.len(), 2, "the ruche commission's two shares: {a}");
+    for (beneficiary, rate, excl, vat, incl) in [
+        ("market_host", "0.0835", "8.35", "1.67", "10.02"),
+        ("platform", "0.1165", "11.65", "2.33", "13.98"),
+    ] {
+        let line = fee_line(a, "ruche.commission", beneficiary);
+        assert_eq!(
+            line,
+            &json!({
+                "label": "Commission Ruche", "ruleId": "ruche.commission", "ruleVersion": 1,
+                "schedule": "ruche", "beneficiary": beneficiary, "baseKind": "excl_vat",
+                "baseAmount": "100.00", "rate": rate, "fixedPart": "0.00", "vatRate": "20",
+                "rounding": "half_away_from_zero_cent",
+                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
+            }),
+            "R-FEE-5: market A's sale of today uses ruche"
+        );
+        recomputes(line);
+    }
+
+    // B: ruche only from tomorrow, so today's sale uses the default, cagette.
+    let b = credit_of(&payouts, &sale_b);
+    assert_eq!(
+        (&b["marketId"], &b["grossInclVat"], &b["net"]),
+        (&json!(market_b), &json!("10.55"), &json!("9.41")),
+        "{b}"
+    );
+    assert_eq!(b["fees"].as_array().map(Vec::len), Some(2), "{b}");
+    for (rule, label, rate, excl, vat, incl) in [
+        (
+            "cagette.online_payment",
+            "Frais de paiement en ligne",
+            "0.03",
+            "0.32",
+            "0.06",
+            "0.38",
+        ),
+        (
+            "cagette.service_fee",
+            "Frais de service",
+            "0.06",
+            "0.63",
+            "0.13",
+            "0.76",
+        ),
+    ] {
+        let line = fee_line(b, rule, "platform");
+        assert_eq!(
+            line,
+            &json!({
+                "label": label, "ruleId": rule, "ruleVersion": 1,
+                "schedule": "cagette", "beneficiary": "platform", "baseKind": "incl_vat",
+                "baseAmount": "10.55", "rate": rate, "fixedPart": "0.00", "vatRate": "20",
+                "rounding": "half_away_from_zero_cent",
+                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
+            }),
+            "R-FEE-5: market B's sale of today uses the default"
+        );
+        recomputes(line);
+    }
+    assert_eq!(
+        (&payouts["creditedTotal"], &payouts["balanceHeld"]),
+        (&json!("90.91"), &json!("90.91")),
+        "81.50 + 9.41: {payouts}"
+    );
+    eprintln!("assigned_schedule: {:?}", started.elapsed());
+}
+
+/// R-FEE-3: the fee configuration is checked at start. `etal serve` with `ETAL_FEES` holding a
+/// valid file and a malformed one, then a valid file and one whose rule breaks the rules (a
+/// rate of 1.5), exits with a failure, and its stderr names the offending file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_fee_3_an_invalid_fee_file_stops_etal_serve_naming_the_file() {
+    let started = Instant::now();
+    let db = etal_tests::TestDb::new(2).await;
+    let bad_rate = TEST_FIXED.replace(
+        r#""rate": "0.06",
+     "split": [{"beneficiary": "platform", "rate": "0.06"}]"#,
+        r#""rate": "1.5",
+     "split": [{"beneficiary": "platform", "rate": "1.5"}]"#,
+    );
+    assert_ne!(bad_rate, TEST_FIXED, "the service rule's rate is replaced");
+    let ruche = include_str!("../../config/fees/ruche.json");
+    for (bad_name, bad_text) in [
+        (
+            "broken_syntax.json",
+            r#"{"schedules": [{"name": "oops", "rules": ["#,
+        ),
+        ("rate_above_one.json", bad_rate.as_str()),
+    ] {
+        let dir = FeeDir::new(&[("ruche.json", ruche), (bad_name, bad_text)]);
+        let (status, stderr) = serve_exits(&db.url, &dir.0).await;
+        assert!(
+            !status.success(),
+            "etal serve must fail with {bad_name}: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(bad_name),
+            "the message names {bad_name}; stderr:\n{stderr}"
+        );
+    }
+    eprintln!("invalid_fee_file: {:?}", started.elapsed());
+}
