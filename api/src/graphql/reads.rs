@@ -808,8 +808,14 @@ pub struct StatementLine {
 #[derive(SimpleObject)]
 pub struct Payout {
     pub payout_id: Uuid,
-    /// The payout date (Europe/Paris).
+    /// The date the transfer was made (Europe/Paris): confirmed by the bank, else sent by the
+    /// Monday payout run.
     pub on: Date,
+    /// The cut-off (Europe/Paris): credits available on or before it are in this payout.
+    pub cut_off: Date,
+    /// When the payout run sent the transfer, and when the bank confirmed it.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
     pub status: PayoutState,
     pub attempts: u32,
     pub provider_ref: Option<String>,
@@ -873,7 +879,15 @@ fn payouts_view(producer: ProducerId, b: &ProducerBalance) -> Payouts {
             .rev()
             .map(|p| Payout {
                 payout_id: p.statement.payout.0,
-                on: Date(p.statement.on),
+                on: Date(
+                    p.paid_at
+                        .or(p.started_at)
+                        .map(etal_domain::calendar::paris_date)
+                        .unwrap_or(p.statement.on + chrono::Duration::days(1)),
+                ),
+                cut_off: Date(p.statement.on),
+                sent_at: p.started_at,
+                paid_at: p.paid_at,
                 status: match p.status {
                     PayoutStatus::InFlight => PayoutState::InFlight,
                     PayoutStatus::Failed => PayoutState::Failed,

@@ -69,6 +69,12 @@ pub struct PayoutRecord {
     pub attempts: u32,
     pub provider_ref: Option<String>,
     pub last_failure: Option<String>,
+    /// When the payout run started it (the transfer was sent).
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the bank confirmed the transfer.
+    #[serde(default)]
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -531,7 +537,7 @@ impl Aggregate for ProducerBalance {
                     );
                 }
             }
-            E::PayoutStarted { statement, .. } => {
+            E::PayoutStarted { statement, at } => {
                 let payout = statement.payout;
                 for d in &statement.deductions {
                     if let Some(debit) = self.debits.get_mut(&d.id) {
@@ -552,6 +558,8 @@ impl Aggregate for ProducerBalance {
                         attempts: 1,
                         provider_ref: None,
                         last_failure: None,
+                        started_at: Some(at),
+                        paid_at: None,
                     },
                 );
             }
@@ -559,11 +567,12 @@ impl Aggregate for ProducerBalance {
                 payout,
                 amount,
                 provider_ref,
-                ..
+                at,
             } => {
                 if let Some(record) = self.payouts.get_mut(&payout) {
                     record.status = PayoutStatus::Succeeded;
                     record.provider_ref = Some(provider_ref);
+                    record.paid_at = Some(at);
                     for line in &record.statement.lines {
                         self.credits.remove(&line.sale);
                         self.paid_sales.insert(line.sale);

@@ -289,15 +289,22 @@ fn r_pay_2_a_payout_pays_what_is_available_with_a_statement() {
     assert_eq!(b.in_flight(), m("129.34"));
     assert_eq!(b.balance_held(), b.credited_total() - m("129.34"));
     assert_eq!(b.available(d(2023, 9, 18)), Money::ZERO);
+    // R-PAY-2: the payout knows when it was sent and, below, when the bank confirmed it.
+    let record = b.payout(payout(1)).expect("payout");
+    assert_eq!((record.started_at, record.paid_at), (Some(at()), None));
     run(
         &mut b,
         ProducerBalanceCommand::RecordTransferSucceeded {
             payout: payout(1),
             provider_ref: "tr_1".into(),
-            at: at(),
+            at: at() + chrono::Duration::hours(2),
         },
     )
     .expect("paid");
+    assert_eq!(
+        b.payout(payout(1)).expect("payout").paid_at,
+        Some(at() + chrono::Duration::hours(2))
+    );
     assert_eq!(b.paid_total(), m("129.34"));
     assert_eq!(b.in_flight(), Money::ZERO);
     assert_eq!(b.statement(payout(1)), Some(&statement));
