@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
+use etal_domain::fees::FeeLine;
 use etal_domain::ledger::{balance_entries, order_entries, Account, JournalEntry, OrderMoney};
 use etal_domain::order::OrderEvent;
 use etal_domain::payout::ProducerBalanceEvent;
@@ -304,13 +305,30 @@ impl Projection for LedgerProjection {
                         _ => (None, None),
                     };
                     let entries = balance_entries(producer.into(), sequence, &event);
-                    let charged = match &event {
+                    // The fee lines of each journal entry that moves fees, in the entries'
+                    // order: charged at crediting or on site; given back (negated) and charged
+                    // again when a refund comes after the crediting (R-FEE-4), so that the fee
+                    // ledger equals the journal's fee accounts.
+                    let moved: Vec<Vec<FeeLine>> = match &event {
                         ProducerBalanceEvent::SaleCredited { fees, .. }
-                        | ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => Some(fees),
-                        _ => None,
+                        | ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => {
+                            vec![fees.clone()]
+                        }
+                        ProducerBalanceEvent::RefundDebited {
+                            fees_before,
+                            fees_after,
+                            ..
+                        } => [
+                            fees_before.iter().map(negated).collect::<Vec<_>>(),
+                            fees_after.clone(),
+                        ]
+                        .into_iter()
+                        .filter(|l| !l.is_empty())
+                        .collect(),
+                        _ => Vec::new(),
                     };
-                    if let (Some(fees), Some(entry)) = (charged, entries.first()) {
-                        for (i, l) in fees.iter().enumerate() {
+                    for (lines, entry) in moved.iter().zip(entries.iter()) {
+                        for (i, l) in lines.iter().enumerate() {
                             rows.fee_lines.push(FeeRow {
                                 entry_id: entry.entry_id.clone(),
                                 line: i as i32,
@@ -359,6 +377,19 @@ impl Projection for LedgerProjection {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// A fee line given back: every amount of it negated (rounding half away from zero is
+/// symmetric, so it still recomputes from its own fields).
+fn negated(l: &FeeLine) -> FeeLine {
+    FeeLine {
+        base_amount: -l.base_amount,
+        fixed_part: -l.fixed_part,
+        amount_excl_vat: -l.amount_excl_vat,
+        vat: -l.vat,
+        amount_incl_vat: -l.amount_incl_vat,
+        ..l.clone()
     }
 }
 

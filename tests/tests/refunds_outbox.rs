@@ -752,6 +752,7 @@ async fn two_refunds_after_crediting_each_give_back_their_share_of_the_fees_once
     assert_eq!(bal.balance_held(), m("35.68"));
     assert_eq!(bal.credited_total(), m("35.68"));
     assert_eq!(s.w.payments.calls("refund"), 2);
+    fee_ledger_equals_the_journal(&s.w).await;
     for (order, refunded) in [(a, m("20.00")), (b, m("10.00"))] {
         let o = load_order(&s.w, order).await;
         assert_eq!(o.refunded(), refunded);
@@ -2040,4 +2041,50 @@ mod property {
             rt.block_on(run(plan));
         }
     }
+}
+
+/// R-FEE-3, R-FEE-4, R-PAY-3: the fee ledger (every fee line, per producer) adds up to the
+/// journal's fee accounts, fees given back and charged again after a late refund included:
+/// excl. VAT to the platform's and hosts' revenue, VAT to the VAT collected on fees.
+async fn fee_ledger_equals_the_journal(w: &World) {
+    let ledger = etal_projections::by_name("ledger").expect("ledger projection");
+    etal_tests::catch_up_all(
+        &w.db.pool,
+        ledger.as_ref(),
+        etal_projections::runtime::BATCH,
+    )
+    .await;
+    let (from, to) = (
+        NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
+        NaiveDate::from_ymd_opt(2100, 1, 1).unwrap(),
+    );
+    let lines = etal_projections::ledger::fee_ledger(
+        &w.db.pool,
+        etal_projections::ledger::FeeGrouping::Producer,
+        from,
+        to,
+    )
+    .await
+    .expect("fee ledger");
+    let excl: Money = lines.iter().map(|l| l.amount_excl_vat).sum();
+    let vat: Money = lines.iter().map(|l| l.vat).sum();
+    let balances = etal_projections::ledger::balances_as_of(&w.db.pool, to)
+        .await
+        .expect("balances");
+    let revenue: Money = balances
+        .iter()
+        .filter(|b| b.account == "PlatformFeeRevenue" || b.account == "HostFeeRevenue")
+        .map(|b| b.credits - b.debits)
+        .sum();
+    let collected: Money = balances
+        .iter()
+        .filter(|b| b.account == "VatCollectedOnFees")
+        .map(|b| b.credits - b.debits)
+        .sum();
+    assert!(!excl.is_zero(), "fees were charged");
+    assert_eq!(
+        excl, revenue,
+        "fee ledger excl. VAT = fee revenue in the journal"
+    );
+    assert_eq!(vat, collected, "fee ledger VAT = VAT collected on fees");
 }
