@@ -157,6 +157,11 @@ pub async fn serve(
         }
     }
     if config.scheduler {
+        // R-ACC-3: the daily training check (each run schedules the next day's).
+        let today = etal_domain::calendar::paris_date(app.now());
+        if let Err(e) = app.schedule_training_check(today).await {
+            tracing::warn!(error = %e, "the daily training check could not be scheduled");
+        }
         let scheduler = app.scheduler();
         let mut s = shutdown.clone();
         let interval = config.scheduler_interval;

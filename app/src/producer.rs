@@ -1,19 +1,20 @@
 //! Producer accounts, products, stock and catalogs (R-ACC, R-CAT-1..3, R-STK-5).
 
+use chrono::{NaiveDate, NaiveTime};
 use etal_domain::account::{AccountCommand, AccountError, ProducerAccount, ProductDetails};
 use etal_domain::actor::ProducerAccess;
-use etal_domain::calendar::paris_date;
+use etal_domain::calendar::{paris_date, paris_instant};
 use etal_domain::catalog::{Catalog, CatalogCommand, Modulation, OfferProduct};
 use etal_domain::config::PlanKind;
 use etal_domain::ids::{CatalogId, ProducerId, ProductId, UserId};
 use etal_domain::stock::{Stock, StockCommand};
-use etal_domain::{Money, Role};
+use etal_domain::{Actor, Money, Role};
 use serde::Serialize;
 
 use super::flow::{turn_key, Decided};
 use super::outbox::rejected;
 use super::{fingerprint, App, AppError, Ctx, Done};
-use etal_store::Changes;
+use etal_store::{Changes, CommandContext};
 
 impl App {
     /// The account and the caller's access to it (owner or collaborator, R-ACC-2).
@@ -152,6 +153,97 @@ impl App {
             }
         })
         .await
+    }
+
+    /// R-ACC-3: a platform administrator records the training a producer completed on `on`
+    /// (today or before, Europe/Paris): it grants the Member plan (then `changePlan`) and
+    /// renews an Engaged account's training (its next update is due 2 years later).
+    pub async fn record_training(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        on: NaiveDate,
+    ) -> Result<Done<()>, AppError> {
+        if ctx.actor.role != Role::PlatformAdmin {
+            return Err(AppError::Forbidden(
+                "only a platform administrator records a training".into(),
+            ));
+        }
+        let today = paris_date(self.now());
+        if on > today {
+            return Err(AppError::bad_input(
+                "completedOn",
+                format!("a training is recorded once completed, not for {on}"),
+            ));
+        }
+        let (_, version) = self.load::<ProducerAccount>(producer).await?;
+        if version == 0 {
+            return Err(AppError::not_found("producer", producer));
+        }
+        let at = paris_instant(on, NaiveTime::from_hms_opt(12, 0, 0).unwrap_or_default());
+        let out = self
+            .exec::<ProducerAccount>(
+                producer,
+                AccountCommand::CompleteTraining {
+                    actor: ctx.actor,
+                    at,
+                },
+                &ctx.step(
+                    "recordTraining",
+                    &fingerprint("recordTraining", &(producer, on)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// R-ACC-3: every account whose training is overdue on `today` moves to the Flexible terms
+    /// in force (one commit each, under `key`); returns how many moved. Run daily by the
+    /// scheduler.
+    pub async fn apply_training_lapses(
+        &self,
+        today: NaiveDate,
+        key: &str,
+    ) -> Result<u32, AppError> {
+        let Some(flexible) = self.config.plan_terms(PlanKind::Flexible, today).cloned() else {
+            return Ok(0);
+        };
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1",
+        )
+        .bind(<ProducerAccount as cqrs_es::Aggregate>::TYPE)
+        .fetch_all(&self.pool)
+        .await?;
+        let at = self.now();
+        let mut moved = 0;
+        for id in ids {
+            let (account, _) = self.load::<ProducerAccount>(&id).await?;
+            let overdue = account.training_due().is_some_and(|due| due < today);
+            if !account.is_open() || !overdue {
+                continue;
+            }
+            let step = format!("{key}:{id}");
+            let cc = CommandContext::new(Actor::system()).with_idempotency(step.clone(), step);
+            let out = self
+                .exec::<ProducerAccount>(
+                    &id,
+                    AccountCommand::ApplyTrainingLapse {
+                        flexible_terms: flexible.clone(),
+                        at,
+                    },
+                    &cc,
+                )
+                .await;
+            match out {
+                Ok(o) if !o.replayed => moved += 1,
+                Ok(_) => {}
+                Err(AppError::Rejected { code, message }) => {
+                    tracing::info!(producer = %id, code, message, "training lapse not applied")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
     }
 
     /// R-ACC-5

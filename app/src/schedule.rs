@@ -29,6 +29,28 @@ pub mod kinds {
     pub const PAYOUT_RUN: &str = "payout_run";
     /// Debit refunds recorded after a sale was credited (see `money`).
     pub const DEBIT_REFUNDS: &str = "debit_refunds";
+    /// The daily check of overdue trainings (R-ACC-3, see `producer`).
+    pub const TRAINING_LAPSES: &str = "training_lapses";
+}
+
+/// When the daily training check runs (Europe/Paris).
+pub const TRAINING_CHECK_TIME: chrono::NaiveTime = match chrono::NaiveTime::from_hms_opt(0, 10, 0) {
+    Some(t) => t,
+    None => chrono::NaiveTime::MIN,
+};
+
+impl App {
+    /// Schedules the daily training check of `date` (a no-op when it is scheduled already):
+    /// `etal serve` schedules today's at start, and each run schedules the next day's.
+    pub async fn schedule_training_check(&self, date: chrono::NaiveDate) -> Result<(), AppError> {
+        self.schedule(
+            kinds::TRAINING_LAPSES,
+            &format!("trainings:{date}"),
+            serde_json::json!({ "date": date }),
+            etal_domain::calendar::paris_instant(date, TRAINING_CHECK_TIME),
+        )
+        .await
+    }
 }
 
 /// The scheduler with every handler of the service.
@@ -42,6 +64,7 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::CREDIT_SALE,
         kinds::PAYOUT_RUN,
         kinds::DEBIT_REFUNDS,
+        kinds::TRAINING_LAPSES,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -292,6 +315,23 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!({ "debited": n }))
+            }
+            kinds::TRAINING_LAPSES => {
+                #[derive(serde::Deserialize)]
+                struct P {
+                    date: chrono::NaiveDate,
+                }
+                let p: P = payload(cmd)?;
+                // A late run (the service was down) checks on the day it runs.
+                let today = etal_domain::calendar::paris_date(now).max(p.date);
+                let moved = app
+                    .apply_training_lapses(today, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                app.schedule_training_check(today + chrono::Duration::days(1))
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!({ "moved_to_flexible": moved }))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
         }

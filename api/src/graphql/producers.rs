@@ -85,8 +85,14 @@ impl ProducerView {
     async fn open(&self) -> bool {
         self.account.is_open()
     }
+    /// R-ACC-3: the date by which the next training must be completed to keep the plan (an
+    /// Engaged account moves to the Flexible terms the day after); null when none is needed.
     async fn training_due(&self) -> Option<super::scalars::Date> {
         self.account.training_due().map(super::scalars::Date)
+    }
+    /// R-ACC-3: the date of the last training recorded.
+    async fn last_training(&self) -> Option<super::scalars::Date> {
+        self.account.last_training().map(super::scalars::Date)
     }
     /// The account's products (archived ones with `includeArchived`): its people and auditors.
     async fn products(
@@ -364,6 +370,31 @@ impl ProducerMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .revoke_access(&c, ProducerId(producer_id), UserId(user_id))
+            .await
+            .coded()?;
+        Ok(ProducerPayload {
+            producer_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-ACC-3: a platform administrator records a training the producer completed on
+    /// `completedOn` (default today, Europe/Paris; never a future date). It makes the Member
+    /// plan reachable (`changePlan`) and renews an Engaged account's training.
+    async fn record_training(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        completed_on: Option<super::scalars::Date>,
+        idempotency_key: Option<String>,
+    ) -> Result<ProducerPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let app = app(ctx);
+        let on = completed_on
+            .map(|d| d.0)
+            .unwrap_or_else(|| etal_domain::calendar::paris_date(app.now()));
+        let done = app
+            .record_training(&c, ProducerId(producer_id), on)
             .await
             .coded()?;
         Ok(ProducerPayload {
