@@ -1054,6 +1054,7 @@ fn r_fee_5_the_fee_configuration_loads_every_platform_model() {
     for name in [
         "cagette",
         "locavor_presence",
+        "locavor_preparation",
         "locavor_depot_vente",
         "ofn_monthly",
         "ruche",

@@ -59,6 +59,7 @@ fn every_shipped_fee_file_is_valid_and_the_schedules_are_named() {
         "cagette",
         "ruche",
         "locavor_presence",
+        "locavor_preparation",
         "locavor_depot_vente",
         "ofn_monthly",
         "pro_billed_yearly",
@@ -286,8 +287,8 @@ fn r_fee_5_la_ruche_takes_20_percent_split_between_host_and_platform() {
     assert_eq!(total_excl(&on_site), m("20.00"));
 }
 
-/// R-FEE-5: Locavor, platform 7.5 % + manager 9 %, or 8.5 % + 13 % on consignment, on sales
-/// excl. VAT.
+/// R-FEE-5: Locavor, platform 7.5 % + manager 9 % (producer present), 11 % (producer only
+/// prepares), or 8.5 % + 13 % on consignment, on sales excl. VAT.
 #[test]
 fn r_fee_5_locavor_platform_and_manager_shares_on_sales_excl_vat() {
     let presence = schedule("locavor_presence")
@@ -308,6 +309,16 @@ fn r_fee_5_locavor_platform_and_manager_shares_on_sales_excl_vat() {
         .expect("fees");
     assert_eq!(of(&depot, Beneficiary::Platform), m("17.00"));
     assert_eq!(of(&depot, Beneficiary::MarketHost), m("26.00"));
+    // The third tier: the producer only prepares, the manager distributes: manager 11 %, the
+    // farm keeps 81.5 % of 200.00 = 163.00.
+    let preparation = schedule("locavor_preparation")
+        .fees_for_share(&input("211.00", "200.00", false))
+        .expect("fees");
+    assert_eq!(of(&preparation, Beneficiary::Platform), m("15.00"));
+    assert_eq!(of(&preparation, Beneficiary::MarketHost), m("22.00"));
+    let kept = m("200.00") - of(&preparation, Beneficiary::Platform)
+        - of(&preparation, Beneficiary::MarketHost);
+    assert_eq!(kept, m("163.00"));
 }
 
 /// R-FEE-5: Open Food Network style: monthly fixed + rate x turnover, capped, nothing below the
