@@ -32,7 +32,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 use etal_domain::calendar::{next_weekday_after, paris_date, paris_instant};
 use etal_domain::fees::FeeLine;
-use etal_domain::fees::{FeeSchedule, FeeSchedules};
+use etal_domain::fees::{AppliesTo, FeeSchedule, FeeSchedules};
 use etal_domain::ids::{MarketId, OrderId, ProducerId, SaleId};
 use etal_domain::ledger::{on_site_fees, sale_credits, OrderMoney};
 use etal_domain::market::PaymentMode;
@@ -207,13 +207,54 @@ impl App {
         date: Option<NaiveDate>,
     ) -> Result<&FeeSchedule, AppError> {
         let (state, _) = self.load::<Market>(market).await?;
+        self.schedule_of(&state, date)
+    }
+
+    /// [`App::fee_schedule_for`] on a market's state already read.
+    pub fn schedule_of(
+        &self,
+        market: &Market,
+        date: Option<NaiveDate>,
+    ) -> Result<&FeeSchedule, AppError> {
         let name = date
-            .and_then(|d| state.fee_schedule_on(d))
+            .and_then(|d| market.fee_schedule_on(d))
             .unwrap_or(&self.settings.fee_schedule)
             .to_string();
         self.fees
             .get(&name)
             .ok_or_else(|| AppError::Internal(format!("fee schedule '{name}' is not configured")))
+    }
+
+    /// R-CAT-2: the unit price a customer pays for an offer in a sale: the producer's price,
+    /// grossed up when the catalog adds the online payment fee (online markets only) and/or the
+    /// service fee into its prices, so that after the fees of the market's schedule taken at
+    /// source the producer keeps their price (within a cent per unit; fixed parts are not
+    /// carried by prices). See [`etal_domain::fees::FeeSchedule::share_of_price`] and
+    /// [`etal_domain::catalog::OfferTerms::customer_price`].
+    pub fn customer_unit_price(
+        &self,
+        sale: &Sale,
+        market: &Market,
+        terms: &etal_domain::catalog::OfferTerms,
+    ) -> Result<Money, AppError> {
+        if !terms.fees.include_payment_fee && !terms.fees.include_service_fee {
+            return Ok(terms.price_incl_vat);
+        }
+        let on = sale.date().unwrap_or_else(|| paris_date(self.now()));
+        let schedule = self.schedule_of(market, sale.date())?;
+        let online = sale.payment_mode() == PaymentMode::Online;
+        let payment = if online {
+            schedule.share_of_price(on, true, AppliesTo::OnlinePayment, terms.vat)
+        } else {
+            rust_decimal::Decimal::ZERO
+        };
+        let service = schedule.share_of_price(on, online, AppliesTo::AllSales, terms.vat);
+        terms.customer_price(payment, service).ok_or_else(|| {
+            AppError::Internal(format!(
+                "the fees of schedule '{}' leave nothing of the price of {}",
+                schedule.name, terms.name
+            ))
+        })
     }
 
     /// R-FEE-5: a platform administrator chooses a market's fee schedule from a date (today

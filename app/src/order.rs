@@ -11,8 +11,10 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use etal_domain::account::ProducerAccount;
 use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
 use etal_domain::catalog::Catalog;
-use etal_domain::ids::{CatalogId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId};
-use etal_domain::market::PaymentMode;
+use etal_domain::ids::{
+    CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId,
+};
+use etal_domain::market::{Market, PaymentMode};
 use etal_domain::order::{
     Canceller, Delivery, Line, LineInput, Order, OrderCommand, PaymentMethod,
 };
@@ -71,6 +73,8 @@ pub(crate) struct OrderFacts {
 pub(crate) struct OrderHint {
     producers: BTreeMap<CatalogId, ProducerId>,
     year: i32,
+    /// The sale's market (its fee schedule prices offers that add fees, R-CAT-2).
+    market: MarketId,
 }
 
 impl OrderHint {
@@ -243,6 +247,7 @@ impl App {
                 .iter()
                 .map(|p| StreamRef::of::<ProducerAccount>(p.to_string())),
         );
+        refs.push(StreamRef::of::<Market>(hint.market.to_string()));
         let mut loaded = self.load_turned_many(refs).await?;
         let mut sale = self
             .take_turned::<Sale>(&mut loaded, &sale_id.to_string())
@@ -250,6 +255,10 @@ impl App {
         if !sale.exists() {
             return Err(AppError::not_found("sale", sale_id));
         }
+        let market = self
+            .take_turned::<Market>(&mut loaded, &hint.market.to_string())
+            .await?
+            .state;
         let mut facts = OrderFacts {
             catalogs: BTreeMap::new(),
             accounts: BTreeMap::new(),
@@ -272,7 +281,7 @@ impl App {
         }
         let facts = &facts;
         let delivery = self.delivery(customer, delivery).await?;
-        let priced = self.price(facts, &sale.state, sale_id, requests)?;
+        let priced = self.price(facts, &sale.state, &market, sale_id, requests)?;
         // The order's id is new (random, or derived from a key whose record was not found): a
         // copy of the request committed meanwhile makes this commit conflict on the order's
         // stream, and the retry answers with its record.
@@ -546,6 +555,7 @@ impl App {
         Ok(OrderHint {
             producers,
             year: sales_year(sale.state.starts_at().unwrap_or_else(|| self.now())),
+            market: sale.state.market(),
         })
     }
 
@@ -555,6 +565,7 @@ impl App {
         &self,
         facts: &OrderFacts,
         sale: &Sale,
+        market: &Market,
         sale_id: SaleId,
         lines: &[LineRequest],
     ) -> Result<Priced, AppError> {
@@ -595,6 +606,9 @@ impl App {
                 ));
                 continue;
             }
+            // R-CAT-2: fees added into the price when the catalog chose so.
+            let customer_price = self.customer_unit_price(sale, market, &terms)?;
+            let fees_added = terms.fees.include_payment_fee || terms.fees.include_service_fee;
             let input = LineInput {
                 line,
                 producer,
@@ -602,7 +616,8 @@ impl App {
                 product: req.product,
                 name: terms.name.clone(),
                 unit: terms.unit.clone(),
-                unit_price_incl_vat: terms.price_incl_vat,
+                unit_price_incl_vat: customer_price,
+                producer_unit_price_incl_vat: fees_added.then_some(terms.price_incl_vat),
                 vat: terms.vat,
                 variable_weight: terms.variable_weight,
                 estimated_weight_kg: terms.estimated_weight_kg,

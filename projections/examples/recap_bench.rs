@@ -77,6 +77,7 @@ async fn main() {
                         name: format!("Product {i}"),
                         unit: "piece".into(),
                         unit_price_incl_vat: price,
+                        producer_unit_price_incl_vat: None,
                         vat,
                         variable_weight: false,
                         estimated_weight_kg: None,

@@ -72,14 +72,15 @@ impl CatalogView {
             .catalog
             .offers()
             .filter_map(|o| self.catalog.current_terms(o.product.product))
-            .map(OfferView)
+            .map(|t| OfferView(t, None))
             .collect();
         paginate(items, after, before, first, last).await
     }
 }
 
 /// A product offered at a price.
-pub struct OfferView(pub OfferTerms);
+/// An offer's terms, and what a customer pays for it in a sale (`None` outside a sale).
+pub struct OfferView(pub OfferTerms, pub Option<etal_domain::Money>);
 
 #[Object(name = "Offer")]
 impl OfferView {
@@ -95,6 +96,20 @@ impl OfferView {
     /// The producer's unit price, VAT included (per kg for variable weight).
     async fn price_incl_vat(&self) -> Money {
         Money(self.0.price_incl_vat)
+    }
+    /// R-CAT-2: what a customer pays per unit in this sale: the producer's price, with the
+    /// fees added when the catalog chose so (on a sale's offers; elsewhere the producer's price
+    /// with the fees of the default schedule is not known: null).
+    async fn customer_price_incl_vat(&self) -> Option<Money> {
+        self.1.map(Money)
+    }
+    /// R-CAT-2: whether the catalog adds the online payment fee and the service fee into the
+    /// customer's price.
+    async fn includes_payment_fee(&self) -> bool {
+        self.0.fees.include_payment_fee
+    }
+    async fn includes_service_fee(&self) -> bool {
+        self.0.fees.include_service_fee
     }
     async fn vat_rate(&self) -> VatRate {
         VatRate(self.0.vat)

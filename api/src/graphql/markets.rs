@@ -419,11 +419,19 @@ impl ParticipationView {
     }
     /// What customers can order in this sale from this catalog, at this sale's terms (R-CAT-3).
     async fn offers(&self, ctx: &Context<'_>) -> Result<Vec<OfferView>> {
-        let (c, _) = app(ctx).load::<Catalog>(self.catalog).await.coded()?;
-        Ok(c.offers()
+        let app = app(ctx);
+        let (c, _) = app.load::<Catalog>(self.catalog).await.coded()?;
+        let (sale, _) = app.load::<Sale>(self.sale).await.coded()?;
+        let (market, _) = app.load::<Market>(sale.market()).await.coded()?;
+        let mut offers = Vec::new();
+        for terms in c
+            .offers()
             .filter_map(|o| c.terms_for_sale(self.sale, o.product.product))
-            .map(OfferView)
-            .collect())
+        {
+            let customer = app.customer_unit_price(&sale, &market, &terms).coded()?;
+            offers.push(OfferView(terms, Some(customer)));
+        }
+        Ok(offers)
     }
 }
 

@@ -280,8 +280,14 @@ impl LineView {
     async fn unit(&self) -> &str {
         &self.0.unit
     }
+    /// What the customer pays per unit (per kg for variable weight), VAT included.
     async fn unit_price_incl_vat(&self) -> Money {
         Money(self.0.unit_price_incl_vat)
+    }
+    /// R-CAT-2: the producer's own unit price, when the catalog adds the fees into the
+    /// customer's (null: the same price).
+    async fn producer_unit_price_incl_vat(&self) -> Option<Money> {
+        self.0.producer_unit_price_incl_vat.map(Money)
     }
     async fn vat_rate(&self) -> VatRate {
         VatRate(self.0.vat)

@@ -9,7 +9,9 @@ use crate::money::Money;
 use crate::vat::VatRate;
 
 use super::error::FeeError;
-use super::rule::{Beneficiary, FeeBase, FeePeriod, FeeRule, FeeSchedule, FixedPer, Share};
+use super::rule::{
+    AppliesTo, Beneficiary, FeeBase, FeePeriod, FeeRule, FeeSchedule, FixedPer, Share,
+};
 
 /// How amounts are rounded: half away from zero to the cent, at each line (R-FEE-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -294,6 +296,34 @@ impl FeeSchedule {
             }
         }
         Ok(self.stamped(lines))
+    }
+
+    /// R-CAT-2: the share of a customer price incl. VAT that the per-sale rules of `kind`
+    /// (`OnlinePayment` or `AllSales`) in force on `on` take at source, fees' VAT included,
+    /// for a product at `vat`: the sum over those rules of `rate x (1 + vat_on_fee)`, divided
+    /// by `1 + vat` for a rule whose base is the amount excl. VAT. Fixed parts are left out (a
+    /// price cannot carry a part per payment). The customer price that leaves the producer
+    /// their price is then `price / (1 - shares)` ([`crate::catalog::OfferTerms::customer_price`]).
+    pub fn share_of_price(
+        &self,
+        on: NaiveDate,
+        online: bool,
+        kind: AppliesTo,
+        vat: VatRate,
+    ) -> Decimal {
+        let hundred = Decimal::ONE_HUNDRED;
+        self.rules_in_force(on, online)
+            .into_iter()
+            .filter(|r| r.period.is_none() && r.applies_to == kind)
+            .map(|r| {
+                let rate: Decimal = r.split.iter().map(|s| s.rate).sum();
+                let with_vat = rate * (Decimal::ONE + r.vat_on_fee.percent() / hundred);
+                match r.base {
+                    FeeBase::InclVat => with_vat,
+                    FeeBase::ExclVat => with_vat / (Decimal::ONE + vat.percent() / hundred),
+                }
+            })
+            .sum()
     }
 
     /// The lines, each naming this schedule.

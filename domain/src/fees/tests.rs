@@ -1,5 +1,6 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
+use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use super::*;
@@ -316,7 +317,8 @@ fn r_fee_5_locavor_platform_and_manager_shares_on_sales_excl_vat() {
         .expect("fees");
     assert_eq!(of(&preparation, Beneficiary::Platform), m("15.00"));
     assert_eq!(of(&preparation, Beneficiary::MarketHost), m("22.00"));
-    let kept = m("200.00") - of(&preparation, Beneficiary::Platform)
+    let kept = m("200.00")
+        - of(&preparation, Beneficiary::Platform)
         - of(&preparation, Beneficiary::MarketHost);
     assert_eq!(kept, m("163.00"));
 }
@@ -645,5 +647,83 @@ proptest! {
         for line in &ofn {
             prop_assert_eq!(&recompute(line), line);
         }
+    }
+}
+
+/// R-CAT-2: the share of a customer price the chosen fees take at source, fees' VAT included:
+/// Cagette's payment fee 3 % x 1.2 = 3.6 % and service fee 6 % x 1.2 = 7.2 % of the amount
+/// incl. VAT; a rule on the amount excl. VAT (Locavor) is divided by 1 + the product's VAT.
+/// A price grossed up by them leaves the producer their price within a cent.
+#[test]
+fn r_cat_2_fees_into_prices_leave_the_producer_their_price() {
+    let cagette = schedule("cagette");
+    let on = d(2024, 6, 12);
+    let vat = VatRate::Reduced5_5;
+    let payment = cagette.share_of_price(on, true, AppliesTo::OnlinePayment, vat);
+    let service = cagette.share_of_price(on, true, AppliesTo::AllSales, vat);
+    assert_eq!(payment, dec!(0.036));
+    assert_eq!(service, dec!(0.072));
+    // On site, no payment fee is in force.
+    assert_eq!(
+        cagette.share_of_price(on, false, AppliesTo::OnlinePayment, vat),
+        Decimal::ZERO
+    );
+    let locavor = schedule("locavor_presence").share_of_price(on, false, AppliesTo::AllSales, vat);
+    assert_eq!(locavor, dec!(0.165) * dec!(1.2) / dec!(1.055));
+
+    // 10.00 with both fees: 10.00 / 0.892 = 11.2107... -> 11.21; the fees taken on 11.21 leave
+    // the producer 10.00.
+    let gross = Money::round(dec!(10.00) / (Decimal::ONE - payment - service));
+    assert_eq!(gross, m("11.21"));
+    let excl = vat.excl_vat(gross);
+    let fees: Money = cagette
+        .fees_for_share(&FeeInput {
+            on,
+            online: true,
+            amount_incl_vat: gross,
+            amount_excl_vat: excl,
+            items: 1,
+            orders: 1,
+        })
+        .expect("fees")
+        .iter()
+        .map(|l| l.amount_incl_vat)
+        .sum();
+    assert_eq!(gross - fees, m("10.00"));
+}
+
+proptest! {
+    /// R-CAT-2: for any producer price and VAT rate, Cagette's fees taken on the grossed-up
+    /// price leave the producer their price within a cent per unit.
+    #[test]
+    fn r_cat_2_any_grossed_up_price_keeps_the_producer_price_within_a_cent(
+        cents in 1i64..100_000,
+        vat in prop::sample::select(vec![VatRate::Zero, VatRate::Reduced5_5, VatRate::Intermediate10, VatRate::Standard20]),
+        online in any::<bool>(),
+    ) {
+        let cagette = schedule("cagette");
+        let on = d(2024, 6, 12);
+        let price = Money::from_cents(cents);
+        let shares = if online {
+            cagette.share_of_price(on, true, AppliesTo::OnlinePayment, vat)
+        } else {
+            Decimal::ZERO
+        } + cagette.share_of_price(on, online, AppliesTo::AllSales, vat);
+        let gross = Money::round(price.amount() / (Decimal::ONE - shares));
+        let fees: Money = cagette
+            .fees_for_share(&FeeInput {
+                on,
+                online,
+                amount_incl_vat: gross,
+                amount_excl_vat: vat.excl_vat(gross),
+                items: 1,
+                orders: 1,
+            })
+            .expect("fees")
+            .iter()
+            .map(|l| l.amount_incl_vat)
+            .sum();
+        let kept = gross - fees;
+        prop_assert!((kept - price).amount().abs() <= dec!(0.01), "{price} -> {gross}, kept {kept}");
     }
 }

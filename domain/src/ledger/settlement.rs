@@ -531,6 +531,7 @@ mod tests {
             name: "x".into(),
             unit: "piece".into(),
             unit_price_incl_vat: amount,
+            producer_unit_price_incl_vat: None,
             vat,
             variable_weight: false,
             estimated_weight_kg: None,

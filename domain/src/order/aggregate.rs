@@ -32,6 +32,9 @@ pub struct Line {
     pub name: String,
     pub unit: String,
     pub unit_price_incl_vat: Money,
+    /// R-CAT-2: the producer's price beside the customer's, when fees were added into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_unit_price_incl_vat: Option<Money>,
     pub vat: VatRate,
     pub variable_weight: bool,
     pub estimated_weight_kg: Option<Decimal>,
@@ -296,6 +299,7 @@ impl Order {
             name: input.name,
             unit: input.unit,
             unit_price_incl_vat: input.unit_price_incl_vat,
+            producer_unit_price_incl_vat: input.producer_unit_price_incl_vat,
             vat: input.vat,
             variable_weight: input.variable_weight,
             estimated_weight_kg,

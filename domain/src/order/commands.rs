@@ -20,8 +20,12 @@ pub struct LineInput {
     pub product: ProductId,
     pub name: String,
     pub unit: String,
-    /// Per unit, or per kg for a variable-weight product.
+    /// Per unit, or per kg for a variable-weight product: what the customer pays.
     pub unit_price_incl_vat: Money,
+    /// R-CAT-2: the producer's own price when the catalog adds fees into the customer's
+    /// (`unit_price_incl_vat` is then grossed up from it); `None`: the same price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_unit_price_incl_vat: Option<Money>,
     pub vat: VatRate,
     pub variable_weight: bool,
     /// Estimated weight of one unit, in kg, for variable-weight products.

@@ -103,6 +103,7 @@ pub fn line(
         name: name.into(),
         unit: "piece".into(),
         unit_price_incl_vat: eur(price),
+        producer_unit_price_incl_vat: None,
         vat,
         variable_weight: false,
         estimated_weight_kg: None,

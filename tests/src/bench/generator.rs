@@ -669,6 +669,7 @@ async fn place_order(
             name: terms.name.clone(),
             unit: terms.unit.clone(),
             unit_price_incl_vat: terms.price_incl_vat,
+            producer_unit_price_incl_vat: None,
             vat: terms.vat,
             variable_weight: terms.variable_weight,
             estimated_weight_kg: terms.estimated_weight_kg,

@@ -230,6 +230,7 @@ impl Peer {
                         name: t.name,
                         unit: t.unit,
                         unit_price_incl_vat: t.price_incl_vat,
+                        producer_unit_price_incl_vat: None,
                         vat: t.vat,
                         variable_weight: t.variable_weight,
                         estimated_weight_kg: t.estimated_weight_kg,
