@@ -227,9 +227,9 @@ impl App {
 
     /// R-CAT-2: the unit price a customer pays for an offer in a sale: the producer's price,
     /// grossed up when the catalog adds the online payment fee (online markets only) and/or the
-    /// service fee into its prices, so that after the fees of the market's schedule taken at
-    /// source the producer keeps their price (within a cent per unit; fixed parts are not
-    /// carried by prices). See [`etal_domain::fees::FeeSchedule::share_of_price`] and
+    /// service fee into its prices, so that the customer bears the chosen fees of the market's
+    /// schedule: with both, the producer keeps their price (within a cent per unit); with one,
+    /// what they would keep if that fee did not exist. Fixed parts are not carried by prices. See [`etal_domain::fees::FeeSchedule::share_of_price`] and
     /// [`etal_domain::catalog::OfferTerms::customer_price`].
     pub fn customer_unit_price(
         &self,
@@ -259,7 +259,8 @@ impl App {
 
     /// R-FEE-5: a platform administrator chooses a market's fee schedule from a date (today
     /// or later, Europe/Paris); fees already computed never change. The schedule must be one
-    /// the service loaded.
+    /// the service loaded, and no sale on or after `from` may have opened its orders
+    /// (`FEE_SCHEDULE_SALE_OPEN`: its prices and fees are set, R-CAT-3).
     pub async fn assign_fee_schedule(
         &self,
         ctx: &Ctx,
@@ -294,12 +295,39 @@ impl App {
                     })
                 })
                 .map_err(rejected)?;
+                if !m.pending().is_empty() {
+                    self.no_open_sale_from(market, from).await?;
+                }
                 let mut changes = Changes::new();
                 changes.stream(&m)?;
                 Ok(Decided::new(changes, ()))
             })
             .await?;
         Ok(Done::new((), flowed.position))
+    }
+
+    /// R-CAT-3: everyone in one sale pays the same price, and prices may carry fees (R-CAT-2):
+    /// a new fee schedule never reaches a sale of `market` on or after `from` whose order
+    /// period has opened (`FEE_SCHEDULE_SALE_OPEN`).
+    async fn no_open_sale_from(&self, market: MarketId, from: NaiveDate) -> Result<(), AppError> {
+        let now = self.now();
+        let horizon = paris_date(now) + chrono::Duration::days(366);
+        if from <= horizon {
+            for sale in self.market_sales(market, from, horizon).await? {
+                let (s, _) = self.load::<Sale>(sale).await?;
+                if s.participations().values().any(|p| p.opens_at <= now) {
+                    return Err(AppError::Rejected {
+                        code: "FEE_SCHEDULE_SALE_OPEN",
+                        message: format!(
+                            "the sale of {} has opened its orders at the current fees; choose a \
+                             date after it",
+                            s.date().map(|d| d.to_string()).unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The money of every order placed for a sale, folded from the order events.

@@ -224,6 +224,19 @@ async fn market_with_sale(
     slot: &Slot,
     sellers: &[&Seller],
 ) -> (String, String) {
+    let market = market_only(api, admin, name, slot, sellers).await;
+    let sale = todays_sale(api, admin, &market, slot).await;
+    (market, sale)
+}
+
+/// An online market of `admin` with the slot and the sellers' catalogs linked, no sale yet.
+async fn market_only(
+    api: &Api,
+    admin: &Who,
+    name: &str,
+    slot: &Slot,
+    sellers: &[&Seller],
+) -> String {
     let d = api
         .ok(
             admin,
@@ -241,6 +254,11 @@ async fn market_with_sale(
         )
         .await;
     }
+    market
+}
+
+/// The market's one sale of today, generated.
+async fn todays_sale(api: &Api, admin: &Who, market: &str, slot: &Slot) -> String {
     let d = api
         .ok(
             admin,
@@ -250,7 +268,7 @@ async fn market_with_sale(
         .await;
     let ids = d["generateSales"]["saleIds"].as_array().unwrap();
     assert_eq!(ids.len(), 1, "one sale today: {d}");
-    (market, ids[0].as_str().unwrap().to_string())
+    ids[0].as_str().unwrap().to_string()
 }
 
 /// R-SAL-2, R-SAL-3: the seller takes part in the sales, orders opening an hour before the
@@ -855,10 +873,11 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
     let today = slot.day;
     let tomorrow = today.succ_opt().unwrap();
     let in_a_week = today + chrono::Duration::days(7);
-    let (market_a, sale_a) = market_with_sale(&api, &admin, "Segonzac", &slot, &[&jam]).await;
-    let (market_b, sale_b) = market_with_sale(&api, &admin, "Jarnac", &slot, &[&jam]).await;
+    let market_a = market_only(&api, &admin, "Segonzac", &slot, &[&jam]).await;
+    let market_b = market_only(&api, &admin, "Jarnac", &slot, &[&jam]).await;
 
-    // Assigned by the platform administrator before the orders, the later date first.
+    // Assigned by the platform administrator before any sale opens its orders (R-CAT-3: a
+    // choice never reaches a sale whose orders are open), the later date first.
     let later = mutate(
         &api,
         &platform,
@@ -903,6 +922,8 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
     .await;
 
     // Today's sales of both markets.
+    let sale_a = todays_sale(&api, &admin, &market_a, &slot).await;
+    let sale_b = todays_sale(&api, &admin, &market_b, &slot).await;
     participate(&api, &jam, &[&sale_a, &sale_b]).await;
     periods_open(&api, &sale_a, 1, &slot).await;
     periods_open(&api, &sale_b, 1, &slot).await;

@@ -77,12 +77,15 @@ pub type FrozenOffer = OfferTerms;
 impl OfferTerms {
     /// The unit price the customer sees, VAT included.
     ///
-    /// Without fee options it is `price_incl_vat`. With them, the price is grossed up so that
-    /// once the chosen fees are taken at source from what the customer pays, the producer keeps
-    /// their price: `round(price_incl_vat / (1 - rates))`, where `rates` is the sum of the chosen
-    /// rates among `payment_fee_rate` and `service_fee_rate`, each a fraction of the amount paid
-    /// VAT included (0.036 for the 3.6 % incl. VAT payment fee), and the rounding is half away
-    /// from zero to the cent. `None` when a rate is negative or the chosen rates reach 1.
+    /// Without fee options it is `price_incl_vat`. With them, the customer bears the chosen
+    /// fees: the price is grossed up so that once every fee is taken at source from what the
+    /// customer pays, the producer keeps what they would keep if the chosen fees did not exist:
+    /// `round(price_incl_vat x (1 - others) / (1 - all))`, where `all` is
+    /// `payment_fee_rate + service_fee_rate` and `others` the rates not chosen, each a fraction
+    /// of the amount paid VAT included (0.036 for the 3.6 % incl. VAT payment fee; pass 0 for a
+    /// fee not in force, e.g. the payment fee on site), rounded half away from zero to the
+    /// cent. With both chosen: `round(price / (1 - all))`, the producer keeps their price.
+    /// `None` when a rate is negative or the rates reach 1.
     pub fn customer_price(
         &self,
         payment_fee_rate: Decimal,
@@ -91,20 +94,25 @@ impl OfferTerms {
         if payment_fee_rate.is_sign_negative() || service_fee_rate.is_sign_negative() {
             return None;
         }
-        let mut rates = Decimal::ZERO;
-        if self.fees.include_payment_fee {
-            rates = rates.checked_add(payment_fee_rate)?;
+        if !self.fees.include_payment_fee && !self.fees.include_service_fee {
+            return Some(self.price_incl_vat);
         }
-        if self.fees.include_service_fee {
-            rates = rates.checked_add(service_fee_rate)?;
-        }
-        if rates >= Decimal::ONE {
+        let all = payment_fee_rate.checked_add(service_fee_rate)?;
+        if all >= Decimal::ONE {
             return None;
+        }
+        let mut others = Decimal::ZERO;
+        if !self.fees.include_payment_fee {
+            others += payment_fee_rate;
+        }
+        if !self.fees.include_service_fee {
+            others += service_fee_rate;
         }
         let gross = self
             .price_incl_vat
             .amount()
-            .checked_div(Decimal::ONE - rates)?;
+            .checked_mul(Decimal::ONE - others)?
+            .checked_div(Decimal::ONE - all)?;
         Some(Money::round(gross))
     }
 }

@@ -417,13 +417,23 @@ fn fee_options_add_the_fees_into_the_customer_price() {
             include_service_fee: false,
         },
     });
-    // 3.20 / (1 - 0.036) = 3.3195... -> 3.32; the 3.6 % fee on 3.32 is 0.12, the producer keeps 3.20.
+    // The customer bears the payment fee, the producer the service fee on their own price:
+    // 3.20 x (1 - 0.072) / (1 - 0.108) = 3.3291... -> 3.33; the fees on 3.33 (10.8 %, 0.36)
+    // leave 2.97, what 3.20 leaves without a payment fee (3.20 - 7.2 % = 2.9696).
     let with_payment = state(events.clone());
     let price = with_payment
         .customer_price(apples(), payment, service)
         .expect("price");
-    assert_eq!(price, m("3.32"));
-    assert_eq!(price - price.times(payment), m("3.20"));
+    assert_eq!(price, m("3.33"));
+    assert_eq!(
+        price - price.times(payment + service),
+        m("3.20") - m("3.20").times(service)
+    );
+    // On site the payment fee is not in force (rate 0): the option changes nothing.
+    assert_eq!(
+        with_payment.customer_price(apples(), dec!(0), service),
+        Some(m("3.20"))
+    );
     events.push(CatalogEvent::FeeOptionsSet {
         options: FeeOptions {
             include_payment_fee: true,

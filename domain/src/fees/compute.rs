@@ -302,8 +302,8 @@ impl FeeSchedule {
     /// (`OnlinePayment` or `AllSales`) in force on `on` take at source, fees' VAT included,
     /// for a product at `vat`: the sum over those rules of `rate x (1 + vat_on_fee)`, divided
     /// by `1 + vat` for a rule whose base is the amount excl. VAT. Fixed parts are left out (a
-    /// price cannot carry a part per payment). The customer price that leaves the producer
-    /// their price is then `price / (1 - shares)` ([`crate::catalog::OfferTerms::customer_price`]).
+    /// price cannot carry a part per payment). The customer price is then
+    /// [`crate::catalog::OfferTerms::customer_price`] of these shares.
     pub fn share_of_price(
         &self,
         on: NaiveDate,
