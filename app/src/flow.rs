@@ -11,8 +11,11 @@
 //!
 //! The states flows decide on are kept in memory with their versions (bounded, oldest dropped
 //! first): the next flow reads only the events written after the version it holds, in the
-//! same single read as the streams it does not hold, so a decision is always on the stored
-//! state and a busy stream is never folded from its snapshot again.
+//! same single read as the streams it does not hold, and not at all when that version was
+//! verified in the last [`FRESH`] (50 ms: a busy sale's queue decides with no read). A write of
+//! this process outside the queues forgets what was kept of its streams; a writer in another
+//! process is seen at most 50 ms later, and a commit on a stream it moved conflicts and decides
+//! again on what is stored.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,11 +35,18 @@ use uuid::Uuid;
 use super::{App, AppError, Ctx};
 use etal_store::log::Position;
 
-/// A stream's state at a version (as a commit left it, or as read), with when it was last used.
+/// A stream's state at a version (as a commit left it, or as read), with when that version was
+/// last known to be the stored one.
 type Cached = (Arc<dyn Any + Send + Sync>, i64, Instant);
 
-/// How many stream states a process keeps; past it, the least recently used quarter goes.
+/// How many stream states a process keeps; past it, the quarter verified longest ago goes.
 const KEPT_STATES: usize = 20_000;
+
+/// A state verified this recently is decided on without reading the stream again: a busy
+/// sale's queue of orders then decides one after the other with no read at all. A writer in
+/// another process is seen at most this much later (its write makes a commit that also writes
+/// the stream conflict and decide again on what is stored).
+const FRESH: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What a flow decided: the changes to commit and the answer to give.
 pub struct Decided<T> {
@@ -86,6 +96,8 @@ pub struct Flowed<T> {
 pub struct TurnedLoad {
     loaded: Loaded,
     base: HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>,
+    /// States verified within [`FRESH`], not read.
+    fresh: HashMap<String, (Arc<dyn Any + Send + Sync>, i64)>,
 }
 
 /// A queue per hot stream inside this process: flows that write the same stream take turns.
@@ -141,12 +153,22 @@ impl StreamLocks {
         }
     }
 
-    /// The state kept for `key`, and its version.
-    fn cached(&self, key: &str) -> Option<(Arc<dyn Any + Send + Sync>, i64)> {
+    /// The state kept for `key`, its version, and whether that version was verified within
+    /// [`FRESH`].
+    fn cached(&self, key: &str) -> Option<(Arc<dyn Any + Send + Sync>, i64, bool)> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (state, version, verified) = cache.get(key)?;
+        Some((state.clone(), *version, verified.elapsed() < FRESH))
+    }
+
+    /// The kept version of `key` was just read again unchanged.
+    fn verified(&self, key: &str, version: i64) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (state, version, used) = cache.get_mut(key)?;
-        *used = Instant::now();
-        Some((state.clone(), *version))
+        if let Some((_, kept, at)) = cache.get_mut(key) {
+            if *kept == version {
+                *at = Instant::now();
+            }
+        }
     }
 
     /// Keeps the states a commit left for the queues the flow holds (nobody else of this
@@ -293,9 +315,21 @@ impl App {
                 .map_err(|e| AppError::Internal(format!("answer of a flow: {e}")))?;
             let committed = self.bus.commit(&decided.changes, cc, &result).await;
             match &committed {
-                Ok(_) => self
-                    .locks
-                    .keep(&turns, std::mem::take(&mut decided.remember)),
+                Ok(_) => {
+                    // Streams written without their state kept for the next turn: what this
+                    // process kept of them is not trusted any more.
+                    let remembered: Vec<&String> =
+                        decided.remember.iter().map(|(k, _)| k).collect();
+                    let stale: Vec<String> = decided
+                        .changes
+                        .streams()
+                        .map(|(t, i)| format!("{t}:{i}"))
+                        .filter(|k| !remembered.contains(&k) || !turns.contains(k))
+                        .collect();
+                    self.locks.forget(&stale);
+                    self.locks
+                        .keep(&turns, std::mem::take(&mut decided.remember));
+                }
                 Err(_) => self.locks.forget(&turns),
             }
             drop(held);
@@ -334,25 +368,32 @@ impl App {
     }
 
     /// Reads `refs` in one round trip: a stream whose state is kept from after its version,
-    /// the others from their snapshot; take each with [`App::take_turned`].
+    /// the others from their snapshot; a state verified within [`FRESH`] is not read at all.
+    /// Take each with [`App::take_turned`].
     pub async fn load_turned_many(&self, refs: Vec<StreamRef>) -> Result<TurnedLoad, AppError> {
         let mut base = HashMap::new();
+        let mut fresh = HashMap::new();
         let refs: Vec<StreamRef> = refs
             .into_iter()
-            .map(|r| {
+            .filter_map(|r| {
                 let key = format!("{}:{}", r.aggregate_type, r.id);
                 match self.locks.cached(&key) {
-                    Some((state, version)) => {
-                        base.insert(key, (state, version));
-                        r.after(version)
+                    Some((state, version, true)) => {
+                        fresh.insert(key, (state, version));
+                        None
                     }
-                    None => r,
+                    Some((state, version, false)) => {
+                        base.insert(key, (state, version));
+                        Some(r.after(version))
+                    }
+                    None => Some(r),
                 }
             })
             .collect();
         Ok(TurnedLoad {
             loaded: self.bus.load_many(&refs).await?,
             base,
+            fresh,
         })
     }
 
@@ -366,6 +407,13 @@ impl App {
         A: EsAggregate + Clone + Send + Sync + 'static,
     {
         let key = turn_key::<A>(id);
+        let fresh = load
+            .fresh
+            .remove(&key)
+            .and_then(|(state, version)| state.downcast_ref::<A>().map(|a| (a.clone(), version)));
+        if let Some((state, version)) = fresh {
+            return Ok(Stream::new(id, state, version));
+        }
         if !load.loaded.has::<A>(id) {
             // Not asked of the read: read it alone.
             let stream = self.bus.load_stream::<A>(id).await?;
@@ -381,6 +429,7 @@ impl App {
             Some((state, version)) => {
                 let stream = load.loaded.take_onto::<A>(id, state, version).await?;
                 if stream.version == version {
+                    self.locks.verified(&key, version);
                     return Ok(stream);
                 }
                 stream

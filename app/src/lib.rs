@@ -200,10 +200,11 @@ impl App {
         A::Command: Clone,
         A::Error: Coded,
     {
-        Ok(self
-            .bus
-            .execute::<A>(&id.to_string(), command, &(), cc)
-            .await?)
+        let id = id.to_string();
+        let out = self.bus.execute::<A>(&id, command, &(), cc).await;
+        // A state this process kept is not trusted any more (see `flow::FRESH`).
+        self.locks.forget(&[flow::turn_key::<A>(&id)]);
+        Ok(out?)
     }
 
     /// The state of an aggregate and its version (0: it does not exist).

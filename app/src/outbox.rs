@@ -371,6 +371,9 @@ impl App {
         for attempt in 1..=self.bus.max_attempts() {
             let mut changes = decide().await?;
             changes.settle_outbox(id, m.attempts, delivered, result.clone());
+            // The streams this settlement writes: states this process kept are not trusted.
+            let written: Vec<String> = changes.streams().map(|(t, i)| format!("{t}:{i}")).collect();
+            self.locks.forget(&written);
             // A savepoint: a stream that moved meanwhile is decided again, the row still held.
             let mut sp = sqlx::Acquire::begin(&mut **tx).await?;
             match self

@@ -256,6 +256,13 @@ impl Changes {
     }
 
     /// True when the commit would write no event, message, schedule or settlement.
+    /// The streams written, as (aggregate type, id).
+    pub fn streams(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.writes
+            .iter()
+            .map(|w| (w.aggregate_type, w.aggregate_id.as_str()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
             && self.outbox.is_empty()
