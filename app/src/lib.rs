@@ -69,8 +69,9 @@ pub struct App {
     pub fees: Arc<etal_domain::fees::FeeSchedules>,
     /// Turns of this process's flows on hot streams (see [`flow::StreamLocks`]).
     pub locks: Arc<flow::StreamLocks>,
-    /// Reads of an order's facts in flight, shared by the orders that need the same ones.
-    pub(crate) facts: Arc<order::FactsInFlight>,
+    /// What orders know before they decide (who sells on each catalog, the sale's year and
+    /// market), and the reads of it in flight (see `App::order_hint`).
+    pub(crate) hints: Arc<order::OrderHints>,
 }
 
 /// Who calls, and the idempotency key of the request, if any.
@@ -175,7 +176,7 @@ impl App {
             settings: Settings::default(),
             fees: Arc::new(money::embedded_fee_schedules()),
             locks: Arc::new(flow::StreamLocks::default()),
-            facts: Arc::default(),
+            hints: Arc::default(),
         }
     }
 

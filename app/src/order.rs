@@ -85,7 +85,7 @@ impl OrderHint {
 
 /// Order hints known to this process, and reads of them in flight (see [`App::order_hint`]).
 #[derive(Default)]
-pub(crate) struct FactsInFlight {
+pub(crate) struct OrderHints {
     known: std::sync::Mutex<BTreeMap<String, Arc<OrderHint>>>,
     reads: std::sync::Mutex<BTreeMap<String, HintRead>>,
 }
@@ -471,7 +471,7 @@ impl App {
         let catalogs: BTreeSet<CatalogId> = lines.iter().map(|l| l.catalog).collect();
         let key = format!("{sale_id}:{catalogs:?}");
         if let Some(h) = self
-            .facts
+            .hints
             .known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -480,7 +480,7 @@ impl App {
             return Ok(h.clone());
         }
         let flight = {
-            let mut map = self.facts.reads.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.hints.reads.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(&key) {
                 Some(f) => f.clone(),
                 None => {
@@ -491,13 +491,13 @@ impl App {
                         let hint = app.read_hint(sale_id, &catalogs).await.ok().map(Arc::new);
                         if let Some(h) = &hint {
                             let mut known =
-                                app.facts.known.lock().unwrap_or_else(|p| p.into_inner());
+                                app.hints.known.lock().unwrap_or_else(|p| p.into_inner());
                             if known.len() >= HINTS_KEPT {
                                 known.clear();
                             }
                             known.insert(done_key.clone(), h.clone());
                         }
-                        app.facts
+                        app.hints
                             .reads
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

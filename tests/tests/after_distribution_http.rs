@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 use etal_domain::Role;
-use graphql_common::{Api, Who, OPEN_ACCOUNT, PLACE_ORDER};
+use graphql_common::{
+    balance_events, caught_up, instant, mutate, until, Api, Who, OPEN_ACCOUNT, PLACE_ORDER,
+};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -255,12 +257,6 @@ async fn setup(api: &Api) -> Setup {
     }
 }
 
-fn instant(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a DateTime: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 impl Setup {
     fn line(&self, product: &str, quantity: i64) -> Value {
         json!({"catalogId": self.catalog, "productId": product, "quantity": quantity})
@@ -390,57 +386,6 @@ impl Placed {
 // Reading what was written
 // ---------------------------------------------------------------------------------------------
 
-/// Polls `f` until it answers `Ok`, at most `timeout`; panics with the last answer.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Value>>,
-{
-    let started = Instant::now();
-    loop {
-        match f().await {
-            Ok(t) => return t,
-            Err(last) => {
-                if started.elapsed() > timeout {
-                    panic!(
-                        "{what}: not within {timeout:?}; last seen:\n{}",
-                        serde_json::to_string_pretty(&last).unwrap()
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until every projection has applied the log's head.
-async fn caught_up(api: &Api) {
-    let started = Instant::now();
-    let mut last = Value::Null;
-    while started.elapsed() < Duration::from_secs(10) {
-        let (_, body) = api
-            .raw(None, "{ projections { name position head } }", json!({}))
-            .await;
-        if let Some(list) = body["data"]["projections"].as_array() {
-            let done = !list.is_empty()
-                && list.iter().all(|p| {
-                    let pos = p["position"].as_str().unwrap_or("");
-                    let head = p["head"].as_str().unwrap_or("");
-                    match (pos.parse::<i64>(), head.parse::<i64>()) {
-                        (Ok(a), Ok(b)) => a >= b,
-                        _ => pos == head,
-                    }
-                });
-            if done {
-                return;
-            }
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projections never caught up with the head: {last}");
-}
-
 /// How many events of this type are stored (the public `eventCounts`).
 async fn event_count(api: &Api, aggregate_type: &str, event_type: &str) -> u64 {
     let (_, body) = api
@@ -519,29 +464,6 @@ async fn refund_debits(pool: &PgPool, producer: &str) -> Vec<(String, String, St
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-async fn balance_events(pool: &PgPool, producer: &str, event_type: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' \
-         AND aggregate_id = $1 AND event_type = $2",
-    )
-    .bind(producer)
-    .bind(event_type)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
-/// Sends a mutation, which must answer without errors; returns `data`.
-async fn mutate(api: &Api, who: &Who, query: &str, vars: Value) -> Value {
-    let body = api.call(who, query, vars.clone()).await;
-    assert!(
-        body.get("errors").is_none(),
-        "request {query}\nvariables {vars}\nanswered\n{}",
-        serde_json::to_string_pretty(&body).unwrap()
-    );
-    body["data"].clone()
 }
 
 /// Design property 5: the same request with the same key, again: the same answer, and nothing

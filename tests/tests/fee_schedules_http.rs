@@ -26,8 +26,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 use etal_domain::Role;
-use graphql_common::{code, Api, Who, OPEN_ACCOUNT, PLACE_ORDER, SECRET};
-use rust_decimal::{Decimal, RoundingStrategy};
+use graphql_common::{
+    balance_events, caught_up, code, dec, instant, mutate, recomputes, until, Api, Who,
+    OPEN_ACCOUNT, PLACE_ORDER, SECRET,
+};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -147,12 +150,6 @@ async fn slot_soon() -> Slot {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn instant(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a DateTime: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
 }
 
 /// A producer (Pro plan) with one product (VAT 5.5 %, stock 20) offered at its price in a
@@ -423,101 +420,9 @@ fn fee_line<'a>(credit: &'a Value, rule: &str, beneficiary: &str) -> &'a Value {
     lines[0]
 }
 
-fn dec(v: &Value) -> Decimal {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a decimal string: {v}"))
-        .parse()
-        .unwrap_or_else(|_| panic!("not a decimal: {v}"))
-}
-
-fn cent(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
-}
-
-/// R-FEE-3: an auditor recomputes a line from what it records: `amountExclVat =
-/// round(baseAmount * rate) + fixedPart`, `vat = round(amountExclVat * vatRate %)`,
-/// `amountInclVat = amountExclVat + vat`, rounded half away from zero to the cent.
-fn recomputes(line: &Value) {
-    assert_eq!(line["rounding"], "half_away_from_zero_cent", "{line}");
-    let excl = cent(dec(&line["baseAmount"]) * dec(&line["rate"])) + dec(&line["fixedPart"]);
-    let vat = cent(excl * dec(&line["vatRate"]) / Decimal::ONE_HUNDRED);
-    assert_eq!(
-        (
-            dec(&line["amountExclVat"]),
-            dec(&line["vat"]),
-            dec(&line["amountInclVat"])
-        ),
-        (excl, vat, excl + vat),
-        "R-FEE-3: the line recomputes from its inputs: {line}"
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading what was written
 // ---------------------------------------------------------------------------------------------
-
-/// Polls `f` until it answers `Ok`, at most `timeout`; panics with the last answer.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Value>>,
-{
-    let started = Instant::now();
-    loop {
-        match f().await {
-            Ok(t) => return t,
-            Err(last) => {
-                if started.elapsed() > timeout {
-                    panic!(
-                        "{what}: not within {timeout:?}; last seen:\n{}",
-                        serde_json::to_string_pretty(&last).unwrap()
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until every projection has applied the log's head.
-async fn caught_up(api: &Api) {
-    let started = Instant::now();
-    let mut last = Value::Null;
-    while started.elapsed() < Duration::from_secs(10) {
-        let (_, body) = api
-            .raw(None, "{ projections { name position head } }", json!({}))
-            .await;
-        if let Some(list) = body["data"]["projections"].as_array() {
-            let done = !list.is_empty()
-                && list.iter().all(|p| {
-                    let pos = p["position"].as_str().unwrap_or("");
-                    let head = p["head"].as_str().unwrap_or("");
-                    match (pos.parse::<i64>(), head.parse::<i64>()) {
-                        (Ok(a), Ok(b)) => a >= b,
-                        _ => pos == head,
-                    }
-                });
-            if done {
-                return;
-            }
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projections never caught up with the head: {last}");
-}
-
-async fn balance_events(pool: &PgPool, producer: &str, event_type: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' \
-         AND aggregate_id = $1 AND event_type = $2",
-    )
-    .bind(producer)
-    .bind(event_type)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
 
 /// The (schedule, from) of every `FeeScheduleAssigned` of a market, in order.
 async fn assignments(pool: &PgPool, market: &str) -> Vec<(String, String)> {
@@ -542,17 +447,6 @@ async fn market_events(pool: &PgPool, market: &str) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-/// Sends a mutation, which must answer without errors; returns `data`.
-async fn mutate(api: &Api, who: &Who, query: &str, vars: Value) -> Value {
-    let body = api.call(who, query, vars.clone()).await;
-    assert!(
-        body.get("errors").is_none(),
-        "request {query}\nvariables {vars}\nanswered\n{}",
-        serde_json::to_string_pretty(&body).unwrap()
-    );
-    body["data"].clone()
 }
 
 /// An assignment that must be refused with this `extensions.code`, and write nothing on the

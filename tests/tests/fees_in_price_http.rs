@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 use etal_domain::Role;
-use graphql_common::{code, Api, Who, OPEN_ACCOUNT};
-use rust_decimal::{Decimal, RoundingStrategy};
+use graphql_common::{
+    balance_events, caught_up, cent, code, dec, instant, recomputes, until, Api, Who, OPEN_ACCOUNT,
+};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 /// The delivery delay is 0 (units delivered as soon as the sale ends), the scheduler and the
 /// outbox worker look every 200 ms; the rate limit is not under test (the polls share buckets).
@@ -76,19 +77,8 @@ fn payouts_q() -> String {
 // Amounts
 // ---------------------------------------------------------------------------------------------
 
-fn dec(v: &Value) -> Decimal {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a decimal string: {v}"))
-        .parse()
-        .unwrap_or_else(|_| panic!("not a decimal: {v}"))
-}
-
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
-}
-
-fn cent(x: Decimal) -> Decimal {
-    x.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
 /// R-CAT-2: the customer's unit price for a producer's price and the shares of the chosen fees.
@@ -101,22 +91,6 @@ fn customer_price_bearing(price: &str, chosen: Decimal, all: Decimal) -> String 
 /// [`customer_price_bearing`] when every fee in force is chosen.
 fn customer_price(price: &str, shares: Decimal) -> String {
     customer_price_bearing(price, shares, shares)
-}
-
-/// R-FEE-3: an auditor recomputes a line from what it records.
-fn recomputes(line: &Value) {
-    assert_eq!(line["rounding"], "half_away_from_zero_cent", "{line}");
-    let excl = cent(dec(&line["baseAmount"]) * dec(&line["rate"])) + dec(&line["fixedPart"]);
-    let vat = cent(excl * dec(&line["vatRate"]) / Decimal::ONE_HUNDRED);
-    assert_eq!(
-        (
-            dec(&line["amountExclVat"]),
-            dec(&line["vat"]),
-            dec(&line["amountInclVat"])
-        ),
-        (excl, vat, excl + vat),
-        "R-FEE-3: the line recomputes from its inputs: {line}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,12 +158,6 @@ async fn slot_soon() -> Slot {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn instant(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a DateTime: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
 }
 
 /// A producer (Pro plan) with products (VAT 5.5 %, stock 20 each) offered at their prices in a
@@ -480,69 +448,6 @@ fn assert_line(
         dec(&line["amountInclVat"]),
         "{line}"
     );
-}
-
-/// Polls `f` until it answers `Ok`, at most `timeout`; panics with the last answer.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Value>>,
-{
-    let started = Instant::now();
-    loop {
-        match f().await {
-            Ok(t) => return t,
-            Err(last) => {
-                if started.elapsed() > timeout {
-                    panic!(
-                        "{what}: not within {timeout:?}; last seen:\n{}",
-                        serde_json::to_string_pretty(&last).unwrap()
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until every projection has applied the log's head.
-async fn caught_up(api: &Api) {
-    let started = Instant::now();
-    let mut last = Value::Null;
-    while started.elapsed() < Duration::from_secs(10) {
-        let (_, body) = api
-            .raw(None, "{ projections { name position head } }", json!({}))
-            .await;
-        if let Some(list) = body["data"]["projections"].as_array() {
-            let done = !list.is_empty()
-                && list.iter().all(|p| {
-                    let pos = p["position"].as_str().unwrap_or("");
-                    let head = p["head"].as_str().unwrap_or("");
-                    match (pos.parse::<i64>(), head.parse::<i64>()) {
-                        (Ok(a), Ok(b)) => a >= b,
-                        _ => pos == head,
-                    }
-                });
-            if done {
-                return;
-            }
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projections never caught up with the head: {last}");
-}
-
-async fn balance_events(pool: &PgPool, producer: &str, event_type: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' \
-         AND aggregate_id = $1 AND event_type = $2",
-    )
-    .bind(producer)
-    .bind(event_type)
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 /// R-STK-4, R-SAL-6: waits until the sale is DISTRIBUTED, then its market's administrator

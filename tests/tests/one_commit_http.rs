@@ -9,7 +9,7 @@ mod graphql_common;
 use std::time::{Duration, Instant};
 
 use etal_domain::Role;
-use graphql_common::{code, fixture, Api, Fixture, Who, OPEN_ACCOUNT, PLACE_ORDER};
+use graphql_common::{caught_up, code, fixture, Api, Fixture, Who, OPEN_ACCOUNT, PLACE_ORDER};
 use serde_json::{json, Value};
 
 /// The rate limit is not under test here: the polling reads share the anonymous bucket.
@@ -24,35 +24,6 @@ const ADD_PRODUCT: &str = "mutation($p: UUID!, $input: ProductInput!) { addProdu
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Waits until every projection has applied the log's head, so that reads after it see every
-/// committed event (a late duplicate cannot hide behind a lagging projection).
-async fn caught_up(api: &Api) {
-    let started = Instant::now();
-    let mut last = Value::Null;
-    while started.elapsed() < Duration::from_secs(10) {
-        let (_, body) = api
-            .raw(None, "{ projections { name position head } }", json!({}))
-            .await;
-        if let Some(list) = body["data"]["projections"].as_array() {
-            let done = !list.is_empty()
-                && list.iter().all(|p| {
-                    let pos = p["position"].as_str().unwrap_or("");
-                    let head = p["head"].as_str().unwrap_or("");
-                    match (pos.parse::<i64>(), head.parse::<i64>()) {
-                        (Ok(a), Ok(b)) => a >= b,
-                        _ => pos == head,
-                    }
-                });
-            if done {
-                return;
-            }
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the projections never caught up with the head: {last}");
-}
 
 /// How many events of this type are stored (the `event_counts` projection, public).
 async fn events(api: &Api, aggregate_type: &str, event_type: &str) -> u64 {

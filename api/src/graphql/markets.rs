@@ -443,10 +443,6 @@ impl MarketQuery {
     /// R-FEE-3, R-FEE-5: the fee schedules this service loaded (any signed-in user).
     async fn fee_schedules(&self, ctx: &Context<'_>) -> Result<Vec<FeeScheduleInfo>> {
         actor(ctx)?;
-        let tag = |v: serde_json::Value| match v {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
         Ok(app(ctx)
             .fee_schedules()
             .schedules
@@ -463,9 +459,9 @@ impl MarketQuery {
                         valid_from: Date(r.valid_from),
                         valid_until: r.valid_until.map(Date),
                         label: r.label.clone(),
-                        base: tag(serde_json::to_value(r.base).unwrap_or_default()),
+                        base: super::reads::tag(&r.base),
                         rate: super::scalars::Decimal(r.rate),
-                        applies_to: tag(serde_json::to_value(r.applies_to).unwrap_or_default()),
+                        applies_to: super::reads::tag(&r.applies_to),
                         definition: serde_json::to_string(r).unwrap_or_default(),
                     })
                     .collect(),

@@ -759,7 +759,7 @@ pub struct FeeLineView {
 }
 
 /// The serde name of a unit enum value ("platform", "incl_vat"...).
-fn tag<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn tag<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),

@@ -1,7 +1,11 @@
 //! Shared by the graphql_* tests: a server with a signing key, tokens, and a GraphQL client.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use sqlx::PgPool;
 
 use etal_api::auth::{mint, JwtKey};
 use etal_domain::ids::UserId;
@@ -265,3 +269,116 @@ pub async fn fixture(api: &Api) -> Fixture {
 }
 
 pub const PLACE_ORDER: &str = "mutation($s: UUID!, $lines: [LineInput!]!, $k: String) { placeOrder(saleId: $s, lines: $lines, idempotencyKey: $k) { orderId position order { number total paid lines { line name quantity amountInclVat } } } }";
+
+// ---------------------------------------------------------------------------------------------
+// Waiting and reading, shared by the HTTP tests of flows over time
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `f` until it answers `Ok`, at most `timeout`; panics with the last answer.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Value>>,
+{
+    let started = Instant::now();
+    loop {
+        match f().await {
+            Ok(t) => return t,
+            Err(last) => {
+                if started.elapsed() > timeout {
+                    panic!(
+                        "{what}: not within {timeout:?}; last seen:\n{}",
+                        serde_json::to_string_pretty(&last).unwrap()
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every projection has applied the log's head.
+pub async fn caught_up(api: &Api) {
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (_, body) = api
+            .raw(None, "{ projections { name position head } }", json!({}))
+            .await;
+        if let Some(list) = body["data"]["projections"].as_array() {
+            let done = !list.is_empty()
+                && list.iter().all(|p| {
+                    let pos = p["position"].as_str().unwrap_or("");
+                    let head = p["head"].as_str().unwrap_or("");
+                    match (pos.parse::<i64>(), head.parse::<i64>()) {
+                        (Ok(a), Ok(b)) => a >= b,
+                        _ => pos == head,
+                    }
+                });
+            if done {
+                return;
+            }
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the projections never caught up with the head: {last}");
+}
+
+pub fn instant(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a DateTime: {v}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub async fn balance_events(pool: &PgPool, producer: &str, event_type: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'producer_balance' \
+         AND aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(producer)
+    .bind(event_type)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Sends a mutation, which must answer without errors; returns `data`.
+pub async fn mutate(api: &Api, who: &Who, query: &str, vars: Value) -> Value {
+    let body = api.call(who, query, vars.clone()).await;
+    assert!(
+        body.get("errors").is_none(),
+        "request {query}\nvariables {vars}\nanswered\n{}",
+        serde_json::to_string_pretty(&body).unwrap()
+    );
+    body["data"].clone()
+}
+
+pub fn dec(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a decimal string: {v}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("not a decimal: {v}"))
+}
+
+pub fn cent(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// R-FEE-3: an auditor recomputes a line from what it records: `amountExclVat =
+/// round(baseAmount * rate) + fixedPart`, `vat = round(amountExclVat * vatRate %)`,
+/// `amountInclVat = amountExclVat + vat`, rounded half away from zero to the cent.
+pub fn recomputes(line: &Value) {
+    assert_eq!(line["rounding"], "half_away_from_zero_cent", "{line}");
+    let excl = cent(dec(&line["baseAmount"]) * dec(&line["rate"])) + dec(&line["fixedPart"]);
+    let vat = cent(excl * dec(&line["vatRate"]) / Decimal::ONE_HUNDRED);
+    assert_eq!(
+        (
+            dec(&line["amountExclVat"]),
+            dec(&line["vat"]),
+            dec(&line["amountInclVat"])
+        ),
+        (excl, vat, excl + vat),
+        "R-FEE-3: the line recomputes from its inputs: {line}"
+    );
+}
