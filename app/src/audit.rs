@@ -8,7 +8,7 @@ use std::io::Write;
 
 use chrono::NaiveDate;
 use etal_domain::calendar::paris_date;
-use etal_domain::fees::{recompute, FeeLine};
+use etal_domain::fees::{recompute, recompute_refund, FeeLine, FeeRefund};
 use etal_domain::ids::{ProducerId, SaleId};
 use etal_domain::ledger::{
     balance_entries, order_entries, Account, Conservation, JournalEntry, Ledger, OrderMoney,
@@ -107,6 +107,52 @@ pub struct Replay {
     last_date: Option<NaiveDate>,
     /// Nothing left half-done (see [`crate::completeness`]).
     completeness: crate::completeness::Completeness,
+}
+
+/// A fee given back (R-FEE-4) recomputes from its inputs, and gives back a line that was
+/// charged (its rule, beneficiary and amounts).
+fn check_fee_refund(
+    e: &StoredEvent,
+    field: &str,
+    r: &FeeRefund,
+    charged: &[FeeLine],
+    out: &mut Vec<Difference>,
+) {
+    let again = recompute_refund(r);
+    if again != *r {
+        out.push(difference(
+            e,
+            field,
+            format!(
+                "fee {} given back {} incl. VAT, recomputed {} (proportional to {} of {} refunded after {}, fixed part {})",
+                r.rule_id,
+                r.amount_incl_vat,
+                again.amount_incl_vat,
+                r.refunded_now,
+                r.paid,
+                r.refunded_before,
+                r.fixed_back_now
+            ),
+        ));
+    }
+    let matches = charged.iter().any(|l| {
+        l.rule_id == r.rule_id
+            && l.rule_version == r.rule_version
+            && l.beneficiary == r.beneficiary
+            && l.amount_excl_vat == r.charged_excl_vat
+            && l.vat == r.charged_vat
+            && l.fixed_part == r.charged_fixed_part
+    });
+    if !matches {
+        out.push(difference(
+            e,
+            field,
+            format!(
+                "fee {} given back is not a fee line charged for the sale",
+                r.rule_id
+            ),
+        ));
+    }
 }
 
 fn check_fee_line(e: &StoredEvent, field: &str, line: &FeeLine, out: &mut Vec<Difference>) {
@@ -215,6 +261,7 @@ impl Replay {
                 gross_incl_vat,
                 refunds,
                 fees,
+                fee_refunds,
                 net,
                 ..
             } => {
@@ -227,7 +274,18 @@ impl Replay {
                         &mut self.differences,
                     );
                 }
-                let fees_total: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
+                for (i, r) in fee_refunds.iter().enumerate() {
+                    self.fee_lines_checked += 1;
+                    check_fee_refund(
+                        e,
+                        &format!("SaleCredited.fee_refunds[{i}]"),
+                        r,
+                        fees,
+                        &mut self.differences,
+                    );
+                }
+                let fees_total: Money = fees.iter().map(|l| l.amount_incl_vat).sum::<Money>()
+                    - fee_refunds.iter().map(|r| r.amount_incl_vat).sum::<Money>();
                 let expected = *gross_incl_vat - *refunds - fees_total;
                 if *net != expected {
                     self.differences.push(difference(
@@ -275,9 +333,27 @@ impl Replay {
                 amount,
                 fees_before,
                 fees_after,
+                fee_refunds,
                 debit,
                 ..
             } => {
+                let in_force = self
+                    .credits
+                    .get(&(*sale, producer))
+                    .map(|c| c.fee_lines.clone())
+                    .unwrap_or_default();
+                let mut given_back = Money::ZERO;
+                for (i, r) in fee_refunds.iter().enumerate() {
+                    self.fee_lines_checked += 1;
+                    given_back += r.amount_incl_vat;
+                    check_fee_refund(
+                        e,
+                        &format!("RefundDebited.fee_refunds[{i}]"),
+                        r,
+                        &in_force,
+                        &mut self.differences,
+                    );
+                }
                 for (name, lines) in [("fees_before", fees_before), ("fees_after", fees_after)] {
                     for (i, line) in lines.iter().enumerate() {
                         self.fee_lines_checked += 1;
@@ -291,13 +367,14 @@ impl Replay {
                 }
                 let before: Money = fees_before.iter().map(|l| l.amount_incl_vat).sum();
                 let after: Money = fees_after.iter().map(|l| l.amount_incl_vat).sum();
-                if *debit != *amount - (before - after) {
+                let back = before - after + given_back;
+                if *debit != *amount - back {
                     self.differences.push(difference(
                         e,
                         "RefundDebited.debit",
                         format!(
                             "debit {debit} but amount - fees given back = {}",
-                            *amount - (before - after)
+                            *amount - back
                         ),
                     ));
                 }
@@ -309,7 +386,9 @@ impl Replay {
                     ));
                     return;
                 };
-                if &c.fee_lines != fees_before {
+                let legacy =
+                    fee_refunds.is_empty() && !(fees_before.is_empty() && fees_after.is_empty());
+                if legacy && &c.fee_lines != fees_before {
                     self.differences.push(difference(
                         e,
                         "RefundDebited.fees_before",
@@ -327,8 +406,12 @@ impl Replay {
                     ));
                 }
                 c.late_refunds = *refunds_total;
-                c.fees = after;
-                c.fee_lines = fees_after.clone();
+                if legacy {
+                    c.fees = after;
+                    c.fee_lines = fees_after.clone();
+                } else {
+                    c.fees -= given_back;
+                }
                 if !debit.is_zero() {
                     c.debits
                         .push((format!("refund:{sale}:{refunds_total}"), *debit));

@@ -31,10 +31,12 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 use etal_domain::calendar::{next_weekday_after, paris_date, paris_instant};
-use etal_domain::fees::FeeLine;
+use std::collections::BTreeMap;
+
+use etal_domain::fees::{refund_fee_line, FeeLine, FeeRefund};
 use etal_domain::fees::{AppliesTo, FeeSchedule, FeeSchedules};
 use etal_domain::ids::{MarketId, OrderId, ProducerId, SaleId};
-use etal_domain::ledger::{on_site_fees, sale_credits, OrderMoney};
+use etal_domain::ledger::{fee_key, on_site_fees, sale_credits, OrderMoney};
 use etal_domain::market::PaymentMode;
 use etal_domain::market::{Market, MarketCommand};
 use etal_domain::order::OrderEvent;
@@ -182,9 +184,27 @@ pub struct PayoutRunReport {
 
 /// What a producer's balance recorded for one credited sale.
 struct CreditRecord {
+    /// Refunds counted at crediting, and debited since.
     at_credit: Money,
     debited: Money,
+    /// The fee lines in force, the amount they were charged on, and how much of it was
+    /// refunded since they were charged (R-FEE-4).
     fees: Vec<FeeLine>,
+    base: Money,
+    refunded_in_base: Money,
+    /// Per fee line ([`fee_key`]), the fixed parts given back so far.
+    fixed_back: BTreeMap<String, Money>,
+}
+
+impl CreditRecord {
+    fn add_fee_refunds(&mut self, refunds: &[FeeRefund]) {
+        for r in refunds {
+            *self
+                .fixed_back
+                .entry(fee_key(&r.rule_id, r.rule_version, r.beneficiary))
+                .or_default() += r.fixed_back_now;
+        }
+    }
 }
 
 impl App {
@@ -432,6 +452,7 @@ impl App {
                             gross_incl_vat: credit.gross_incl_vat,
                             refunds: credit.refunds,
                             fees: credit.fees.clone(),
+                            fee_refunds: credit.fee_refunds.clone(),
                             net: credit.net,
                             available_on: available,
                             at: validated_at,
@@ -463,8 +484,9 @@ impl App {
     }
 
     /// R-ORD-5, R-FEE-4, R-PAY-2: refunds recorded after a sale was credited reduce each
-    /// credited producer's balance by the refund minus the fees given back (the fee lines are
-    /// recomputed on what is kept, as at crediting). Compares what the orders say now with
+    /// credited producer's balance by the refund minus the fees given back: each charged line
+    /// gives back its variable part in proportion to the refund, and the fixed part of an order
+    /// whose share is now wholly refunded, once. Compares what the orders say now with
     /// what the balance recorded for the sale (`SaleCredited` + earlier `RefundDebited`), so a
     /// re-run debits nothing twice; a producer not credited yet is left to the crediting.
     pub async fn debit_late_refunds(
@@ -510,14 +532,36 @@ impl App {
                     if refunds_total <= recorded.debited {
                         continue;
                     }
+                    let amount = refunds_total - recorded.debited;
+                    let refund = format!("order:{order}:{refunds_total}");
+                    let mut fee_refunds = Vec::new();
+                    for line in &recorded.fees {
+                        let key = fee_key(&line.rule_id, line.rule_version, line.beneficiary);
+                        let before = recorded.fixed_back.get(&key).copied().unwrap_or_default();
+                        let now = credit.fixed_back.get(&key).copied().unwrap_or_default();
+                        let fixed_now = (now - before)
+                            .min(line.fixed_part - before)
+                            .max(Money::ZERO);
+                        let refunded_before = recorded.refunded_in_base;
+                        let refunding =
+                            amount.min((recorded.base - refunded_before).max(Money::ZERO));
+                        fee_refunds.push(refund_fee_line(
+                            line,
+                            &refund,
+                            recorded.base,
+                            refunded_before,
+                            refunding,
+                            before,
+                            fixed_now,
+                        )?);
+                    }
                     let decided = balance.decide(|b| {
                         b.decide(ProducerBalanceCommand::DebitRefunds {
                             sale,
                             market: state.market(),
                             order,
                             refunds_total,
-                            fees_before: recorded.fees.clone(),
-                            fees_after: credit.fees.clone(),
+                            fee_refunds,
                             at: self.now(),
                         })
                     });
@@ -547,25 +591,49 @@ impl App {
             match e.decode::<ProducerBalanceEvent>()? {
                 ProducerBalanceEvent::SaleCredited {
                     sale: s,
+                    gross_incl_vat,
                     refunds,
                     fees,
+                    fee_refunds,
                     ..
                 } if s == sale => {
-                    recorded = Some(CreditRecord {
+                    // Older credits charged the fees on what was kept after refunds.
+                    let legacy = fee_refunds.is_empty() && !refunds.is_zero();
+                    let mut r = CreditRecord {
                         at_credit: refunds,
                         debited: Money::ZERO,
                         fees,
-                    })
+                        base: if legacy {
+                            gross_incl_vat - refunds
+                        } else {
+                            gross_incl_vat
+                        },
+                        refunded_in_base: if legacy { Money::ZERO } else { refunds },
+                        fixed_back: BTreeMap::new(),
+                    };
+                    r.add_fee_refunds(&fee_refunds);
+                    recorded = Some(r);
                 }
                 ProducerBalanceEvent::RefundDebited {
                     sale: s,
                     refunds_total,
+                    amount,
                     fees_after,
+                    fee_refunds,
                     ..
                 } if s == sale => {
                     if let Some(r) = recorded.as_mut() {
                         r.debited = refunds_total;
-                        r.fees = fees_after;
+                        if fee_refunds.is_empty() && !fees_after.is_empty() {
+                            // An older event: the fee lines were recomputed on what was kept.
+                            r.base = r.base - r.refunded_in_base - amount;
+                            r.refunded_in_base = Money::ZERO;
+                            r.fees = fees_after;
+                            r.fixed_back.clear();
+                        } else {
+                            r.refunded_in_base += amount;
+                            r.add_fee_refunds(&fee_refunds);
+                        }
                     }
                 }
                 _ => {}

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use etal_domain::fees::FeeLine;
+use etal_domain::fees::{FeeLine, FeeRefund};
 use etal_domain::ledger::{balance_entries, order_entries, Account, JournalEntry, OrderMoney};
 use etal_domain::order::OrderEvent;
 use etal_domain::payout::ProducerBalanceEvent;
@@ -310,17 +310,27 @@ impl Projection for LedgerProjection {
                     // again when a refund comes after the crediting (R-FEE-4), so that the fee
                     // ledger equals the journal's fee accounts.
                     let moved: Vec<Vec<FeeLine>> = match &event {
-                        ProducerBalanceEvent::SaleCredited { fees, .. }
-                        | ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => {
+                        ProducerBalanceEvent::SaleCredited {
+                            fees, fee_refunds, ..
+                        } => [
+                            fees.clone(),
+                            fee_refunds.iter().map(FeeRefund::as_line).collect(),
+                        ]
+                        .into_iter()
+                        .filter(|l| !l.is_empty())
+                        .collect(),
+                        ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => {
                             vec![fees.clone()]
                         }
                         ProducerBalanceEvent::RefundDebited {
                             fees_before,
                             fees_after,
+                            fee_refunds,
                             ..
                         } => [
                             fees_before.iter().map(negated).collect::<Vec<_>>(),
                             fees_after.clone(),
+                            fee_refunds.iter().map(FeeRefund::as_line).collect(),
                         ]
                         .into_iter()
                         .filter(|l| !l.is_empty())

@@ -699,8 +699,9 @@ async fn after_the_distribution_shortages_weighings_and_cancellations_refund_onc
         .await;
     assert_eq!(
         held["payouts"],
-        json!({"creditedTotal": "66.27", "balanceHeld": "66.27"}),
-        "104.00 paid - 29.70 refunded - 8.03 fees on the 74.30 kept"
+        json!({"creditedTotal": "66.28", "balanceHeld": "66.28"}),
+        "R-FEE-4: 104.00 paid - 29.70 refunded - 11.23 fees charged on the 104.00 paid + 3.21 \
+         given back for the 29.70 refunded (0.89 + 0.18 and 1.78 + 0.36)"
     );
 
     // --- D: a shortage after the validation: refunded, then debited from the producer. ---
@@ -733,15 +734,16 @@ async fn after_the_distribution_shortages_weighings_and_cancellations_refund_onc
             d.id.clone(),
             "8.50".to_string(),
             "8.50".to_string(),
-            "7.57".to_string()
+            "7.58".to_string()
         )],
-        "R-FEE-4: (order, refunds_total, amount, debit): fees 8.03 on 74.30 -> 7.10 on 65.80"
+        "R-FEE-4: (order, refunds_total, amount, debit): 38.20 of 104.00 refunded now, the fees \
+         given back reach 1.15 + 0.23 and 2.29 + 0.46: 0.92 more, 7.58 debited"
     );
     caught_up(&api).await;
     let held = api
         .ok(&s.producer, payouts_q, json!({"p": s.producer_id}))
         .await;
-    assert_eq!(held["payouts"]["balanceHeld"], "58.70", "66.27 - 7.57");
+    assert_eq!(held["payouts"]["balanceHeld"], "58.70", "66.28 - 7.58");
     answered_otherwise
         .extend(retry_writes_nothing(&api, &s.producer, &adjust_q(), vars_d, &first_d).await);
     assert_eq!(

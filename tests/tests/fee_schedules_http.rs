@@ -339,6 +339,12 @@ async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slo
 /// R-STK-4, R-SAL-6: waits until the sale is DISTRIBUTED, then its market's administrator
 /// validates it.
 async fn distribute_and_validate(api: &Api, admin: &Who, sale: &str, slot: &Slot) {
+    distributed(api, sale, slot).await;
+    validate(api, admin, sale).await;
+}
+
+/// R-STK-4: waits until the scheduler marked the sale DISTRIBUTED.
+async fn distributed(api: &Api, sale: &str, slot: &Slot) {
     let wait = (slot.ends_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(20);
     let reader = api.who(Role::Customer);
     until("the sale is distributed", wait, || {
@@ -351,6 +357,10 @@ async fn distribute_and_validate(api: &Api, admin: &Who, sale: &str, slot: &Slot
         }
     })
     .await;
+}
+
+/// R-SAL-6: the market's administrator validates the sale.
+async fn validate(api: &Api, admin: &Who, sale: &str) {
     let validated = mutate(
         api,
         admin,
@@ -1012,4 +1022,365 @@ async fn r_fee_3_an_invalid_fee_file_stops_etal_serve_naming_the_file() {
         );
     }
     eprintln!("invalid_fee_file: {:?}", started.elapsed());
+}
+
+const ADJUST: &str = "mutation($o: UUID!, $l: Int!, $q: Int!, $k: String) { adjustQuantity(orderId: $o, line: $l, quantity: $q, idempotencyKey: $k) { order { total } } }";
+const FEE_REFUND_FIELDS: &str = "refund ruleId ruleVersion schedule beneficiary rate vatRate chargedExclVat chargedVat chargedFixedPart paid refundedBefore refundedNow fixedBackBefore fixedBackNow rounding amountExclVat vat amountInclVat";
+
+/// The producer's shortage on `line` of `order` down to `quantity`, then waits until the
+/// order's recorded refunds reach `refunded` (the outbox delivered the refund).
+async fn shortage(api: &Api, s: &Seller, order: &str, line: i64, quantity: i64, refunded: &str) {
+    mutate(
+        api,
+        &s.who,
+        ADJUST,
+        json!({"o": order, "l": line, "q": quantity, "k": format!("short-{order}-{quantity}")}),
+    )
+    .await;
+    until(
+        &format!("order {order} has {refunded} refunded"),
+        Duration::from_secs(15),
+        || {
+            let (pool, order) = (api.db.pool.clone(), order.to_string());
+            async move {
+                let got: String = sqlx::query_scalar(
+                    "SELECT coalesce(sum((payload -> 'RefundRecorded' ->> 'amount')::numeric), 0)::text \
+                     FROM events WHERE aggregate_type = 'order' AND aggregate_id = $1 \
+                     AND event_type = 'RefundRecorded'",
+                )
+                .bind(&order)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (got == refunded).then_some(()).ok_or(json!({"refunded": got}))
+            }
+        },
+    )
+    .await;
+}
+
+/// The fee given back for one rule (the payment line or the service line) in a list of
+/// `feeRefunds` or of the event's `fee_refunds`: (excl. VAT, VAT, incl. VAT, fixed part back).
+fn given_back(list: &Value, rule: &str, camel: bool) -> (String, String, String, String) {
+    let key = |k: &str, c: &str| if camel { c.to_string() } else { k.to_string() };
+    let r = list
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {list}"))
+        .iter()
+        .find(|r| r[key("rule_id", "ruleId")] == rule)
+        .unwrap_or_else(|| panic!("no fee given back for {rule}: {list}"));
+    let text = |k: &str, c: &str| r[key(k, c)].as_str().unwrap_or_default().to_string();
+    (
+        text("amount_excl_vat", "amountExclVat"),
+        text("vat", "vat"),
+        text("amount_incl_vat", "amountInclVat"),
+        text("fixed_back_now", "fixedBackNow"),
+    )
+}
+
+/// R-FEE-4 on the live path, over HTTP with the test schedule (3 % + 0.25 per payment, 6 %
+/// service, 20 % VAT). One online order of 90.00 from two producers: cheese 4 x 7.50 = 30.00
+/// and chicken 3 x 20.00 = 60.00; the fixed part splits 0.08 / 0.17. Cheese is charged on the
+/// 30.00 paid: payment 0.90 + 0.08 = 0.98 excl. (VAT 0.20), service 1.80 (VAT 0.36).
+/// Three shortages of cheese, each refunded to the customer through the outbox:
+/// - 4 -> 3 after the distribution, before the validation (7.50): given back at crediting,
+///   cumulatively 7.50 / 30.00 of the variable parts: 0.23 (VAT 0.05) and 0.45 (0.09), so the
+///   credit is 30.00 - 7.50 - 3.34 + 0.82 = 19.98 (recomputing the fee on the 22.50 kept would
+///   have charged 0.68 + 0.08, not 0.98 - 0.23 = 0.75);
+/// - 3 -> 1 after the crediting (15.00): 22.50 / 30.00 cumulatively, 0.68 - 0.23 = 0.45 (VAT
+///   0.14 - 0.05) and 1.35 - 0.45 = 0.90 (VAT 0.27 - 0.09): 1.62 given back, 13.38 debited;
+/// - 1 -> 0 (7.50): cheese's share is wholly refunded, the rest of the lines come back with
+///   the fixed part, once: 0.30 (0.22 + 0.08, VAT 0.06) and 0.45 (VAT 0.09): 0.90 back, 6.60
+///   debited.
+/// Chicken keeps its 60.00 and pays its own fees only (1.97 + 0.39, 3.60 + 0.72: net 53.32).
+/// Every fee given back recomputes from its fields; `feeLedger` equals the journal's fee
+/// accounts; `etal audit check` and `etal projections verify --all` exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_fee_4_each_refund_gives_back_its_share_of_the_fee_and_the_fixed_part_once() {
+    let started = Instant::now();
+    let fees = FeeDir::new(&[("test_fixed.json", TEST_FIXED)]);
+    let mut env = ENV.to_vec();
+    env.push(("ETAL_FEES", fees.path()));
+    env.push(("ETAL_FEE_SCHEDULE", "test_fixed"));
+    let api = Api::start(&env).await;
+    let pool = api.db.pool.clone();
+    let auditor = api.who(Role::Auditor);
+
+    let cheese = seller(&api, "Fromage", "7.50").await;
+    let chicken = seller(&api, "Poulet", "20.00").await;
+    let admin = api.who(Role::MarketAdmin);
+    let slot = slot_soon().await;
+    let (_market, sale) =
+        market_with_sale(&api, &admin, "Jarnac", &slot, &[&cheese, &chicken]).await;
+    for s in [&cheese, &chicken] {
+        participate(&api, s, &[&sale]).await;
+    }
+    periods_open(&api, &sale, 2, &slot).await;
+    let order_id = order(
+        &api,
+        &sale,
+        vec![cheese.line(4), chicken.line(3)],
+        "90.00",
+        &slot,
+    )
+    .await;
+    let d = api
+        .ok(
+            &cheese.who,
+            "query($o: UUID!) { order(id: $o) { lines { line productId } } }",
+            json!({"o": order_id}),
+        )
+        .await;
+    let line = d["order"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["productId"] == cheese.product.as_str())
+        .and_then(|l| l["line"].as_i64())
+        .unwrap_or_else(|| panic!("cheese's line: {d}"));
+
+    // Before the crediting.
+    distributed(&api, &sale, &slot).await;
+    shortage(&api, &cheese, &order_id, line, 3, "7.50").await;
+    validate(&api, &admin, &sale).await;
+    let fee_refunds_q = format!(
+        "query($p: UUID!) {{ payouts(producerId: $p) {{ credits {{ saleId grossInclVat refunds net \
+         fees {{ {FEE_FIELDS} }} feeRefunds {{ {FEE_REFUND_FIELDS} }} }} }} }}"
+    );
+    credited(&api, &cheese, 1).await;
+    let d = api
+        .ok(&cheese.who, &fee_refunds_q, json!({"p": cheese.id}))
+        .await;
+    let credit = d["payouts"]["credits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["saleId"] == sale.as_str())
+        .unwrap_or_else(|| panic!("cheese's credit: {d}"))
+        .clone();
+    assert_eq!(
+        (&credit["grossInclVat"], &credit["refunds"], &credit["net"]),
+        (&json!("30.00"), &json!("7.50"), &json!("19.98")),
+        "R-FEE-4: charged on the 30.00 paid, 0.82 given back for the 7.50 refunded: {credit}"
+    );
+    let online = fee_line(&credit, "test.online_payment", "platform");
+    assert_eq!(
+        (
+            &online["baseAmount"],
+            &online["fixedPart"],
+            &online["amountExclVat"],
+            &online["vat"]
+        ),
+        (
+            &json!("30.00"),
+            &json!("0.08"),
+            &json!("0.98"),
+            &json!("0.20")
+        ),
+        "{online}"
+    );
+    recomputes(online);
+    let refunds = &credit["feeRefunds"];
+    assert_eq!(
+        given_back(refunds, "test.online_payment", true),
+        ("0.23".into(), "0.05".into(), "0.28".into(), "0.00".into()),
+        "{refunds}"
+    );
+    assert_eq!(
+        given_back(refunds, "test.service", true),
+        ("0.45".into(), "0.09".into(), "0.54".into(), "0.00".into()),
+        "{refunds}"
+    );
+    for r in refunds.as_array().unwrap() {
+        assert_eq!(
+            (
+                &r["refund"],
+                &r["paid"],
+                &r["refundedBefore"],
+                &r["refundedNow"],
+                &r["schedule"]
+            ),
+            (
+                &json!("before-credit"),
+                &json!("30.00"),
+                &json!("0.00"),
+                &json!("7.50"),
+                &json!("test_fixed")
+            ),
+            "{r}"
+        );
+        // The rule of the field's documentation, recomputed here.
+        let variable = dec(&r["chargedExclVat"]) - dec(&r["chargedFixedPart"]);
+        let cum = graphql_common::cent(variable * dec(&r["refundedNow"]) / dec(&r["paid"]));
+        assert_eq!(cum, dec(&r["amountExclVat"]), "{r}");
+    }
+
+    // After the crediting: two more shortages, each debited once with its fees given back.
+    shortage(&api, &cheese, &order_id, line, 1, "22.50").await;
+    until(
+        "the first late refund is debited",
+        Duration::from_secs(20),
+        || {
+            let (pool, p) = (pool.clone(), cheese.id.clone());
+            async move {
+                let n = balance_events(&pool, &p, "RefundDebited").await;
+                (n == 1).then_some(()).ok_or(json!({"RefundDebited": n}))
+            }
+        },
+    )
+    .await;
+    shortage(&api, &cheese, &order_id, line, 0, "30.00").await;
+    until(
+        "the second late refund is debited",
+        Duration::from_secs(20),
+        || {
+            let (pool, p) = (pool.clone(), cheese.id.clone());
+            async move {
+                let n = balance_events(&pool, &p, "RefundDebited").await;
+                (n == 2).then_some(()).ok_or(json!({"RefundDebited": n}))
+            }
+        },
+    )
+    .await;
+    let debited: Vec<Value> = sqlx::query_scalar(
+        "SELECT payload -> 'RefundDebited' FROM events WHERE aggregate_type = 'producer_balance' \
+         AND aggregate_id = $1 AND event_type = 'RefundDebited' ORDER BY sequence",
+    )
+    .bind(&cheese.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let second = &debited[0];
+    assert_eq!(
+        (&second["amount"], &second["debit"]),
+        (&json!("15.00"), &json!("13.38")),
+        "{second}"
+    );
+    assert_eq!(
+        given_back(&second["fee_refunds"], "test.online_payment", false),
+        ("0.45".into(), "0.09".into(), "0.54".into(), "0.00".into()),
+        "{second}"
+    );
+    assert_eq!(
+        given_back(&second["fee_refunds"], "test.service", false),
+        ("0.90".into(), "0.18".into(), "1.08".into(), "0.00".into()),
+        "{second}"
+    );
+    let third = &debited[1];
+    assert_eq!(
+        (&third["amount"], &third["debit"]),
+        (&json!("7.50"), &json!("6.60")),
+        "{third}"
+    );
+    assert_eq!(
+        given_back(&third["fee_refunds"], "test.online_payment", false),
+        ("0.30".into(), "0.06".into(), "0.36".into(), "0.08".into()),
+        "R-FEE-4: the fixed part comes back with the share wholly refunded: {third}"
+    );
+    assert_eq!(
+        given_back(&third["fee_refunds"], "test.service", false),
+        ("0.45".into(), "0.09".into(), "0.54".into(), "0.00".into()),
+        "{third}"
+    );
+    for r in second["fee_refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(third["fee_refunds"].as_array().unwrap())
+    {
+        assert!(
+            r["refund"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("order:{order_id}:")),
+            "each fee given back names its refund: {r}"
+        );
+    }
+
+    // Chicken pays its own fees on what it kept, untouched by cheese's refunds.
+    let d = api
+        .ok(&chicken.who, &fee_refunds_q, json!({"p": chicken.id}))
+        .await;
+    let c = &d["payouts"]["credits"][0];
+    assert_eq!(
+        (
+            &c["grossInclVat"],
+            &c["refunds"],
+            &c["net"],
+            &c["feeRefunds"]
+        ),
+        (&json!("60.00"), &json!("0.00"), &json!("53.32"), &json!([])),
+        "{d}"
+    );
+
+    // The fee ledger: every fee of cheese given back, chicken's 6.68 charged; equal to the
+    // journal's fee accounts.
+    caught_up(&api).await;
+    let day = slot.day.to_string();
+    let d = api
+        .ok(
+            &auditor,
+            "query($f: Date!, $t: Date!) { feeLedger(grouping: PRODUCER, from: $f, to: $t) { nodes { key beneficiary amountExclVat vat amountInclVat } } }",
+            json!({"f": day, "t": day}),
+        )
+        .await;
+    let nodes = d["feeLedger"]["nodes"].as_array().unwrap().clone();
+    let of = |p: &str| -> Vec<Value> {
+        nodes
+            .iter()
+            .filter(|n| n["key"] == p)
+            .map(|n| json!([n["amountExclVat"], n["vat"], n["amountInclVat"]]))
+            .collect()
+    };
+    assert_eq!(of(&cheese.id), vec![json!(["0.00", "0.00", "0.00"])], "{d}");
+    assert_eq!(
+        of(&chicken.id),
+        vec![json!(["5.57", "1.11", "6.68"])],
+        "{d}"
+    );
+    let (ledger_excl, ledger_vat) = nodes.iter().fold((Decimal::ZERO, Decimal::ZERO), |a, n| {
+        (a.0 + dec(&n["amountExclVat"]), a.1 + dec(&n["vat"]))
+    });
+    let journal: Vec<(String, Decimal)> = sqlx::query_as(
+        "SELECT account, sum(credit) - sum(debit) FROM ledger_postings \
+         WHERE account IN ('PlatformFeeRevenue', 'HostFeeRevenue', 'VatCollectedOnFees') \
+         GROUP BY account ORDER BY account",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let of_account = |a: &str| {
+        journal
+            .iter()
+            .filter(|(name, _)| name == a)
+            .map(|(_, m)| *m)
+            .sum::<Decimal>()
+    };
+    assert_eq!(
+        (
+            of_account("PlatformFeeRevenue") + of_account("HostFeeRevenue"),
+            of_account("VatCollectedOnFees")
+        ),
+        (ledger_excl, ledger_vat),
+        "feeLedger = the journal's fee accounts: {journal:?}"
+    );
+
+    let url = api.db.url.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let audit = etal_tests::run_etal(&url, &["audit", "check"]);
+        let verify = etal_tests::run_etal(&url, &["projections", "verify", "--all"]);
+        (
+            (audit.0, verify.0),
+            format!("{}\n{}", audit.1, verify.1),
+            format!("{}\n{}", audit.2, verify.2),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code,
+        (0, 0),
+        "audit check, projections verify: {out}\n{err}"
+    );
+    eprintln!("fee_refunds: {:?}", started.elapsed());
 }

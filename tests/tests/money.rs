@@ -298,7 +298,8 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
     assert_eq!(credit.gross_incl_vat, m("75.00"));
     assert_eq!(credit.refunds, m("12.50"));
     assert_eq!(credit.available_on, d(2023, 9, 12));
-    // R-FEE-1, R-FEE-2: one line per rule, on what the producer keeps (62.50), VAT 20 %.
+    // R-FEE-1, R-FEE-2: one line per rule, on what was paid (75.00), VAT 20 %; R-FEE-4: the
+    // refund of 12.50 gives back 1/6 of each: 2.25 -> 0.38 (VAT 0.08), 4.50 -> 0.75 (0.15).
     let rules: Vec<(&str, Money, Money)> = credit
         .fees
         .iter()
@@ -307,10 +308,23 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
     assert_eq!(
         rules,
         vec![
-            ("cagette.online_payment", m("62.50"), m("2.26")),
-            ("cagette.service_fee", m("62.50"), m("4.50")),
+            ("cagette.online_payment", m("75.00"), m("2.70")),
+            ("cagette.service_fee", m("75.00"), m("5.40")),
         ]
     );
+    let back: Vec<(&str, Money, Money)> = credit
+        .fee_refunds
+        .iter()
+        .map(|r| (r.rule_id.as_str(), r.refunded_now, r.amount_incl_vat))
+        .collect();
+    assert_eq!(
+        back,
+        vec![
+            ("cagette.online_payment", m("12.50"), m("0.46")),
+            ("cagette.service_fee", m("12.50"), m("0.90")),
+        ]
+    );
+    assert_eq!(credit.net, m("55.76")); // 75.00 - 12.50 - 8.10 + 1.36
 
     // Monday 11: only the Wednesday sale is due.
     w.at(paris(d(2023, 9, 11), 6, 0)).await;
@@ -323,7 +337,7 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
     w.at(paris(d(2023, 9, 18), 6, 0)).await;
     assert_eq!(
         w.transfers(a.producer).await,
-        vec![(d(2023, 9, 18), m("55.74"))]
+        vec![(d(2023, 9, 18), m("55.76"))]
     );
     assert_eq!(
         w.transfers(b.producer).await,
@@ -346,7 +360,9 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
     assert_eq!(statement.lines.len(), 1);
     assert_eq!(statement.lines[0].sale, sat_sale);
     assert_eq!(statement.lines[0].fees.len(), 2);
-    assert_eq!(statement.total, m("55.74"));
+    assert_eq!(statement.total, m("55.76"));
+    assert_eq!(statement.lines[0].fee_refunds.len(), 2);
+    assert_eq!(statement.lines[0].fees_incl_vat, m("6.74")); // 8.10 - 1.36
 
     // The ledger projection (R-PAY-3): balanced, conserved, payouts and fees where expected.
     w.catch_up_ledger().await;
@@ -357,7 +373,7 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
     assert!(c_now.holds(), "{c_now:?}");
     assert_eq!(c_now.payments, m("122.60")); // 62.60 + 25.00 + 35.00
     assert_eq!(c_now.refunds, m("12.50"));
-    assert_eq!(c_now.payouts, m("98.19")); // 31.22 + 55.74 + 11.23
+    assert_eq!(c_now.payouts, m("98.21")); // 31.22 + 55.76 + 11.23
     assert_eq!(c_now.held, Money::ZERO);
     // As of Sunday 10 Sept the Wednesday money is held, not paid yet.
     let before = conservation_as_of(&w.db.pool, d(2023, 9, 10))
@@ -377,7 +393,7 @@ async fn r_pay_1_the_guides_examples_are_paid_their_net_on_the_right_mondays() {
         .filter(|f| f.key == a.producer.to_string())
         .map(|f| f.amount_incl_vat)
         .sum();
-    assert_eq!(fees_a, m("6.76"));
+    assert_eq!(fees_a, m("6.74")); // 8.10 charged - 1.36 given back
     let per_sale = fee_ledger(&w.db.pool, FeeGrouping::Sale, d(2023, 9, 1), today)
         .await
         .expect("fee ledger per sale");
@@ -1138,9 +1154,9 @@ async fn r_fee_5_a_ruche_schedule_pays_the_host_and_the_platform_their_shares() 
     assert_eq!(code, 0, "{out}{err}");
 }
 
-/// R-FEE-4, R-FEE-1: a refund gives back the fee in proportion (the fee is charged on what each
-/// producer keeps), and a fixed part per payment is charged once per payment, split across the
-/// producers who keep something of it; a fully refunded payment pays no fixed part.
+/// R-FEE-4, R-FEE-1: the fees are charged on what was paid, a fixed part per payment split
+/// across the producers of the payment; a refund gives back the variable part in proportion,
+/// and a producer's fixed share once their share of that payment is wholly refunded.
 #[tokio::test]
 async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once() {
     let schedules = etal_domain::fees::FeeSchedules::from_json(
@@ -1189,26 +1205,44 @@ async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once()
         .iter()
         .find(|l| l.rule_id == "t.online")
         .expect("online fee");
-    // 3 % of the 30.00 kept from o1, plus o1's whole fixed part (B kept nothing of it); o2,
-    // refunded in full, pays no fixed part.
+    // 3 % of the 40.00 paid, plus A's share of o1's fixed part (0.30 over 30.00 and 10.00:
+    // 0.23 and 0.08 rounded, the -0.01 remainder to the largest: 0.22) and o2's whole 0.30.
     assert_eq!(
         (online.base_amount, online.fixed_part),
-        (m("30.00"), m("0.30"))
+        (m("40.00"), m("0.52"))
     );
-    assert_eq!(online.amount_incl_vat, m("1.44"));
-    assert_eq!(credit.net, m("26.40")); // 40 - 10 - 1.44 - 2.16
+    assert_eq!(online.amount_incl_vat, m("2.06")); // 1.72 + 0.34
+                                                   // o2 wholly refunded: a quarter of the variable part (0.30) and o2's fixed part (0.30)
+                                                   // come back, VAT 0.12; the service fee gives back 0.60 + 0.12.
+    let back = credit
+        .fee_refunds
+        .iter()
+        .find(|r| r.rule_id == "t.online")
+        .expect("online fee back");
+    assert_eq!(
+        (
+            back.fixed_back_now,
+            back.amount_excl_vat,
+            back.amount_incl_vat
+        ),
+        (m("0.30"), m("0.60"), m("0.72"))
+    );
+    assert_eq!(credit.net, m("26.50")); // 40 - 10 - 2.06 - 2.88 + 0.72 + 0.72
     let bal_b = w.balance(b.producer).await;
     let credit_b = &bal_b.credits()[&sale];
     assert_eq!((credit_b.refunds, credit_b.net), (m("10.00"), Money::ZERO));
-    assert!(
-        credit_b.fees.is_empty(),
-        "a fully refunded share keeps no fee"
+    let charged: Money = credit_b.fees.iter().map(|l| l.amount_incl_vat).sum();
+    let given_back: Money = credit_b.fee_refunds.iter().map(|r| r.amount_incl_vat).sum();
+    assert!(charged > Money::ZERO);
+    assert_eq!(
+        given_back, charged,
+        "a wholly refunded share gets every fee back, its fixed share included"
     );
 
     w.at(paris(d(2023, 9, 18), 6, 0)).await;
     assert_eq!(
         w.transfers(a.producer).await,
-        vec![(d(2023, 9, 18), m("26.40"))]
+        vec![(d(2023, 9, 18), m("26.50"))]
     );
     assert!(w.transfers(b.producer).await.is_empty());
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);

@@ -792,6 +792,76 @@ pub(crate) fn fee_lines(fees: &[etal_domain::fees::FeeLine]) -> Vec<FeeLineView>
         .collect()
 }
 
+/// A fee given back with a refund (R-FEE-4), with everything needed to recompute it: after
+/// `x` of `paid` is refunded, `round((chargedExclVat - chargedFixedPart) x x / paid) +` the
+/// fixed parts given back so far (all of the charged line once `x = paid`); this refund gives
+/// back the difference between the state after it and before it; VAT likewise on the
+/// cumulative amount.
+#[derive(SimpleObject)]
+pub struct FeeRefundView {
+    /// What the refund belongs to: "before-credit" (refunds counted when the sale was
+    /// credited) or "order:<order id>:<late refunds of the sale after it>".
+    pub refund: String,
+    pub schedule: Option<String>,
+    pub label: String,
+    pub rule_id: String,
+    pub rule_version: u32,
+    pub beneficiary: String,
+    pub rate: Decimal,
+    pub vat_rate: Decimal,
+    pub charged_excl_vat: Money,
+    pub charged_vat: Money,
+    pub charged_fixed_part: Money,
+    pub paid: Money,
+    pub refunded_before: Money,
+    pub refunded_now: Money,
+    pub fixed_back_before: Money,
+    pub fixed_back_now: Money,
+    pub rounding: String,
+    pub amount_excl_vat: Money,
+    pub vat: Money,
+    pub amount_incl_vat: Money,
+}
+
+pub(crate) fn fee_refunds(refunds: &[etal_domain::fees::FeeRefund]) -> Vec<FeeRefundView> {
+    refunds
+        .iter()
+        .map(|r| FeeRefundView {
+            refund: r.refund.clone(),
+            schedule: r.schedule.clone(),
+            label: r.label.clone(),
+            rule_id: r.rule_id.clone(),
+            rule_version: r.rule_version,
+            beneficiary: tag(&r.beneficiary),
+            rate: Decimal(r.rate),
+            vat_rate: Decimal(r.vat_rate.percent()),
+            charged_excl_vat: Money(r.charged_excl_vat),
+            charged_vat: Money(r.charged_vat),
+            charged_fixed_part: Money(r.charged_fixed_part),
+            paid: Money(r.paid),
+            refunded_before: Money(r.refunded_before),
+            refunded_now: Money(r.refunded_now),
+            fixed_back_before: Money(r.fixed_back_before),
+            fixed_back_now: Money(r.fixed_back_now),
+            rounding: tag(&r.rounding),
+            amount_excl_vat: Money(r.amount_excl_vat),
+            vat: Money(r.vat),
+            amount_incl_vat: Money(r.amount_incl_vat),
+        })
+        .collect()
+}
+
+/// A debit a payout recovered (R-PAY-2): a fee owed for a sale paid on site, a refund after
+/// the sale was credited (net of the fees given back), a period fee or subscription.
+#[derive(SimpleObject)]
+pub struct DeductionView {
+    pub id: String,
+    /// "fee_owed", "refund" or "period_fee".
+    pub kind: String,
+    pub sale_id: Option<Uuid>,
+    pub amount: Money,
+}
+
 /// One sale on a statement: gross, refunds, fees, net.
 #[derive(SimpleObject)]
 pub struct StatementLine {
@@ -799,7 +869,11 @@ pub struct StatementLine {
     pub market_id: Uuid,
     pub gross_incl_vat: Money,
     pub refunds: Money,
+    /// The fees charged on what was paid.
     pub fees: Vec<FeeLineView>,
+    /// The fees given back for the refunds counted at crediting (R-FEE-4).
+    pub fee_refunds: Vec<FeeRefundView>,
+    /// Fees charged minus fees given back, incl. VAT.
     pub fees_incl_vat: Money,
     pub net: Money,
     pub available_on: Date,
@@ -823,6 +897,8 @@ pub struct Payout {
     pub total: Money,
     /// The statement: every sale the payout pays.
     pub statement: Vec<StatementLine>,
+    /// The debits the payout recovered (deducted from the statement's lines).
+    pub deductions: Vec<DeductionView>,
 }
 
 /// A sale's net credited and not paid yet.
@@ -833,6 +909,7 @@ pub struct Credit {
     pub gross_incl_vat: Money,
     pub refunds: Money,
     pub fees: Vec<FeeLineView>,
+    pub fee_refunds: Vec<FeeRefundView>,
     pub net: Money,
     pub available_on: Date,
     /// The open payout holding it (null: held).
@@ -869,6 +946,7 @@ fn payouts_view(producer: ProducerId, b: &ProducerBalance) -> Payouts {
                 gross_incl_vat: Money(c.gross_incl_vat),
                 refunds: Money(c.refunds),
                 fees: fee_lines(&c.fees),
+                fee_refunds: fee_refunds(&c.fee_refunds),
                 net: Money(c.net),
                 available_on: Date(c.available_on),
                 payout_id: c.payout.map(|p| p.0),
@@ -908,9 +986,21 @@ fn payouts_view(producer: ProducerId, b: &ProducerBalance) -> Payouts {
                         gross_incl_vat: Money(l.gross_incl_vat),
                         refunds: Money(l.refunds),
                         fees: fee_lines(&l.fees),
+                        fee_refunds: fee_refunds(&l.fee_refunds),
                         fees_incl_vat: Money(l.fees_incl_vat),
                         net: Money(l.net),
                         available_on: Date(l.available_on),
+                    })
+                    .collect(),
+                deductions: p
+                    .statement
+                    .deductions
+                    .iter()
+                    .map(|d| DeductionView {
+                        id: d.id.clone(),
+                        kind: tag(&d.kind),
+                        sale_id: Some(d.sale.0),
+                        amount: Money(d.amount),
                     })
                     .collect(),
             })

@@ -374,17 +374,35 @@ pub fn split_fixed_part<K: Clone>(
     Ok(parts)
 }
 
-/// The fee given back on one charged line because of a refund (R-FEE-4). Cumulative: the
-/// fees refunded after all refunds so far are `round(variable * refunded / paid)`, plus the
-/// fixed part once the whole amount is refunded; this refund is the difference with what was
-/// refunded before. So the variable part is given back in proportion, the fixed part only on a
-/// full refund and only once, and the total never exceeds the fee charged.
+/// The fee given back on one charged line because of a refund (R-FEE-4). Cumulative: after
+/// `x` of `paid` is refunded, the fees given back are `round(variable * x / paid)` plus the
+/// fixed parts given back so far (`fixed_back`: the per-payment shares of the payments whose
+/// producer share is wholly refunded), and the whole line once everything is refunded; this
+/// refund is the difference with the state before it. So the variable part is given back in
+/// proportion to each refund, a fixed part only when its payment is wholly refunded and only
+/// once, and the total never exceeds the fee charged.
+///
+/// `paid` is what the line was charged on: the producer's share of one payment, or of every
+/// payment of a sale when the line merges them (then `charged_fixed_part` is the sum of the
+/// payments' fixed shares and `fixed_back_*` name which of them came back).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeeRefund {
+    /// What the refund belongs to (`refund:<id>`, `before-credit`, `order:<id>:<total>`).
+    #[serde(default)]
+    pub refund: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     pub rule_id: String,
     pub rule_version: u32,
+    #[serde(default)]
+    pub label: String,
     pub beneficiary: Beneficiary,
+    #[serde(default = "default_base_kind")]
+    pub base_kind: FeeBase,
+    /// The charged line's rate (for reading; the refund is proportional to the charged fee).
+    #[serde(default)]
+    pub rate: Decimal,
     pub vat_rate: VatRate,
     /// The charged line's amounts.
     pub charged_excl_vat: Money,
@@ -394,15 +412,25 @@ pub struct FeeRefund {
     pub paid: Money,
     pub refunded_before: Money,
     pub refunded_now: Money,
+    /// Fixed parts given back before this refund, and by it.
+    #[serde(default)]
+    pub fixed_back_before: Money,
+    #[serde(default)]
+    pub fixed_back_now: Money,
     pub rounding: Rounding,
     pub amount_excl_vat: Money,
     pub vat: Money,
     pub amount_incl_vat: Money,
 }
 
-/// Cumulative (excl. VAT, VAT) given back once `refunded` out of `paid` has been refunded.
-fn refunded_after(r: &FeeRefund, refunded: Money) -> (Money, Money) {
-    if r.paid.is_zero() || refunded.is_zero() {
+fn default_base_kind() -> FeeBase {
+    FeeBase::InclVat
+}
+
+/// Cumulative (excl. VAT, VAT) given back once `refunded` out of `paid` has been refunded and
+/// `fixed_back` of the fixed part.
+fn refunded_after(r: &FeeRefund, refunded: Money, fixed_back: Money) -> (Money, Money) {
+    if r.paid.is_zero() || (refunded.is_zero() && fixed_back.is_zero()) {
         return (Money::ZERO, Money::ZERO);
     }
     let fixed = r
@@ -413,15 +441,20 @@ fn refunded_after(r: &FeeRefund, refunded: Money) -> (Money, Money) {
     if refunded >= r.paid {
         return (r.charged_excl_vat, r.charged_vat);
     }
-    let excl = Money::round(variable.amount() * refunded.amount() / r.paid.amount());
+    let excl = Money::round(variable.amount() * refunded.amount() / r.paid.amount())
+        + fixed_back.min(fixed).max(Money::ZERO);
     let vat = r.vat_rate.vat_on(excl).min(r.charged_vat);
     (excl, vat)
 }
 
 /// Recomputes a fee refund from its recorded inputs (audit).
 pub fn recompute_refund(r: &FeeRefund) -> FeeRefund {
-    let (excl_before, vat_before) = refunded_after(r, r.refunded_before);
-    let (excl_after, vat_after) = refunded_after(r, r.refunded_before + r.refunded_now);
+    let (excl_before, vat_before) = refunded_after(r, r.refunded_before, r.fixed_back_before);
+    let (excl_after, vat_after) = refunded_after(
+        r,
+        r.refunded_before + r.refunded_now,
+        r.fixed_back_before + r.fixed_back_now,
+    );
     let excl = excl_after - excl_before;
     let vat = vat_after - vat_before;
     FeeRefund {
@@ -432,15 +465,52 @@ pub fn recompute_refund(r: &FeeRefund) -> FeeRefund {
     }
 }
 
-/// The fees given back when `refunding_now` of a producer's `paid` share is refunded, after
-/// `refunded_before` was refunded already (R-FEE-4). One [`FeeRefund`] per charged line.
-pub fn refund_fees(
-    charged: &[FeeLine],
+impl FeeRefund {
+    /// The refund as a fee line given back (negative amounts), for ledgers that list fee
+    /// lines: base = the amount refunded, fixed part = the fixed part given back.
+    pub fn as_line(&self) -> FeeLine {
+        FeeLine {
+            schedule: self.schedule.clone(),
+            rule_id: self.rule_id.clone(),
+            rule_version: self.rule_version,
+            label: format!("{} (given back)", self.label),
+            beneficiary: self.beneficiary,
+            base_kind: self.base_kind,
+            base_amount: -self.refunded_now,
+            rate: self.rate,
+            fixed_part: -self.fixed_back_now,
+            period: None,
+            threshold: None,
+            floor: None,
+            cap: None,
+            rounding: self.rounding,
+            vat_rate: self.vat_rate,
+            amount_excl_vat: -self.amount_excl_vat,
+            vat: -self.vat,
+            amount_incl_vat: -self.amount_incl_vat,
+        }
+    }
+}
+
+/// The fee given back on one charged `line` (R-FEE-4) when `refunding_now` of the `paid` it
+/// was charged on is refunded after `refunded_before`, with `fixed_back_now` of its fixed part
+/// coming back (after `fixed_back_before`). `refund` names what the refund belongs to.
+#[allow(clippy::too_many_arguments)]
+pub fn refund_fee_line(
+    line: &FeeLine,
+    refund: &str,
     paid: Money,
     refunded_before: Money,
     refunding_now: Money,
-) -> Result<Vec<FeeRefund>, FeeError> {
-    if paid.is_negative() || refunded_before.is_negative() || refunding_now.is_negative() {
+    fixed_back_before: Money,
+    fixed_back_now: Money,
+) -> Result<FeeRefund, FeeError> {
+    if paid.is_negative()
+        || refunded_before.is_negative()
+        || refunding_now.is_negative()
+        || fixed_back_before.is_negative()
+        || fixed_back_now.is_negative()
+    {
         return Err(FeeError::NegativeAmount);
     }
     if refunded_before + refunding_now > paid {
@@ -449,25 +519,52 @@ pub fn refund_fees(
             paid,
         });
     }
-    Ok(charged
+    Ok(recompute_refund(&FeeRefund {
+        refund: refund.to_string(),
+        schedule: line.schedule.clone(),
+        rule_id: line.rule_id.clone(),
+        rule_version: line.rule_version,
+        label: line.label.clone(),
+        beneficiary: line.beneficiary,
+        base_kind: line.base_kind,
+        rate: line.rate,
+        vat_rate: line.vat_rate,
+        charged_excl_vat: line.amount_excl_vat,
+        charged_vat: line.vat,
+        charged_fixed_part: line.fixed_part,
+        paid,
+        refunded_before,
+        refunded_now: refunding_now,
+        fixed_back_before,
+        fixed_back_now,
+        rounding: Rounding::HalfAwayFromZeroCent,
+        amount_excl_vat: Money::ZERO,
+        vat: Money::ZERO,
+        amount_incl_vat: Money::ZERO,
+    }))
+}
+
+/// The fees given back when `refunding_now` of a producer's `paid` share of one payment is
+/// refunded, after `refunded_before` was refunded already (R-FEE-4). One [`FeeRefund`] per
+/// charged line; the fixed part comes back with the last cent.
+pub fn refund_fees(
+    charged: &[FeeLine],
+    paid: Money,
+    refunded_before: Money,
+    refunding_now: Money,
+) -> Result<Vec<FeeRefund>, FeeError> {
+    charged
         .iter()
         .map(|line| {
-            recompute_refund(&FeeRefund {
-                rule_id: line.rule_id.clone(),
-                rule_version: line.rule_version,
-                beneficiary: line.beneficiary,
-                vat_rate: line.vat_rate,
-                charged_excl_vat: line.amount_excl_vat,
-                charged_vat: line.vat,
-                charged_fixed_part: line.fixed_part,
+            refund_fee_line(
+                line,
+                "",
                 paid,
                 refunded_before,
-                refunded_now: refunding_now,
-                rounding: Rounding::HalfAwayFromZeroCent,
-                amount_excl_vat: Money::ZERO,
-                vat: Money::ZERO,
-                amount_incl_vat: Money::ZERO,
-            })
+                refunding_now,
+                Money::ZERO,
+                Money::ZERO,
+            )
         })
-        .collect())
+        .collect()
 }

@@ -26,8 +26,8 @@ mod rule;
 mod tests;
 
 pub use compute::{
-    recompute, recompute_refund, refund_fees, split_fixed_part, FeeInput, FeeLine, FeeRefund,
-    ProducerFees, ProducerShare, Rounding,
+    recompute, recompute_refund, refund_fee_line, refund_fees, split_fixed_part, FeeInput, FeeLine,
+    FeeRefund, ProducerFees, ProducerShare, Rounding,
 };
 pub use error::FeeError;
 pub use rule::{

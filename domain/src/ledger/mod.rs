@@ -58,6 +58,6 @@ pub use entries::{
 pub use error::LedgerError;
 pub use fold::{Conservation, Ledger, TrialBalance};
 pub use settlement::{
-    balance_entries, on_site_fees, order_entries, sale_credits, OrderMoney, OrderMovement,
+    balance_entries, fee_key, on_site_fees, order_entries, sale_credits, OrderMoney, OrderMovement,
     ProducerPart, SaleCredit,
 };

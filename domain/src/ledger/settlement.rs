@@ -21,7 +21,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::paris_date;
-use crate::fees::{recompute, FeeError, FeeLine, FeeSchedule, ProducerShare};
+use crate::fees::{
+    recompute, refund_fee_line, Beneficiary, FeeError, FeeLine, FeeRefund, FeeSchedule,
+    ProducerShare,
+};
 use crate::ids::{MarketId, OrderId, PaymentId, ProducerId, SaleId};
 use crate::market::PaymentMode;
 use crate::money::Money;
@@ -29,8 +32,8 @@ use crate::order::OrderEvent;
 use crate::payout::ProducerBalanceEvent;
 
 use super::entries::{
-    entry_id, fees_charged, fees_given_back, fees_owed, payment_received, payout_entries,
-    refund_paid,
+    entry_id, fees_charged, fees_given_back, fees_owed, fees_refunded, payment_received,
+    payout_entries, refund_paid,
 };
 use super::JournalEntry;
 
@@ -295,21 +298,34 @@ pub fn balance_entries(
         ProducerBalanceEvent::SaleCredited {
             market,
             fees,
+            fee_refunds,
             available_on,
             at,
             ..
         } => {
-            if fees.is_empty() {
-                return vec![];
+            let mut entries = Vec::new();
+            if !fees.is_empty() {
+                entries.push(fees_charged(
+                    entry_id("producer_balance", producer, sequence, ""),
+                    paris_date(*at),
+                    Some(*available_on),
+                    producer,
+                    *market,
+                    fees,
+                ));
             }
-            vec![fees_charged(
-                entry_id("producer_balance", producer, sequence, ""),
-                paris_date(*at),
-                Some(*available_on),
-                producer,
-                *market,
-                fees,
-            )]
+            if !fee_refunds.is_empty() {
+                let mut back = fees_refunded(
+                    entry_id("producer_balance", producer, sequence, "back"),
+                    paris_date(*at),
+                    producer,
+                    *market,
+                    fee_refunds,
+                );
+                back.available_on = Some(*available_on);
+                entries.push(back);
+            }
+            entries
         }
         ProducerBalanceEvent::SaleSettledOnSite {
             market, fees, at, ..
@@ -329,11 +345,12 @@ pub fn balance_entries(
             market,
             fees_before,
             fees_after,
+            fee_refunds,
             at,
             ..
         } => {
-            // The refund itself is posted from the order's event; here the fees are
-            // recomputed on what is kept (R-FEE-4).
+            // The refund itself is posted from the order's event; here the fees are given back
+            // in proportion (R-FEE-4), or, in older events, recomputed on what is kept.
             let date = paris_date(*at);
             let mut entries = Vec::new();
             if !fees_before.is_empty() {
@@ -353,6 +370,15 @@ pub fn balance_entries(
                     producer,
                     *market,
                     fees_after,
+                ));
+            }
+            if !fee_refunds.is_empty() {
+                entries.push(fees_refunded(
+                    entry_id("producer_balance", producer, sequence, "refunded"),
+                    date,
+                    producer,
+                    *market,
+                    fee_refunds,
                 ));
             }
             entries
@@ -408,9 +434,21 @@ pub struct SaleCredit {
     pub gross_incl_vat: Money,
     /// Refunded to customers from the producer's share.
     pub refunds: Money,
+    /// The fees charged on what was paid (R-FEE-1, R-FEE-2), one line per rule and beneficiary.
     pub fees: Vec<FeeLine>,
-    /// `gross - refunds - fees incl. VAT`.
+    /// The fees given back for `refunds` (R-FEE-4), one per charged line (empty without
+    /// refunds).
+    pub fee_refunds: Vec<FeeRefund>,
+    /// Per charged line ([`fee_key`]), the fixed parts of the orders whose share is wholly
+    /// refunded: what a later refund compares with to give a fixed part back once.
+    pub fixed_back: BTreeMap<String, Money>,
+    /// `gross - refunds - fees incl. VAT + fees given back incl. VAT`.
     pub net: Money,
+}
+
+/// The key of a fee line among a producer's lines of one sale: rule, version, beneficiary.
+pub fn fee_key(rule_id: &str, rule_version: u32, beneficiary: Beneficiary) -> String {
+    format!("{rule_id}@{rule_version}:{beneficiary:?}")
 }
 
 /// Merges lines of the same rule version and beneficiary into one line on the summed base and
@@ -437,12 +475,13 @@ fn merge_lines(lines: Vec<FeeLine>) -> Vec<FeeLine> {
 }
 
 /// The credit of every producer of a validated sale paid online (R-SAL-6, R-PAY-2): the
-/// payments each received and the refunds taken from them (see the attribution above), and the
-/// fees of `schedule` in force on `on` (the validation's Paris date) on what they keep,
-/// payment by payment, so a fixed part per payment is split across the producers of each order
-/// (R-FEE-1) and a refund gives back its share of the fee (R-FEE-4: the fee is charged on what
-/// is kept after refunds; a fully refunded order pays no fixed part). Lines of one rule and
-/// beneficiary are merged across orders. Producers with nothing paid are left out.
+/// payments each received and the refunds taken from them (see the attribution above), the
+/// fees of `schedule` in force on `on` (the validation's Paris date) on what was paid, payment
+/// by payment, so a fixed part per payment is split across the producers of each order
+/// (R-FEE-1), and the fees given back for the refunds so far (R-FEE-4): the variable part in
+/// proportion to what was refunded, the fixed part of each order whose share is wholly
+/// refunded. Lines of one rule and beneficiary are merged across orders. Producers with
+/// nothing paid are left out.
 ///
 /// Markets paid on site settle outside the platform: nothing is credited (see docs).
 pub fn sale_credits(
@@ -452,6 +491,7 @@ pub fn sale_credits(
 ) -> Result<BTreeMap<ProducerId, SaleCredit>, FeeError> {
     let mut gross: BTreeMap<ProducerId, (Money, Money)> = BTreeMap::new();
     let mut fees: BTreeMap<ProducerId, Vec<FeeLine>> = BTreeMap::new();
+    let mut fixed_back: BTreeMap<ProducerId, BTreeMap<String, Money>> = BTreeMap::new();
     for order in orders {
         let parts = order.parts();
         let mut shares = Vec::new();
@@ -462,22 +502,23 @@ pub fn sale_credits(
             let g = gross.entry(*producer).or_default();
             g.0 += part.paid;
             g.1 += part.refunded;
-            let kept = part.kept();
-            if kept <= Money::ZERO {
+            if part.paid <= Money::ZERO {
                 continue;
             }
-            // The excl. VAT part of what is kept, in the proportion of the lines now.
+            // The excl. VAT part of what was paid, in the proportion of the lines now (a
+            // cancelled order has no lines left: its payment is taken as is).
             let excl = if part.amount_incl_vat.is_zero() {
-                kept
+                part.paid
             } else {
                 Money::round(
-                    part.amount_excl_vat.amount() * kept.amount() / part.amount_incl_vat.amount(),
+                    part.amount_excl_vat.amount() * part.paid.amount()
+                        / part.amount_incl_vat.amount(),
                 )
-                .min(kept)
+                .min(part.paid)
             };
             shares.push(ProducerShare {
                 producer: *producer,
-                amount_incl_vat: kept,
+                amount_incl_vat: part.paid,
                 amount_excl_vat: excl,
                 items: u32::try_from(part.items.max(0)).unwrap_or(u32::MAX),
                 orders: 1,
@@ -487,25 +528,58 @@ pub fn sale_credits(
             continue;
         }
         for pf in schedule.fees_for_payment(on, true, &shares)? {
+            let wholly = parts
+                .get(&pf.producer)
+                .is_some_and(|p| p.refunded >= p.paid && p.paid > Money::ZERO);
+            if wholly {
+                let back = fixed_back.entry(pf.producer).or_default();
+                for l in &pf.lines {
+                    if !l.fixed_part.is_zero() {
+                        *back
+                            .entry(fee_key(&l.rule_id, l.rule_version, l.beneficiary))
+                            .or_default() += l.fixed_part;
+                    }
+                }
+            }
             fees.entry(pf.producer).or_default().extend(pf.lines);
         }
     }
-    Ok(gross
+    gross
         .into_iter()
         .map(|(producer, (paid, refunded))| {
             let lines = merge_lines(fees.remove(&producer).unwrap_or_default());
-            let total: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
-            (
+            let back = fixed_back.remove(&producer).unwrap_or_default();
+            let mut fee_refunds = Vec::new();
+            if !refunded.is_zero() {
+                for l in &lines {
+                    let key = fee_key(&l.rule_id, l.rule_version, l.beneficiary);
+                    let fixed = back.get(&key).copied().unwrap_or_default();
+                    fee_refunds.push(refund_fee_line(
+                        l,
+                        "before-credit",
+                        paid,
+                        Money::ZERO,
+                        refunded.min(paid),
+                        Money::ZERO,
+                        fixed,
+                    )?);
+                }
+            }
+            let charged: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+            let given_back: Money = fee_refunds.iter().map(|r| r.amount_incl_vat).sum();
+            Ok((
                 producer,
                 SaleCredit {
                     gross_incl_vat: paid,
                     refunds: refunded,
-                    net: paid - refunded - total,
+                    net: paid - refunded - charged + given_back,
                     fees: lines,
+                    fee_refunds,
+                    fixed_back: back,
                 },
-            )
+            ))
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

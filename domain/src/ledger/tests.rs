@@ -124,6 +124,7 @@ fn r_pay_3_a_worked_history_balances_and_conserves_money() {
             gross_incl_vat: m("100.00"),
             refunds: m("10.00"),
             fees: Vec::new(),
+            fee_refunds: Vec::new(),
             net: m("90.00"),
             available_on: d(2024, 6, 4),
             at,

@@ -7,7 +7,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::fees::{recompute, FeeLine};
+use crate::fees::{recompute, recompute_refund, FeeLine, FeeRefund};
 use crate::ids::{MarketId, SaleId};
 use crate::money::Money;
 
@@ -30,6 +30,9 @@ pub struct Credit {
     pub gross_incl_vat: Money,
     pub refunds: Money,
     pub fees: Vec<FeeLine>,
+    /// The fees given back for the refunds counted at crediting (R-FEE-4).
+    #[serde(default)]
+    pub fee_refunds: Vec<FeeRefund>,
     pub net: Money,
     pub available_on: NaiveDate,
     pub credited_at: DateTime<Utc>,
@@ -219,6 +222,7 @@ impl ProducerBalance {
                 gross_incl_vat,
                 refunds,
                 fees,
+                fee_refunds,
                 net,
                 available_on,
                 at,
@@ -242,8 +246,10 @@ impl ProducerBalance {
                         });
                     }
                 }
+                check_fee_refunds(&fee_refunds)?;
                 let fees_total: Money = fees.iter().map(|l| l.amount_incl_vat).sum();
-                let expected = gross_incl_vat - refunds - fees_total;
+                let given_back: Money = fee_refunds.iter().map(|r| r.amount_incl_vat).sum();
+                let expected = gross_incl_vat - refunds - fees_total + given_back;
                 if expected.is_negative() {
                     return Err(Err::NegativeAmount);
                 }
@@ -259,6 +265,7 @@ impl ProducerBalance {
                     gross_incl_vat,
                     refunds,
                     fees,
+                    fee_refunds,
                     net,
                     available_on,
                     at,
@@ -293,8 +300,7 @@ impl ProducerBalance {
                 market,
                 order,
                 refunds_total,
-                fees_before,
-                fees_after,
+                fee_refunds,
                 at,
             } => {
                 if !self.is_credited(sale) {
@@ -308,12 +314,10 @@ impl ProducerBalance {
                 if refunds_total <= already {
                     return Err(Err::RefundsAlreadyDebited { sale });
                 }
-                check_lines(&fees_before)?;
-                check_lines(&fees_after)?;
+                check_fee_refunds(&fee_refunds)?;
                 let amount = refunds_total - already;
-                let before: Money = fees_before.iter().map(|l| l.amount_incl_vat).sum();
-                let after: Money = fees_after.iter().map(|l| l.amount_incl_vat).sum();
-                let debit = amount - (before - after);
+                let given_back: Money = fee_refunds.iter().map(|r| r.amount_incl_vat).sum();
+                let debit = amount - given_back;
                 if debit.is_negative() {
                     return Err(Err::NegativeAmount);
                 }
@@ -323,8 +327,9 @@ impl ProducerBalance {
                     order,
                     refunds_total,
                     amount,
-                    fees_before,
-                    fees_after,
+                    fees_before: Vec::new(),
+                    fees_after: Vec::new(),
+                    fee_refunds,
                     debit,
                     at,
                 }])
@@ -341,7 +346,12 @@ impl ProducerBalance {
                         gross_incl_vat: c.gross_incl_vat,
                         refunds: c.refunds,
                         fees: c.fees.clone(),
-                        fees_incl_vat: c.fees.iter().map(|l| l.amount_incl_vat).sum(),
+                        fee_refunds: c.fee_refunds.clone(),
+                        fees_incl_vat: c.fees.iter().map(|l| l.amount_incl_vat).sum::<Money>()
+                            - c.fee_refunds
+                                .iter()
+                                .map(|r| r.amount_incl_vat)
+                                .sum::<Money>(),
                         net: c.net,
                         available_on: c.available_on,
                     })
@@ -444,6 +454,18 @@ impl ProducerBalance {
     }
 }
 
+/// Each fee given back recomputes from its inputs and is not negative (R-FEE-4).
+fn check_fee_refunds(refunds: &[FeeRefund]) -> Result<(), ProducerBalanceError> {
+    for r in refunds {
+        if &recompute_refund(r) != r || r.amount_incl_vat.is_negative() || r.vat.is_negative() {
+            return Err(ProducerBalanceError::FeeLineDoesNotRecompute {
+                rule_id: r.rule_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_lines(fees: &[FeeLine]) -> Result<(), ProducerBalanceError> {
     for line in fees {
         if &recompute(line) != line || line.amount_incl_vat.is_negative() {
@@ -483,6 +505,7 @@ impl Aggregate for ProducerBalance {
                 gross_incl_vat,
                 refunds,
                 fees,
+                fee_refunds,
                 net,
                 available_on,
                 at,
@@ -495,6 +518,7 @@ impl Aggregate for ProducerBalance {
                         gross_incl_vat,
                         refunds,
                         fees,
+                        fee_refunds,
                         net,
                         available_on,
                         credited_at: at,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fees::FeeLine;
+use crate::fees::{FeeLine, FeeRefund};
 use crate::ids::{MarketId, OrderId, SaleId};
 use crate::money::Money;
 
@@ -13,13 +13,14 @@ use super::events::PayoutId;
 pub enum ProducerBalanceCommand {
     /// Credits the producer's net from a validated sale (R-SAL-6), once per sale. The caller
     /// computes the fee lines (fees engine) and `available_on` ([`super::available_on`]);
-    /// `net` must equal `gross_incl_vat - refunds - fees incl. VAT` (R-PAY-2).
+    /// `net` must equal `gross_incl_vat - refunds - fees + fee_refunds` incl. VAT (R-PAY-2).
     CreditSale {
         sale: SaleId,
         market: MarketId,
         gross_incl_vat: Money,
         refunds: Money,
         fees: Vec<FeeLine>,
+        fee_refunds: Vec<FeeRefund>,
         net: Money,
         available_on: NaiveDate,
         at: DateTime<Utc>,
@@ -39,8 +40,7 @@ pub enum ProducerBalanceCommand {
         market: MarketId,
         order: OrderId,
         refunds_total: Money,
-        fees_before: Vec<FeeLine>,
-        fees_after: Vec<FeeLine>,
+        fee_refunds: Vec<FeeRefund>,
         at: DateTime<Utc>,
     },
     /// Pays every credit available on or before `on` and not yet paid or in flight.

@@ -8,7 +8,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::fees::FeeLine;
+use crate::fees::{FeeLine, FeeRefund};
 use crate::ids::{MarketId, OrderId, SaleId};
 use crate::money::Money;
 
@@ -57,7 +57,10 @@ pub struct StatementLine {
     pub gross_incl_vat: Money,
     pub refunds: Money,
     pub fees: Vec<FeeLine>,
-    /// Sum of the fee lines incl. VAT.
+    /// The fees given back for refunds counted at crediting (R-FEE-4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fee_refunds: Vec<FeeRefund>,
+    /// The fee lines minus the fees given back, incl. VAT.
     pub fees_incl_vat: Money,
     /// `gross_incl_vat - refunds - fees_incl_vat`.
     pub net: Money,
@@ -106,7 +109,13 @@ pub enum ProducerBalanceEvent {
         market: MarketId,
         gross_incl_vat: Money,
         refunds: Money,
+        /// The fees charged on what was paid (R-FEE-1, R-FEE-2; before the R-FEE-4 change,
+        /// on what was kept after refunds).
         fees: Vec<FeeLine>,
+        /// The fees given back for `refunds` (R-FEE-4); absent in older events.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fee_refunds: Vec<FeeRefund>,
+        /// `gross - refunds - fees + fee_refunds` (incl. VAT).
         net: Money,
         available_on: NaiveDate,
         at: DateTime<Utc>,
@@ -124,16 +133,22 @@ pub enum ProducerBalanceEvent {
     },
     /// Refunds recorded after the sale was credited (R-ORD-5, R-FEE-4). `refunds_total` is the
     /// sale's cumulative late refunds for this producer after this event, `amount` the new part;
-    /// the fee lines are recomputed on what is kept now (`fees_before` -> `fees_after`) and
-    /// `debit = amount - (fees_before - fees_after)` is deducted from the next payouts.
+    /// `fee_refunds` give back the fees in proportion to `amount` (one per charged line) and
+    /// `debit = amount - fee_refunds incl. VAT` is deducted from the next payouts. Older events
+    /// recomputed the fee lines on what was kept instead (`fees_before` -> `fees_after`,
+    /// `debit = amount - (fees_before - fees_after)`); both forms are read.
     RefundDebited {
         sale: SaleId,
         market: MarketId,
         order: OrderId,
         refunds_total: Money,
         amount: Money,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fees_before: Vec<FeeLine>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fees_after: Vec<FeeLine>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fee_refunds: Vec<FeeRefund>,
         debit: Money,
         at: DateTime<Utc>,
     },

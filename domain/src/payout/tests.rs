@@ -6,7 +6,7 @@ use cqrs_es::Aggregate;
 use proptest::prelude::*;
 
 use super::*;
-use crate::fees::{FeeInput, FeeLine, FeeSchedules};
+use crate::fees::{refund_fees, FeeInput, FeeLine, FeeSchedules};
 use crate::ids::{MarketId, SaleId};
 use crate::money::Money;
 
@@ -63,6 +63,7 @@ fn credit_cmd(n: u128, gross: &str, refunds: &str, available: NaiveDate) -> Prod
         gross_incl_vat: gross,
         refunds,
         fees,
+        fee_refunds: vec![],
         net,
         available_on: available,
         at: at(),
@@ -196,6 +197,7 @@ fn r_pay_2_a_credit_with_a_wrong_net_or_fee_line_is_refused() {
         net,
         available_on,
         at,
+        ..
     } = credit_cmd(1, "100.00", "10.00", d(2023, 9, 12))
     else {
         panic!("credit");
@@ -209,6 +211,7 @@ fn r_pay_2_a_credit_with_a_wrong_net_or_fee_line_is_refused() {
             gross_incl_vat,
             refunds,
             fees: fees.clone(),
+            fee_refunds: vec![],
             net: m("81.00"),
             available_on,
             at,
@@ -227,6 +230,7 @@ fn r_pay_2_a_credit_with_a_wrong_net_or_fee_line_is_refused() {
             gross_incl_vat,
             refunds,
             fees: tampered,
+            fee_refunds: vec![],
             net,
             available_on,
             at,
@@ -242,6 +246,7 @@ fn r_pay_2_a_credit_with_a_wrong_net_or_fee_line_is_refused() {
             gross_incl_vat,
             refunds: m("100.01"),
             fees,
+            fee_refunds: vec![],
             net,
             available_on,
             at,
@@ -537,6 +542,7 @@ proptest! {
                         gross_incl_vat: gross,
                         refunds,
                         fees,
+                        fee_refunds: vec![],
                         net,
                         available_on: start + Duration::days(delay),
                         at: at(),
@@ -667,8 +673,7 @@ fn r_pay_2_a_late_refund_is_debited_once_and_recovered_from_later_credits() {
         market: market(),
         order: Default::default(),
         refunds_total: m(total),
-        fees_before: before.clone(),
-        fees_after: vec![],
+        fee_refunds: refund_fees(&before, m("20.00"), Money::ZERO, m(total)).expect("fee refund"),
         at: at(),
     };
     run(&mut b, debit("20.00")).expect("debit");
@@ -700,8 +705,7 @@ fn r_pay_2_a_late_refund_is_debited_once_and_recovered_from_later_credits() {
                 market: market(),
                 order: Default::default(),
                 refunds_total: m("1.00"),
-                fees_before: vec![],
-                fees_after: vec![],
+                fee_refunds: vec![],
                 at: at(),
             }
         ),
