@@ -162,6 +162,11 @@ pub async fn serve(
         if let Err(e) = app.schedule_training_check(today).await {
             tracing::warn!(error = %e, "the daily training check could not be scheduled");
         }
+        // R-ACC-3, R-FEE-5: this month's billing run (due at once if its time has passed and it
+        // never ran; each run schedules the next month's).
+        if let Err(e) = app.schedule_billing_run(today).await {
+            tracing::warn!(error = %e, "the monthly billing run could not be scheduled");
+        }
         let scheduler = app.scheduler();
         let mut s = shutdown.clone();
         let interval = config.scheduler_interval;

@@ -308,6 +308,25 @@ impl Replay {
                     },
                 );
             }
+            ProducerBalanceEvent::PeriodBilled { lines, amount, .. } => {
+                for (i, line) in lines.iter().enumerate() {
+                    self.fee_lines_checked += 1;
+                    check_fee_line(
+                        e,
+                        &format!("PeriodBilled.lines[{i}]"),
+                        line,
+                        &mut self.differences,
+                    );
+                }
+                let total: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+                if total != *amount {
+                    self.differences.push(difference(
+                        e,
+                        "PeriodBilled.amount",
+                        format!("billed {amount} but the fee lines add up to {total}"),
+                    ));
+                }
+            }
             ProducerBalanceEvent::SaleSettledOnSite { fees, owed, .. } => {
                 for (i, line) in fees.iter().enumerate() {
                     self.fee_lines_checked += 1;

@@ -5,6 +5,7 @@
 //! pure functions and commits once ([`flow`]). No HTTP, no GraphQL.
 
 pub mod audit;
+pub mod billing;
 pub mod completeness;
 pub mod error;
 pub mod flow;

@@ -65,10 +65,14 @@ pub const PAYOUT_RUN_TIME: NaiveTime = match NaiveTime::from_hms_opt(6, 0, 0) {
 };
 
 /// The fee configuration files built into the binary (the same files as `config/fees/`).
-const EMBEDDED: [(&str, &str); 5] = [
+const EMBEDDED: [(&str, &str); 6] = [
     (
         "cagette.json",
         include_str!("../../config/fees/cagette.json"),
+    ),
+    (
+        "coopcircuits.json",
+        include_str!("../../config/fees/coopcircuits.json"),
     ),
     (
         "locavor.json",

@@ -5,7 +5,7 @@ use etal_domain::account::{AccountCommand, AccountError, ProducerAccount, Produc
 use etal_domain::actor::ProducerAccess;
 use etal_domain::calendar::{paris_date, paris_instant};
 use etal_domain::catalog::{Catalog, CatalogCommand, Modulation, OfferProduct};
-use etal_domain::config::PlanKind;
+use etal_domain::config::{PlanKind, SubscriptionBilling};
 use etal_domain::ids::{CatalogId, ProducerId, ProductId, UserId};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Actor, Money, Role};
@@ -129,12 +129,14 @@ impl App {
         .await
     }
 
-    /// R-ACC-3: the terms in force today are frozen into the event.
+    /// R-ACC-3: the terms in force today are frozen into the event; `billing` says how a
+    /// subscription of the plan is billed (monthly or yearly; ignored by plans without one).
     pub async fn change_plan(
         &self,
         ctx: &Ctx,
         producer: ProducerId,
         plan: PlanKind,
+        billing: SubscriptionBilling,
     ) -> Result<Done<()>, AppError> {
         let at = self.now();
         let terms = self
@@ -144,14 +146,19 @@ impl App {
                 AppError::bad_input("plan", format!("the {plan} plan is not offered now"))
             })?
             .clone();
-        self.account_command(ctx, producer, "changePlan", &(producer, plan), |access| {
-            AccountCommand::ChangePlan {
+        self.account_command(
+            ctx,
+            producer,
+            "changePlan",
+            &(producer, plan, billing),
+            |access| AccountCommand::ChangePlan {
                 access,
                 plan,
+                billing,
                 terms,
                 at,
-            }
-        })
+            },
+        )
         .await
     }
 

@@ -31,6 +31,8 @@ pub mod kinds {
     pub const DEBIT_REFUNDS: &str = "debit_refunds";
     /// The daily check of overdue trainings (R-ACC-3, see `producer`).
     pub const TRAINING_LAPSES: &str = "training_lapses";
+    /// The monthly billing of subscriptions and period fees (R-ACC-3, R-FEE-5, see `billing`).
+    pub const BILLING_RUN: &str = "billing_run";
 }
 
 /// When the daily training check runs (Europe/Paris).
@@ -65,6 +67,7 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::PAYOUT_RUN,
         kinds::DEBIT_REFUNDS,
         kinds::TRAINING_LAPSES,
+        kinds::BILLING_RUN,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -332,6 +335,18 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!({ "moved_to_flexible": moved }))
+            }
+            kinds::BILLING_RUN => {
+                #[derive(serde::Deserialize)]
+                struct P {
+                    month: chrono::NaiveDate,
+                }
+                let p: P = payload(cmd)?;
+                let report = app
+                    .run_billing(p.month, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!(report))
             }
             other => Err(HandlerError::Fail(format!("unknown kind {other}"))),
         }

@@ -302,6 +302,9 @@ impl Projection for LedgerProjection {
                         | ProducerBalanceEvent::RefundDebited { sale, market, .. } => {
                             (Some(sale.0), Some(market.0))
                         }
+                        ProducerBalanceEvent::PeriodBilled { market, .. } => {
+                            (None, market.map(|m| m.0))
+                        }
                         _ => (None, None),
                     };
                     let entries = balance_entries(producer.into(), sequence, &event);
@@ -322,6 +325,7 @@ impl Projection for LedgerProjection {
                         ProducerBalanceEvent::SaleSettledOnSite { fees, .. } => {
                             vec![fees.clone()]
                         }
+                        ProducerBalanceEvent::PeriodBilled { lines, .. } => vec![lines.clone()],
                         ProducerBalanceEvent::RefundDebited {
                             fees_before,
                             fees_after,
@@ -592,10 +596,11 @@ pub async fn fee_ledger_of(
     to: NaiveDate,
     producer: Option<Uuid>,
 ) -> Result<Vec<FeeTotal>, sqlx::Error> {
+    // Subscriptions have no market and no sale, period fees no sale: their key is "".
     let key = match grouping {
         FeeGrouping::Producer => "producer_id::text",
-        FeeGrouping::Market => "market_id::text",
-        FeeGrouping::Sale => "sale_id::text",
+        FeeGrouping::Market => "coalesce(market_id::text, '')",
+        FeeGrouping::Sale => "coalesce(sale_id::text, '')",
         FeeGrouping::Month => "to_char(entry_date, 'YYYY-MM')",
     };
     let rows = sqlx::query(&format!(

@@ -77,7 +77,15 @@ impl World {
     async fn at(&self, t: DateTime<Utc>) {
         self.clock.set(t);
         let report = self.app.scheduler().run_due().await.expect("run due");
-        assert_eq!(report.failed, 0, "a scheduled command failed at {t}");
+        if report.failed > 0 {
+            let why: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT kind, last_error FROM scheduled_commands WHERE status = 'failed'",
+            )
+            .fetch_all(&self.db.pool)
+            .await
+            .expect("failures");
+            panic!("a scheduled command failed at {t}: {why:?}");
+        }
     }
 
     async fn market(&self, weekday: Weekday, anchor: NaiveDate, start: (u32, u32)) -> MarketId {
@@ -1245,6 +1253,227 @@ async fn r_fee_4_refunds_give_back_their_fees_and_a_fixed_part_is_charged_once()
         vec![(d(2023, 9, 18), m("26.50"))]
     );
     assert!(w.transfers(b.producer).await.is_empty());
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// R-ACC-3, R-FEE-5, R-PAY-2: billing per period on the service's scheduler (fake clock).
+/// A schedule with one Open Food Network style rule (5.00 a month + 2 % of the month's
+/// turnover excl. VAT, capped at 50.00, nothing below 500.00, 20 % VAT) and no per-sale fee.
+/// Producer A moves to Pro billed monthly on 28 Aug 2023 (its first whole month is September),
+/// producer B to Pro billed yearly. The monthly runs (1st of the month, 05:00 Paris) bill:
+/// - 1 Sept: A's September subscription, 39.00 + 7.80; B's year, 12 x 29.00 = 348.00 + 69.60;
+/// - 1 Oct: A's October subscription, and A's September OFN fee on 2,500.00 of sales
+///   (2,369.67 excl. VAT: 5.00 + 47.39 = 52.39, capped at 50.00, + 10.00 VAT); B nothing;
+/// - 1 Nov: A's November subscription; October's 200.00 of sales (189.57 excl.) are below the
+///   threshold: no OFN fee.
+/// A's payouts deduct them: Monday 18 Sept pays 2,500.00 - 46.80; 25 Sept and 2 Oct have
+/// nothing to pay; the 106.80 billed on 1 Oct wait for October's sale, paid Monday 16 Oct
+/// 200.00 - 106.80 = 93.20. A re-run of a month bills nothing twice; every bill's lines
+/// recompute; the fee ledger equals the journal; `etal audit check` exits 0.
+#[tokio::test]
+async fn r_acc_3_subscriptions_and_period_fees_are_billed_once_a_month_and_deducted_at_payouts() {
+    use etal_domain::config::SubscriptionBilling;
+    let schedules = etal_domain::fees::FeeSchedules::from_json(
+        r#"{"schedules": [{"name": "test_ofn", "rules": [
+            {"id": "t.ofn", "version": 1, "valid_from": "2020-01-01", "label": "Contribution",
+             "base": "excl_vat", "rate": "0.02",
+             "fixed": {"amount": "5.00", "per": "period", "beneficiary": "platform"},
+             "cap_per_period": "50.00", "turnover_threshold": "500.00", "period": "monthly",
+             "split": [{"beneficiary": "platform", "rate": "0.02"}], "vat_on_fee": "20",
+             "applies_to": "all_sales"}]}]}"#,
+    )
+    .expect("schedule");
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    w.app = w.app.clone().with_fee_schedules(schedules);
+    w.app.settings.fee_schedule = "test_ofn".into();
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Agneau", "100.00").await;
+    let b = w.seller(market, "Miel", "10.00").await;
+    w.app
+        .change_plan(
+            &a.ctx,
+            a.producer,
+            PlanKind::Pro,
+            SubscriptionBilling::Monthly,
+        )
+        .await
+        .expect("A on Pro monthly");
+    w.app
+        .change_plan(
+            &b.ctx,
+            b.producer,
+            PlanKind::Pro,
+            SubscriptionBilling::Yearly,
+        )
+        .await
+        .expect("B on Pro yearly");
+    w.app
+        .schedule_billing_run(d(2023, 9, 1))
+        .await
+        .expect("billing run");
+    let bills = |w: &World, p: ProducerId| {
+        let pool = w.db.pool.clone();
+        async move {
+            EventLog::stream(&pool, "producer_balance", &p.to_string())
+                .await
+                .expect("stream")
+                .iter()
+                .filter_map(|e| match e.decode::<ProducerBalanceEvent>() {
+                    Ok(ProducerBalanceEvent::PeriodBilled {
+                        key, lines, amount, ..
+                    }) => {
+                        for l in &lines {
+                            assert_eq!(&etal_domain::fees::recompute(l), l, "{key}");
+                        }
+                        Some((key, amount))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // 1 Sept: the subscriptions of September.
+    w.at(paris(d(2023, 9, 1), 5, 1)).await;
+    assert_eq!(
+        bills(&w, a.producer).await,
+        vec![("subscription:2023-09".to_string(), m("46.80"))]
+    );
+    assert_eq!(
+        bills(&w, b.producer).await,
+        vec![("subscription:2023-09".to_string(), m("417.60"))]
+    );
+    let sept = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    w.order(sept, &[(&a, 25)]).await; // 2,500.00
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sept).await.expect("validate");
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![(d(2023, 9, 18), m("2453.20"))],
+        "2,500.00 less September's subscription"
+    );
+    let statement = w
+        .balance(a.producer)
+        .await
+        .statement(payout_id_for(a.producer, d(2023, 9, 18)))
+        .expect("statement")
+        .clone();
+    assert_eq!(
+        statement
+            .deductions
+            .iter()
+            .map(|d| (d.id.as_str(), d.amount, d.fees.len()))
+            .collect::<Vec<_>>(),
+        vec![("period:subscription:2023-09", m("46.80"), 1)],
+        "the statement lists the subscription with its line"
+    );
+
+    // 1 Oct: October's subscription and September's capped OFN fee.
+    w.at(paris(d(2023, 10, 1), 5, 1)).await;
+    assert_eq!(
+        bills(&w, a.producer).await,
+        vec![
+            ("subscription:2023-09".to_string(), m("46.80")),
+            ("subscription:2023-10".to_string(), m("46.80")),
+            (format!("period:{market}:2023-09"), m("60.00")),
+        ]
+    );
+    assert_eq!(bills(&w, b.producer).await.len(), 1, "yearly: once a year");
+    let ofn = w
+        .balance(a.producer)
+        .await
+        .debits()
+        .get(&format!("period:period:{market}:2023-09"))
+        .expect("the OFN debit")
+        .fees[0]
+        .clone();
+    assert_eq!(
+        (
+            ofn.base_amount,
+            ofn.fixed_part,
+            ofn.cap,
+            ofn.amount_excl_vat,
+            ofn.vat
+        ),
+        (
+            m("2369.67"),
+            m("5.00"),
+            Some(m("50.00")),
+            m("50.00"),
+            m("10.00")
+        ),
+        "R-FEE-5: 5.00 + 2 % of 2,369.67 = 52.39, capped"
+    );
+    // A re-run of the month bills nothing twice.
+    let again = w
+        .app
+        .run_billing(d(2023, 10, 1), "again")
+        .await
+        .expect("re-run");
+    assert_eq!((again.bills, again.amount), (0, Money::ZERO));
+    // No credit to pay from: the 106.80 wait.
+    w.at(paris(d(2023, 10, 2), 6, 0)).await;
+    assert_eq!(w.transfers(a.producer).await.len(), 1);
+    assert_eq!(w.balance(a.producer).await.owed(), m("106.80"));
+
+    let oct = w.sale(market, d(2023, 10, 7), &[&a]).await;
+    w.at(paris(d(2023, 10, 2), 10, 0)).await;
+    w.order(oct, &[(&a, 2)]).await; // 200.00
+    w.at(paris(d(2023, 10, 7), 14, 30)).await;
+    w.app.validate_sale(&w.admin, oct).await.expect("validate");
+    w.at(paris(d(2023, 10, 16), 6, 0)).await;
+    assert_eq!(
+        w.transfers(a.producer).await,
+        vec![
+            (d(2023, 9, 18), m("2453.20")),
+            (d(2023, 10, 16), m("93.20"))
+        ],
+        "200.00 less October's subscription and September's OFN fee"
+    );
+
+    // 1 Nov: November's subscription; October's turnover is below the threshold.
+    w.at(paris(d(2023, 11, 1), 5, 1)).await;
+    let a_bills = bills(&w, a.producer).await;
+    assert_eq!(a_bills.len(), 4, "{a_bills:?}");
+    assert_eq!(a_bills[3], ("subscription:2023-11".to_string(), m("46.80")));
+    assert_eq!(bills(&w, b.producer).await.len(), 1);
+    assert_eq!(w.balance(b.producer).await.owed(), m("417.60"));
+
+    // The fee ledger (subscriptions have no market: key "") equals the journal's fee accounts.
+    w.catch_up_ledger().await;
+    let fees = fee_ledger(
+        &w.db.pool,
+        FeeGrouping::Producer,
+        d(2023, 9, 1),
+        d(2023, 11, 30),
+    )
+    .await
+    .expect("fee ledger");
+    let of = |p: ProducerId| -> Money {
+        fees.iter()
+            .filter(|f| f.key == p.to_string())
+            .map(|f| f.amount_incl_vat)
+            .sum()
+    };
+    assert_eq!(of(a.producer), m("200.40")); // 3 x 46.80 + 60.00
+    assert_eq!(of(b.producer), m("417.60"));
+    let balances = balances_as_of(&w.db.pool, d(2023, 11, 30))
+        .await
+        .expect("balances");
+    let revenue: Money = balances
+        .iter()
+        .filter(|b| b.account == "PlatformFeeRevenue")
+        .map(|b| b.credits - b.debits)
+        .sum();
+    let excl: Money = fees.iter().map(|f| f.amount_excl_vat).sum();
+    assert_eq!(revenue, excl, "feeLedger = the journal's fee revenue");
+    let c = conservation_as_of(&w.db.pool, d(2023, 11, 30))
+        .await
+        .expect("conservation");
+    assert!(c.holds(), "{c:?}");
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }

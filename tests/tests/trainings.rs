@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use etal_app::{AppError, Ctx};
 use etal_domain::account::ProducerAccount;
 use etal_domain::calendar::paris_date;
-use etal_domain::config::PlanKind;
+use etal_domain::config::{PlanKind, SubscriptionBilling};
 use etal_domain::{Actor, Role};
 use etal_tests::world::{actor, World};
 use graphql_common::{code, Api};
@@ -126,7 +126,12 @@ async fn r_acc_3_the_member_plan_is_reachable_once_a_training_is_recorded() {
     let p = w.producer(PlanKind::Pro).await;
     let err = w
         .app
-        .change_plan(&p.ctx(), p.id, PlanKind::Member)
+        .change_plan(
+            &p.ctx(),
+            p.id,
+            PlanKind::Member,
+            SubscriptionBilling::Monthly,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), "TRAINING_REQUIRED");
@@ -139,7 +144,12 @@ async fn r_acc_3_the_member_plan_is_reachable_once_a_training_is_recorded() {
         .await
         .unwrap();
     w.app
-        .change_plan(&p.ctx(), p.id, PlanKind::Member)
+        .change_plan(
+            &p.ctx(),
+            p.id,
+            PlanKind::Member,
+            SubscriptionBilling::Monthly,
+        )
         .await
         .unwrap();
     assert_eq!(account(&w, p.id).await.plan(), PlanKind::Member);
@@ -234,4 +244,56 @@ async fn r_acc_3_record_training_over_http_makes_member_reachable() {
     let member = api.ok(&producer, PRODUCER_Q, json!({"p": p})).await;
     assert_eq!(member["producer"]["plan"], "MEMBER");
     assert_eq!(member["producer"]["trainingDue"], serde_json::Value::Null);
+}
+
+/// R-ACC-3 over HTTP: a producer chooses how the Pro subscription is billed (`changePlan`
+/// with `billing`), reads it back (`subscriptionBilling`), switches from yearly to monthly (the
+/// same plan with another billing is a change), and the same choice again is refused
+/// (ALREADY_ON_PLAN). Nothing is billed for the month the plan starts in (`payouts.debits` is
+/// empty); the monthly runs are tested on the fake clock in `money.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_acc_3_a_producer_chooses_how_the_pro_subscription_is_billed() {
+    let api = Api::start(&[]).await;
+    let producer = api.who(Role::Producer);
+    let d = api
+        .ok(
+            &producer,
+            graphql_common::OPEN_ACCOUNT,
+            json!({"k": "open-1"}),
+        )
+        .await;
+    let p = d["openAccount"]["producerId"].as_str().unwrap().to_string();
+    let change = "mutation($p: UUID!, $plan: Plan!, $b: SubscriptionBilling!, $k: String) { changePlan(producerId: $p, plan: $plan, billing: $b, idempotencyKey: $k) { producerId } }";
+    let read = "query($p: UUID!) { producer(id: $p) { plan subscriptionBilling } payouts(producerId: $p) { debits { id kind amount } } }";
+    api.ok(
+        &producer,
+        change,
+        json!({"p": p, "plan": "PRO", "b": "YEARLY", "k": "pro-yearly"}),
+    )
+    .await;
+    let got = api.ok(&producer, read, json!({"p": p})).await;
+    assert_eq!(
+        got,
+        json!({"producer": {"plan": "PRO", "subscriptionBilling": "YEARLY"}, "payouts": {"debits": []}})
+    );
+    api.ok(
+        &producer,
+        change,
+        json!({"p": p, "plan": "PRO", "b": "MONTHLY", "k": "pro-monthly"}),
+    )
+    .await;
+    let got = api.ok(&producer, read, json!({"p": p})).await;
+    assert_eq!(got["producer"]["subscriptionBilling"], "MONTHLY", "{got}");
+    let refused = api
+        .call(
+            &producer,
+            change,
+            json!({"p": p, "plan": "PRO", "b": "MONTHLY", "k": "pro-monthly-again"}),
+        )
+        .await;
+    assert_eq!(
+        code(&refused).as_deref(),
+        Some("ALREADY_ON_PLAN"),
+        "{refused}"
+    );
 }

@@ -26,6 +26,15 @@ pub enum Plan {
     Engaged,
 }
 
+/// How a plan's subscription is billed (R-ACC-3): every month (Pro: 39 EUR excl. VAT a month)
+/// or a year at once (Pro: 12 x 29 EUR excl. VAT).
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_domain::config::SubscriptionBilling")]
+pub enum SubscriptionBilling {
+    Monthly,
+    Yearly,
+}
+
 /// Reads a producer account for the caller: its owner or a collaborator, an auditor, or a
 /// platform administrator (plans are configuration). Others: FORBIDDEN.
 pub async fn producer_for_read(
@@ -75,6 +84,11 @@ impl ProducerView {
     }
     async fn plan(&self) -> Plan {
         self.account.plan().into()
+    }
+    /// How the plan's subscription is billed (plans without one: MONTHLY, nothing billed).
+    /// Billing starts with the first whole month of the plan, on the 1st at 05:00 Paris time.
+    async fn subscription_billing(&self) -> SubscriptionBilling {
+        self.account.subscription_billing().into()
     }
     async fn charter_version(&self) -> Option<&str> {
         self.account.charter().map(|c| c.version.as_str())
@@ -403,18 +417,20 @@ impl ProducerMutation {
         })
     }
 
-    /// R-ACC-3: a new plan on today's terms.
+    /// R-ACC-3: a new plan on today's terms; `billing` chooses how its subscription is billed
+    /// (the same plan with another billing is a change too).
     #[graphql(guard = "PRODUCER")]
     async fn change_plan(
         &self,
         ctx: &Context<'_>,
         producer_id: Uuid,
         plan: Plan,
+        #[graphql(default_with = "SubscriptionBilling::Monthly")] billing: SubscriptionBilling,
         idempotency_key: Option<String>,
     ) -> Result<ProducerPayload> {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
-            .change_plan(&c, ProducerId(producer_id), plan.into())
+            .change_plan(&c, ProducerId(producer_id), plan.into(), billing.into())
             .await
             .coded()?;
         Ok(ProducerPayload {

@@ -860,6 +860,8 @@ pub struct DeductionView {
     pub kind: String,
     pub sale_id: Option<Uuid>,
     pub amount: Money,
+    /// The fee lines of a subscription or a period fee (empty otherwise).
+    pub fees: Vec<FeeLineView>,
 }
 
 /// One sale on a statement: gross, refunds, fees, net.
@@ -926,6 +928,9 @@ pub struct Payouts {
     pub in_flight: Money,
     /// Open credits (held or in flight), by sale.
     pub credits: Vec<Credit>,
+    /// Debits not recovered yet (fees owed, late refunds, subscriptions and period fees), by
+    /// id; deducted from the next payouts.
+    pub debits: Vec<DeductionView>,
     /// Open payouts and the 52 most recent settled ones, newest first.
     pub payouts: Vec<Payout>,
 }
@@ -950,6 +955,18 @@ fn payouts_view(producer: ProducerId, b: &ProducerBalance) -> Payouts {
                 net: Money(c.net),
                 available_on: Date(c.available_on),
                 payout_id: c.payout.map(|p| p.0),
+            })
+            .collect(),
+        debits: b
+            .debits()
+            .iter()
+            .filter(|(_, d)| d.payout.is_none())
+            .map(|(id, d)| DeductionView {
+                id: id.clone(),
+                kind: tag(&d.kind),
+                sale_id: d.sale.map(|s| s.0),
+                amount: Money(d.amount),
+                fees: fee_lines(&d.fees),
             })
             .collect(),
         payouts: b
@@ -999,8 +1016,9 @@ fn payouts_view(producer: ProducerId, b: &ProducerBalance) -> Payouts {
                     .map(|d| DeductionView {
                         id: d.id.clone(),
                         kind: tag(&d.kind),
-                        sale_id: Some(d.sale.0),
+                        sale_id: d.sale.map(|s| s.0),
                         amount: Money(d.amount),
+                        fees: fee_lines(&d.fees),
                     })
                     .collect(),
             })

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, ProducerAccess, Role};
 use crate::calendar::paris_date;
-use crate::config::{PlanKind, PlanTerms};
+use crate::config::{PlanKind, PlanTerms, SubscriptionBilling};
 use crate::ids::{ProducerId, ProductId, UserId};
 use crate::money::Money;
 
@@ -43,6 +43,9 @@ struct Opened {
     plan_since: NaiveDate,
     /// Paris date of the last completed training.
     last_training: Option<NaiveDate>,
+    /// How the plan's subscription is billed.
+    #[serde(default)]
+    billing: SubscriptionBilling,
 }
 
 /// A producer account, id = its [`ProducerId`].
@@ -101,6 +104,16 @@ impl ProducerAccount {
             .as_ref()
             .map(|o| o.terms.plan)
             .unwrap_or_default()
+    }
+
+    /// How the current plan's subscription is billed (R-ACC-3).
+    pub fn subscription_billing(&self) -> SubscriptionBilling {
+        self.opened.as_ref().map(|o| o.billing).unwrap_or_default()
+    }
+
+    /// The Paris date the current plan started.
+    pub fn plan_since(&self) -> Option<NaiveDate> {
+        self.opened.as_ref().map(|o| o.plan_since)
     }
 
     /// The terms of the current plan, frozen when the plan started.
@@ -244,12 +257,18 @@ impl ProducerAccount {
             C::ChangePlan {
                 access,
                 plan,
+                billing,
                 terms,
                 at,
             } => {
                 self.check_owner(&access)?;
                 check_terms(plan, &terms)?;
-                if self.plan() == plan {
+                let billing = if terms.subscription.is_some() {
+                    billing
+                } else {
+                    SubscriptionBilling::Monthly
+                };
+                if self.plan() == plan && self.subscription_billing() == billing {
                     return Err(AccountError::AlreadyOnPlan { plan });
                 }
                 if granted_by_training(&terms) && self.last_training().is_none() {
@@ -257,6 +276,7 @@ impl ProducerAccount {
                 }
                 Ok(vec![E::PlanChanged {
                     terms,
+                    billing,
                     reason: PlanChangeReason::Requested,
                     at,
                 }])
@@ -286,6 +306,7 @@ impl ProducerAccount {
                 }
                 Ok(vec![E::PlanChanged {
                     terms: flexible_terms,
+                    billing: SubscriptionBilling::Monthly,
                     reason: PlanChangeReason::TrainingLapsed,
                     at,
                 }])
@@ -423,6 +444,7 @@ impl Aggregate for ProducerAccount {
                     terms,
                     plan_since: paris_date(at),
                     last_training: None,
+                    billing: SubscriptionBilling::Monthly,
                 });
             }
             E::AccessGranted { user } => {
@@ -431,10 +453,13 @@ impl Aggregate for ProducerAccount {
             E::AccessRevoked { user } => {
                 self.collaborators.remove(&user);
             }
-            E::PlanChanged { terms, at, .. } => {
+            E::PlanChanged {
+                terms, billing, at, ..
+            } => {
                 if let Some(opened) = self.opened.as_mut() {
                     opened.terms = terms;
                     opened.plan_since = paris_date(at);
+                    opened.billing = billing;
                 }
             }
             E::TrainingCompleted { on, .. } => {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, ProducerAccess};
-use crate::config::{PlanKind, PlanTerms};
+use crate::config::{PlanKind, PlanTerms, SubscriptionBilling};
 use crate::ids::{ProducerId, ProductId, UserId};
 
 use super::ProductDetails;
@@ -42,6 +42,8 @@ pub enum AccountCommand {
     ChangePlan {
         access: ProducerAccess,
         plan: PlanKind,
+        /// How a subscription of the plan is billed (ignored by plans without one).
+        billing: SubscriptionBilling,
         /// The terms of `plan` in force at `at` (from `Config::plan_terms`).
         terms: PlanTerms,
         at: DateTime<Utc>,

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::config::PlanTerms;
+use crate::config::{PlanTerms, SubscriptionBilling};
 use crate::ids::{ProducerId, ProductId, UserId};
 
 use super::ProductDetails;
@@ -38,6 +38,9 @@ pub enum AccountEvent {
     /// The new plan is `terms.plan`; the terms are frozen as they were in force.
     PlanChanged {
         terms: PlanTerms,
+        /// How its subscription is billed (monthly in events older than billing).
+        #[serde(default)]
+        billing: SubscriptionBilling,
         reason: PlanChangeReason,
         at: DateTime<Utc>,
     },

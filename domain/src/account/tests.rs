@@ -366,12 +366,14 @@ fn the_owner_changes_plan_and_the_event_freezes_the_terms_in_force() {
         .given(vec![opened()])
         .when(AccountCommand::ChangePlan {
             access: owner_access(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             plan: PlanKind::Pro,
             terms: pro.clone(),
             at: when,
         })
         .then_expect_events(vec![AccountEvent::PlanChanged {
             terms: pro.clone(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             reason: PlanChangeReason::Requested,
             at: when,
         }]);
@@ -379,6 +381,7 @@ fn the_owner_changes_plan_and_the_event_freezes_the_terms_in_force() {
         opened(),
         AccountEvent::PlanChanged {
             terms: pro,
+            billing: crate::config::SubscriptionBilling::Monthly,
             reason: PlanChangeReason::Requested,
             at: when,
         },
@@ -398,6 +401,7 @@ fn plan_terms_that_do_not_match_the_plan_are_refused() {
         .given(vec![opened()])
         .when(AccountCommand::ChangePlan {
             access: owner_access(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             plan: PlanKind::Pro,
             terms: terms(PlanKind::Discovery, at(2024, 6, 1)),
             at: at(2024, 6, 1),
@@ -417,6 +421,7 @@ fn the_member_plan_needs_a_completed_training() {
         .given(vec![opened_on(PlanKind::Discovery, at(2023, 1, 10))])
         .when(AccountCommand::ChangePlan {
             access: owner_access(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             plan: PlanKind::Member,
             terms: member.clone(),
             at: when,
@@ -435,12 +440,14 @@ fn the_member_plan_needs_a_completed_training() {
         ])
         .when(AccountCommand::ChangePlan {
             access: owner_access(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             plan: PlanKind::Member,
             terms: member.clone(),
             at: when,
         })
         .then_expect_events(vec![AccountEvent::PlanChanged {
             terms: member,
+            billing: crate::config::SubscriptionBilling::Monthly,
             reason: PlanChangeReason::Requested,
             at: when,
         }]);
@@ -504,12 +511,14 @@ fn an_engaged_account_whose_update_training_lapsed_moves_to_flexible() {
         })
         .then_expect_events(vec![AccountEvent::PlanChanged {
             terms: flexible.clone(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             reason: PlanChangeReason::TrainingLapsed,
             at: when,
         }]);
     let mut after = history;
     after.push(AccountEvent::PlanChanged {
         terms: flexible,
+        billing: crate::config::SubscriptionBilling::Monthly,
         reason: PlanChangeReason::TrainingLapsed,
         at: when,
     });
@@ -809,6 +818,7 @@ fn a_closed_account_refuses_every_command() {
         },
         AccountCommand::ChangePlan {
             access: owner_access(),
+            billing: crate::config::SubscriptionBilling::Monthly,
             plan: PlanKind::Pro,
             terms: terms(PlanKind::Pro, at(2025, 2, 1)),
             at: at(2025, 2, 1),

@@ -48,6 +48,15 @@ impl fmt::Display for PlanKind {
     }
 }
 
+/// How a plan's subscription is billed (R-ACC-3): every month, or a year at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionBilling {
+    #[default]
+    Monthly,
+    Yearly,
+}
+
 /// A subscription price, excl. VAT, per month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,12 +19,17 @@
 //! The caller (the API) loads them, picks the schedule of the market and computes the lines;
 //! events carry the lines, frozen, so history never depends on today's configuration.
 
+mod billing;
 mod compute;
 mod error;
 mod rule;
 #[cfg(test)]
 mod tests;
 
+pub use billing::{
+    month_of, monthly_period_fees, next_month, period_key, previous_month, subscription_due,
+    subscription_key, subscription_line,
+};
 pub use compute::{
     recompute, recompute_refund, refund_fee_line, refund_fees, split_fixed_part, FeeInput, FeeLine,
     FeeRefund, ProducerFees, ProducerShare, Rounding,

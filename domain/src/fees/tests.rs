@@ -13,6 +13,7 @@ const RUCHE: &str = include_str!("../../../config/fees/ruche.json");
 const LOCAVOR: &str = include_str!("../../../config/fees/locavor.json");
 const OFN: &str = include_str!("../../../config/fees/ofn.json");
 const SUBSCRIPTION: &str = include_str!("../../../config/fees/subscription.json");
+const COOPCIRCUITS: &str = include_str!("../../../config/fees/coopcircuits.json");
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).expect("valid date")
@@ -21,7 +22,7 @@ fn m(s: &str) -> Money {
     s.parse().expect("valid amount")
 }
 fn all() -> FeeSchedules {
-    let files = [CAGETTE, RUCHE, LOCAVOR, OFN, SUBSCRIPTION]
+    let files = [CAGETTE, RUCHE, LOCAVOR, OFN, SUBSCRIPTION, COOPCIRCUITS]
         .into_iter()
         .map(|json| FeeSchedules::from_json(json).expect("shipped fee configuration is valid"))
         .collect();
@@ -65,6 +66,7 @@ fn every_shipped_fee_file_is_valid_and_the_schedules_are_named() {
         "ofn_monthly",
         "pro_billed_yearly",
         "pro_billed_monthly",
+        "coopcircuits",
     ] {
         assert!(all.get(name).is_some(), "{name}");
     }
@@ -402,6 +404,81 @@ fn r_fee_5_pro_subscription_billed_yearly_or_monthly() {
         .fees_for_share(&input("10.00", "9.48", true))
         .expect("fees")
         .is_empty());
+}
+
+/// R-FEE-5: CoopCircuits, 3.5 % of the year's online turnover excl. VAT, at least 60 EUR and
+/// at most 10,000 EUR a year (its published figures; the scan reads "35%"). Nothing on a sale;
+/// on-site turnover does not count.
+#[test]
+fn r_fee_5_coopcircuits_yearly_share_of_online_turnover_with_floor_and_cap() {
+    let cc = schedule("coopcircuits");
+    assert!(cc
+        .fees_for_share(&input("1000.00", "947.87", true))
+        .expect("fees")
+        .is_empty());
+    let year = d(2024, 1, 1);
+    let fee = |turnover: &str| {
+        let lines = cc
+            .period_fees(year, true, m(turnover), m(turnover))
+            .expect("fees");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(&recompute(&lines[0]), &lines[0]);
+        assert_eq!(lines[0].period, Some(FeePeriod::Yearly));
+        lines[0].clone()
+    };
+    assert_eq!(fee("1000.00").amount_excl_vat, m("60.00"), "the floor");
+    let mid = fee("100000.00");
+    assert_eq!((mid.amount_excl_vat, mid.vat), (m("3500.00"), m("700.00")));
+    assert_eq!(fee("1714.29").amount_excl_vat, m("60.00")); // 60.0002 -> 60.00
+    assert_eq!(fee("2000.00").amount_excl_vat, m("70.00"));
+    assert_eq!(fee("400000.00").amount_excl_vat, m("10000.00"), "the cap");
+    assert!(
+        cc.period_fees(year, false, m("5000.00"), m("5000.00"))
+            .expect("fees")
+            .is_empty(),
+        "on-site sales are not online turnover"
+    );
+}
+
+/// R-ACC-3: a subscription is billed from the first whole month of the plan: monthly every
+/// month, yearly every twelve months; its line is the plan's price, 20 % VAT, recomputable.
+#[test]
+fn r_acc_3_subscriptions_are_due_from_the_first_whole_month() {
+    use crate::config::SubscriptionBilling as B;
+    let since = d(2024, 3, 14);
+    assert!(!subscription_due(since, B::Monthly, d(2024, 3, 1)));
+    assert!(subscription_due(since, B::Monthly, d(2024, 4, 1)));
+    assert!(subscription_due(since, B::Monthly, d(2025, 1, 1)));
+    assert!(subscription_due(since, B::Yearly, d(2024, 4, 1)));
+    assert!(!subscription_due(since, B::Yearly, d(2024, 5, 1)));
+    assert!(!subscription_due(since, B::Yearly, d(2025, 3, 1)));
+    assert!(subscription_due(since, B::Yearly, d(2025, 4, 1)));
+    let plans = crate::config::Config::from_json(include_str!("../../../config/plans.json"))
+        .expect("plans");
+    let pro = plans
+        .plan_terms(crate::config::PlanKind::Pro, d(2024, 3, 14))
+        .expect("pro");
+    let monthly = subscription_line(pro, B::Monthly).expect("line");
+    assert_eq!(
+        (monthly.amount_excl_vat, monthly.vat, monthly.period),
+        (m("39.00"), m("7.80"), Some(FeePeriod::Monthly))
+    );
+    let yearly = subscription_line(pro, B::Yearly).expect("line");
+    assert_eq!(
+        (
+            yearly.amount_excl_vat,
+            yearly.amount_incl_vat,
+            yearly.period
+        ),
+        (m("348.00"), m("417.60"), Some(FeePeriod::Yearly))
+    );
+    for l in [&monthly, &yearly] {
+        assert_eq!(&recompute(l), l);
+    }
+    let discovery = plans
+        .plan_terms(crate::config::PlanKind::Discovery, d(2024, 3, 14))
+        .expect("discovery");
+    assert_eq!(subscription_line(discovery, B::Monthly), None);
 }
 
 #[test]

@@ -172,6 +172,25 @@ pub fn fees_owed(
     )
 }
 
+/// A subscription or a per-period fee billed (R-ACC-3, R-FEE-5): a receivable, recovered from
+/// the next payouts like the fees of a sale paid on site.
+pub fn period_billed(
+    entry_id: String,
+    date: NaiveDate,
+    producer: ProducerId,
+    market: MarketId,
+    fees: &[FeeLine],
+) -> JournalEntry {
+    fees_posted(
+        entry_id,
+        date,
+        "subscription or period fee billed",
+        Account::FeesReceivable(producer),
+        market,
+        fees,
+    )
+}
+
 /// Fee lines cancelled when they are recomputed after a late refund (R-FEE-4): the reverse of
 /// [`fees_charged`] for the lines charged before.
 pub fn fees_given_back(
@@ -358,7 +377,7 @@ pub fn payout_entries(
     let fees_recovered = |deductions: &[Deduction]| -> Money {
         deductions
             .iter()
-            .filter(|d| d.kind == DebitKind::FeeOwed)
+            .filter(|d| matches!(d.kind, DebitKind::FeeOwed | DebitKind::PeriodFee))
             .map(|d| d.amount)
             .sum()
     };
@@ -410,6 +429,7 @@ pub fn payout_entries(
         E::SaleCredited { .. }
         | E::SaleSettledOnSite { .. }
         | E::RefundDebited { .. }
+        | E::PeriodBilled { .. }
         | E::TransferFailed { .. }
         | E::TransferRetried { .. } => vec![],
     }

@@ -33,7 +33,7 @@ use crate::payout::ProducerBalanceEvent;
 
 use super::entries::{
     entry_id, fees_charged, fees_given_back, fees_owed, fees_refunded, payment_received,
-    payout_entries, refund_paid,
+    payout_entries, period_billed, refund_paid,
 };
 use super::JournalEntry;
 
@@ -383,6 +383,15 @@ pub fn balance_entries(
             }
             entries
         }
+        ProducerBalanceEvent::PeriodBilled {
+            market, lines, at, ..
+        } => vec![period_billed(
+            entry_id("producer_balance", producer, sequence, ""),
+            paris_date(*at),
+            producer,
+            market.unwrap_or_default(),
+            lines,
+        )],
         other => payout_entries(producer, sequence, other),
     }
 }

@@ -44,8 +44,11 @@ pub struct Credit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Debit {
     pub kind: DebitKind,
-    pub sale: SaleId,
+    pub sale: Option<SaleId>,
     pub amount: Money,
+    /// The fee lines of a period fee.
+    #[serde(default)]
+    pub fees: Vec<FeeLine>,
     /// The open payout that deducts it, if any.
     pub payout: Option<PayoutId>,
 }
@@ -103,6 +106,9 @@ pub struct ProducerBalance {
     /// Cumulative late refunds debited, per sale (only sales with late refunds).
     #[serde(default)]
     refunds_debited: BTreeMap<SaleId, Money>,
+    /// Keys of the periods billed (subscriptions, period fees; never twice).
+    #[serde(default)]
+    billed: BTreeSet<String>,
 }
 
 fn valid_text(s: &str) -> bool {
@@ -334,6 +340,30 @@ impl ProducerBalance {
                     at,
                 }])
             }
+            C::BillPeriod {
+                key,
+                market,
+                period_start,
+                lines,
+                at,
+            } => {
+                if self.billed.contains(&key) {
+                    return Err(Err::AlreadyBilled { key });
+                }
+                check_lines(&lines)?;
+                let amount: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+                if amount <= Money::ZERO {
+                    return Err(Err::NothingToBill);
+                }
+                Ok(vec![E::PeriodBilled {
+                    key,
+                    market,
+                    period_start,
+                    lines,
+                    amount,
+                    at,
+                }])
+            }
             C::StartPayout { payout, on, at } => {
                 if self.used_payouts.contains(&payout) {
                     return Err(Err::PayoutAlreadyExists { payout });
@@ -367,6 +397,7 @@ impl ProducerBalance {
                         kind: d.kind,
                         sale: d.sale,
                         amount: d.amount,
+                        fees: d.fees.clone(),
                     })
                     .collect();
                 let total: Money = lines.iter().map(|l| l.net).sum::<Money>()
@@ -534,8 +565,9 @@ impl Aggregate for ProducerBalance {
                         format!("fee:{sale}"),
                         Debit {
                             kind: DebitKind::FeeOwed,
-                            sale,
+                            sale: Some(sale),
                             amount: owed,
+                            fees: Vec::new(),
                             payout: None,
                         },
                     );
@@ -554,12 +586,29 @@ impl Aggregate for ProducerBalance {
                         format!("refund:{sale}:{refunds_total}"),
                         Debit {
                             kind: DebitKind::Refund,
-                            sale,
+                            sale: Some(sale),
                             amount: debit,
+                            fees: Vec::new(),
                             payout: None,
                         },
                     );
                 }
+            }
+            E::PeriodBilled {
+                key, lines, amount, ..
+            } => {
+                self.credited_total -= amount;
+                self.debits.insert(
+                    format!("period:{key}"),
+                    Debit {
+                        kind: DebitKind::PeriodFee,
+                        sale: None,
+                        amount,
+                        fees: lines,
+                        payout: None,
+                    },
+                );
+                self.billed.insert(key);
             }
             E::PayoutStarted { statement, at } => {
                 let payout = statement.payout;

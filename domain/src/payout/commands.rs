@@ -43,6 +43,15 @@ pub enum ProducerBalanceCommand {
         fee_refunds: Vec<FeeRefund>,
         at: DateTime<Utc>,
     },
+    /// Bills a subscription or the per-period fees of a market for one period (R-ACC-3,
+    /// R-FEE-5), once per `key`: owed, deducted from the next payouts.
+    BillPeriod {
+        key: String,
+        market: Option<MarketId>,
+        period_start: NaiveDate,
+        lines: Vec<FeeLine>,
+        at: DateTime<Utc>,
+    },
     /// Pays every credit available on or before `on` and not yet paid or in flight.
     StartPayout {
         payout: PayoutId,

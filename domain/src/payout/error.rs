@@ -39,6 +39,10 @@ pub enum ProducerBalanceError {
     },
     #[error("a provider reference or a reason needs 1 to 500 characters")]
     InvalidText,
+    #[error("{key} is already billed")]
+    AlreadyBilled { key: String },
+    #[error("a bill needs at least one fee line above zero")]
+    NothingToBill,
 }
 
 impl ProducerBalanceError {
@@ -59,6 +63,8 @@ impl ProducerBalanceError {
             ProducerBalanceError::UnknownPayout { .. } => "PAYOUT_NOT_FOUND",
             ProducerBalanceError::WrongPayoutStatus { .. } => "PAYOUT_WRONG_STATUS",
             ProducerBalanceError::InvalidText => "PAYOUT_INVALID_TEXT",
+            ProducerBalanceError::AlreadyBilled { .. } => "ALREADY_BILLED",
+            ProducerBalanceError::NothingToBill => "NOTHING_TO_BILL",
         }
     }
 }

@@ -75,16 +75,23 @@ pub enum DebitKind {
     FeeOwed,
     /// A refund recorded after the sale was credited, net of the fees given back (R-FEE-4).
     Refund,
+    /// A subscription or a per-period fee billed (R-ACC-3, R-FEE-5): a receivable of the
+    /// platform, like `FeeOwed`.
+    PeriodFee,
 }
 
 /// A debit deducted from a payout (listed on its statement).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deduction {
-    /// `fee:<sale>` or `refund:<sale>:<cumulative refunds>`.
+    /// `fee:<sale>`, `refund:<sale>:<cumulative refunds>` or `period:<bill key>`.
     pub id: String,
     pub kind: DebitKind,
-    pub sale: SaleId,
+    /// The sale it comes from (none for a subscription or a period fee).
+    pub sale: Option<SaleId>,
     pub amount: Money,
+    /// The fee lines of a period fee (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fees: Vec<FeeLine>,
 }
 
 /// What a payout pays: every sale in it, and the total transferred.
@@ -152,6 +159,17 @@ pub enum ProducerBalanceEvent {
         debit: Money,
         at: DateTime<Utc>,
     },
+    /// A subscription or the per-period fees of a market are billed for the period starting
+    /// `period_start` (R-ACC-3, R-FEE-5): `amount` (the lines incl. VAT) is owed, deducted
+    /// from the next payouts. Once per `key`.
+    PeriodBilled {
+        key: String,
+        market: Option<MarketId>,
+        period_start: NaiveDate,
+        lines: Vec<FeeLine>,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
     /// A transfer of the statement's total is sent; its credits are in flight.
     PayoutStarted {
         statement: PayoutStatement,
@@ -196,6 +214,7 @@ impl DomainEvent for ProducerBalanceEvent {
             ProducerBalanceEvent::SaleCredited { .. } => "SaleCredited",
             ProducerBalanceEvent::SaleSettledOnSite { .. } => "SaleSettledOnSite",
             ProducerBalanceEvent::RefundDebited { .. } => "RefundDebited",
+            ProducerBalanceEvent::PeriodBilled { .. } => "PeriodBilled",
             ProducerBalanceEvent::PayoutStarted { .. } => "PayoutStarted",
             ProducerBalanceEvent::TransferSucceeded { .. } => "TransferSucceeded",
             ProducerBalanceEvent::TransferFailed { .. } => "TransferFailed",
