@@ -323,7 +323,8 @@ macro_rules! order_lines_insert {
         "INSERT INTO recap_order_lines (order_id, lines) \
          SELECT l.order_id, json_agg(json_build_array(l.line, l.catalog_id, l.product_id, l.name, l.unit, \
          l.quantity, (l.weight_kg * 1000)::bigint, (l.unit_price_incl_vat * 100)::bigint, \
-         (l.amount_incl_vat * 100)::bigint) ORDER BY l.line)::text \
+         (l.amount_incl_vat * 100)::bigint, (l.producer_unit_price_incl_vat * 100)::bigint) \
+         ORDER BY l.line)::text \
          FROM recap_lines l WHERE "
     };
 }
@@ -631,10 +632,10 @@ impl Batch {
             sqlx::query(
                 "INSERT INTO recap_lines (order_id, line, sale_id, catalog_id, producer_id, product_id, name, unit, \
                  unit_price_incl_vat, vat_rate, variable_weight, estimated_weight_kg, quantity, weight_kg, \
-                 amount_incl_vat, amount_excl_vat, vat_amount) \
+                 amount_incl_vat, amount_excl_vat, vat_amount, producer_unit_price_incl_vat) \
                  SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
                  $7::text[], $8::text[], $9::numeric[], $10::numeric[], $11::bool[], $12::numeric[], $13::bigint[], \
-                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[])",
+                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[], $18::numeric[])",
             )
             .bind(l.iter().map(|r| r.order).collect::<Vec<_>>())
             .bind(l.iter().map(|r| i64::from(r.line.line)).collect::<Vec<_>>())
@@ -653,6 +654,11 @@ impl Batch {
             .bind(l.iter().map(|r| r.line.amount_incl_vat.amount()).collect::<Vec<_>>())
             .bind(l.iter().map(|r| r.line.amount_excl_vat.amount()).collect::<Vec<_>>())
             .bind(l.iter().map(|r| r.line.vat_amount.amount()).collect::<Vec<_>>())
+            .bind(
+                l.iter()
+                    .map(|r| r.line.producer_unit_price_incl_vat.map(|m| m.amount()))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         }
@@ -979,6 +985,8 @@ pub struct RecapLine {
     pub weight_kg: Option<Decimal>,
     pub unit_price_incl_vat: Money,
     pub amount_incl_vat: Money,
+    /// R-CAT-2: the producer's unit price when the catalog adds fees into the customer's.
+    pub producer_unit_price_incl_vat: Option<Money>,
 }
 
 /// One order of a recap by customer (also a row of the sign-off list).
@@ -1197,13 +1205,36 @@ pub async fn recap_by_customer_page(
 }
 
 /// A line as `recap_order_lines` stores it (`ORDER_LINES_SQL`): line, catalog, product, name,
-/// unit, quantity, weight in grams, unit price and amount incl. VAT in cents.
+/// unit, quantity, weight in grams, unit price and amount incl. VAT in cents, producer's unit
+/// price in cents (null without fees in the price).
 #[derive(serde::Deserialize)]
-struct StoredLine(u32, Uuid, Uuid, String, String, i64, Option<i64>, i64, i64);
+struct StoredLine(
+    u32,
+    Uuid,
+    Uuid,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 impl StoredLine {
     fn into_line(self) -> RecapLine {
-        let StoredLine(line, catalog, product, name, unit, quantity, grams, price, amount) = self;
+        let StoredLine(
+            line,
+            catalog,
+            product,
+            name,
+            unit,
+            quantity,
+            grams,
+            price,
+            amount,
+            producer_price,
+        ) = self;
         RecapLine {
             line,
             catalog: CatalogId(catalog),
@@ -1214,6 +1245,7 @@ impl StoredLine {
             weight_kg: grams.map(|g| Decimal::new(g, 3).normalize()),
             unit_price_incl_vat: Money::from_cents(price),
             amount_incl_vat: Money::from_cents(amount),
+            producer_unit_price_incl_vat: producer_price.map(Money::from_cents),
         }
     }
 }
@@ -1221,7 +1253,8 @@ impl StoredLine {
 /// The line's two amounts in cents (`numeric(14,2)` times 100 is an exact integer), read as
 /// integers: decoding a PostgreSQL numeric into a `Decimal` is the costliest part of a row.
 const LINE_CENTS: &str = "(l.unit_price_incl_vat * 100)::bigint AS unit_price_cents, \
-     (l.amount_incl_vat * 100)::bigint AS amount_cents";
+     (l.amount_incl_vat * 100)::bigint AS amount_cents, \
+     (l.producer_unit_price_incl_vat * 100)::bigint AS producer_unit_price_cents";
 
 /// A line row: `order_id, line, catalog_id, product_id, name, unit, quantity, weight_kg`, then
 /// [`LINE_CENTS`], read by position (a page holds a thousand lines: no lookup of the column by
@@ -1239,6 +1272,9 @@ fn recap_line(r: &sqlx::postgres::PgRow) -> Result<RecapLine, sqlx::Error> {
             .map(|d| d.normalize()),
         unit_price_incl_vat: Money::from_cents(r.try_get_unchecked(8)?),
         amount_incl_vat: Money::from_cents(r.try_get_unchecked(9)?),
+        producer_unit_price_incl_vat: r
+            .try_get_unchecked::<Option<i64>, _>(10)?
+            .map(Money::from_cents),
     })
 }
 

@@ -648,15 +648,22 @@ async fn the_migrations_backfill_equals_the_projection() {
         ),
         (products, participations)
     );
-    // The same for `recap_order_lines` (20261125100000_recap_order_lines.sql).
-    let migration = include_str!("../../migrations/20261125100000_recap_order_lines.sql");
-    let backfill = &migration[migration.find("INSERT INTO").unwrap()..];
-    sqlx::query("TRUNCATE recap_order_lines")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::raw_sql(backfill).execute(pool).await.unwrap();
-    assert_eq!(count("recap_order_lines").await, order_lines);
+    // `recap_order_lines` (backfilled by 20261125100000_recap_order_lines.sql) gained the
+    // producer's price (R-CAT-2): 20261201000004_recap_producer_price.sql empties the
+    // projection and removes its checkpoint, and the projector rebuilds it from the log.
+    let migration = include_str!("../../migrations/20261201000004_recap_producer_price.sql");
+    let restart = &migration[migration.find("TRUNCATE").unwrap()..];
+    sqlx::raw_sql(restart).execute(pool).await.unwrap();
+    assert_eq!(count("recap_order_lines").await, 0);
+    catch_up(pool, "order_recaps").await;
+    assert_eq!(
+        (
+            count("recap_products").await,
+            count("recap_participations").await,
+            count("recap_order_lines").await
+        ),
+        (products, participations, order_lines)
+    );
     let report = verify(pool, "order_recaps").await;
     assert!(report.diffs.is_empty(), "{:?}", report.diffs);
 }

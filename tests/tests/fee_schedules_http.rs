@@ -779,6 +779,7 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
     let in_a_week = today + chrono::Duration::days(7);
     let market_a = market_only(&api, &admin, "Segonzac", &slot, &[&jam]).await;
     let market_b = market_only(&api, &admin, "Jarnac", &slot, &[&jam]).await;
+    let market_c = market_only(&api, &admin, "Cognac", &slot, &[&jam]).await;
 
     // Assigned by the platform administrator before any sale opens its orders (R-CAT-3: a
     // choice never reaches a sale whose orders are open), the later date first.
@@ -824,15 +825,26 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
         json!({"m": market_b, "s": "ruche", "f": tomorrow.to_string(), "k": "assign-b"}),
     )
     .await;
+    // C: Locavor, the producer only prepares the orders (R-FEE-5's third tier).
+    mutate(
+        &api,
+        &platform,
+        ASSIGN,
+        json!({"m": market_c, "s": "locavor_preparation", "f": today.to_string(), "k": "assign-c"}),
+    )
+    .await;
 
     // Today's sales of both markets.
     let sale_a = todays_sale(&api, &admin, &market_a, &slot).await;
     let sale_b = todays_sale(&api, &admin, &market_b, &slot).await;
-    participate(&api, &jam, &[&sale_a, &sale_b]).await;
+    let sale_c = todays_sale(&api, &admin, &market_c, &slot).await;
+    participate(&api, &jam, &[&sale_a, &sale_b, &sale_c]).await;
     periods_open(&api, &sale_a, 1, &slot).await;
     periods_open(&api, &sale_b, 1, &slot).await;
+    periods_open(&api, &sale_c, 1, &slot).await;
     order(&api, &sale_a, vec![jam.line(10)], "105.50", &slot).await;
     order(&api, &sale_b, vec![jam.line(1)], "10.55", &slot).await;
+    order(&api, &sale_c, vec![jam.line(5)], "52.75", &slot).await;
     eprintln!(
         "orders placed {:?} before the sales' start",
         (slot.starts_at - Utc::now()).to_std().unwrap_or_default()
@@ -910,7 +922,8 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
 
     distribute_and_validate(&api, &admin, &sale_a, &slot).await;
     distribute_and_validate(&api, &admin, &sale_b, &slot).await;
-    let payouts = credited(&api, &jam, 2).await;
+    distribute_and_validate(&api, &admin, &sale_c, &slot).await;
+    let payouts = credited(&api, &jam, 3).await;
 
     // A: ruche, from today.
     let a = credit_of(&payouts, &sale_a);
@@ -980,10 +993,37 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
         );
         recomputes(line);
     }
+    // C: Locavor with the producer preparing only: 7.5 % to the platform and 11 % to the
+    // manager of the 50.00 sold excl. VAT, 20 % VAT on each (the farm keeps 81.5 %).
+    let c = credit_of(&payouts, &sale_c);
+    assert_eq!(
+        (&c["marketId"], &c["grossInclVat"], &c["net"]),
+        (&json!(market_c), &json!("52.75"), &json!("41.65")),
+        "52.75 - 4.50 - 6.60: {c}"
+    );
+    assert_eq!(c["fees"].as_array().map(Vec::len), Some(2), "{c}");
+    for (beneficiary, rate, excl, vat, incl) in [
+        ("market_host", "0.11", "5.50", "1.10", "6.60"),
+        ("platform", "0.075", "3.75", "0.75", "4.50"),
+    ] {
+        let line = fee_line(c, "locavor.preparation", beneficiary);
+        assert_eq!(
+            line,
+            &json!({
+                "label": "Frais Locavor (préparation seule)", "ruleId": "locavor.preparation",
+                "ruleVersion": 1, "schedule": "locavor_preparation", "beneficiary": beneficiary,
+                "baseKind": "excl_vat", "baseAmount": "50.00", "rate": rate, "fixedPart": "0.00",
+                "vatRate": "20", "rounding": "half_away_from_zero_cent",
+                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
+            }),
+            "R-FEE-5: market C's sale uses locavor_preparation"
+        );
+        recomputes(line);
+    }
     assert_eq!(
         (&payouts["creditedTotal"], &payouts["balanceHeld"]),
-        (&json!("90.91"), &json!("90.91")),
-        "81.50 + 9.41: {payouts}"
+        (&json!("132.56"), &json!("132.56")),
+        "81.50 + 9.41 + 41.65: {payouts}"
     );
     eprintln!("assigned_schedule: {:?}", started.elapsed());
 }

@@ -722,6 +722,34 @@ async fn r_cat_2_fees_added_into_prices_are_paid_by_the_customer_and_the_produce
         (slot.starts_at - Utc::now()).to_std().unwrap_or_default()
     );
 
+    // The recap (R-SAL-5) shows the customer's price and the producer's beside it.
+    caught_up(&api).await;
+    let recap_q = "query($s: UUID!, $c: UUID) { orderRecap(saleId: $s, catalogId: $c) { byCustomer { nodes { lines { productId quantity unitPriceInclVat producerUnitPriceInclVat amountInclVat } } } } }";
+    for (s, expected) in [
+        (
+            &both,
+            json!([
+                {"productId": both.products[0].0, "quantity": 3, "unitPriceInclVat": "11.21", "producerUnitPriceInclVat": "10.00", "amountInclVat": "33.63"},
+                {"productId": both.products[1].0, "quantity": 2, "unitPriceInclVat": "4.71", "producerUnitPriceInclVat": "4.20", "amountInclVat": "9.42"},
+            ]),
+        ),
+        (
+            &control,
+            json!([
+                {"productId": control.products[0].0, "quantity": 3, "unitPriceInclVat": "10.00", "producerUnitPriceInclVat": null, "amountInclVat": "30.00"},
+                {"productId": control.products[1].0, "quantity": 2, "unitPriceInclVat": "4.20", "producerUnitPriceInclVat": null, "amountInclVat": "8.40"},
+            ]),
+        ),
+    ] {
+        let recap = api
+            .ok(&s.who, recap_q, json!({"s": sale, "c": s.catalog}))
+            .await;
+        assert_eq!(
+            recap["orderRecap"]["byCustomer"]["nodes"][0]["lines"], expected,
+            "R-CAT-2: the recap shows both prices: {recap}"
+        );
+    }
+
     distribute_and_validate(&api, &admin, &sale, &slot).await;
 
     // A: the customer bore the fees; A keeps 3 x 10.00 + 2 x 4.20.

@@ -172,8 +172,12 @@ pub struct RecapLine {
     pub unit: String,
     pub quantity: i64,
     pub weight_kg: Option<Decimal>,
+    /// What the customer pays per unit (fees added in when the catalog chose it, R-CAT-2).
     pub unit_price_incl_vat: Money,
     pub amount_incl_vat: Money,
+    /// R-CAT-2: the producer's own unit price, when fees were added into the customer's (null
+    /// otherwise: the two are the same).
+    pub producer_unit_price_incl_vat: Option<Money>,
 }
 
 /// One order of a recap by customer, or a row of the sign-off list (without lines).
@@ -219,6 +223,7 @@ impl From<order_recaps::CustomerRecap> for CustomerRecap {
                     weight_kg: l.weight_kg.map(Decimal),
                     unit_price_incl_vat: Money(l.unit_price_incl_vat),
                     amount_incl_vat: Money(l.amount_incl_vat),
+                    producer_unit_price_incl_vat: l.producer_unit_price_incl_vat.map(Money),
                 })
                 .collect(),
             amount_incl_vat: Money(r.amount_incl_vat),
@@ -267,6 +272,10 @@ impl PlainObject for RecapLine {
             "weightKg" => self.weight_kg.as_ref().map_or(Value::Null, scalar),
             "unitPriceInclVat" => scalar(&self.unit_price_incl_vat),
             "amountInclVat" => scalar(&self.amount_incl_vat),
+            "producerUnitPriceInclVat" => self
+                .producer_unit_price_incl_vat
+                .as_ref()
+                .map_or(Value::Null, scalar),
             _ => return None,
         })
     }
@@ -1614,6 +1623,7 @@ mod tests {
             weight_kg: weighed.then(|| Decimal(D::new(1250, 3))),
             unit_price_incl_vat: m("4.20"),
             amount_incl_vat: m("5.25"),
+            producer_unit_price_incl_vat: weighed.then(|| m("3.98")),
         }
     }
 
