@@ -74,6 +74,7 @@ pub(crate) async fn apply_batch(
     Ok(Applied {
         events: next.events.len(),
         moved: true,
+        to: Some(next.to),
     })
 }
 
@@ -249,6 +250,46 @@ pub(crate) struct Applied {
     pub events: usize,
     /// Whether the checkpoint moved (false: nothing left up to the head).
     pub moved: bool,
+    /// Where the checkpoint moved to.
+    pub to: Option<Position>,
+}
+
+/// The live checkpoints this process committed, per projection: a batch commit publishes its
+/// new checkpoint, so [`wait_until`] in the same process (read-your-writes in `etal serve`,
+/// whose projectors run in it) learns it at once instead of polling the table. A checkpoint
+/// moved by another process is still found by reading the table, at most [`LOCAL_RECHECK`]
+/// later.
+static LOCAL: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, watch::Sender<Position>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// How long [`wait_until`] waits on the in-process checkpoints before it reads the table.
+const LOCAL_RECHECK: Duration = Duration::from_millis(20);
+
+fn publish(projection: &str, to: Position) {
+    let mut local = LOCAL.lock().unwrap_or_else(|e| e.into_inner());
+    match local.get(projection) {
+        Some(tx) => {
+            tx.send_if_modified(|p| {
+                let newer = to > *p;
+                if newer {
+                    *p = to;
+                }
+                newer
+            });
+        }
+        None => {
+            local.insert(projection.to_string(), watch::channel(to).0);
+        }
+    }
+}
+
+fn local_checkpoint(projection: &str) -> Option<watch::Receiver<Position>> {
+    LOCAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(projection)
+        .map(|tx| tx.subscribe())
 }
 
 /// Sets the transaction's search_path to `schema` (then public), when building aside.
@@ -390,6 +431,11 @@ async fn catch_up_with(
             return Ok(total);
         }
         tx.commit().await?;
+        if mode == Mode::Live && schema.is_none() {
+            if let Some(to) = done.to {
+                publish(projection.name(), to);
+            }
+        }
         total += done.events as u64;
         progress(done.events as u64);
     }
@@ -518,6 +564,34 @@ pub async fn wait_until(
     timeout: Duration,
 ) -> Result<bool, ProjectionError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    if let Some(mut local) = local_checkpoint(projection) {
+        // This process projects it: wait for its commits, reading the table now and then in
+        // case another process leads.
+        loop {
+            if *local.borrow_and_update() >= position {
+                return Ok(true);
+            }
+            let mut conn = pool.acquire().await?;
+            let cp = checkpoint(&mut conn, projection).await?;
+            drop(conn);
+            if cp.position >= position {
+                return Ok(true);
+            }
+            loop {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(false);
+                }
+                let wait = LOCAL_RECHECK.min(deadline - now);
+                match tokio::time::timeout(wait, local.changed()).await {
+                    Ok(Ok(())) if *local.borrow_and_update() >= position => return Ok(true),
+                    Ok(Ok(())) => continue,
+                    // Timed out (or the channel closed): read the table again.
+                    _ => break,
+                }
+            }
+        }
+    }
     let mut delay = Duration::from_millis(1);
     loop {
         let mut conn = pool.acquire().await?;

@@ -1290,38 +1290,50 @@ async fn r_fee_4_each_refund_gives_back_its_share_of_the_fee_and_the_fixed_part_
     .fetch_all(&pool)
     .await
     .unwrap();
-    let second = &debited[0];
-    assert_eq!(
-        (&second["amount"], &second["debit"]),
-        (&json!("15.00"), &json!("13.38")),
-        "{second}"
-    );
-    assert_eq!(
-        given_back(&second["fee_refunds"], "test.online_payment", false),
-        ("0.45".into(), "0.09".into(), "0.54".into(), "0.00".into()),
-        "{second}"
-    );
-    assert_eq!(
-        given_back(&second["fee_refunds"], "test.service", false),
-        ("0.90".into(), "0.18".into(), "1.08".into(), "0.00".into()),
-        "{second}"
-    );
-    let third = &debited[1];
-    assert_eq!(
-        (&third["amount"], &third["debit"]),
-        (&json!("7.50"), &json!("6.60")),
-        "{third}"
-    );
-    assert_eq!(
-        given_back(&third["fee_refunds"], "test.online_payment", false),
-        ("0.30".into(), "0.06".into(), "0.36".into(), "0.08".into()),
-        "R-FEE-4: the fixed part comes back with the share wholly refunded: {third}"
-    );
-    assert_eq!(
-        given_back(&third["fee_refunds"], "test.service", false),
-        ("0.45".into(), "0.09".into(), "0.54".into(), "0.00".into()),
-        "{third}"
-    );
+    // (refund, debit, payment line given back, service line given back), each as (excl. VAT,
+    // VAT, incl. VAT, fixed part back).
+    let expected = [
+        (
+            "15.00",
+            "13.38",
+            ("0.45", "0.09", "0.54", "0.00"),
+            ("0.90", "0.18", "1.08", "0.00"),
+        ),
+        (
+            "7.50",
+            "6.60",
+            // R-FEE-4: the fixed part comes back with the share wholly refunded.
+            ("0.30", "0.06", "0.36", "0.08"),
+            ("0.45", "0.09", "0.54", "0.00"),
+        ),
+    ];
+    assert_eq!(debited.len(), expected.len(), "{debited:?}");
+    for (event, (amount, debit, online, service)) in debited.iter().zip(expected) {
+        let text = |t: (&str, &str, &str, &str)| {
+            (
+                t.0.to_string(),
+                t.1.to_string(),
+                t.2.to_string(),
+                t.3.to_string(),
+            )
+        };
+        assert_eq!(
+            (&event["amount"], &event["debit"]),
+            (&json!(amount), &json!(debit)),
+            "{event}"
+        );
+        assert_eq!(
+            given_back(&event["fee_refunds"], "test.online_payment", false),
+            text(online),
+            "{event}"
+        );
+        assert_eq!(
+            given_back(&event["fee_refunds"], "test.service", false),
+            text(service),
+            "{event}"
+        );
+    }
+    let (second, third) = (&debited[0], &debited[1]);
     for r in second["fee_refunds"]
         .as_array()
         .unwrap()

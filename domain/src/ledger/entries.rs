@@ -162,14 +162,9 @@ pub fn fees_owed(
     market: MarketId,
     fees: &[FeeLine],
 ) -> JournalEntry {
-    fees_posted(
-        entry_id,
-        date,
-        "fees owed (sale paid on site)",
-        Account::FeesReceivable(producer),
-        market,
-        fees,
-    )
+    let receivable = Account::FeesReceivable(producer);
+    let description = "fees owed (sale paid on site)";
+    fees_posted(entry_id, date, description, receivable, market, fees)
 }
 
 /// A subscription or a per-period fee billed (R-ACC-3, R-FEE-5): a receivable, recovered from
@@ -181,14 +176,9 @@ pub fn period_billed(
     market: MarketId,
     fees: &[FeeLine],
 ) -> JournalEntry {
-    fees_posted(
-        entry_id,
-        date,
-        "subscription or period fee billed",
-        Account::FeesReceivable(producer),
-        market,
-        fees,
-    )
+    let receivable = Account::FeesReceivable(producer);
+    let description = "subscription or period fee billed";
+    fees_posted(entry_id, date, description, receivable, market, fees)
 }
 
 /// Fee lines cancelled when they are recomputed after a late refund (R-FEE-4): the reverse of

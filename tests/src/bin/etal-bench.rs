@@ -170,7 +170,15 @@ async fn main() -> anyhow::Result<()> {
         hot_sale::run(&mut report, if full { 500 } else { 100 }, 50).await?;
     }
     if run("lag") {
-        let rate = if best > 0.0 { best / 2.0 } else { 20.0 };
+        // ETAL_BENCH_LAG_RATE=<orders/s>: the rate without measuring throughput first.
+        let rate = match std::env::var("ETAL_BENCH_LAG_RATE")
+            .ok()
+            .and_then(|r| r.parse::<f64>().ok())
+        {
+            Some(r) => r,
+            None if best > 0.0 => best / 2.0,
+            None => 20.0,
+        };
         lag::run(&mut report, rate, secs, cli.seed).await?;
     }
     if run("history") {

@@ -18,7 +18,12 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
     let fx = Arc::new(fixture(16, 3, 8).await);
     let pool = fx.world.db.pool.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let projections = etal_projections::all();
+    // ETAL_BENCH_LAG_ONLY=<projection>: that projection alone (profiling which one lags).
+    let only = std::env::var("ETAL_BENCH_LAG_ONLY").ok();
+    let projections: Vec<_> = etal_projections::all()
+        .into_iter()
+        .filter(|p| only.as_deref().is_none_or(|o| o == p.name()))
+        .collect();
     let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
     let mut runners = Vec::new();
     for p in projections {
@@ -38,16 +43,23 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             loop {
-                let mut min: Option<Position> = None;
-                for n in &names {
-                    let mut conn = match pool.acquire().await {
-                        Ok(c) => c,
-                        Err(_) => continue,
-                    };
-                    if let Ok(cp) = etal_projections::runtime::checkpoint(&mut conn, n).await {
-                        min = Some(min.map_or(cp.position, |m: Position| m.min(cp.position)));
-                    }
-                }
+                // Every checkpoint in one read (a read per projection per millisecond would
+                // load the machine the projectors run on).
+                let rows: Result<Vec<(i64, i64)>, _> = sqlx::query_as(
+                    "SELECT last_txid, last_position FROM projector_checkpoints \
+                     WHERE projection = ANY($1)",
+                )
+                .bind(&names)
+                .fetch_all(&pool)
+                .await;
+                let min: Option<Position> = match rows {
+                    Ok(rows) if rows.len() == names.len() => rows
+                        .into_iter()
+                        .map(|(txid, position)| Position { txid, position })
+                        .min(),
+                    Ok(_) => Some(Position::START),
+                    Err(_) => None,
+                };
                 let now = Instant::now();
                 if let Some(min) = min {
                     let mut p = pending.lock().expect("lock");
