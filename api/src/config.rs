@@ -44,6 +44,8 @@ pub struct Config {
     /// ETAL_DELIVERY_DELAY_MINUTES: how long after a sale's end its units count as delivered
     /// (R-STK-4, default 10).
     pub delivery_delay: chrono::Duration,
+    /// ETAL_SALES_HORIZON_WEEKS: how far ahead the scheduler generates sales (default 8).
+    pub sales_horizon_weeks: u32,
     /// ETAL_SIM_FAIL: failures the payment simulator injects, e.g. `refund:3,charge:1` (the next
     /// 3 refunds and the next charge fail). For tests and demonstrations.
     pub sim_fail: Vec<(String, u32)>,
@@ -88,6 +90,7 @@ impl Config {
             )?),
             read_your_writes: Duration::from_millis(parse("ETAL_READ_YOUR_WRITES_MS", 2000u64)?),
             delivery_delay: chrono::Duration::minutes(parse("ETAL_DELIVERY_DELAY_MINUTES", 10i64)?),
+            sales_horizon_weeks: parse("ETAL_SALES_HORIZON_WEEKS", 8u32)?,
             outbox: parse("ETAL_OUTBOX", true)?,
             outbox_interval: Duration::from_millis(parse("ETAL_OUTBOX_INTERVAL_MS", 500u64)?),
             outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,

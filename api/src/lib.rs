@@ -130,6 +130,7 @@ pub async fn serve(
     let mut app = application_with(&pool, &config.sim_fail)?;
     app.settings.deliver_inline = config.outbox_inline;
     app.settings.delivery_delay = config.delivery_delay;
+    app.settings.sales_horizon_weeks = config.sales_horizon_weeks;
     if std::env::var("DEMO").is_ok_and(|v| v == "1" || v == "true") {
         match demo::seed(&app)
             .await
@@ -166,6 +167,10 @@ pub async fn serve(
         // never ran; each run schedules the next month's).
         if let Err(e) = app.schedule_billing_run(today).await {
             tracing::warn!(error = %e, "the monthly billing run could not be scheduled");
+        }
+        // R-SAL-1: the daily generation of every market's sales ahead.
+        if let Err(e) = app.schedule_sales_horizon(today).await {
+            tracing::warn!(error = %e, "the daily sales generation could not be scheduled");
         }
         let scheduler = app.scheduler();
         let mut s = shutdown.clone();

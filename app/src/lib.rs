@@ -44,6 +44,8 @@ pub struct Settings {
     pub fee_schedule: String,
     /// Bank transfer attempts of a payout before its money goes back to the balance (R-PAY-2).
     pub max_transfer_attempts: u32,
+    /// How far ahead the scheduler generates every market's sales (R-SAL-1), in weeks.
+    pub sales_horizon_weeks: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             deliver_inline: true,
             fee_schedule: money::DEFAULT_FEE_SCHEDULE.to_string(),
             max_transfer_attempts: 3,
+            sales_horizon_weeks: 8,
         }
     }
 }

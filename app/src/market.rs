@@ -170,6 +170,161 @@ impl App {
         Ok(Done::new((), out.last_position()))
     }
 
+    /// R-SAL-2: the producer takes part in every sale of `market` generated from now on with
+    /// `catalog` (linked to it), with the order period of `rule`; the sales already generated
+    /// are joined with [`App::participate`].
+    pub async fn participate_in_recurring_sales(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        catalog: CatalogId,
+        rule: PeriodRule,
+    ) -> Result<Done<()>, AppError> {
+        let (_, _, access) = self.catalog_access(ctx, catalog).await?;
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::StartRecurringParticipation {
+                    catalog,
+                    opens_hours_before: rule.opens_hours_before,
+                    closes_hours_before: rule.closes_hours_before,
+                    access,
+                },
+                &ctx.step(
+                    "recurring",
+                    &fingerprint("participateInRecurringSales", &(market, catalog, rule)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// R-SAL-2: the producer stops taking part in the sales generated from now on (those
+    /// already joined stay; `withdraw` leaves one).
+    pub async fn stop_recurring_participation(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        catalog: CatalogId,
+    ) -> Result<Done<()>, AppError> {
+        let (_, _, access) = self.catalog_access(ctx, catalog).await?;
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::StopRecurringParticipation { catalog, access },
+                &ctx.step(
+                    "stop",
+                    &fingerprint("stopRecurringParticipation", &(market, catalog)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// A market administrator's change of the market's settings, as one command.
+    async fn market_command(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        op: &str,
+        args: &impl Serialize,
+        command: MarketCommand,
+    ) -> Result<Done<()>, AppError> {
+        self.admin_access(ctx.actor, market).await?;
+        let out = self
+            .exec::<Market>(market, command, &ctx.step(op, &fingerprint(op, args)))
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// R-SAL-1: a new recurring slot; sales are generated from it from now on.
+    pub async fn add_slot(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        slot: Slot,
+    ) -> Result<Done<()>, AppError> {
+        let command = MarketCommand::AddSlot {
+            slot,
+            actor: ctx.actor,
+        };
+        self.market_command(ctx, market, "addSlot", &(market, &slot), command)
+            .await
+    }
+
+    /// R-SAL-1: a slot removed; sales already generated from it stay.
+    pub async fn remove_slot(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        slot: Slot,
+    ) -> Result<Done<()>, AppError> {
+        let command = MarketCommand::RemoveSlot {
+            slot,
+            actor: ctx.actor,
+        };
+        self.market_command(ctx, market, "removeSlot", &(market, &slot), command)
+            .await
+    }
+
+    /// The market's payment mode for the sales generated from now on (a sale keeps the mode
+    /// it was generated with).
+    pub async fn set_payment_mode(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        payment_mode: PaymentMode,
+    ) -> Result<Done<()>, AppError> {
+        let command = MarketCommand::SetPaymentMode {
+            payment_mode,
+            actor: ctx.actor,
+        };
+        let args = (market, payment_mode);
+        self.market_command(ctx, market, "setPaymentMode", &args, command)
+            .await
+    }
+
+    /// R-CAT-4: the market's administrator unlinks a catalog; refused while a sale of the
+    /// market not validated yet has orders with lines of it (CATALOG_HAS_ORDERS): the producer
+    /// withdraws from those sales first, or the sales are validated.
+    pub async fn unlink_catalog(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        catalog: CatalogId,
+    ) -> Result<Done<()>, AppError> {
+        let (_, access) = self.admin_access(ctx.actor, market).await?;
+        let sales: Vec<String> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = 'sale' \
+             AND event_type = 'SalePlanned' AND payload -> 'SalePlanned' ->> 'market' = $1",
+        )
+        .bind(market.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        for id in sales {
+            let (sale, _) = self.load::<Sale>(&id).await?;
+            if sale.status() != etal_domain::sale::SaleStatus::Validated
+                && sale.orders_for(catalog) > 0
+            {
+                return Err(AppError::Rejected {
+                    code: "CATALOG_HAS_ORDERS",
+                    message: format!(
+                        "sale {id} of this market has orders for catalog {catalog}: \
+                         withdraw from it or validate it first"
+                    ),
+                });
+            }
+        }
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::UnlinkCatalog { catalog, access },
+                &ctx.step("unlink", &fingerprint("unlinkCatalog", &(market, catalog))),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
     /// R-SAL-1: generates the market's sales from its slots between two dates (inclusive).
     /// A sale's id derives from its market and start, so generating twice changes nothing.
     pub async fn generate_sales(
@@ -190,11 +345,59 @@ impl App {
             "generateSales",
             &fingerprint("generateSales", &(market, from, to)),
         );
-        // One commit: the market numbers the new sales, each sale is planned, each end of
-        // distribution is scheduled (R-STK-4).
+        self.plan_sales(&cc, market, from, to).await
+    }
+
+    /// When the daily generation of sales ahead runs (Europe/Paris).
+    pub async fn schedule_sales_horizon(&self, date: NaiveDate) -> Result<(), AppError> {
+        self.schedule(
+            kinds::SALES_HORIZON,
+            &format!("horizon:{date}"),
+            serde_json::json!({ "date": date }),
+            etal_domain::calendar::paris_instant(date, SALES_HORIZON_TIME),
+        )
+        .await
+    }
+
+    /// R-SAL-1: every market's sales from `today` to the horizon (`sales_horizon_weeks`), so
+    /// nobody has to generate them by hand; one commit per market, under `key`. Returns how
+    /// many sales the markets have in that range.
+    pub async fn generate_sales_ahead(&self, today: NaiveDate, key: &str) -> Result<u32, AppError> {
+        let to = today + chrono::Duration::weeks(i64::from(self.settings.sales_horizon_weeks));
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'market' ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut count = 0u32;
+        for id in ids {
+            let market: MarketId = id
+                .parse()
+                .map_err(|_| AppError::Internal(format!("bad market id {id}")))?;
+            let step = format!("{key}:{market}");
+            let cc = etal_store::CommandContext::new(Actor::system())
+                .with_idempotency(step, format!("horizon:{market}:{today}:{to}"));
+            let done = self.plan_sales(&cc, market, today, to).await?;
+            count += done.value.len() as u32;
+        }
+        Ok(count)
+    }
+
+    /// Plans the market's sales from its slots between two dates (see [`App::generate_sales`]):
+    /// one commit in which the market numbers the new sales, each is planned with the catalogs
+    /// taking part in the recurring sales (R-SAL-2), and each end of distribution and order
+    /// period is scheduled (R-STK-4, R-SAL-3).
+    async fn plan_sales(
+        &self,
+        cc: &etal_store::CommandContext,
+        market: MarketId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Done<Vec<SaleId>>, AppError> {
+        let now = self.now();
         let flowed = self
             .run_flow(
-                &cc,
+                cc,
                 vec![turn_key::<Market>(&market.to_string())],
                 || async move {
                     let mut m = self.load_turned::<Market>(&market.to_string()).await?;
@@ -243,6 +446,41 @@ impl App {
                                 })
                             })
                             .map_err(rejected)?;
+                        // R-SAL-2: the catalogs taking part in every sale join it.
+                        for (catalog, r) in m.state.recurring() {
+                            let opens_at =
+                                occ.starts_at - chrono::Duration::hours(r.opens_hours_before);
+                            let closes_at =
+                                occ.starts_at - chrono::Duration::hours(r.closes_hours_before);
+                            if closes_at <= now {
+                                continue;
+                            }
+                            let access = etal_domain::actor::ProducerAccess {
+                                producer: r.producer,
+                                actor: Actor::system(),
+                                owner: false,
+                            };
+                            let joined = planned.decide(|sl| {
+                                sl.decide(SaleCommand::Participate {
+                                    access,
+                                    catalog: *catalog,
+                                    catalog_linked: m.state.is_linked(*catalog),
+                                    opens_at,
+                                    closes_at,
+                                })
+                            });
+                            match joined {
+                                Ok(_) => schedule_period(
+                                    &mut changes,
+                                    sale,
+                                    *catalog,
+                                    opens_at,
+                                    closes_at,
+                                ),
+                                Err(e) => tracing::warn!(%sale, %catalog, error = %e,
+                                    "a recurring participation could not join a new sale"),
+                            }
+                        }
                         changes.stream(&planned)?;
                         changes.schedule(
                             kinds::END_DISTRIBUTION,
@@ -458,6 +696,12 @@ impl App {
 
 /// The order period's opening and closing, scheduled with the change that sets it (a moved
 /// period makes the older schedules no-ops: their due time no longer matches).
+/// When the daily generation of sales ahead runs (Europe/Paris).
+pub const SALES_HORIZON_TIME: chrono::NaiveTime = match chrono::NaiveTime::from_hms_opt(0, 20, 0) {
+    Some(t) => t,
+    None => chrono::NaiveTime::MIN,
+};
+
 fn schedule_period(
     changes: &mut Changes,
     sale: SaleId,

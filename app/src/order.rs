@@ -10,7 +10,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use etal_domain::account::ProducerAccount;
 use etal_domain::annual::{annual_sales_id, sales_year, AnnualSales, AnnualSalesCommand};
-use etal_domain::catalog::Catalog;
+use etal_domain::catalog::{Catalog, CatalogCommand};
 use etal_domain::ids::{
     CatalogId, MarketId, OrderId, PaymentId, ProducerId, ProductId, SaleId, UserId,
 };
@@ -18,7 +18,7 @@ use etal_domain::market::{Market, PaymentMode};
 use etal_domain::order::{
     Canceller, Delivery, Line, LineInput, Order, OrderCommand, PaymentMethod,
 };
-use etal_domain::sale::{Sale, SaleCommand};
+use etal_domain::sale::{PeriodState, Sale, SaleCommand};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Money, Role};
 use etal_store::{Changes, Stream, StreamRef};
@@ -264,14 +264,42 @@ impl App {
             accounts: BTreeMap::new(),
             year: hint.year,
         };
+        // R-ORD-3: a period due to open and not opened yet (the scheduler has not run) opens
+        // with this order, its prices frozen first (R-CAT-3), in the same commit, as the
+        // scheduled opening would have done.
+        let mut opened = Vec::new();
         for (id, producer) in &hint.producers {
-            let c = self
+            let mut c = self
                 .take_turned::<Catalog>(&mut loaded, &id.to_string())
                 .await?;
             if c.state.producer() != Some(*producer) {
                 return Err(AppError::Internal(format!("catalog {id} changed producer")));
             }
-            facts.catalogs.insert(*id, c.state);
+            let due = sale
+                .state
+                .participations()
+                .get(id)
+                .is_some_and(|p| p.opening_due(now));
+            if due {
+                c.decide(|cat| {
+                    cat.decide(CatalogCommand::FreezePricesForSale {
+                        sale: sale_id,
+                        at: now,
+                    })
+                })
+                .map_err(rejected)?;
+                sale.decide(|s| {
+                    s.decide(SaleCommand::OpenOrderPeriod {
+                        catalog: *id,
+                        at: now,
+                    })
+                })
+                .map_err(rejected)?;
+                facts.catalogs.insert(*id, c.state.clone());
+                opened.push(c);
+            } else {
+                facts.catalogs.insert(*id, c.state);
+            }
         }
         for p in &producers {
             let a = self
@@ -287,6 +315,9 @@ impl App {
         // stream, and the retry answers with its record.
         let mut order = Stream::new(order_id.to_string(), Order::default(), 0);
         let mut changes = Changes::new();
+        for c in &opened {
+            changes.stream(c)?;
+        }
         let mut kept = Vec::new();
         let mut refusals = Vec::new();
 
@@ -598,12 +629,25 @@ impl App {
                 continue;
             }
             if !sale.period_open(req.catalog, now) {
-                refusals.push(refusal(
-                    line,
-                    &terms.name,
-                    "ORDER_PERIOD_CLOSED",
-                    "orders are not open for this catalog",
-                ));
+                // R-ORD-3: the code says which side of the period the order came.
+                let not_yet = sale
+                    .participations()
+                    .get(&req.catalog)
+                    .filter(|p| p.period_at(now) == PeriodState::NotOpen);
+                match not_yet {
+                    Some(p) => refusals.push(refusal(
+                        line,
+                        &terms.name,
+                        "ORDER_PERIOD_NOT_OPEN",
+                        format!("orders for this catalog open at {}", p.opens_at),
+                    )),
+                    None => refusals.push(refusal(
+                        line,
+                        &terms.name,
+                        "ORDER_PERIOD_CLOSED",
+                        "orders for this catalog are closed",
+                    )),
+                }
                 continue;
             }
             // R-CAT-2: fees added into the price when the catalog chose so.

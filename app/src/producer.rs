@@ -7,6 +7,7 @@ use etal_domain::calendar::{paris_date, paris_instant};
 use etal_domain::catalog::{Catalog, CatalogCommand, Modulation, OfferProduct};
 use etal_domain::config::{PlanKind, SubscriptionBilling};
 use etal_domain::ids::{CatalogId, ProducerId, ProductId, UserId};
+use etal_domain::sale::{Sale, SaleCommand};
 use etal_domain::stock::{Stock, StockCommand};
 use etal_domain::{Actor, Money, Role};
 use serde::Serialize;
@@ -426,10 +427,86 @@ impl App {
     ) -> Result<Done<()>, AppError> {
         let (_, account, access) = self.catalog_access(ctx, catalog).await?;
         let command = make(&account, access)?;
-        let out = self
-            .exec::<Catalog>(catalog, command, &ctx.step(op, &fingerprint(op, args)))
+        // R-CAT-3, R-ORD-3: a sale whose order period for this catalog has opened by the clock
+        // (the scheduled opening may not have run yet) keeps the terms it opened with: its
+        // prices are frozen and its period opened first, in the same commit as the change.
+        let now = self.now();
+        let due = self.sales_opening(catalog, now).await?;
+        let cc = ctx.step(op, &fingerprint(op, args));
+        let turns = due
+            .iter()
+            .map(|s| turn_key::<Sale>(&s.to_string()))
+            .collect();
+        let (due, command) = (&due, &command);
+        let flowed = self
+            .run_flow(&cc, turns, || async move {
+                let mut stream = self
+                    .bus
+                    .load_stream::<Catalog>(&catalog.to_string())
+                    .await?;
+                let mut changes = Changes::new();
+                for sale in due {
+                    let mut s = self.load_turned::<Sale>(&sale.to_string()).await?;
+                    if !s
+                        .state
+                        .participations()
+                        .get(&catalog)
+                        .is_some_and(|p| p.opening_due(now))
+                    {
+                        continue;
+                    }
+                    stream
+                        .decide(|c| {
+                            c.decide(CatalogCommand::FreezePricesForSale {
+                                sale: *sale,
+                                at: now,
+                            })
+                        })
+                        .map_err(rejected)?;
+                    s.decide(|st| st.decide(SaleCommand::OpenOrderPeriod { catalog, at: now }))
+                        .map_err(rejected)?;
+                    changes.stream(&s)?;
+                }
+                stream
+                    .decide(|c| c.decide(command.clone()))
+                    .map_err(rejected)?;
+                changes.stream(&stream)?;
+                Ok(Decided::new(changes, ()))
+            })
             .await?;
-        Ok(Done::new((), out.last_position()))
+        Ok(Done::new((), flowed.position))
+    }
+
+    /// The sales in which `catalog`'s order period has opened by the clock at `now` and was
+    /// not opened yet (the scheduled opening has not run).
+    async fn sales_opening(
+        &self,
+        catalog: CatalogId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<etal_domain::ids::SaleId>, AppError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'sale' \
+             AND event_type = 'ProducerParticipated' \
+             AND payload -> 'ProducerParticipated' ->> 'catalog' = $1",
+        )
+        .bind(catalog.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut due = Vec::new();
+        for id in ids {
+            let (sale, _) = self.load::<Sale>(&id).await?;
+            if sale
+                .participations()
+                .get(&catalog)
+                .is_some_and(|p| p.opening_due(now))
+            {
+                due.push(
+                    id.parse()
+                        .map_err(|_| AppError::Internal(format!("bad sale id {id}")))?,
+                );
+            }
+        }
+        Ok(due)
     }
 
     /// R-CAT-1: offers one of the producer's products in a catalog at a price.
@@ -455,6 +532,23 @@ impl App {
                     access,
                 })
             },
+        )
+        .await
+    }
+
+    /// R-CAT-1: the offer leaves the catalog (sales whose prices were frozen keep theirs).
+    pub async fn remove_offer(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        product: ProductId,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "removeOffer",
+            &(catalog, product),
+            |_, access| Ok(CatalogCommand::RemoveOffer { product, access }),
         )
         .await
     }

@@ -33,6 +33,8 @@ pub mod kinds {
     pub const TRAINING_LAPSES: &str = "training_lapses";
     /// The monthly billing of subscriptions and period fees (R-ACC-3, R-FEE-5, see `billing`).
     pub const BILLING_RUN: &str = "billing_run";
+    /// The daily generation of every market's sales ahead (R-SAL-1, see `market`).
+    pub const SALES_HORIZON: &str = "sales_horizon";
 }
 
 /// When the daily training check runs (Europe/Paris).
@@ -68,6 +70,7 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::DEBIT_REFUNDS,
         kinds::TRAINING_LAPSES,
         kinds::BILLING_RUN,
+        kinds::SALES_HORIZON,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -335,6 +338,23 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!({ "moved_to_flexible": moved }))
+            }
+            kinds::SALES_HORIZON => {
+                #[derive(serde::Deserialize)]
+                struct P {
+                    date: chrono::NaiveDate,
+                }
+                let p: P = payload(cmd)?;
+                // A late run (the service was down) generates from the day it runs.
+                let today = etal_domain::calendar::paris_date(now).max(p.date);
+                let generated = app
+                    .generate_sales_ahead(today, &cmd.idempotency_key())
+                    .await
+                    .map_err(handler_error)?;
+                app.schedule_sales_horizon(today + chrono::Duration::days(1))
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!({ "sales": generated }))
             }
             kinds::BILLING_RUN => {
                 #[derive(serde::Deserialize)]

@@ -260,7 +260,7 @@ async fn amap_sales_never_count_against_the_cap() {
         .unwrap();
 }
 
-/// R-ORD-3: orders outside the period are refused.
+/// R-ORD-3: orders outside the period are refused, with a code saying which side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_before_the_period_opens_or_after_it_closes_are_refused() {
     let s = setup(PaymentMode::OnSite, false).await;
@@ -270,7 +270,7 @@ async fn orders_before_the_period_opens_or_after_it_closes_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AppError::OrderRefused { lines } if lines[0].code == "ORDER_PERIOD_CLOSED"),
+        matches!(&err, AppError::OrderRefused { lines } if lines[0].code == "ORDER_PERIOD_NOT_OPEN"),
         "{err:?}"
     );
     s.open().await;

@@ -2,6 +2,7 @@
 
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject};
+use etal_domain::account::ProducerAccount;
 use etal_domain::catalog::{Catalog, Modulation, OfferTerms};
 use etal_domain::ids::{CatalogId, ProducerId, ProductId};
 use etal_domain::Role;
@@ -60,17 +61,28 @@ impl CatalogView {
     async fn includes_service_fee(&self) -> bool {
         self.catalog.fee_options().include_service_fee
     }
-    /// The current offers (the terms the next sale gets, R-CAT-3).
+    /// The current offers (the terms the next sale gets, R-CAT-3); offers of archived products
+    /// are left out until the product is unarchived (R-ACC-5).
     async fn offers(
         &self,
+        ctx: &Context<'_>,
         after: Option<String>,
         before: Option<String>,
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Connection<usize, OfferView, EmptyFields, EmptyFields>> {
+        let account = match self.catalog.producer() {
+            Some(p) => Some(app(ctx).load::<ProducerAccount>(p).await.coded()?.0),
+            None => None,
+        };
         let items = self
             .catalog
             .offers()
+            .filter(|o| {
+                account
+                    .as_ref()
+                    .is_some_and(|a| a.is_orderable(o.product.product))
+            })
             .filter_map(|o| self.catalog.current_terms(o.product.product))
             .map(|t| OfferView(t, None))
             .collect();
@@ -214,6 +226,22 @@ impl CatalogMutation {
                 ProductId(product_id),
                 price_incl_vat.0,
             )
+            .await;
+        Self::payload(ctx, catalog_id, done).await
+    }
+
+    /// R-CAT-1: the offer leaves the catalog (a sale whose prices were frozen keeps them).
+    #[graphql(guard = "PRODUCER")]
+    async fn remove_offer(
+        &self,
+        ctx: &Context<'_>,
+        catalog_id: Uuid,
+        product_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<CatalogPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .remove_offer(&c, CatalogId(catalog_id), ProductId(product_id))
             .await;
         Self::payload(ctx, catalog_id, done).await
     }

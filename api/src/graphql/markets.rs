@@ -65,6 +65,15 @@ pub enum PeriodState {
     Closed,
 }
 
+/// A catalog taking part in every sale of a market generated from now on (R-SAL-2).
+#[derive(SimpleObject)]
+pub struct RecurringParticipation {
+    pub catalog_id: Uuid,
+    pub producer_id: Uuid,
+    pub opens_hours_before: i64,
+    pub closes_hours_before: i64,
+}
+
 /// A recurring pick-up slot, in Europe/Paris wall-clock time.
 #[derive(SimpleObject)]
 pub struct SlotView {
@@ -87,6 +96,17 @@ pub struct SlotInput {
     #[graphql(default = 1, validator(minimum = 1, maximum = 4))]
     pub every_weeks: u32,
     pub anchor: Date,
+}
+
+/// A slot from its input; `field` names it in a BAD_USER_INPUT error.
+fn slot_of(field: &str, s: &SlotInput) -> Result<Slot> {
+    Ok(Slot {
+        weekday: s.weekday.into(),
+        start: time(&format!("{field}.start"), &s.start)?,
+        end: time(&format!("{field}.end"), &s.end)?,
+        every_weeks: s.every_weeks,
+        anchor: s.anchor.0,
+    })
 }
 
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -212,6 +232,22 @@ impl MarketView {
     }
     /// R-FEE-5: the fee schedules chosen for this market, by the date each applies from
     /// (none: the service's default schedule).
+    /// R-SAL-2: the catalogs taking part in every sale generated from now on, with their
+    /// default order period.
+    async fn recurring_participations(&self) -> Result<Vec<RecurringParticipation>> {
+        self.internals()?;
+        Ok(self
+            .market
+            .recurring()
+            .iter()
+            .map(|(c, r)| RecurringParticipation {
+                catalog_id: c.0,
+                producer_id: r.producer.0,
+                opens_hours_before: r.opens_hours_before,
+                closes_hours_before: r.closes_hours_before,
+            })
+            .collect())
+    }
     async fn fee_schedules(&self) -> Result<Vec<FeeScheduleAssignment>> {
         self.internals()?;
         Ok(self
@@ -414,18 +450,26 @@ impl ParticipationView {
     async fn closes_at(&self) -> DateTime<Utc> {
         self.p.closes_at
     }
-    async fn period(&self) -> PeriodState {
-        self.p.period.into()
+    /// From the clock and the period (R-ORD-3): OPEN from `opensAt` to `closesAt`, whether or
+    /// not the scheduled opening has run (the first order opens it).
+    async fn period(&self, ctx: &Context<'_>) -> PeriodState {
+        self.p.period_at(app(ctx).now()).into()
     }
-    /// What customers can order in this sale from this catalog, at this sale's terms (R-CAT-3).
+    /// What customers can order in this sale from this catalog, at this sale's terms (R-CAT-3);
+    /// archived products are left out (R-ACC-5).
     async fn offers(&self, ctx: &Context<'_>) -> Result<Vec<OfferView>> {
         let app = app(ctx);
         let (c, _) = app.load::<Catalog>(self.catalog).await.coded()?;
         let (sale, _) = app.load::<Sale>(self.sale).await.coded()?;
         let (market, _) = app.load::<Market>(sale.market()).await.coded()?;
+        let (account, _) = app
+            .load::<etal_domain::account::ProducerAccount>(self.p.producer)
+            .await
+            .coded()?;
         let mut offers = Vec::new();
         for terms in c
             .offers()
+            .filter(|o| account.is_orderable(o.product.product))
             .filter_map(|o| c.terms_for_sale(self.sale, o.product.product))
         {
             let customer = app.customer_unit_price(&sale, &market, &terms).coded()?;
@@ -550,13 +594,7 @@ impl MarketMutation {
     ) -> Result<MarketPayload> {
         let mut slots = Vec::new();
         for (i, s) in market.slots.iter().enumerate() {
-            slots.push(Slot {
-                weekday: s.weekday.into(),
-                start: time(&format!("market.slots[{i}].start"), &s.start)?,
-                end: time(&format!("market.slots[{i}].end"), &s.end)?,
-                every_weeks: s.every_weeks,
-                anchor: s.anchor.0,
-            });
+            slots.push(slot_of(&format!("market.slots[{i}]"), s)?);
         }
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
@@ -643,6 +681,90 @@ impl MarketMutation {
         })
     }
 
+    /// R-CAT-4: the market's administrator unlinks a catalog; refused while a sale of the
+    /// market not validated yet has orders for it (CATALOG_HAS_ORDERS).
+    #[graphql(guard = "ADMIN")]
+    async fn unlink_catalog(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        catalog_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .unlink_catalog(&c, MarketId(market_id), CatalogId(catalog_id))
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-1: a new recurring slot of the market (sales are generated from it from now on).
+    #[graphql(guard = "ADMIN")]
+    async fn add_slot(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        slot: SlotInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let slot = slot_of("slot", &slot)?;
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .add_slot(&c, MarketId(market_id), slot)
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-1: removes a slot (the sales already generated from it stay).
+    #[graphql(guard = "ADMIN")]
+    async fn remove_slot(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        slot: SlotInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let slot = slot_of("slot", &slot)?;
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .remove_slot(&c, MarketId(market_id), slot)
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// The market's payment mode for the sales generated from now on (each sale keeps the mode
+    /// it was generated with).
+    #[graphql(guard = "ADMIN")]
+    async fn set_payment_mode(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        payment_mode: PaymentMode,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .set_payment_mode(&c, MarketId(market_id), payment_mode.into())
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
     /// R-SAL-1: generates the market's sales from its slots between two dates (inclusive).
     #[graphql(guard = "ADMIN")]
     async fn generate_sales(
@@ -695,6 +817,60 @@ impl MarketMutation {
             sale_ids,
             read_your_writes(ctx, done.position).await,
         ))
+    }
+
+    /// R-SAL-2: the producer takes part with a linked catalog in every sale of the market
+    /// generated from now on (by `generateSales` or the scheduler's daily generation ahead),
+    /// orders opening `opensHoursBefore` and closing `closesHoursBefore` hours before each
+    /// sale; the sales already generated are joined with `participate`; `withdraw` opts out of
+    /// one date. The same again replaces the period.
+    #[graphql(guard = "PRODUCER")]
+    async fn participate_in_recurring_sales(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        catalog_id: Uuid,
+        #[graphql(default = 168, validator(minimum = 0, maximum = 8760))] opens_hours_before: i64,
+        #[graphql(default = 24, validator(minimum = 0, maximum = 8760))] closes_hours_before: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .participate_in_recurring_sales(
+                &c,
+                MarketId(market_id),
+                CatalogId(catalog_id),
+                PeriodRule {
+                    opens_hours_before,
+                    closes_hours_before,
+                },
+            )
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-2: the producer stops taking part in the sales generated from now on.
+    #[graphql(guard = "PRODUCER")]
+    async fn stop_recurring_participation(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        catalog_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .stop_recurring_participation(&c, MarketId(market_id), CatalogId(catalog_id))
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
     }
 
     /// R-SAL-3: the producer overrides one sale's order period for a catalog.

@@ -44,6 +44,18 @@ pub struct Market {
     /// R-FEE-5: the fee schedule chosen from each date (none: the service's default).
     #[serde(default)]
     fee_schedules: BTreeMap<NaiveDate, String>,
+    /// R-SAL-2: catalogs taking part in every sale generated from now on.
+    #[serde(default)]
+    recurring: BTreeMap<CatalogId, Recurring>,
+}
+
+/// A catalog's standing participation in a market's sales (R-SAL-2), with its default order
+/// period (R-SAL-3), in hours before each sale's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recurring {
+    pub producer: ProducerId,
+    pub opens_hours_before: i64,
+    pub closes_hours_before: i64,
 }
 
 fn check_slot(slot: &Slot) -> Result<(), MarketError> {
@@ -102,6 +114,10 @@ impl Market {
     /// R-CAT-4: whether the catalog is linked to this market.
     pub fn is_linked(&self, catalog: CatalogId) -> bool {
         self.linked.contains_key(&catalog)
+    }
+    /// R-SAL-2: the catalogs taking part in every sale generated from now on.
+    pub fn recurring(&self) -> &BTreeMap<CatalogId, Recurring> {
+        &self.recurring
     }
     /// The producer of a linked catalog.
     pub fn linked_producer(&self, catalog: CatalogId) -> Option<ProducerId> {
@@ -359,6 +375,47 @@ impl Market {
                     .ok_or(MarketError::NotLinked { catalog })?;
                 Ok(vec![E::CatalogUnlinked { catalog, producer }])
             }
+            C::StartRecurringParticipation {
+                catalog,
+                opens_hours_before,
+                closes_hours_before,
+                access,
+            } => {
+                self.require_created()?;
+                match self.linked.get(&catalog) {
+                    None => return Err(MarketError::NotLinked { catalog }),
+                    Some(p) if *p != access.producer => {
+                        return Err(MarketError::NotYourCatalog { catalog })
+                    }
+                    Some(_) => {}
+                }
+                if opens_hours_before <= closes_hours_before
+                    || closes_hours_before < 0
+                    || opens_hours_before > 366 * 24
+                {
+                    return Err(MarketError::InvalidRecurringPeriod);
+                }
+                Ok(vec![E::RecurringParticipationStarted {
+                    catalog,
+                    producer: access.producer,
+                    opens_hours_before,
+                    closes_hours_before,
+                    by: access.actor.user,
+                }])
+            }
+            C::StopRecurringParticipation { catalog, access } => {
+                self.require_created()?;
+                match self.recurring.get(&catalog) {
+                    None => Err(MarketError::NotRecurring { catalog }),
+                    Some(r) if r.producer != access.producer => {
+                        Err(MarketError::NotYourCatalog { catalog })
+                    }
+                    Some(_) => Ok(vec![E::RecurringParticipationStopped {
+                        catalog,
+                        by: access.actor.user,
+                    }]),
+                }
+            }
             C::RegisterSale { sale, date } => {
                 self.require_created()?;
                 Ok(vec![E::SaleRegistered {
@@ -435,6 +492,26 @@ impl Aggregate for Market {
             }
             E::CatalogUnlinked { catalog, .. } => {
                 self.linked.remove(&catalog);
+                self.recurring.remove(&catalog);
+            }
+            E::RecurringParticipationStarted {
+                catalog,
+                producer,
+                opens_hours_before,
+                closes_hours_before,
+                ..
+            } => {
+                self.recurring.insert(
+                    catalog,
+                    Recurring {
+                        producer,
+                        opens_hours_before,
+                        closes_hours_before,
+                    },
+                );
+            }
+            E::RecurringParticipationStopped { catalog, .. } => {
+                self.recurring.remove(&catalog);
             }
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
             E::FeeScheduleAssigned { schedule, from, .. } => {

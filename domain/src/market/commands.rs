@@ -3,7 +3,7 @@
 use chrono::{Datelike, NaiveDate, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{Actor, MarketAccess};
+use crate::actor::{Actor, MarketAccess, ProducerAccess};
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
 
 /// How customers of a market pay (R-SAL-1), chosen by its administrator.
@@ -101,6 +101,20 @@ pub enum MarketCommand {
     UnlinkCatalog {
         catalog: CatalogId,
         access: MarketAccess,
+    },
+    /// R-SAL-2: the producer takes part in every sale of the market generated from now on
+    /// with a linked catalog, its order period `opens_hours_before` / `closes_hours_before`
+    /// the sale's start (R-SAL-3); the same again replaces the period.
+    StartRecurringParticipation {
+        catalog: CatalogId,
+        opens_hours_before: i64,
+        closes_hours_before: i64,
+        access: ProducerAccess,
+    },
+    /// R-SAL-2: the producer stops taking part in the sales generated from now on.
+    StopRecurringParticipation {
+        catalog: CatalogId,
+        access: ProducerAccess,
     },
     /// R-FEE-5: the platform administrator chooses the market's fee schedule from a date (the
     /// business date `today` or later; the same date again replaces that choice). The service

@@ -10,6 +10,12 @@ use super::commands::Slot;
 pub enum MarketError {
     #[error("this market already exists")]
     AlreadyCreated,
+    #[error("catalog {catalog} does not take part in this market's recurring sales")]
+    NotRecurring { catalog: CatalogId },
+    #[error("catalog {catalog} is not the caller's")]
+    NotYourCatalog { catalog: CatalogId },
+    #[error("an order period opens before it closes, at most a year before the sale")]
+    InvalidRecurringPeriod,
     #[error("this market does not exist yet")]
     NotCreated,
     #[error("the market needs a name")]
@@ -54,6 +60,9 @@ impl MarketError {
     pub fn code(&self) -> &'static str {
         match self {
             MarketError::AlreadyCreated => "MARKET_ALREADY_CREATED",
+            MarketError::NotRecurring { .. } => "NOT_RECURRING",
+            MarketError::NotYourCatalog { .. } => "FORBIDDEN",
+            MarketError::InvalidRecurringPeriod => "INVALID_ORDER_PERIOD",
             MarketError::NotCreated => "MARKET_NOT_FOUND",
             MarketError::NameMissing => "MARKET_NAME_MISSING",
             MarketError::InvalidPlace => "MARKET_INVALID_PLACE",

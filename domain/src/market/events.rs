@@ -51,6 +51,18 @@ pub enum MarketEvent {
         catalog: CatalogId,
         producer: ProducerId,
     },
+    /// R-SAL-2: the catalog takes part in every sale generated from now on.
+    RecurringParticipationStarted {
+        catalog: CatalogId,
+        producer: ProducerId,
+        opens_hours_before: i64,
+        closes_hours_before: i64,
+        by: UserId,
+    },
+    RecurringParticipationStopped {
+        catalog: CatalogId,
+        by: UserId,
+    },
     SaleRegistered {
         sale: SaleId,
         date: NaiveDate,
@@ -77,6 +89,8 @@ impl DomainEvent for MarketEvent {
             MarketEvent::PaymentModeSet { .. } => "PaymentModeSet",
             MarketEvent::CatalogLinked { .. } => "CatalogLinked",
             MarketEvent::CatalogUnlinked { .. } => "CatalogUnlinked",
+            MarketEvent::RecurringParticipationStarted { .. } => "RecurringParticipationStarted",
+            MarketEvent::RecurringParticipationStopped { .. } => "RecurringParticipationStopped",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
             MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",
         }

@@ -8,7 +8,7 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Market, SlotOccurrence};
+pub use aggregate::{Market, Recurring, SlotOccurrence};
 pub use commands::{MarketCommand, PaymentMode, Slot, Visibility};
 pub use error::MarketError;
 pub use events::MarketEvent;

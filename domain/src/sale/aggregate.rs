@@ -48,6 +48,26 @@ pub struct Participation {
     pub period: PeriodState,
 }
 
+impl Participation {
+    /// The period's state at `at`, from the clock and the period (R-ORD-3): open from
+    /// `opens_at` until `closes_at` unless closed already, whether or not the scheduled opening
+    /// and closing have run.
+    pub fn period_at(&self, at: DateTime<Utc>) -> PeriodState {
+        if self.period == PeriodState::Closed || at >= self.closes_at {
+            PeriodState::Closed
+        } else if at >= self.opens_at {
+            PeriodState::Open
+        } else {
+            PeriodState::NotOpen
+        }
+    }
+
+    /// Due to open at `at` and not opened yet: the first order opens it (in its commit).
+    pub fn opening_due(&self, at: DateTime<Utc>) -> bool {
+        self.period == PeriodState::NotOpen && self.period_at(at) == PeriodState::Open
+    }
+}
+
 /// An order attached to the sale, with its number and the catalogs it has lines for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachedOrder {

@@ -118,6 +118,13 @@ pub struct Fixture {
 pub const OPEN_ACCOUNT: &str = "mutation($k: String) { openAccount(acceptedCharter: \"v2\", plan: PRO, idempotencyKey: $k) { producerId position producer { plan youOwnIt } } }";
 
 pub async fn fixture(api: &Api) -> Fixture {
+    fixture_with(api, true).await
+}
+
+/// [`fixture`]; with `opened`, waits until the scheduler opened the period (its prices frozen,
+/// so nothing more is written for it); without, the server may run no scheduler and the period
+/// is open by the clock only.
+pub async fn fixture_with(api: &Api, opened: bool) -> Fixture {
     let producer = api.who(Role::Producer);
     let admin = api.who(Role::MarketAdmin);
     let customer = api.who(Role::Customer);
@@ -224,8 +231,8 @@ pub async fn fixture(api: &Api) -> Fixture {
         json!({"s": sale_id, "c": catalog_id, "o": (now - chrono::Duration::hours(1)).to_rfc3339(), "cl": (now + chrono::Duration::hours(12)).to_rfc3339()}),
     )
     .await;
-    // The scheduler opens the period.
-    let mut period = Value::Null;
+    // The period is open by the clock; the scheduler opens it (freezing its prices).
+    let mut done = false;
     for _ in 0..100 {
         let d = api
             .ok(
@@ -234,13 +241,21 @@ pub async fn fixture(api: &Api) -> Fixture {
                 json!({"s": sale_id}),
             )
             .await;
-        period = d["sale"]["participations"][0]["period"].clone();
-        if period == "OPEN" {
+        let period = &d["sale"]["participations"][0]["period"];
+        let frozen: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'OrderPeriodOpened'",
+        )
+        .bind(&sale_id)
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+        if *period == "OPEN" && (!opened || frozen > 0) {
+            done = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if period != "OPEN" {
+    if !done {
         type Row = (
             String,
             chrono::DateTime<chrono::Utc>,
