@@ -267,6 +267,57 @@ impl App {
             .await
     }
 
+    /// R-SAL-7: a customer asks to join a market (members-only: an administrator answers).
+    pub async fn request_membership(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+    ) -> Result<Done<()>, AppError> {
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::RequestMembership { actor: ctx.actor },
+                &ctx.step("join", &fingerprint("requestMembership", &market)),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// R-SAL-7: an administrator approves or refuses a request, or removes a member.
+    pub async fn answer_membership(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        user: UserId,
+        answer: MembershipAnswer,
+    ) -> Result<Done<()>, AppError> {
+        let actor = ctx.actor;
+        let command = match answer {
+            MembershipAnswer::Approve => MarketCommand::ApproveMember { user, actor },
+            MembershipAnswer::Refuse => MarketCommand::RefuseMember { user, actor },
+            MembershipAnswer::Remove => MarketCommand::RemoveMember { user, actor },
+        };
+        let args = (market, user, answer);
+        self.market_command(ctx, market, "answerMembership", &args, command)
+            .await
+    }
+
+    /// R-SAL-7: who may see the market's offers and order.
+    pub async fn set_visibility(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        visibility: Visibility,
+    ) -> Result<Done<()>, AppError> {
+        let command = MarketCommand::SetVisibility {
+            visibility,
+            actor: ctx.actor,
+        };
+        let args = (market, visibility);
+        self.market_command(ctx, market, "setVisibility", &args, command)
+            .await
+    }
+
     /// The market's payment mode for the sales generated from now on (a sale keeps the mode
     /// it was generated with).
     pub async fn set_payment_mode(
@@ -696,6 +747,14 @@ impl App {
 
 /// The order period's opening and closing, scheduled with the change that sets it (a moved
 /// period makes the older schedules no-ops: their due time no longer matches).
+/// An administrator's answer to a membership (R-SAL-7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipAnswer {
+    Approve,
+    Refuse,
+    Remove,
+}
+
 /// When the daily generation of sales ahead runs (Europe/Paris).
 pub const SALES_HORIZON_TIME: chrono::NaiveTime = match chrono::NaiveTime::from_hms_opt(0, 20, 0) {
     Some(t) => t,

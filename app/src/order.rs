@@ -259,6 +259,16 @@ impl App {
             .take_turned::<Market>(&mut loaded, &hint.market.to_string())
             .await?
             .state;
+        // R-SAL-7: a members-only market takes orders from its members only.
+        if !market.admits(customer) {
+            return Err(AppError::Rejected {
+                code: "NOT_A_MEMBER",
+                message: format!(
+                    "market {} takes orders from its members only: ask to join it first",
+                    hint.market
+                ),
+            });
+        }
         let mut facts = OrderFacts {
             catalogs: BTreeMap::new(),
             accounts: BTreeMap::new(),

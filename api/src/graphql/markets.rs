@@ -65,6 +65,15 @@ pub enum PeriodState {
     Closed,
 }
 
+/// An administrator's answer to a membership (R-SAL-7).
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "etal_app::market::MembershipAnswer")]
+pub enum MembershipAnswer {
+    Approve,
+    Refuse,
+    Remove,
+}
+
 /// A catalog taking part in every sale of a market generated from now on (R-SAL-2).
 #[derive(SimpleObject)]
 pub struct RecurringParticipation {
@@ -128,8 +137,8 @@ pub struct MarketInput {
     #[graphql(validator(max_items = 20))]
     pub slots: Vec<SlotInput>,
     pub payment_mode: PaymentMode,
-    #[graphql(default_with = "Visibility::Public")]
-    pub visibility: Visibility,
+    /// Default: MEMBERS_ONLY for an AMAP, PUBLIC otherwise (R-SAL-7).
+    pub visibility: Option<Visibility>,
     #[graphql(default = false)]
     pub amap: bool,
 }
@@ -247,6 +256,15 @@ impl MarketView {
                 closes_hours_before: r.closes_hours_before,
             })
             .collect())
+    }
+    /// R-SAL-7: the market's members and the requests waiting for an answer (its people).
+    async fn members(&self) -> Result<Vec<Uuid>> {
+        self.internals()?;
+        Ok(self.market.members().iter().map(|u| u.0).collect())
+    }
+    async fn pending_members(&self) -> Result<Vec<Uuid>> {
+        self.internals()?;
+        Ok(self.market.pending_members().iter().map(|u| u.0).collect())
     }
     async fn fee_schedules(&self) -> Result<Vec<FeeScheduleAssignment>> {
         self.internals()?;
@@ -462,6 +480,12 @@ impl ParticipationView {
         let (c, _) = app.load::<Catalog>(self.catalog).await.coded()?;
         let (sale, _) = app.load::<Sale>(self.sale).await.coded()?;
         let (market, _) = app.load::<Market>(sale.market()).await.coded()?;
+        // R-SAL-7: a members-only market shows its offers to its members (and to the people
+        // who run it or sell in it) only.
+        let viewer = super::common::actor(ctx)?;
+        if viewer.role == Role::Customer && !market.admits(viewer.user) {
+            return Ok(Vec::new());
+        }
         let (account, _) = app
             .load::<etal_domain::account::ProducerAccount>(self.p.producer)
             .await
@@ -605,7 +629,14 @@ impl MarketMutation {
                     place: market.place,
                     slots,
                     payment_mode: market.payment_mode.into(),
-                    visibility: market.visibility.into(),
+                    visibility: market
+                        .visibility
+                        .unwrap_or(if market.amap {
+                            Visibility::MembersOnly
+                        } else {
+                            Visibility::Public
+                        })
+                        .into(),
                     amap: market.amap,
                 },
             )
@@ -845,6 +876,66 @@ impl MarketMutation {
                     closes_hours_before,
                 },
             )
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-7: a customer asks to join a members-only market; an administrator answers.
+    async fn request_membership(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .request_membership(&c, MarketId(market_id))
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-7: an administrator approves (`APPROVE`, also admits someone who did not ask),
+    /// refuses a request (`REFUSE`) or removes a member (`REMOVE`).
+    #[graphql(guard = "ADMIN")]
+    async fn answer_membership(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        user_id: Uuid,
+        answer: MembershipAnswer,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .answer_membership(&c, MarketId(market_id), UserId(user_id), answer.into())
+            .await
+            .coded()?;
+        Ok(MarketPayload {
+            market_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-SAL-7: who may see the market's offers and order (PUBLIC or MEMBERS_ONLY).
+    #[graphql(guard = "ADMIN")]
+    async fn set_visibility(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        visibility: Visibility,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .set_visibility(&c, MarketId(market_id), visibility.into())
             .await
             .coded()?;
         Ok(MarketPayload {

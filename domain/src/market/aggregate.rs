@@ -47,6 +47,11 @@ pub struct Market {
     /// R-SAL-2: catalogs taking part in every sale generated from now on.
     #[serde(default)]
     recurring: BTreeMap<CatalogId, Recurring>,
+    /// R-SAL-7: the members of a members-only market, and the requests waiting for an answer.
+    #[serde(default)]
+    members: BTreeSet<UserId>,
+    #[serde(default)]
+    pending: BTreeSet<UserId>,
 }
 
 /// A catalog's standing participation in a market's sales (R-SAL-2), with its default order
@@ -110,6 +115,20 @@ impl Market {
     }
     pub fn is_administrator(&self, user: UserId) -> bool {
         self.administrators.contains(&user)
+    }
+    /// R-SAL-7: whether `user` may see the market's offers and order: anyone on a public
+    /// market; on a members-only one, its members and administrators.
+    pub fn admits(&self, user: UserId) -> bool {
+        self.visibility != Some(Visibility::MembersOnly)
+            || self.members.contains(&user)
+            || self.administrators.contains(&user)
+    }
+    pub fn members(&self) -> &BTreeSet<UserId> {
+        &self.members
+    }
+    /// Membership requests waiting for an administrator's answer.
+    pub fn pending_members(&self) -> &BTreeSet<UserId> {
+        &self.pending
     }
     /// R-CAT-4: whether the catalog is linked to this market.
     pub fn is_linked(&self, catalog: CatalogId) -> bool {
@@ -403,6 +422,59 @@ impl Market {
                     by: access.actor.user,
                 }])
             }
+            C::RequestMembership { actor } => {
+                self.require_created()?;
+                if actor.role != crate::actor::Role::Customer {
+                    return Err(MarketError::CustomersOnly);
+                }
+                if self.members.contains(&actor.user) {
+                    return Err(MarketError::AlreadyMember { user: actor.user });
+                }
+                if self.pending.contains(&actor.user) {
+                    return Err(MarketError::AlreadyRequested { user: actor.user });
+                }
+                Ok(vec![E::MembershipRequested { user: actor.user }])
+            }
+            C::ApproveMember { user, actor } => {
+                self.require_admin(&actor)?;
+                if self.members.contains(&user) {
+                    return Err(MarketError::AlreadyMember { user });
+                }
+                Ok(vec![E::MemberApproved {
+                    user,
+                    by: actor.user,
+                }])
+            }
+            C::RefuseMember { user, actor } => {
+                self.require_admin(&actor)?;
+                if !self.pending.contains(&user) {
+                    return Err(MarketError::NoRequest { user });
+                }
+                Ok(vec![E::MembershipRefused {
+                    user,
+                    by: actor.user,
+                }])
+            }
+            C::RemoveMember { user, actor } => {
+                self.require_admin(&actor)?;
+                if !self.members.contains(&user) {
+                    return Err(MarketError::NotAMember { user });
+                }
+                Ok(vec![E::MemberRemoved {
+                    user,
+                    by: actor.user,
+                }])
+            }
+            C::SetVisibility { visibility, actor } => {
+                self.require_admin(&actor)?;
+                if self.visibility == Some(visibility) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::VisibilitySet {
+                    visibility,
+                    by: actor.user,
+                }])
+            }
             C::StopRecurringParticipation { catalog, access } => {
                 self.require_created()?;
                 match self.recurring.get(&catalog) {
@@ -513,6 +585,20 @@ impl Aggregate for Market {
             E::RecurringParticipationStopped { catalog, .. } => {
                 self.recurring.remove(&catalog);
             }
+            E::MembershipRequested { user } => {
+                self.pending.insert(user);
+            }
+            E::MemberApproved { user, .. } => {
+                self.pending.remove(&user);
+                self.members.insert(user);
+            }
+            E::MembershipRefused { user, .. } => {
+                self.pending.remove(&user);
+            }
+            E::MemberRemoved { user, .. } => {
+                self.members.remove(&user);
+            }
+            E::VisibilitySet { visibility, .. } => self.visibility = Some(visibility),
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
             E::FeeScheduleAssigned { schedule, from, .. } => {
                 self.fee_schedules.insert(from, schedule);

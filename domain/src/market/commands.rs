@@ -111,6 +111,30 @@ pub enum MarketCommand {
         closes_hours_before: i64,
         access: ProducerAccess,
     },
+    /// R-SAL-7: a customer asks to join a members-only market.
+    RequestMembership {
+        actor: Actor,
+    },
+    /// R-SAL-7: an administrator approves a request (or admits a person directly).
+    ApproveMember {
+        user: UserId,
+        actor: Actor,
+    },
+    /// R-SAL-7: an administrator refuses a pending request.
+    RefuseMember {
+        user: UserId,
+        actor: Actor,
+    },
+    /// R-SAL-7: an administrator removes a member.
+    RemoveMember {
+        user: UserId,
+        actor: Actor,
+    },
+    /// R-SAL-7: who may see the market's offers and order.
+    SetVisibility {
+        visibility: Visibility,
+        actor: Actor,
+    },
     /// R-SAL-2: the producer stops taking part in the sales generated from now on.
     StopRecurringParticipation {
         catalog: CatalogId,

@@ -10,6 +10,16 @@ use super::commands::Slot;
 pub enum MarketError {
     #[error("this market already exists")]
     AlreadyCreated,
+    #[error("{user} is already a member of this market")]
+    AlreadyMember { user: UserId },
+    #[error("{user} has asked already; an administrator answers")]
+    AlreadyRequested { user: UserId },
+    #[error("{user} has no pending request")]
+    NoRequest { user: UserId },
+    #[error("{user} is not a member of this market")]
+    NotAMember { user: UserId },
+    #[error("only customers ask to join a market")]
+    CustomersOnly,
     #[error("catalog {catalog} does not take part in this market's recurring sales")]
     NotRecurring { catalog: CatalogId },
     #[error("catalog {catalog} is not the caller's")]
@@ -61,6 +71,11 @@ impl MarketError {
         match self {
             MarketError::AlreadyCreated => "MARKET_ALREADY_CREATED",
             MarketError::NotRecurring { .. } => "NOT_RECURRING",
+            MarketError::AlreadyMember { .. } => "ALREADY_MEMBER",
+            MarketError::AlreadyRequested { .. } => "MEMBERSHIP_ALREADY_REQUESTED",
+            MarketError::NoRequest { .. } => "NO_MEMBERSHIP_REQUEST",
+            MarketError::NotAMember { .. } => "NOT_A_MEMBER",
+            MarketError::CustomersOnly => "FORBIDDEN",
             MarketError::NotYourCatalog { .. } => "FORBIDDEN",
             MarketError::InvalidRecurringPeriod => "INVALID_ORDER_PERIOD",
             MarketError::NotCreated => "MARKET_NOT_FOUND",

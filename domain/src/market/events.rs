@@ -51,6 +51,26 @@ pub enum MarketEvent {
         catalog: CatalogId,
         producer: ProducerId,
     },
+    /// R-SAL-7: membership of a members-only market.
+    MembershipRequested {
+        user: UserId,
+    },
+    MemberApproved {
+        user: UserId,
+        by: UserId,
+    },
+    MembershipRefused {
+        user: UserId,
+        by: UserId,
+    },
+    MemberRemoved {
+        user: UserId,
+        by: UserId,
+    },
+    VisibilitySet {
+        visibility: Visibility,
+        by: UserId,
+    },
     /// R-SAL-2: the catalog takes part in every sale generated from now on.
     RecurringParticipationStarted {
         catalog: CatalogId,
@@ -90,6 +110,11 @@ impl DomainEvent for MarketEvent {
             MarketEvent::CatalogLinked { .. } => "CatalogLinked",
             MarketEvent::CatalogUnlinked { .. } => "CatalogUnlinked",
             MarketEvent::RecurringParticipationStarted { .. } => "RecurringParticipationStarted",
+            MarketEvent::MembershipRequested { .. } => "MembershipRequested",
+            MarketEvent::MemberApproved { .. } => "MemberApproved",
+            MarketEvent::MembershipRefused { .. } => "MembershipRefused",
+            MarketEvent::MemberRemoved { .. } => "MemberRemoved",
+            MarketEvent::VisibilitySet { .. } => "VisibilitySet",
             MarketEvent::RecurringParticipationStopped { .. } => "RecurringParticipationStopped",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
             MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",

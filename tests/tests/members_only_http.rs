@@ -1,0 +1,154 @@
+//! R-SAL-7 over HTTP against `etal serve`: a members-only market shows its sales' offers to its
+//! members only and takes their orders only (NOT_A_MEMBER). A customer asks to join; an
+//! administrator approves, refuses or removes; the membership history is in the log. An AMAP
+//! market is members-only by default.
+
+mod graphql_common;
+
+use etal_domain::Role;
+use graphql_common::{code, fixture, Api, PLACE_ORDER};
+use serde_json::json;
+
+const OFFERS: &str =
+    "query($s: UUID!) { sale(id: $s) { participations { offers { productId } } } }";
+const ANSWER: &str = "mutation($m: UUID!, $u: UUID!, $a: MembershipAnswer!) { answerMembership(marketId: $m, userId: $u, answer: $a) { marketId } }";
+const REQUEST: &str = "mutation($m: UUID!) { requestMembership(marketId: $m) { marketId } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sal_7_a_members_only_market_serves_its_members_only() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    api.ok(
+        &f.admin,
+        "mutation($m: UUID!) { setVisibility(marketId: $m, visibility: MEMBERS_ONLY) { marketId } }",
+        json!({"m": f.market_id}),
+    )
+    .await;
+    let offers = |who: &graphql_common::Who| {
+        let (api, who, sale) = (&api, who.clone(), f.sale_id.clone());
+        async move {
+            let d = api.ok(&who, OFFERS, json!({"s": sale})).await;
+            d["sale"]["participations"][0]["offers"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0)
+        }
+    };
+    let order = |key: &str| {
+        json!({"s": f.sale_id, "k": key, "lines": [
+            {"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 1}]})
+    };
+    // A non-member sees the market and its sale, not the offers, and cannot order.
+    assert_eq!(offers(&f.customer).await, 0);
+    assert_eq!(
+        offers(&f.producer).await,
+        2,
+        "the producer still sees its offers"
+    );
+    let refused = api.call(&f.customer, PLACE_ORDER, order("o-1")).await;
+    assert_eq!(code(&refused).as_deref(), Some("NOT_A_MEMBER"), "{refused}");
+
+    // Asking is not enough; a producer cannot ask.
+    api.ok(&f.customer, REQUEST, json!({"m": f.market_id}))
+        .await;
+    let again = api
+        .call(&f.customer, REQUEST, json!({"m": f.market_id}))
+        .await;
+    assert_eq!(
+        code(&again).as_deref(),
+        Some("MEMBERSHIP_ALREADY_REQUESTED"),
+        "{again}"
+    );
+    let producer_asks = api
+        .call(&f.producer, REQUEST, json!({"m": f.market_id}))
+        .await;
+    assert_eq!(
+        code(&producer_asks).as_deref(),
+        Some("FORBIDDEN"),
+        "{producer_asks}"
+    );
+    let members_q = "query($m: UUID!) { market(id: $m) { members pendingMembers } }";
+    let d = api.ok(&f.admin, members_q, json!({"m": f.market_id})).await;
+    assert_eq!(
+        d["market"],
+        json!({"members": [], "pendingMembers": [f.customer.user.0]})
+    );
+    let refused = api.call(&f.customer, PLACE_ORDER, order("o-2")).await;
+    assert_eq!(code(&refused).as_deref(), Some("NOT_A_MEMBER"), "{refused}");
+    // Only an administrator answers.
+    let by_customer = api
+        .call(
+            &f.customer,
+            ANSWER,
+            json!({"m": f.market_id, "u": f.customer.user.0, "a": "APPROVE"}),
+        )
+        .await;
+    assert_eq!(
+        code(&by_customer).as_deref(),
+        Some("FORBIDDEN"),
+        "{by_customer}"
+    );
+
+    // Approved: the offers and the order.
+    api.ok(
+        &f.admin,
+        ANSWER,
+        json!({"m": f.market_id, "u": f.customer.user.0, "a": "APPROVE"}),
+    )
+    .await;
+    assert_eq!(offers(&f.customer).await, 2);
+    let d = api.ok(&f.customer, PLACE_ORDER, order("o-3")).await;
+    assert_eq!(d["placeOrder"]["order"]["total"], "8.50", "{d}");
+    let d = api.ok(&f.admin, members_q, json!({"m": f.market_id})).await;
+    assert_eq!(
+        d["market"],
+        json!({"members": [f.customer.user.0], "pendingMembers": []})
+    );
+
+    // Removed: refused again (another customer, never admitted, neither).
+    api.ok(
+        &f.admin,
+        ANSWER,
+        json!({"m": f.market_id, "u": f.customer.user.0, "a": "REMOVE"}),
+    )
+    .await;
+    assert_eq!(offers(&f.customer).await, 0);
+    let stranger = api.who(Role::Customer);
+    for who in [&f.customer, &stranger] {
+        let refused = api.call(who, PLACE_ORDER, order("o-4")).await;
+        assert_eq!(code(&refused).as_deref(), Some("NOT_A_MEMBER"), "{refused}");
+    }
+    // The history is in the log.
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_type = 'market' AND aggregate_id = $1 \
+         AND event_type IN ('VisibilitySet', 'MembershipRequested', 'MemberApproved', 'MemberRemoved') \
+         ORDER BY sequence",
+    )
+    .bind(&f.market_id)
+    .fetch_all(&api.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        [
+            "VisibilitySet",
+            "MembershipRequested",
+            "MemberApproved",
+            "MemberRemoved"
+        ]
+    );
+
+    // An AMAP is members-only unless said otherwise.
+    let d = api
+        .ok(
+            &f.admin,
+            "mutation($m: MarketInput!) { createMarket(market: $m) { market { visibility amap } } }",
+            json!({"m": {"name": "AMAP du Bourg", "place": "Grange", "paymentMode": "ON_SITE", "amap": true,
+                "slots": [{"weekday": "THU", "start": "18:00", "end": "19:00", "anchor": "2026-12-03"}]}}),
+        )
+        .await;
+    assert_eq!(
+        d["createMarket"]["market"],
+        json!({"visibility": "MEMBERS_ONLY", "amap": true})
+    );
+}
