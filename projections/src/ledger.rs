@@ -585,16 +585,18 @@ pub async fn fee_ledger(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<FeeTotal>, sqlx::Error> {
-    fee_ledger_of(pool, grouping, from, to, None).await
+    fee_ledger_of(pool, grouping, from, to, None, None).await
 }
 
-/// [`fee_ledger`] restricted to the fees charged to `producer` (`None`: every producer).
+/// [`fee_ledger`] restricted to the fees charged to `producer` and/or on the sales of `market`
+/// (`None`: every producer, every market).
 pub async fn fee_ledger_of(
     pool: &PgPool,
     grouping: FeeGrouping,
     from: NaiveDate,
     to: NaiveDate,
     producer: Option<Uuid>,
+    market: Option<Uuid>,
 ) -> Result<Vec<FeeTotal>, sqlx::Error> {
     // Subscriptions have no market and no sale, period fees no sale: their key is "".
     let key = match grouping {
@@ -607,11 +609,13 @@ pub async fn fee_ledger_of(
         "SELECT {key} AS key, beneficiary, sum(amount_excl_vat) AS e, sum(vat) AS v, \
          sum(amount_incl_vat) AS i FROM ledger_fee_lines \
          WHERE entry_date BETWEEN $1 AND $2 AND ($3::uuid IS NULL OR producer_id = $3) \
+         AND ($4::uuid IS NULL OR market_id = $4) \
          GROUP BY 1, 2 ORDER BY 1, 2"
     ))
     .bind(from)
     .bind(to)
     .bind(producer)
+    .bind(market)
     .fetch_all(pool)
     .await?;
     rows.iter()

@@ -1025,6 +1025,26 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
         (&json!("132.56"), &json!("132.56")),
         "81.50 + 9.41 + 41.65: {payouts}"
     );
+
+    // The market's administrator reads the fees of their market's sales, and only theirs.
+    let fees_q = "query($m: UUID, $d: Date!) { feeLedger(grouping: MARKET, from: $d, to: $d, marketId: $m) { nodes { key beneficiary amountExclVat vat } } }";
+    let day = today.to_string();
+    let d = api
+        .ok(&admin, fees_q, json!({"m": market_c, "d": day}))
+        .await;
+    assert_eq!(
+        d["feeLedger"]["nodes"],
+        json!([
+            {"key": market_c, "beneficiary": "market_host", "amountExclVat": "5.50", "vat": "1.10"},
+            {"key": market_c, "beneficiary": "platform", "amountExclVat": "3.75", "vat": "0.75"},
+        ]),
+        "{d}"
+    );
+    let stranger = api.who(Role::MarketAdmin);
+    for (who, m) in [(&stranger, json!(market_c)), (&admin, Value::Null)] {
+        let refused = api.call(who, fees_q, json!({"m": m, "d": day})).await;
+        assert_eq!(code(&refused).as_deref(), Some("FORBIDDEN"), "{refused}");
+    }
     eprintln!("assigned_schedule: {:?}", started.elapsed());
 }
 

@@ -1434,9 +1434,10 @@ impl ReadQuery {
         Ok(c)
     }
 
-    /// Fees charged between `from` and `to` (at most 400 days), grouped: auditors, or a
-    /// producer's people for `producerId` (their fees only).
-    #[graphql(guard = "PRODUCER_OR_AUDITOR")]
+    /// Fees charged between `from` and `to` (at most 400 days), grouped: auditors (all, or one
+    /// producer's or market's), a producer's people for `producerId` (their fees only), a
+    /// market's administrators for `marketId` (the fees of their market's sales only).
+    #[allow(clippy::too_many_arguments)]
     async fn fee_ledger(
         &self,
         ctx: &Context<'_>,
@@ -1444,26 +1445,57 @@ impl ReadQuery {
         from: Date,
         to: Date,
         producer_id: Option<Uuid>,
+        market_id: Option<Uuid>,
         after: Option<String>,
         before: Option<String>,
         first: Option<i32>,
         last: Option<i32>,
     ) -> Result<Page<FeeTotal>> {
         let (from, to) = range(from, to)?;
-        match producer_id {
-            Some(p) => {
+        let viewer = actor(ctx)?;
+        let auditor = viewer.role == Role::Auditor;
+        if let Some(p) = producer_id {
+            if !auditor {
                 producer_scope(ctx, ProducerId(p)).await?;
             }
-            None if actor(ctx)?.role != Role::Auditor => {
-                return Err(forbidden(
-                    "only auditors read every producer's fees: give your producerId",
-                ));
-            }
-            None => {}
         }
-        let rows = ledger::fee_ledger_of(&app(ctx).pool, grouping.into(), from, to, producer_id)
-            .await
-            .map_err(db)?;
+        if let Some(m) = market_id {
+            let (market, v) = app(ctx)
+                .load::<etal_domain::market::Market>(etal_domain::ids::MarketId(m))
+                .await
+                .coded()?;
+            if v == 0 {
+                return Err(super::common::app_error(etal_app::AppError::not_found(
+                    "market", m,
+                )));
+            }
+            if !auditor && !market.is_administrator(viewer.user) {
+                return Err(forbidden("only the market's administrators read its fees"));
+            }
+        }
+        if producer_id.is_none() && market_id.is_none() && !auditor {
+            return Err(forbidden(
+                "only auditors read every producer's fees: give your producerId or marketId",
+            ));
+        }
+        if !matches!(
+            viewer.role,
+            Role::Producer | Role::Auditor | Role::MarketAdmin
+        ) {
+            return Err(forbidden(
+                "producers, market administrators and auditors read fees",
+            ));
+        }
+        let rows = ledger::fee_ledger_of(
+            &app(ctx).pool,
+            grouping.into(),
+            from,
+            to,
+            producer_id,
+            market_id,
+        )
+        .await
+        .map_err(db)?;
         let items = rows
             .into_iter()
             .map(|r| FeeTotal {
