@@ -137,15 +137,27 @@ async fn demo_mode_seeds_the_worked_example_once() {
         .await
         .unwrap();
     assert_eq!(people, 63);
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    // What seeding writes (the scheduler's own work, such as the sales it generates ahead
+    // each day, may go on between the two starts).
+    let seeded = || {
+        let pool = db.pool.clone();
+        async move {
+            let events: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events WHERE event_type IN \
+                 ('MarketCreated', 'AccountOpened', 'ProductAdded', 'OrderPlaced')",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (events, people)
+        }
+    };
+    let before = seeded().await;
     drop(_server);
     let (_again, _) = spawn_server(&db.url, &[("DEMO", "1")]).await;
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(before, after, "a second start seeds nothing");
+    assert_eq!(seeded().await, before, "a second start seeds nothing");
 }
