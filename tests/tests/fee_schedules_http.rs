@@ -23,34 +23,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use chrono_tz::Europe::Paris;
+use chrono::Utc;
 use etal_domain::Role;
 use graphql_common::{
-    balance_events, caught_up, code, dec, instant, mutate, recomputes, until, Api, Who,
+    balance_events, caught_up, code, dec, instant, mutate, recomputes, until, Api, Slot, Who,
     OPEN_ACCOUNT, PLACE_ORDER, SECRET,
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-/// The delivery delay is 0 (units delivered as soon as the sale ends), the scheduler and the
-/// outbox worker look every 200 ms; the rate limit is not under test (the polls share buckets).
-const ENV: &[(&str, &str)] = &[
-    ("ETAL_DELIVERY_DELAY_MINUTES", "0"),
-    ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
-    ("ETAL_OUTBOX_INTERVAL_MS", "200"),
-    ("ETAL_RATE_LIMIT_PER_SECOND", "10000"),
-    ("ETAL_RATE_LIMIT_BURST", "10000"),
-];
+const ENV: &[(&str, &str)] = graphql_common::SOON_ENV;
 
 /// How long after the market's creation its sale starts: time to open the periods and place
 /// the orders (the periods close when the sale starts).
 const LEAD: chrono::Duration = chrono::Duration::seconds(8);
 /// How long the sale lasts.
 const LENGTH: chrono::Duration = chrono::Duration::seconds(2);
-/// The sale, its validation and its crediting must all fall on the same Paris date.
-const SAME_DAY_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
 /// A schedule of the test's own: an online payment rule of 3 % of the amount paid incl. VAT
 /// plus a fixed 0.25 per payment (version 2; version 1, 5 % without a fixed part, is no longer
@@ -91,65 +80,9 @@ fn payouts_q() -> String {
 // A sale that ends within seconds
 // ---------------------------------------------------------------------------------------------
 
-/// A slot starting `LEAD` from now (whole seconds) and lasting `LENGTH`, on today's Europe/Paris
-/// date.
-struct Slot {
-    day: NaiveDate,
-    weekday: &'static str,
-    start: String,
-    end: String,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-}
-
-/// Near midnight (the sale, its validation and its crediting would straddle two dates) or in
-/// the repeated hour of the autumn DST change (a wall-clock time naming two instants), waits
-/// until that has passed.
+/// Today's slot starting `LEAD` from now and lasting `LENGTH`.
 async fn slot_soon() -> Slot {
-    let started = Instant::now();
-    loop {
-        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-        let starts = now + LEAD;
-        let ends = starts + LENGTH;
-        let (ls, le) = (starts.with_timezone(&Paris), ends.with_timezone(&Paris));
-        let later = (ends + SAME_DAY_MARGIN).with_timezone(&Paris);
-        let unambiguous = |t: &DateTime<chrono_tz::Tz>| {
-            Paris
-                .from_local_datetime(&t.naive_local())
-                .single()
-                .is_some()
-        };
-        let today = now.with_timezone(&Paris).date_naive();
-        if ls.date_naive() == today
-            && le.date_naive() == today
-            && later.date_naive() == today
-            && unambiguous(&ls)
-            && unambiguous(&le)
-        {
-            let weekday = match ls.weekday() {
-                chrono::Weekday::Mon => "MON",
-                chrono::Weekday::Tue => "TUE",
-                chrono::Weekday::Wed => "WED",
-                chrono::Weekday::Thu => "THU",
-                chrono::Weekday::Fri => "FRI",
-                chrono::Weekday::Sat => "SAT",
-                chrono::Weekday::Sun => "SUN",
-            };
-            return Slot {
-                day: today,
-                weekday,
-                start: ls.format("%H:%M:%S").to_string(),
-                end: le.format("%H:%M:%S").to_string(),
-                starts_at: starts,
-                ends_at: ends,
-            };
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3700),
-            "no slot of today's Paris date could be found"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    graphql_common::slot_soon(LEAD, LENGTH).await
 }
 
 /// A producer (Pro plan) with one product (VAT 5.5 %, stock 20) offered at its price in a
@@ -435,6 +368,42 @@ fn fee_line<'a>(credit: &'a Value, rule: &str, beneficiary: &str) -> &'a Value {
 // ---------------------------------------------------------------------------------------------
 
 /// The (schedule, from) of every `FeeScheduleAssigned` of a market, in order.
+/// A rule version 1 without fixed part and with 20 % VAT on the fee, as a credit's fee lines
+/// show it: [`Rule::check`] compares a beneficiary's line whole and recomputes it.
+struct Rule<'a> {
+    id: &'a str,
+    label: &'a str,
+    schedule: &'a str,
+    base_kind: &'a str,
+    base: &'a str,
+}
+
+impl Rule<'_> {
+    /// `figures`: (rate, amount excl. VAT, VAT, amount incl. VAT).
+    fn check(
+        &self,
+        credit: &Value,
+        beneficiary: &str,
+        figures: (&str, &str, &str, &str),
+        why: &str,
+    ) {
+        let (rate, excl, vat, incl) = figures;
+        let line = fee_line(credit, self.id, beneficiary);
+        assert_eq!(
+            line,
+            &json!({
+                "label": self.label, "ruleId": self.id, "ruleVersion": 1,
+                "schedule": self.schedule, "beneficiary": beneficiary, "baseKind": self.base_kind,
+                "baseAmount": self.base, "rate": rate, "fixedPart": "0.00", "vatRate": "20",
+                "rounding": "half_away_from_zero_cent",
+                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
+            }),
+            "{why}"
+        );
+        recomputes(line);
+    }
+}
+
 async fn assignments(pool: &PgPool, market: &str) -> Vec<(String, String)> {
     sqlx::query_as(
         "SELECT payload -> 'FeeScheduleAssigned' ->> 'schedule', \
@@ -934,23 +903,23 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
     );
     let rules: Vec<&Value> = a["fees"].as_array().unwrap().iter().collect();
     assert_eq!(rules.len(), 2, "the ruche commission's two shares: {a}");
-    for (beneficiary, rate, excl, vat, incl) in [
-        ("market_host", "0.0835", "8.35", "1.67", "10.02"),
-        ("platform", "0.1165", "11.65", "2.33", "13.98"),
+    let ruche = Rule {
+        id: "ruche.commission",
+        label: "Commission Ruche",
+        schedule: "ruche",
+        base_kind: "excl_vat",
+        base: "100.00",
+    };
+    for (beneficiary, figures) in [
+        ("market_host", ("0.0835", "8.35", "1.67", "10.02")),
+        ("platform", ("0.1165", "11.65", "2.33", "13.98")),
     ] {
-        let line = fee_line(a, "ruche.commission", beneficiary);
-        assert_eq!(
-            line,
-            &json!({
-                "label": "Commission Ruche", "ruleId": "ruche.commission", "ruleVersion": 1,
-                "schedule": "ruche", "beneficiary": beneficiary, "baseKind": "excl_vat",
-                "baseAmount": "100.00", "rate": rate, "fixedPart": "0.00", "vatRate": "20",
-                "rounding": "half_away_from_zero_cent",
-                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
-            }),
-            "R-FEE-5: market A's sale of today uses ruche"
+        ruche.check(
+            a,
+            beneficiary,
+            figures,
+            "R-FEE-5: market A's sale of today uses ruche",
         );
-        recomputes(line);
     }
 
     // B: ruche only from tomorrow, so today's sale uses the default, cagette.
@@ -979,19 +948,19 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
             "0.76",
         ),
     ] {
-        let line = fee_line(b, rule, "platform");
-        assert_eq!(
-            line,
-            &json!({
-                "label": label, "ruleId": rule, "ruleVersion": 1,
-                "schedule": "cagette", "beneficiary": "platform", "baseKind": "incl_vat",
-                "baseAmount": "10.55", "rate": rate, "fixedPart": "0.00", "vatRate": "20",
-                "rounding": "half_away_from_zero_cent",
-                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
-            }),
-            "R-FEE-5: market B's sale of today uses the default"
+        let cagette = Rule {
+            id: rule,
+            label,
+            schedule: "cagette",
+            base_kind: "incl_vat",
+            base: "10.55",
+        };
+        cagette.check(
+            b,
+            "platform",
+            (rate, excl, vat, incl),
+            "R-FEE-5: market B's sale of today uses the default",
         );
-        recomputes(line);
     }
     // C: Locavor with the producer preparing only: 7.5 % to the platform and 11 % to the
     // manager of the 50.00 sold excl. VAT, 20 % VAT on each (the farm keeps 81.5 %).
@@ -1002,23 +971,23 @@ async fn r_fee_5_a_platform_administrator_assigns_a_market_its_fee_schedule_from
         "52.75 - 4.50 - 6.60: {c}"
     );
     assert_eq!(c["fees"].as_array().map(Vec::len), Some(2), "{c}");
-    for (beneficiary, rate, excl, vat, incl) in [
-        ("market_host", "0.11", "5.50", "1.10", "6.60"),
-        ("platform", "0.075", "3.75", "0.75", "4.50"),
+    let locavor = Rule {
+        id: "locavor.preparation",
+        label: "Frais Locavor (préparation seule)",
+        schedule: "locavor_preparation",
+        base_kind: "excl_vat",
+        base: "50.00",
+    };
+    for (beneficiary, figures) in [
+        ("market_host", ("0.11", "5.50", "1.10", "6.60")),
+        ("platform", ("0.075", "3.75", "0.75", "4.50")),
     ] {
-        let line = fee_line(c, "locavor.preparation", beneficiary);
-        assert_eq!(
-            line,
-            &json!({
-                "label": "Frais Locavor (préparation seule)", "ruleId": "locavor.preparation",
-                "ruleVersion": 1, "schedule": "locavor_preparation", "beneficiary": beneficiary,
-                "baseKind": "excl_vat", "baseAmount": "50.00", "rate": rate, "fixedPart": "0.00",
-                "vatRate": "20", "rounding": "half_away_from_zero_cent",
-                "amountExclVat": excl, "vat": vat, "amountInclVat": incl,
-            }),
-            "R-FEE-5: market C's sale uses locavor_preparation"
+        locavor.check(
+            c,
+            beneficiary,
+            figures,
+            "R-FEE-5: market C's sale uses locavor_preparation",
         );
-        recomputes(line);
     }
     assert_eq!(
         (&payouts["creditedTotal"], &payouts["balanceHeld"]),

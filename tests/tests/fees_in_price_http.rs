@@ -27,32 +27,23 @@ mod graphql_common;
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
 use chrono_tz::Europe::Paris;
 use etal_domain::Role;
 use graphql_common::{
-    balance_events, caught_up, cent, code, dec, instant, recomputes, until, Api, Who, OPEN_ACCOUNT,
+    balance_events, caught_up, cent, code, dec, instant, recomputes, until, weekday_code, Api,
+    Slot, Who, OPEN_ACCOUNT,
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-/// The delivery delay is 0 (units delivered as soon as the sale ends), the scheduler and the
-/// outbox worker look every 200 ms; the rate limit is not under test (the polls share buckets).
-const ENV: &[(&str, &str)] = &[
-    ("ETAL_DELIVERY_DELAY_MINUTES", "0"),
-    ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
-    ("ETAL_OUTBOX_INTERVAL_MS", "200"),
-    ("ETAL_RATE_LIMIT_PER_SECOND", "10000"),
-    ("ETAL_RATE_LIMIT_BURST", "10000"),
-];
+const ENV: &[(&str, &str)] = graphql_common::SOON_ENV;
 
 /// How long after the market's creation its sale starts: time to open the periods and place
 /// the order (the periods close when the sale starts).
 const LEAD: chrono::Duration = chrono::Duration::seconds(10);
 /// How long the sale lasts.
 const LENGTH: chrono::Duration = chrono::Duration::seconds(2);
-/// The sale, its validation and its crediting must all fall on the same Paris date.
-const SAME_DAY_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The Cagette shares of a customer price incl. VAT (R-FEE-1, R-FEE-2): 3 % x 1.2 and 6 % x 1.2.
 const PAYMENT_SHARE: Decimal = Decimal::from_parts(36, 0, 0, false, 3);
@@ -97,67 +88,9 @@ fn customer_price(price: &str, shares: Decimal) -> String {
 // A sale that ends within seconds
 // ---------------------------------------------------------------------------------------------
 
-/// A slot starting `LEAD` from now (whole seconds) and lasting `LENGTH`, on today's Europe/Paris
-/// date.
-struct Slot {
-    day: NaiveDate,
-    weekday: &'static str,
-    start: String,
-    end: String,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-}
-
-fn weekday_code(day: NaiveDate) -> &'static str {
-    match day.weekday() {
-        chrono::Weekday::Mon => "MON",
-        chrono::Weekday::Tue => "TUE",
-        chrono::Weekday::Wed => "WED",
-        chrono::Weekday::Thu => "THU",
-        chrono::Weekday::Fri => "FRI",
-        chrono::Weekday::Sat => "SAT",
-        chrono::Weekday::Sun => "SUN",
-    }
-}
-
-/// Near midnight (the sale, its validation and its crediting would straddle two dates) or in
-/// the repeated hour of the autumn DST change, waits until that has passed.
+/// Today's slot starting `LEAD` from now and lasting `LENGTH`.
 async fn slot_soon() -> Slot {
-    let started = Instant::now();
-    loop {
-        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-        let starts = now + LEAD;
-        let ends = starts + LENGTH;
-        let (ls, le) = (starts.with_timezone(&Paris), ends.with_timezone(&Paris));
-        let later = (ends + SAME_DAY_MARGIN).with_timezone(&Paris);
-        let unambiguous = |t: &DateTime<chrono_tz::Tz>| {
-            Paris
-                .from_local_datetime(&t.naive_local())
-                .single()
-                .is_some()
-        };
-        let today = now.with_timezone(&Paris).date_naive();
-        if ls.date_naive() == today
-            && le.date_naive() == today
-            && later.date_naive() == today
-            && unambiguous(&ls)
-            && unambiguous(&le)
-        {
-            return Slot {
-                day: today,
-                weekday: weekday_code(today),
-                start: ls.format("%H:%M:%S").to_string(),
-                end: le.format("%H:%M:%S").to_string(),
-                starts_at: starts,
-                ends_at: ends,
-            };
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3700),
-            "no slot of today's Paris date could be found"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    graphql_common::slot_soon(LEAD, LENGTH).await
 }
 
 /// A producer (Pro plan) with products (VAT 5.5 %, stock 20 each) offered at their prices in a

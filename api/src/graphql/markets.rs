@@ -65,6 +65,20 @@ pub enum PeriodState {
     Closed,
 }
 
+/// The answer of a mutation on a market: its id and the position it wrote, once the projections
+/// passed it (read-your-writes).
+async fn market_payload<T>(
+    ctx: &Context<'_>,
+    market_id: Uuid,
+    done: std::result::Result<etal_app::Done<T>, etal_app::AppError>,
+) -> Result<MarketPayload> {
+    let done = done.coded()?;
+    Ok(MarketPayload {
+        market_id,
+        position: read_your_writes(ctx, done.position).await,
+    })
+}
+
 /// An administrator's answer to a membership (R-SAL-7).
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "etal_app::market::MembershipAnswer")]
@@ -684,12 +698,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .add_market_role(&c, MarketId(market_id), UserId(user_id), referent)
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-CAT-4: the market's administrator links a producer's catalog.
@@ -704,12 +714,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .link_catalog(&c, MarketId(market_id), CatalogId(catalog_id))
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-CAT-4: the market's administrator unlinks a catalog; refused while a sale of the
@@ -725,12 +731,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .unlink_catalog(&c, MarketId(market_id), CatalogId(catalog_id))
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-1: a new recurring slot of the market (sales are generated from it from now on).
@@ -744,14 +746,8 @@ impl MarketMutation {
     ) -> Result<MarketPayload> {
         let slot = slot_of("slot", &slot)?;
         let c = app_ctx(ctx, idempotency_key)?;
-        let done = app(ctx)
-            .add_slot(&c, MarketId(market_id), slot)
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+        let done = app(ctx).add_slot(&c, MarketId(market_id), slot).await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-1: removes a slot (the sales already generated from it stay).
@@ -765,14 +761,8 @@ impl MarketMutation {
     ) -> Result<MarketPayload> {
         let slot = slot_of("slot", &slot)?;
         let c = app_ctx(ctx, idempotency_key)?;
-        let done = app(ctx)
-            .remove_slot(&c, MarketId(market_id), slot)
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+        let done = app(ctx).remove_slot(&c, MarketId(market_id), slot).await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// The market's payment mode for the sales generated from now on (each sale keeps the mode
@@ -788,12 +778,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .set_payment_mode(&c, MarketId(market_id), payment_mode.into())
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-1: generates the market's sales from its slots between two dates (inclusive).
@@ -876,12 +862,8 @@ impl MarketMutation {
                     closes_hours_before,
                 },
             )
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-7: a customer asks to join a members-only market; an administrator answers.
@@ -892,14 +874,8 @@ impl MarketMutation {
         idempotency_key: Option<String>,
     ) -> Result<MarketPayload> {
         let c = app_ctx(ctx, idempotency_key)?;
-        let done = app(ctx)
-            .request_membership(&c, MarketId(market_id))
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+        let done = app(ctx).request_membership(&c, MarketId(market_id)).await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-7: an administrator approves (`APPROVE`, also admits someone who did not ask),
@@ -916,12 +892,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .answer_membership(&c, MarketId(market_id), UserId(user_id), answer.into())
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-7: who may see the market's offers and order (PUBLIC or MEMBERS_ONLY).
@@ -936,12 +908,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .set_visibility(&c, MarketId(market_id), visibility.into())
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-2: the producer stops taking part in the sales generated from now on.
@@ -956,12 +924,8 @@ impl MarketMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .stop_recurring_participation(&c, MarketId(market_id), CatalogId(catalog_id))
-            .await
-            .coded()?;
-        Ok(MarketPayload {
-            market_id,
-            position: read_your_writes(ctx, done.position).await,
-        })
+            .await;
+        market_payload(ctx, market_id, done).await
     }
 
     /// R-SAL-3: the producer overrides one sale's order period for a catalog.

@@ -181,15 +181,7 @@ pub async fn fixture_with(api: &Api, opened: bool) -> Fixture {
     let day = (chrono::Utc::now() + chrono::Duration::days(2))
         .with_timezone(&chrono_tz::Europe::Paris)
         .date_naive();
-    let weekday = match chrono::Datelike::weekday(&day) {
-        chrono::Weekday::Mon => "MON",
-        chrono::Weekday::Tue => "TUE",
-        chrono::Weekday::Wed => "WED",
-        chrono::Weekday::Thu => "THU",
-        chrono::Weekday::Fri => "FRI",
-        chrono::Weekday::Sat => "SAT",
-        chrono::Weekday::Sun => "SUN",
-    };
+    let weekday = weekday_code(day);
     let d = api
         .ok(
             &admin,
@@ -396,4 +388,89 @@ pub fn recomputes(line: &Value) {
         (excl, vat, excl + vat),
         "R-FEE-3: the line recomputes from its inputs: {line}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A sale that ends within seconds, on the system clock
+// ---------------------------------------------------------------------------------------------
+
+/// The server settings of the tests whose sale ends within seconds: the delivery delay is 0
+/// (units delivered as soon as the sale ends), the scheduler and the outbox worker look every
+/// 200 ms; the rate limit is not under test (the polls share buckets).
+pub const SOON_ENV: &[(&str, &str)] = &[
+    ("ETAL_DELIVERY_DELAY_MINUTES", "0"),
+    ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
+    ("ETAL_OUTBOX_INTERVAL_MS", "200"),
+    ("ETAL_RATE_LIMIT_PER_SECOND", "10000"),
+    ("ETAL_RATE_LIMIT_BURST", "10000"),
+];
+
+/// The sale, its validation and its crediting must all fall on the same Paris date.
+const SAME_DAY_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A slot starting `lead` from now (whole seconds) and lasting `length`, on today's
+/// Europe/Paris date.
+pub struct Slot {
+    pub day: chrono::NaiveDate,
+    pub weekday: &'static str,
+    pub start: String,
+    pub end: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// The GraphQL `Weekday` of a date.
+pub fn weekday_code(day: chrono::NaiveDate) -> &'static str {
+    match chrono::Datelike::weekday(&day) {
+        chrono::Weekday::Mon => "MON",
+        chrono::Weekday::Tue => "TUE",
+        chrono::Weekday::Wed => "WED",
+        chrono::Weekday::Thu => "THU",
+        chrono::Weekday::Fri => "FRI",
+        chrono::Weekday::Sat => "SAT",
+        chrono::Weekday::Sun => "SUN",
+    }
+}
+
+/// A [`Slot`] starting `lead` from now. Near midnight (the sale, its validation and its
+/// crediting would straddle two dates) or in the repeated hour of the autumn DST change (a
+/// wall-clock time naming two instants), waits until that has passed.
+pub async fn slot_soon(lead: chrono::Duration, length: chrono::Duration) -> Slot {
+    use chrono::TimeZone;
+    use chrono_tz::Europe::Paris;
+    let started = Instant::now();
+    loop {
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+        let starts = now + lead;
+        let ends = starts + length;
+        let (ls, le) = (starts.with_timezone(&Paris), ends.with_timezone(&Paris));
+        let later = (ends + SAME_DAY_MARGIN).with_timezone(&Paris);
+        let unambiguous = |t: &DateTime<chrono_tz::Tz>| {
+            Paris
+                .from_local_datetime(&t.naive_local())
+                .single()
+                .is_some()
+        };
+        let today = now.with_timezone(&Paris).date_naive();
+        if ls.date_naive() == today
+            && le.date_naive() == today
+            && later.date_naive() == today
+            && unambiguous(&ls)
+            && unambiguous(&le)
+        {
+            return Slot {
+                day: today,
+                weekday: weekday_code(today),
+                start: ls.format("%H:%M:%S").to_string(),
+                end: le.format("%H:%M:%S").to_string(),
+                starts_at: starts,
+                ends_at: ends,
+            };
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3700),
+            "no slot of today's Paris date could be found"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
