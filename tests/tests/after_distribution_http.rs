@@ -23,15 +23,7 @@ use graphql_common::{
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-/// The delivery delay is 0 (units delivered as soon as the sale ends), the scheduler and the
-/// outbox worker look every 200 ms; the rate limit is not under test (the polls share buckets).
-const ENV: &[(&str, &str)] = &[
-    ("ETAL_DELIVERY_DELAY_MINUTES", "0"),
-    ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
-    ("ETAL_OUTBOX_INTERVAL_MS", "200"),
-    ("ETAL_RATE_LIMIT_PER_SECOND", "10000"),
-    ("ETAL_RATE_LIMIT_BURST", "10000"),
-];
+const ENV: &[(&str, &str)] = graphql_common::SOON_ENV;
 
 /// How long after the market's creation its sale starts: time to open the period and place the
 /// orders (the period closes when the sale starts).

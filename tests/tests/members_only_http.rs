@@ -152,3 +152,37 @@ async fn r_sal_7_a_members_only_market_serves_its_members_only() {
         json!({"visibility": "MEMBERS_ONLY", "amap": true})
     );
 }
+
+/// R-SAL-7 as clients retry: the same `requestMembership` sent 10 times at once with one
+/// idempotency key, then again after they answered, all answer the same and one request is
+/// recorded; an administrator's approval retried with its key answers the same, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sal_7_membership_requests_and_answers_retried_are_recorded_once() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    let keyed = "mutation($m: UUID!, $k: String) { requestMembership(marketId: $m, idempotencyKey: $k) { marketId position } }";
+    let vars = json!({"m": f.market_id, "k": "join-1"});
+    let answers =
+        futures::future::join_all((0..10).map(|_| api.call(&f.customer, keyed, vars.clone())))
+            .await;
+    let first = api.call(&f.customer, keyed, vars.clone()).await;
+    assert!(first.get("errors").is_none(), "{first}");
+    for a in &answers {
+        assert_eq!(a, &first, "every copy answers the first outcome");
+    }
+    let answer_keyed = "mutation($m: UUID!, $u: UUID!, $k: String) { answerMembership(marketId: $m, userId: $u, answer: APPROVE, idempotencyKey: $k) { marketId position } }";
+    let vars = json!({"m": f.market_id, "u": f.customer.user.0, "k": "approve-1"});
+    let approved = api.call(&f.admin, answer_keyed, vars.clone()).await;
+    let again = api.call(&f.admin, answer_keyed, vars).await;
+    assert!(approved.get("errors").is_none(), "{approved}");
+    assert_eq!(again, approved, "a retried approval answers the same");
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_id = $1 \
+         AND event_type IN ('MembershipRequested', 'MemberApproved') ORDER BY sequence",
+    )
+    .bind(&f.market_id)
+    .fetch_all(&api.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(kinds, ["MembershipRequested", "MemberApproved"]);
+}
