@@ -1,11 +1,13 @@
 //! How a flow runs: it decides once on every stream it touches and commits once
 //! (docs/decisions/0008-one-flow-one-commit.md).
 //!
-//! [`App::run_flow`] answers a retried request from its idempotency record (scoped to the caller),
-//! else runs the flow's `decide` step (loads, pure decisions, no writes), commits the
-//! [`Changes`] with the record in one transaction, and on a conflict on any stream decides the
-//! whole flow again (bounded, jittered), then answers `RETRYABLE`. Inside one process, flows on
-//! the same hot stream (a sale during a busy opening) take turns on a [`StreamLocks`] queue
+//! [`App::run_flow`] runs the flow's `decide` step (loads, pure decisions, no writes), commits
+//! the [`Changes`] with the request's idempotency record (scoped to the caller) in one
+//! transaction, and on a conflict on any stream decides the whole flow again (bounded, jittered),
+//! then answers `RETRYABLE`. A retried request is answered from its record, read only when its
+//! decision is refused or its commit is not made: a copy that committed before cannot commit
+//! again (its key's record, or the stream its derived id names, is taken). Inside one process,
+//! flows on the same hot stream (a sale during a busy opening) take turns on a [`StreamLocks`] queue
 //! instead of all deciding, conflicting and sleeping; across processes the streams' versions
 //! still decide.
 //!
@@ -25,7 +27,8 @@ use std::time::Instant;
 use std::any::Any;
 
 use etal_store::{
-    Changes, CommandContext, CommitError, EsAggregate, Loaded, RecordedError, Stream, StreamRef,
+    Changes, CommandContext, CommitError, EsAggregate, Loaded, OutboxMessage, RecordedError,
+    Stream, StreamRef,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -87,6 +90,9 @@ pub struct Flowed<T> {
     pub position: Option<Position>,
     /// Outbox messages the commit owes (delivered right after, and by the outbox worker).
     pub outbox: Vec<Uuid>,
+    /// The messages themselves when this call committed them (empty for a replay): the flow
+    /// delivers them within their lease, without claiming them.
+    pub owed: Vec<OutboxMessage>,
     /// True when this is the recorded outcome of an earlier copy of the request.
     pub replayed: bool,
 }
@@ -275,9 +281,10 @@ impl App {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if let Some(recorded) = self.replay::<T>(cc).await? {
-                return Ok(recorded);
-            }
+            // No read of the key's record first: a copy of a request that committed before
+            // cannot commit again (its key's record, or the new stream its id names, is taken),
+            // so the record is read only when the decision is refused or the commit is not
+            // made, and its outcome is then the answer.
             let held = if turns.is_empty() {
                 None
             } else {
@@ -305,6 +312,7 @@ impl App {
                     value: decided.value,
                     position: None,
                     outbox: Vec::new(),
+                    owed: Vec::new(),
                     replayed: false,
                 });
             }
@@ -339,14 +347,20 @@ impl App {
                         value: decided.value,
                         position: c.last_position(),
                         outbox: c.outbox,
+                        owed: decided.changes.messages().to_vec(),
                         replayed: false,
                     })
                 }
-                Err(CommitError::KeyTaken) => continue,
-                Err(CommitError::Conflict) if attempt < max => {
+                Err(CommitError::KeyTaken | CommitError::Conflict) if attempt < max => {
+                    if let Some(recorded) = self.replay::<T>(cc).await? {
+                        return Ok(recorded);
+                    }
                     etal_store::bus::backoff(attempt).await;
                 }
-                Err(CommitError::Conflict) => {
+                Err(CommitError::KeyTaken | CommitError::Conflict) => {
+                    if let Some(recorded) = self.replay::<T>(cc).await? {
+                        return Ok(recorded);
+                    }
                     tracing::warn!(attempts = attempt, "flow conflict retries exhausted");
                     return Err(AppError::Retryable(format!(
                         "the flow lost {attempt} races on its streams"
@@ -476,6 +490,7 @@ impl App {
                         .map_err(|e| AppError::Internal(format!("recorded answer: {e}")))?,
                     position: r.position.max(delivered),
                     outbox: r.outbox,
+                    owed: Vec::new(),
                     replayed: true,
                 }))
             }

@@ -791,7 +791,7 @@ impl App {
                 Ok(Decided::new(changes, step))
             })
             .await?;
-        self.deliver_now(&flowed.outbox).await;
+        self.deliver_now(&flowed.outbox, &flowed.owed).await;
         let step = flowed.value;
         report.started += step.started;
         report.retried += step.retried;

@@ -182,7 +182,7 @@ impl App {
                 self.decide_order(ctx, order_id, sale_id, lines, delivery, &hint)
             })
             .await?;
-        let delivered = self.deliver_now(&flowed.outbox).await;
+        let delivered = self.deliver_now(&flowed.outbox, &flowed.owed).await;
         let placed = flowed.value;
         let position = flowed.position.max(delivered.position);
         // A declined charge cancelled the order: the first answer, and every retry's.
@@ -834,7 +834,7 @@ impl App {
                 Ok(Decided::new(changes, ()))
             })
             .await?;
-        let delivered = self.deliver_now(&flowed.outbox).await;
+        let delivered = self.deliver_now(&flowed.outbox, &flowed.owed).await;
         Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 
@@ -872,7 +872,7 @@ impl App {
                 Ok(Decided::new(changes, ()))
             })
             .await?;
-        let delivered = self.deliver_now(&flowed.outbox).await;
+        let delivered = self.deliver_now(&flowed.outbox, &flowed.owed).await;
         Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 
@@ -986,7 +986,7 @@ impl App {
                 Ok(Decided::new(changes, ()))
             })
             .await?;
-        let delivered = self.deliver_now(&flowed.outbox).await;
+        let delivered = self.deliver_now(&flowed.outbox, &flowed.owed).await;
         Ok(Done::new((), flowed.position.max(delivered.position)))
     }
 

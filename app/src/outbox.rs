@@ -95,6 +95,16 @@ pub const LEASE: chrono::Duration = chrono::Duration::seconds(5);
 /// The transaction that holds an outbox row while it is delivered.
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// Who holds a message while it is delivered.
+enum Hold<'a> {
+    /// A transaction holding the message's advisory lock (the worker, or a flow's retry).
+    Locked(&'a mut Tx),
+    /// The flow that committed it, within its lease: settled by one statement, if pending.
+    Leased,
+}
+
 /// What [`App::deliver_now`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveredNow {
@@ -206,13 +216,18 @@ impl App {
     /// Delivers the messages a flow just committed (best effort: what fails stays owed, and
     /// the worker takes it once the flow's hold on it passed). A message being delivered by
     /// another deliverer is left to it.
-    pub async fn deliver_now(&self, ids: &[Uuid]) -> DeliveredNow {
+    pub async fn deliver_now(&self, ids: &[Uuid], owed: &[OutboxMessage]) -> DeliveredNow {
         let mut done = DeliveredNow::default();
         if !self.settings.deliver_inline {
             return done;
         }
         for id in ids {
-            match self.claim_and_deliver(Some(*id)).await {
+            // Just committed by this flow: leased to it; else (a replay) claimed.
+            let delivery = match owed.iter().find(|m| m.id == *id) {
+                Some(m) => self.deliver_leased(m).await.map(Some),
+                None => self.claim_and_deliver(Some(*id)).await,
+            };
+            match delivery {
                 Ok(Some(Delivery::Delivered(p))) => done.position = done.position.max(p),
                 Ok(Some(Delivery::Failed(p, why))) => {
                     done.position = done.position.max(p);
@@ -258,6 +273,16 @@ impl App {
         }
     }
 
+    /// True while the message is owed.
+    async fn outbox_pending(&self, id: Uuid) -> Result<bool, AppError> {
+        Ok(sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE id = $1 AND status = 'pending')",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Messages not yet settled (for `etal audit check` and tests).
     pub async fn pending_outbox(&self) -> Result<i64, AppError> {
         Ok(
@@ -267,10 +292,12 @@ impl App {
         )
     }
 
-    /// Takes a due message (or the one named), locking it for the delivery: the provider call and
-    /// the settlement happen while the transaction holds the lock, so no two deliverers call the
-    /// provider for one message, and a deliverer that dies lets it go (rolled back: neither the
-    /// attempt nor its record happened, and the next one uses the same provider key).
+    /// Takes a due message (or the one named, if due), locking it for the delivery: the provider
+    /// call and the settlement happen while the transaction holds the lock, so no two claimers
+    /// call the provider for one message, and a deliverer that dies lets it go (rolled back:
+    /// neither the attempt nor its record happened, and the next one uses the same provider
+    /// key). A message still leased to the flow that committed it ([`LEASE`]) is not due: that
+    /// flow delivers it.
     async fn claim_and_deliver(&self, id: Option<Uuid>) -> Result<Option<Delivery>, AppError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
@@ -280,7 +307,7 @@ impl App {
         let candidate: Option<Uuid> = sqlx::query_scalar(
             "WITH c AS (SELECT id, next_attempt_at FROM outbox \
                         WHERE status = 'pending' \
-                          AND (($1::uuid IS NULL AND next_attempt_at <= $2) OR id = $1) \
+                          AND ($1::uuid IS NULL OR id = $1) AND next_attempt_at <= $2 \
                         ORDER BY next_attempt_at LIMIT 16) \
              SELECT id FROM c WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || id::text, 0)) \
              ORDER BY next_attempt_at LIMIT 1",
@@ -302,10 +329,39 @@ impl App {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let m = claimed(&row)?;
+        let outcome = self.deliver(&mut Hold::Locked(&mut tx), &m, now).await?;
+        tx.commit().await?;
+        Ok(Some(outcome))
+    }
+
+    /// Delivers a message the calling flow has just committed, within the lease it was
+    /// committed with ([`LEASE`]: the worker leaves it alone until then): no claim, one
+    /// statement settles it if it is still pending. Past the lease the worker may deliver it
+    /// too; both use the same provider key, so the provider answers both with the one call,
+    /// and only one settlement commits.
+    async fn deliver_leased(&self, message: &OutboxMessage) -> Result<Delivery, AppError> {
+        let m = Claimed {
+            id: message.id,
+            kind: message.kind.clone(),
+            payload: message.payload.clone(),
+            attempts: 1,
+        };
+        self.deliver(&mut Hold::Leased, &m, self.now()).await
+    }
+
+    /// Calls the provider for a held message and records its answer (a failure to record is
+    /// a retry: nothing of it was written, and the next attempt asks the provider again with
+    /// the same key).
+    async fn deliver(
+        &self,
+        hold: &mut Hold<'_>,
+        m: &Claimed,
+        now: Timestamp,
+    ) -> Result<Delivery, AppError> {
         let outcome = match m.kind.as_str() {
-            kinds::CHARGE => self.deliver_charge(&mut tx, &m).await,
-            kinds::REFUND => self.deliver_refund(&mut tx, &m).await,
-            kinds::TRANSFER => self.deliver_transfer(&mut tx, &m).await,
+            kinds::CHARGE => self.deliver_charge(hold, m).await,
+            kinds::REFUND => self.deliver_refund(hold, m).await,
+            kinds::TRANSFER => self.deliver_transfer(hold, m).await,
             other => Ok(Delivery::Retry(format!("unknown outbox kind {other}"))),
         };
         let outcome = match outcome {
@@ -315,15 +371,15 @@ impl App {
                 // the next attempt calls the provider again with the same key, which gives the
                 // same answer.
                 tracing::info!(outbox = %m.id, kind = m.kind, error = %e, "recording failed; will be retried");
-                return Ok(Some(Delivery::Retry(format!("recording failed: {e}"))));
+                return Ok(Delivery::Retry(format!("recording failed: {e}")));
             }
             Err(e) => Delivery::Retry(format!("recording refused: {e}")),
         };
         if let Delivery::Retry(why) = &outcome {
             tracing::info!(outbox = %m.id, kind = m.kind, attempts = m.attempts, why, "delivery will be retried");
-            sqlx::query(
+            let retry = sqlx::query(
                 "WITH o AS (UPDATE outbox SET last_error = $2, next_attempt_at = $3, attempts = $4 \
-                            WHERE id = $1 RETURNING id) \
+                            WHERE id = $1 AND status = 'pending' RETURNING id) \
                  INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
                  SELECT id, $4, $5, false, $2 FROM o \
                  ON CONFLICT (outbox_id, attempt) DO UPDATE SET detail = $2, at = $5",
@@ -332,18 +388,19 @@ impl App {
             .bind(why)
             .bind(now + retry_delay(m.attempts))
             .bind(m.attempts)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .bind(now);
+            match hold {
+                Hold::Locked(tx) => retry.execute(&mut ***tx).await?,
+                Hold::Leased => retry.execute(&self.pool).await?,
+            };
         }
-        tx.commit().await?;
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Settles the message with nothing else to record.
     async fn settle_only(
         &self,
-        tx: &mut Tx,
+        tx: &mut Hold<'_>,
         m: &Claimed,
         delivered: bool,
         result: serde_json::Value,
@@ -357,7 +414,7 @@ impl App {
     /// Commits `decide`'s changes with the message's settlement, deciding again on conflicts.
     async fn settle<F>(
         &self,
-        tx: &mut Tx,
+        tx: &mut Hold<'_>,
         m: &Claimed,
         delivered: bool,
         result: serde_json::Value,
@@ -374,8 +431,28 @@ impl App {
             // The streams this settlement writes: states this process kept are not trusted.
             let written: Vec<String> = changes.streams().map(|(t, i)| format!("{t}:{i}")).collect();
             self.locks.forget(&written);
+            let Hold::Locked(tx) = tx else {
+                // Leased: one statement, which commits only while the message is pending.
+                match self
+                    .bus
+                    .commit(&changes, &cc, &serde_json::Value::Null)
+                    .await
+                {
+                    Ok(c) => return Ok(c.last_position()),
+                    Err(CommitError::Conflict) | Err(CommitError::KeyTaken) => {
+                        if !self.outbox_pending(id).await? {
+                            return Err(AppError::Retryable(
+                                "the message was settled by another deliverer".into(),
+                            ));
+                        }
+                        etal_store::bus::backoff(attempt).await;
+                        continue;
+                    }
+                    Err(CommitError::Store(e)) => return Err(e.into()),
+                }
+            };
             // A savepoint: a stream that moved meanwhile is decided again, the row still held.
-            let mut sp = sqlx::Acquire::begin(&mut **tx).await?;
+            let mut sp = sqlx::Acquire::begin(&mut ***tx).await?;
             match self
                 .bus
                 .commit_on(&mut sp, &changes, &cc, &serde_json::Value::Null)
@@ -397,7 +474,7 @@ impl App {
         ))
     }
 
-    async fn deliver_charge(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_charge(&self, tx: &mut Hold<'_>, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: ChargeMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("charge message: {e}")))?;
         let order = self
@@ -526,7 +603,7 @@ impl App {
         Ok(changes)
     }
 
-    async fn deliver_refund(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_refund(&self, tx: &mut Hold<'_>, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: RefundMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("refund message: {e}")))?;
         let order = self
@@ -569,7 +646,7 @@ impl App {
         }
     }
 
-    async fn deliver_transfer(&self, tx: &mut Tx, m: &Claimed) -> Result<Delivery, AppError> {
+    async fn deliver_transfer(&self, tx: &mut Hold<'_>, m: &Claimed) -> Result<Delivery, AppError> {
         let msg: TransferMessage = serde_json::from_value(m.payload.clone())
             .map_err(|e| AppError::Internal(format!("transfer message: {e}")))?;
         let (balance, _) = self.load::<ProducerBalance>(msg.producer).await?;

@@ -376,7 +376,7 @@ impl CommandBus {
         result: &serde_json::Value,
         with_events: bool,
     ) -> Result<Committed, CommitError> {
-        if changes.settles.is_empty() && changes.schedules.is_empty() {
+        if changes.settles.len() <= 1 && changes.schedules.is_empty() {
             return self
                 .commit_one_statement(&self.pool, changes, ctx, result, with_events)
                 .await;
@@ -651,23 +651,25 @@ impl CommandBus {
         // At most one outbox message settled (its row must still be pending).
         let settle = changes.settles.first();
         let rows = sqlx::query(
-            "WITH ev AS ( \
+            "WITH lk AS (SELECT id FROM outbox WHERE id = $26 AND status = 'pending' FOR UPDATE), \
+             go AS (SELECT $26::uuid IS NULL OR EXISTS (SELECT 1 FROM lk) AS ok), \
+             ev AS ( \
                INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                                    payload, metadata, recorded_at) \
                SELECT a, i, s, t, v, p, $7, $8 \
                FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[]) \
-                    WITH ORDINALITY AS x(a, i, s, t, v, p, o) ORDER BY o \
+                    WITH ORDINALITY AS x(a, i, s, t, v, p, o) WHERE (SELECT ok FROM go) ORDER BY o \
                RETURNING aggregate_type, aggregate_id, sequence, global_position, \
                          transaction_id::text::bigint AS txid, event_type), \
              ob AS ( \
                INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at, correlation_id) \
                SELECT i, k, p, $20, $8, $12 FROM UNNEST($9::uuid[], $10::text[], $11::jsonb[]) AS x(i, k, p) \
-               ON CONFLICT (id) DO NOTHING RETURNING id), \
+               WHERE (SELECT ok FROM go) ON CONFLICT (id) DO NOTHING RETURNING id), \
              sn AS ( \
                INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, state_version, payload, taken_at) \
                SELECT a, i, l, v, p, $8 \
                FROM UNNEST($21::text[], $22::text[], $23::bigint[], $24::int[], $25::jsonb[]) AS x(a, i, l, v, p) \
-               ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+               WHERE (SELECT ok FROM go) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
                SET last_sequence = EXCLUDED.last_sequence, state_version = EXCLUDED.state_version, \
                    payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at \
                WHERE snapshots.last_sequence < EXCLUDED.last_sequence RETURNING 1), \
@@ -677,7 +679,7 @@ impl CommandBus {
                                    (SELECT jsonb_build_object('txid', max(txid), 'position', max(global_position)) \
                                     FROM ev HAVING count(*) > 0)), \
                                  delivered_at = $8, attempts = greatest(attempts, $27) \
-               WHERE id = $26 AND status = 'pending' RETURNING id), \
+               WHERE id = (SELECT id FROM lk) RETURNING id), \
              sa AS ( \
                INSERT INTO outbox_attempts (outbox_id, attempt, at, ok, detail) \
                SELECT id, $27, $8, $28, CASE WHEN $28 THEN 'delivered' ELSE 'settled as failed' END FROM st \
@@ -694,7 +696,7 @@ impl CommandBus {
                    'position', (SELECT jsonb_build_object('txid', max(txid), 'position', max(global_position)) \
                                 FROM ev HAVING count(*) > 0), \
                    'outbox', to_jsonb($9::uuid[])), $8 \
-               WHERE $14::text IS NOT NULL RETURNING 1) \
+               WHERE $14::text IS NOT NULL AND (SELECT ok FROM go) RETURNING 1) \
              SELECT false AS settled, aggregate_type, aggregate_id, sequence, global_position, txid, event_type FROM ev \
              UNION ALL \
              SELECT true, NULL, NULL, NULL, NULL, NULL, NULL FROM st",
@@ -755,8 +757,8 @@ impl CommandBus {
             }
         }
         if settle.is_some() && !settled {
-            // Settled meanwhile by another deliverer: nothing of this must stand (the caller
-            // rolls its savepoint back).
+            // Settled meanwhile by another deliverer: the statement wrote nothing (every part
+            // waits on the message's row lock and is skipped once it is settled).
             return Err(CommitError::Conflict);
         }
         committed.events.sort_by_key(|e| e.position);

@@ -378,3 +378,80 @@ async fn an_aggregate_with_a_hundred_thousand_events_replays_no_more_than_a_fres
     assert_eq!(replayed_fresh, 1);
     println!("load with 100,001 events of history: {old_time:?}; fresh: {fresh_time:?}");
 }
+
+/// The outbox's settlement (design property 5b): a deliverer's record of the provider's answer
+/// commits only while the message is owed. Two deliverers settling one message at once, each
+/// with an event on a stream of its own (no stream conflict to save them): one commits, the
+/// other writes nothing at all, neither its event nor a second attempt record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_settlements_of_one_outbox_message_commit_once_and_the_other_writes_nothing() {
+    use etal_store::{Changes, CommitError, OutboxMessage, Stream};
+    let db = TestDb::new(5).await;
+    let bus = Arc::new(CommandBus::new(db.pool.clone(), Arc::new(SystemClock)));
+    let ctx = CommandContext::new(actor());
+    for round in 0..20 {
+        let id = uuid::Uuid::new_v4();
+        let mut owe = Changes::new();
+        owe.send(OutboxMessage::new(id, "charge", serde_json::json!({})));
+        bus.commit(&owe, &ctx, &serde_json::Value::Null)
+            .await
+            .unwrap();
+        let settle = |who: &'static str| {
+            let bus = bus.clone();
+            let ctx = ctx.clone();
+            async move {
+                let mut s = Stream::<Tally>::new(format!("{who}-{round}"), Tally::default(), 0);
+                s.decide(|_| {
+                    Ok::<_, TallyError>(vec![etal_tests::tally::TallyEvent::Added {
+                        tag: who.into(),
+                        amount: 1,
+                    }])
+                })
+                .unwrap();
+                let mut c = Changes::new();
+                c.stream(&s).unwrap();
+                c.settle_outbox(id, 1, true, serde_json::json!({ "by": who }));
+                bus.commit(&c, &ctx, &serde_json::Value::Null).await
+            }
+        };
+        let (a, b) = tokio::join!(settle("a"), settle("b"));
+        let won: Vec<bool> = [&a, &b].iter().map(|r| r.is_ok()).collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {a:?} {b:?}"
+        );
+        for r in [&a, &b] {
+            if let Err(e) = r {
+                assert!(matches!(e, CommitError::Conflict), "round {round}: {e:?}");
+            }
+        }
+        let streams: Vec<String> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = 'tally' AND aggregate_id LIKE $1",
+        )
+        .bind(format!("%-{round}"))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            streams.len(),
+            1,
+            "round {round}: only the winner's event: {streams:?}"
+        );
+        let (status, by, attempts): (String, String, i64) = sqlx::query_as(
+            "SELECT status, result->>'by', (SELECT count(*) FROM outbox_attempts WHERE outbox_id = $1) \
+             FROM outbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(status, "delivered");
+        assert_eq!(
+            format!("{by}-{round}"),
+            streams[0],
+            "the result is the winner's"
+        );
+        assert_eq!(attempts, 1);
+    }
+}

@@ -1,6 +1,6 @@
 //! The annual sales aggregate.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use chrono::{DateTime, Datelike, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -42,7 +42,7 @@ pub struct Reservation {
 /// the state; the stream is bounded by the year.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AnnualSales {
-    reservations: BTreeMap<OrderId, Reservation>,
+    reservations: OrdMap<OrderId, Reservation>,
 }
 
 impl AnnualSales {

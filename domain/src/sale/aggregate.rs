@@ -1,5 +1,6 @@
 //! The sale aggregate.
 
+use imbl::OrdMap;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -87,7 +88,7 @@ pub struct Sale {
     amap: bool,
     payment_mode: PaymentMode,
     participations: BTreeMap<CatalogId, Participation>,
-    orders: BTreeMap<OrderId, AttachedOrder>,
+    orders: OrdMap<OrderId, AttachedOrder>,
     /// Orders numbered so far; never decreases, so numbers are never reused.
     numbered: u32,
     distributed: bool,
@@ -106,7 +107,7 @@ impl Default for Sale {
             amap: false,
             payment_mode: PaymentMode::Online,
             participations: BTreeMap::new(),
-            orders: BTreeMap::new(),
+            orders: OrdMap::new(),
             numbered: 0,
             distributed: false,
             validated: false,
@@ -142,7 +143,7 @@ impl Sale {
     pub fn participations(&self) -> &BTreeMap<CatalogId, Participation> {
         &self.participations
     }
-    pub fn orders(&self) -> &BTreeMap<OrderId, AttachedOrder> {
+    pub fn orders(&self) -> &OrdMap<OrderId, AttachedOrder> {
         &self.orders
     }
     /// The order a customer already has in this sale (R-ORD-1).

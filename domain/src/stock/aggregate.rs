@@ -1,6 +1,6 @@
 //! The stock aggregate: one per product.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -32,7 +32,7 @@ pub struct Stock {
     producer: Option<ProducerId>,
     /// `None`: unlimited.
     real: Option<i64>,
-    reservations: BTreeMap<OrderId, Reservation>,
+    reservations: OrdMap<OrderId, Reservation>,
 }
 
 impl Stock {
@@ -61,7 +61,7 @@ impl Stock {
         self.reservations.get(&reservation)
     }
 
-    pub fn reservations(&self) -> &BTreeMap<OrderId, Reservation> {
+    pub fn reservations(&self) -> &OrdMap<OrderId, Reservation> {
         &self.reservations
     }
 
