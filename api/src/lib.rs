@@ -145,13 +145,33 @@ pub async fn serve(
                     d.sales.len(),
                     d.orders
                 );
+                // A working token for each user named (24 hours, the server's key).
+                let key = auth::JwtKey::from_env().ok().flatten();
                 for (label, actor) in d
                     .market_admins
                     .iter()
                     .chain(&d.producers)
                     .chain(d.customers.iter().take(3))
                 {
-                    eprintln!("demo user {:?} {} ({label})", actor.role, actor.user);
+                    let token = key.as_ref().and_then(|k| {
+                        auth::mint(
+                            k,
+                            actor.user,
+                            actor.role,
+                            std::time::Duration::from_secs(24 * 3600),
+                        )
+                        .ok()
+                    });
+                    match token {
+                        Some(t) => eprintln!(
+                            "demo user {:?} {} ({label}) token {t}",
+                            actor.role, actor.user
+                        ),
+                        None => eprintln!(
+                            "demo user {:?} {} ({label}); set ETAL_JWT_SECRET for a token",
+                            actor.role, actor.user
+                        ),
+                    }
                 }
             }
             None => eprintln!("demo: the event store is not empty, nothing seeded"),

@@ -93,7 +93,8 @@ coded!(
     etal_domain::stock::StockError,
     etal_domain::order::OrderError,
     etal_domain::annual::AnnualSalesError,
-    etal_domain::payout::ProducerBalanceError
+    etal_domain::payout::ProducerBalanceError,
+    etal_domain::proposal::ProposalError
 );
 
 impl<E: Coded> From<BusError<E>> for AppError {

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod billing;
 pub mod completeness;
+pub mod directory;
 pub mod error;
 pub mod flow;
 pub mod market;

@@ -63,7 +63,7 @@ impl App {
         Ok((state, access))
     }
 
-    async fn admin_access(
+    pub(crate) async fn admin_access(
         &self,
         actor: Actor,
         market: MarketId,

@@ -79,3 +79,7 @@ id_type!(
     /// A payment (online or on site).
     PaymentId
 );
+id_type!(
+    /// A producer's proposal of a catalog to a market (R-CAT-5).
+    ProposalId
+);

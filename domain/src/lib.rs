@@ -24,5 +24,6 @@ pub mod ledger;
 pub mod market;
 pub mod order;
 pub mod payout;
+pub mod proposal;
 pub mod sale;
 pub mod stock;

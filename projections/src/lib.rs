@@ -7,6 +7,7 @@
 
 pub mod annual_sales;
 pub mod dashboard;
+pub mod directory;
 pub mod event_counts;
 pub mod history;
 pub mod ledger;
@@ -114,6 +115,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(stock_levels::StockLevels),
         Arc::new(annual_sales::AnnualSalesProjection),
         Arc::new(ledger::LedgerProjection),
+        Arc::new(directory::Directory),
     ]
 }
 

@@ -9,6 +9,7 @@ use etal_domain::catalog::Catalog;
 use etal_domain::market::Market;
 use etal_domain::order::Order;
 use etal_domain::payout::ProducerBalance;
+use etal_domain::proposal::Proposal;
 use etal_domain::sale::Sale;
 use etal_domain::stock::Stock;
 
@@ -34,3 +35,5 @@ impl EsAggregate for AnnualSales {
 }
 /// One stream per producer; settled credits leave the state, so it stays small.
 impl EsAggregate for ProducerBalance {}
+/// A conversation of at most a few hundred messages.
+impl EsAggregate for Proposal {}

@@ -67,7 +67,7 @@ pub enum PeriodState {
 
 /// The answer of a mutation on a market: its id and the position it wrote, once the projections
 /// passed it (read-your-writes).
-async fn market_payload<T>(
+pub(crate) async fn market_payload<T>(
     ctx: &Context<'_>,
     market_id: Uuid,
     done: std::result::Result<etal_app::Done<T>, etal_app::AppError>,
@@ -108,6 +108,18 @@ pub struct SlotView {
     pub every_weeks: u32,
     /// One date of the series.
     pub anchor: Date,
+}
+
+impl SlotView {
+    pub(crate) fn of(s: &Slot) -> Self {
+        SlotView {
+            weekday: s.weekday.into(),
+            start: s.start.format("%H:%M").to_string(),
+            end: s.end.format("%H:%M").to_string(),
+            every_weeks: s.every_weeks,
+            anchor: Date(s.anchor),
+        }
+    }
 }
 
 #[derive(InputObject)]
@@ -207,17 +219,7 @@ impl MarketView {
         self.market.place()
     }
     async fn slots(&self) -> Vec<SlotView> {
-        self.market
-            .slots()
-            .iter()
-            .map(|s| SlotView {
-                weekday: s.weekday.into(),
-                start: s.start.format("%H:%M").to_string(),
-                end: s.end.format("%H:%M").to_string(),
-                every_weeks: s.every_weeks,
-                anchor: Date(s.anchor),
-            })
-            .collect()
+        self.market.slots().iter().map(SlotView::of).collect()
     }
     async fn payment_mode(&self) -> Option<PaymentMode> {
         self.market.payment_mode().map(Into::into)

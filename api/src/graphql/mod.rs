@@ -10,6 +10,7 @@
 
 pub mod catalogs;
 pub mod common;
+pub mod directory;
 pub mod markets;
 pub mod orders;
 pub mod people;
@@ -41,6 +42,7 @@ pub struct Query(
     producers::ProducerQuery,
     catalogs::CatalogQuery,
     markets::MarketQuery,
+    directory::DirectoryQuery,
     orders::OrderQuery,
     people::PeopleQuery,
     reads::ReadQuery,
@@ -52,6 +54,7 @@ pub struct Mutation(
     producers::ProducerMutation,
     catalogs::CatalogMutation,
     markets::MarketMutation,
+    directory::DirectoryMutation,
     orders::OrderMutation,
     people::PeopleMutation,
     system::SystemMutation,

@@ -1,20 +1,163 @@
 //! People: personal data kept outside the events (design property 10, R-ACC-6).
 
-use async_graphql::{Context, Object, Result, SimpleObject};
+use async_graphql::connection::{Connection, EmptyFields};
+use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
 use etal_domain::ids::UserId;
 use etal_domain::Role;
 use uuid::Uuid;
 
-use super::common::{actor, app, forbidden, role_name, OrCoded};
+use super::common::{actor, app, forbidden, paginate, role_name, OrCoded};
+use super::scalars::Money;
 use etal_app::people::PersonalData;
 
-/// Who the token speaks for.
+/// Who the token speaks for, and what they act for (as the `directory` projection knows it).
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Me {
     pub user_id: Uuid,
     /// producer, market_admin, customer, auditor or platform_admin.
     pub role: String,
     pub display_name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct MyProducer {
+    pub producer_id: Uuid,
+    /// False for a collaborator.
+    pub you_own_it: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct MyCatalog {
+    pub catalog_id: Uuid,
+    pub producer_id: Uuid,
+    pub name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct MyMarket {
+    pub market_id: Uuid,
+    pub name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct MyOrderView {
+    pub order_id: Uuid,
+    pub sale_id: Uuid,
+    pub market_id: Uuid,
+    pub number: String,
+    pub total: Money,
+    pub cancelled: bool,
+    pub placed_at: DateTime<Utc>,
+}
+
+type Page<T> = Connection<usize, T, EmptyFields, EmptyFields>;
+
+#[ComplexObject]
+impl Me {
+    /// The producer accounts the caller owns or works on as a collaborator.
+    async fn producer_accounts(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MyProducer>> {
+        let mine = app(ctx).mine(UserId(self.user_id)).await.coded()?;
+        let items = mine
+            .producers
+            .into_iter()
+            .map(|(p, own)| MyProducer {
+                producer_id: p.0,
+                you_own_it: own,
+            })
+            .collect();
+        paginate(items, after, before, first, last).await
+    }
+
+    /// The catalogs of those accounts.
+    async fn catalogs(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MyCatalog>> {
+        let mine = app(ctx).mine(UserId(self.user_id)).await.coded()?;
+        let items = mine
+            .catalogs
+            .into_iter()
+            .map(|(c, p, name)| MyCatalog {
+                catalog_id: c.0,
+                producer_id: p.0,
+                name,
+            })
+            .collect();
+        paginate(items, after, before, first, last).await
+    }
+
+    /// The markets the caller administers.
+    async fn markets_administered(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MyMarket>> {
+        let mine = app(ctx).mine(UserId(self.user_id)).await.coded()?;
+        let items = mine.markets.into_iter().map(my_market).collect();
+        paginate(items, after, before, first, last).await
+    }
+
+    /// The members-only markets the caller is a member of (R-SAL-7).
+    async fn memberships(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MyMarket>> {
+        let mine = app(ctx).mine(UserId(self.user_id)).await.coded()?;
+        let items = mine.memberships.into_iter().map(my_market).collect();
+        paginate(items, after, before, first, last).await
+    }
+
+    /// The caller's orders, latest first.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<MyOrderView>> {
+        let orders = app(ctx).my_orders(UserId(self.user_id)).await.coded()?;
+        let items = orders
+            .into_iter()
+            .map(|o| MyOrderView {
+                order_id: o.order.0,
+                sale_id: o.sale.0,
+                market_id: o.market.0,
+                number: o.number,
+                total: Money(o.total),
+                cancelled: o.cancelled,
+                placed_at: o.placed_at,
+            })
+            .collect();
+        paginate(items, after, before, first, last).await
+    }
+}
+
+fn my_market((m, name): (etal_domain::ids::MarketId, String)) -> MyMarket {
+    MyMarket {
+        market_id: m.0,
+        name,
+    }
 }
 
 #[derive(SimpleObject)]

@@ -11,7 +11,7 @@ use crate::actor::{Actor, MarketAccess};
 use crate::calendar::paris_instant;
 use crate::ids::{CatalogId, MarketId, ProducerId, UserId};
 
-use super::commands::{MarketCommand, PaymentMode, Slot, Visibility};
+use super::commands::{Location, MarketCommand, PaymentMode, Slot, Visibility};
 use super::error::MarketError;
 use super::events::MarketEvent;
 
@@ -52,6 +52,9 @@ pub struct Market {
     members: BTreeSet<UserId>,
     #[serde(default)]
     pending: BTreeSet<UserId>,
+    /// R-SAL-8: where it is, once an administrator said.
+    #[serde(default)]
+    location: Option<Location>,
 }
 
 /// A catalog's standing participation in a market's sales (R-SAL-2), with its default order
@@ -106,6 +109,9 @@ impl Market {
     }
     pub fn visibility(&self) -> Option<Visibility> {
         self.visibility
+    }
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
     }
     pub fn amap(&self) -> bool {
         self.amap
@@ -475,6 +481,38 @@ impl Market {
                     by: actor.user,
                 }])
             }
+            C::SetLocation { location, actor } => {
+                self.require_admin(&actor)?;
+                let commune = location.commune.trim().to_string();
+                let valid = (-90.0..=90.0).contains(&location.lat)
+                    && (-180.0..=180.0).contains(&location.lon)
+                    && !commune.is_empty()
+                    && commune.chars().count() <= 100;
+                if !valid {
+                    return Err(MarketError::InvalidLocation);
+                }
+                let location = Location {
+                    commune,
+                    ..location
+                };
+                if self.location.as_ref() == Some(&location) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::LocationSet {
+                    location,
+                    by: actor.user,
+                }])
+            }
+            C::SetAmap { amap, actor } => {
+                self.require_admin(&actor)?;
+                if self.amap == amap {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::AmapSet {
+                    amap,
+                    by: actor.user,
+                }])
+            }
             C::StopRecurringParticipation { catalog, access } => {
                 self.require_created()?;
                 match self.recurring.get(&catalog) {
@@ -599,6 +637,8 @@ impl Aggregate for Market {
                 self.members.remove(&user);
             }
             E::VisibilitySet { visibility, .. } => self.visibility = Some(visibility),
+            E::LocationSet { location, .. } => self.location = Some(location),
+            E::AmapSet { amap, .. } => self.amap = amap,
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
             E::FeeScheduleAssigned { schedule, from, .. } => {
                 self.fee_schedules.insert(from, schedule);

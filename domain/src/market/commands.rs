@@ -48,6 +48,15 @@ impl Slot {
     }
 }
 
+/// Where a market is, for producers looking for markets near them (R-SAL-8): WGS 84 degrees
+/// and the commune's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+    pub commune: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MarketCommand {
     /// R-SAL-1
@@ -133,6 +142,16 @@ pub enum MarketCommand {
     /// R-SAL-7: who may see the market's offers and order.
     SetVisibility {
         visibility: Visibility,
+        actor: Actor,
+    },
+    /// R-SAL-8: where the market is (an administrator).
+    SetLocation {
+        location: Location,
+        actor: Actor,
+    },
+    /// R-SAL-1: the AMAP flag (an administrator); sales generated from now on carry it.
+    SetAmap {
+        amap: bool,
         actor: Actor,
     },
     /// R-SAL-2: the producer stops taking part in the sales generated from now on.

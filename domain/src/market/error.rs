@@ -64,6 +64,8 @@ pub enum MarketError {
     FeeScheduleDatePast { from: NaiveDate },
     #[error("a fee schedule name is 1 to 64 letters, digits, '_' or '-'")]
     InvalidFeeSchedule,
+    #[error("a location is a latitude in [-90, 90], a longitude in [-180, 180] and a commune of 1 to 100 characters")]
+    InvalidLocation,
 }
 
 impl MarketError {
@@ -97,6 +99,7 @@ impl MarketError {
             MarketError::NotPlatformAdministrator => "FORBIDDEN",
             MarketError::FeeScheduleDatePast { .. } => "FEE_SCHEDULE_DATE_PAST",
             MarketError::InvalidFeeSchedule => "FEE_SCHEDULE_INVALID",
+            MarketError::InvalidLocation => "MARKET_INVALID_LOCATION",
         }
     }
 }

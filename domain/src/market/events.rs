@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
 
-use super::commands::{PaymentMode, Slot, Visibility};
+use super::commands::{Location, PaymentMode, Slot, Visibility};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MarketEvent {
@@ -83,6 +83,15 @@ pub enum MarketEvent {
         catalog: CatalogId,
         by: UserId,
     },
+    /// R-SAL-8
+    LocationSet {
+        location: Location,
+        by: UserId,
+    },
+    AmapSet {
+        amap: bool,
+        by: UserId,
+    },
     SaleRegistered {
         sale: SaleId,
         date: NaiveDate,
@@ -116,6 +125,8 @@ impl DomainEvent for MarketEvent {
             MarketEvent::MemberRemoved { .. } => "MemberRemoved",
             MarketEvent::VisibilitySet { .. } => "VisibilitySet",
             MarketEvent::RecurringParticipationStopped { .. } => "RecurringParticipationStopped",
+            MarketEvent::LocationSet { .. } => "LocationSet",
+            MarketEvent::AmapSet { .. } => "AmapSet",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
             MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",
         }

@@ -9,6 +9,6 @@ mod events;
 mod tests;
 
 pub use aggregate::{Market, Recurring, SlotOccurrence};
-pub use commands::{MarketCommand, PaymentMode, Slot, Visibility};
+pub use commands::{Location, MarketCommand, PaymentMode, Slot, Visibility};
 pub use error::MarketError;
 pub use events::MarketEvent;

@@ -404,3 +404,86 @@ fn r_fee_5_a_fee_schedule_is_chosen_per_market_from_a_date() {
     assert_eq!(m.fee_schedule_on(d(2026, 6, 1)), Some("locavor"));
     assert_eq!(m.fee_schedules().len(), 2);
 }
+
+/// R-SAL-8: an administrator places the market; the place is checked, and the same place again
+/// writes nothing.
+#[test]
+fn r_sal_8_an_administrator_places_the_market_on_the_map() {
+    let m = market_with(vec![created()]);
+    let here = Location {
+        lat: 45.2006,
+        lon: 0.4286,
+        commune: "  Segonzac ".into(),
+    };
+    let events = m
+        .decide(MarketCommand::SetLocation {
+            location: here.clone(),
+            actor: admin(),
+        })
+        .unwrap();
+    let placed = Location {
+        commune: "Segonzac".into(),
+        ..here.clone()
+    };
+    assert_eq!(
+        events,
+        vec![MarketEvent::LocationSet {
+            location: placed.clone(),
+            by: admin().user
+        }]
+    );
+    let m = market_with(vec![created(), events[0].clone()]);
+    assert_eq!(m.location(), Some(&placed));
+    assert!(m
+        .decide(MarketCommand::SetLocation {
+            location: placed,
+            actor: admin()
+        })
+        .unwrap()
+        .is_empty());
+    for bad in [
+        (91.0, 0.0, "Nulle part"),
+        (45.0, -181.0, "Ailleurs"),
+        (45.0, 0.4, " "),
+    ] {
+        let e = m
+            .decide(MarketCommand::SetLocation {
+                location: Location {
+                    lat: bad.0,
+                    lon: bad.1,
+                    commune: bad.2.into(),
+                },
+                actor: admin(),
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "MARKET_INVALID_LOCATION");
+    }
+    let e = m
+        .decide(MarketCommand::SetLocation {
+            location: here,
+            actor: stranger(),
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "NOT_A_MARKET_ADMINISTRATOR");
+}
+
+/// R-SAL-1: the AMAP flag changes for the sales generated from then on.
+#[test]
+fn r_sal_1_an_administrator_sets_the_amap_flag() {
+    let m = market_with(vec![created()]);
+    let events = m
+        .decide(MarketCommand::SetAmap {
+            amap: true,
+            actor: admin(),
+        })
+        .unwrap();
+    let m = market_with(vec![created(), events[0].clone()]);
+    assert!(m.amap());
+    assert!(m
+        .decide(MarketCommand::SetAmap {
+            amap: true,
+            actor: admin()
+        })
+        .unwrap()
+        .is_empty());
+}
