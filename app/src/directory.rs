@@ -141,6 +141,30 @@ impl App {
         Ok(Done::new((), out.last_position()))
     }
 
+    /// R-ORD-7: the market's minimum order (none: no minimum), for orders placed from now on.
+    pub async fn set_minimum_order(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        amount: Option<etal_domain::Money>,
+    ) -> Result<Done<()>, AppError> {
+        self.admin_access(ctx.actor, market).await?;
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::SetMinimumOrder {
+                    amount,
+                    actor: ctx.actor,
+                },
+                &ctx.step(
+                    "setMinimumOrder",
+                    &fingerprint("setMinimumOrder", &(market, amount)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
     /// R-SAL-1: the AMAP flag; the sales generated from now on carry it (a sale keeps the flag it
     /// was generated with, as its caps were counted with it).
     pub async fn set_amap(

@@ -36,6 +36,13 @@ pub enum AppError {
     IdempotencyKeyReused(String),
     #[error("payment failed: {0}")]
     PaymentFailed(String),
+    /// R-ORD-7: an order below a minimum (what the minimum is and what is missing).
+    #[error("{message}")]
+    MinimumNotReached {
+        message: String,
+        minimum: etal_domain::Money,
+        missing: etal_domain::Money,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -51,6 +58,7 @@ impl AppError {
             AppError::Retryable(_) => "RETRYABLE",
             AppError::IdempotencyKeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
             AppError::PaymentFailed(_) => "PAYMENT_FAILED",
+            AppError::MinimumNotReached { .. } => "MINIMUM_ORDER_NOT_REACHED",
             AppError::Internal(_) => "INTERNAL",
         }
     }

@@ -245,6 +245,7 @@ fn is_refusal(e: &AppError) -> bool {
         e,
         AppError::Rejected { .. }
             | AppError::OrderRefused { .. }
+            | AppError::MinimumNotReached { .. }
             | AppError::NotFound { .. }
             | AppError::Forbidden(_)
             | AppError::BadInput { .. }

@@ -38,11 +38,27 @@ pub struct LineRequest {
     pub quantity: i64,
 }
 
-/// Pick-up (the default) or home delivery to an address the customer registered (R-ORD-6).
+/// Pick-up (the default) or home delivery to an address the customer registered (R-ORD-6):
+/// by the producer whose catalog the order's lines are of, at the fee that catalog sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryRequest {
     PickUp,
-    Home { address_ref: Uuid, fee: Money },
+    Home { address_ref: Uuid },
+}
+
+/// R-ORD-7: refused below a minimum, naming it and what is missing.
+fn minimum_reached(whose: &str, minimum: Money, amount: Money) -> Result<(), AppError> {
+    if amount >= minimum {
+        return Ok(());
+    }
+    Err(AppError::MinimumNotReached {
+        message: format!(
+            "{whose} minimum order is {minimum} EUR: {} EUR missing",
+            minimum - amount
+        ),
+        minimum,
+        missing: minimum - amount,
+    })
 }
 
 /// A placed order.
@@ -318,8 +334,10 @@ impl App {
             facts.accounts.insert(*p, a.state);
         }
         let facts = &facts;
-        let delivery = self.delivery(customer, delivery).await?;
         let priced = self.price(facts, &sale.state, &market, sale_id, requests)?;
+        let delivery = self
+            .delivery(customer, delivery, facts, &market, &priced.lines)
+            .await?;
         // The order's id is new (random, or derived from a key whose record was not found): a
         // copy of the request committed meanwhile makes this commit conflict on the order's
         // stream, and the retry answers with its record.
@@ -477,15 +495,39 @@ impl App {
         Ok(decided)
     }
 
-    /// Home delivery goes to an address the customer registered (R-ORD-6).
+    /// The minimum orders (R-ORD-7: the market's for the whole order, each catalog's for its
+    /// lines, a delivery's for the delivered lines) and the delivery: to an address the customer
+    /// registered, by the producer of the one catalog the lines are of, at that catalog's fee
+    /// (nothing above its free-delivery amount), never a fee the customer chose (R-ORD-6).
     async fn delivery(
         &self,
         customer: UserId,
         delivery: DeliveryRequest,
+        facts: &OrderFacts,
+        market: &etal_domain::market::Market,
+        lines: &[Line],
     ) -> Result<Delivery, AppError> {
+        let total: Money = lines.iter().map(|l| l.amount_incl_vat).sum();
+        let mut per_catalog: BTreeMap<CatalogId, Money> = BTreeMap::new();
+        for l in lines {
+            *per_catalog.entry(l.catalog).or_default() += l.amount_incl_vat;
+        }
+        if let Some(minimum) = market.minimum_order() {
+            minimum_reached("this market's", minimum, total)?;
+        }
+        for (catalog, amount) in &per_catalog {
+            let terms = facts
+                .catalogs
+                .get(catalog)
+                .map(|c| c.order_terms())
+                .unwrap_or_default();
+            if let Some(minimum) = terms.minimum_order {
+                minimum_reached(&format!("catalog {catalog}'s"), minimum, *amount)?;
+            }
+        }
         Ok(match delivery {
             DeliveryRequest::PickUp => Delivery::PickUp,
-            DeliveryRequest::Home { address_ref, fee } => {
+            DeliveryRequest::Home { address_ref } => {
                 let owner: Option<Uuid> = sqlx::query_scalar(
                     "SELECT user_id FROM addresses WHERE address_ref = $1 AND erased_at IS NULL",
                 )
@@ -495,7 +537,33 @@ impl App {
                 if owner != Some(customer.0) {
                     return Err(AppError::not_found("address", address_ref));
                 }
-                Delivery::Home { fee, address_ref }
+                let offer = match per_catalog.keys().collect::<Vec<_>>().as_slice() {
+                    [catalog] => facts
+                        .catalogs
+                        .get(*catalog)
+                        .and_then(|c| c.order_terms().delivery),
+                    _ => {
+                        return Err(AppError::Rejected {
+                            code: "DELIVERY_NOT_OFFERED",
+                            message: "home delivery is offered by a producer's catalog for its \
+                                      own lines: order one catalog's lines to have them delivered"
+                                .into(),
+                        })
+                    }
+                };
+                let Some(offer) = offer else {
+                    return Err(AppError::Rejected {
+                        code: "DELIVERY_NOT_OFFERED",
+                        message: "this catalog offers no home delivery: pick the order up".into(),
+                    });
+                };
+                if let Some(minimum) = offer.minimum {
+                    minimum_reached("a delivery's", minimum, total)?;
+                }
+                Delivery::Home {
+                    fee: offer.fee_for(total),
+                    address_ref,
+                }
             }
         })
     }

@@ -595,6 +595,24 @@ impl App {
     }
 
     /// R-CAT-2: fees included in customer prices.
+    /// R-ORD-6/7: the catalog's home delivery (fee, free above an amount, minimum) and minimum
+    /// order, for the orders placed from now on.
+    pub async fn set_order_terms(
+        &self,
+        ctx: &Ctx,
+        catalog: CatalogId,
+        terms: etal_domain::catalog::OrderTerms,
+    ) -> Result<Done<()>, AppError> {
+        self.catalog_command(
+            ctx,
+            catalog,
+            "setOrderTerms",
+            &(catalog, terms),
+            |_, access| Ok(CatalogCommand::SetOrderTerms { terms, access }),
+        )
+        .await
+    }
+
     pub async fn set_fee_options(
         &self,
         ctx: &Ctx,

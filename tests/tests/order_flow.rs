@@ -631,9 +631,25 @@ async fn bad_input_gets_a_typed_error_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_stays_whole() {
     let s = setup(PaymentMode::Online, false).await;
-    let (_, c, ids) = s
+    let (p, c, ids) = s
         .seller(PlanKind::Pro, &[("Panier de légumes", "15.00", None)])
         .await;
+    // R-ORD-6: the producer delivers this catalog's lines for 5.00 (free from 50.00).
+    s.w.app
+        .set_order_terms(
+            &p.ctx(),
+            c,
+            etal_domain::catalog::OrderTerms {
+                delivery: Some(etal_domain::catalog::DeliveryOffer {
+                    fee: money("5.00"),
+                    free_above: Some(money("50.00")),
+                    minimum: None,
+                }),
+                minimum_order: None,
+            },
+        )
+        .await
+        .unwrap();
     s.open().await;
     let customer = actor(Role::Customer);
     let name = "Jeanne Testeuse";
@@ -661,10 +677,7 @@ async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_s
                     product: ids[0],
                     quantity: 1,
                 }],
-                DeliveryRequest::Home {
-                    address_ref,
-                    fee: money("5.00"),
-                },
+                DeliveryRequest::Home { address_ref },
             )
             .await
             .unwrap_err();
@@ -679,10 +692,7 @@ async fn home_delivery_refers_to_an_address_that_erasure_wipes_while_the_order_s
                     product: ids[0],
                     quantity: 2,
                 }],
-                DeliveryRequest::Home {
-                    address_ref,
-                    fee: money("5.00"),
-                },
+                DeliveryRequest::Home { address_ref },
             )
             .await
             .unwrap()

@@ -36,6 +36,23 @@ pub async fn catalog_for_read(ctx: &Context<'_>, id: CatalogId) -> Result<Catalo
     }
 }
 
+/// R-ORD-6: a producer's home delivery.
+#[derive(SimpleObject)]
+pub struct DeliveryOfferView {
+    pub fee: Money,
+    /// Orders of at least this amount are delivered free.
+    pub free_above: Option<Money>,
+    /// A delivered order needs at least this amount.
+    pub minimum: Option<Money>,
+}
+
+#[derive(async_graphql::InputObject)]
+pub struct DeliveryOfferInput {
+    pub fee: Money,
+    pub free_above: Option<Money>,
+    pub minimum: Option<Money>,
+}
+
 /// A producer's catalog (R-CAT-1).
 pub struct CatalogView {
     pub id: CatalogId,
@@ -52,6 +69,22 @@ impl CatalogView {
     }
     async fn producer_id(&self) -> Option<Uuid> {
         self.catalog.producer().map(|p| p.0)
+    }
+    /// R-ORD-6: the home delivery the producer offers for this catalog's lines (none: pick-up
+    /// only).
+    async fn delivery(&self) -> Option<DeliveryOfferView> {
+        self.catalog
+            .order_terms()
+            .delivery
+            .map(|d| DeliveryOfferView {
+                fee: Money(d.fee),
+                free_above: d.free_above.map(Money),
+                minimum: d.minimum.map(Money),
+            })
+    }
+    /// R-ORD-7: the least an order's lines of this catalog may amount to.
+    async fn minimum_order(&self) -> Option<Money> {
+        self.catalog.order_terms().minimum_order.map(Money)
     }
     /// R-CAT-2: the online payment fee is included in customer prices.
     async fn includes_payment_fee(&self) -> bool {
@@ -292,6 +325,32 @@ impl CatalogMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .modulate_prices(&c, CatalogId(catalog_id), modulation)
+            .await;
+        Self::payload(ctx, catalog_id, done).await
+    }
+
+    /// R-ORD-6/7: the catalog's home delivery (a fee, free above an amount, a minimum for a
+    /// delivery; absent: pick-up only) and minimum order, for orders placed from now on.
+    #[graphql(guard = "PRODUCER")]
+    async fn set_order_terms(
+        &self,
+        ctx: &Context<'_>,
+        catalog_id: Uuid,
+        delivery: Option<DeliveryOfferInput>,
+        minimum_order: Option<Money>,
+        idempotency_key: Option<String>,
+    ) -> Result<CatalogPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let terms = etal_domain::catalog::OrderTerms {
+            delivery: delivery.map(|d| etal_domain::catalog::DeliveryOffer {
+                fee: d.fee.0,
+                free_above: d.free_above.map(|m| m.0),
+                minimum: d.minimum.map(|m| m.0),
+            }),
+            minimum_order: minimum_order.map(|m| m.0),
+        };
+        let done = app(ctx)
+            .set_order_terms(&c, CatalogId(catalog_id), terms)
             .await;
         Self::payload(ctx, catalog_id, done).await
     }

@@ -85,6 +85,12 @@ pub fn app_error(e: AppError) -> async_graphql::Error {
                 ext.set("lines", async_graphql::Value::List(list));
             })
         }
+        AppError::MinimumNotReached {
+            minimum, missing, ..
+        } => coded("MINIMUM_ORDER_NOT_REACHED", e.to_string()).extend_with(move |_, ext| {
+            ext.set("minimum", minimum.to_string());
+            ext.set("missing", missing.to_string());
+        }),
         AppError::IdempotencyKeyReused(_) => coded("CONFLICT", e.to_string())
             .extend_with(|_, ext| ext.set("reason", "IDEMPOTENCY_KEY_REUSED")),
         AppError::Internal(detail) => {

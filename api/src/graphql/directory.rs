@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::common::{actor, app, app_ctx, bad_input, read_your_writes, OrCoded, RoleGuard};
 use super::markets::{market_payload, MarketPayload, SlotView, Visibility, Weekday};
+use super::scalars::Money;
 
 const ADMIN: RoleGuard = RoleGuard(&[Role::MarketAdmin, Role::PlatformAdmin]);
 const PRODUCER: RoleGuard = RoleGuard(&[Role::Producer]);
@@ -329,6 +330,23 @@ impl DirectoryMutation {
         let location = Location { lat, lon, commune };
         let done = app(ctx)
             .set_location(&c, MarketId(market_id), location)
+            .await;
+        market_payload(ctx, market_id, done).await
+    }
+
+    /// R-ORD-7: the least an order of this market may amount to (absent: no minimum), for
+    /// orders placed from now on (an administrator).
+    #[graphql(guard = "ADMIN")]
+    async fn set_minimum_order(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        amount: Option<Money>,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .set_minimum_order(&c, MarketId(market_id), amount.map(|m| m.0))
             .await;
         market_payload(ctx, market_id, done).await
     }

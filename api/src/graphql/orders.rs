@@ -160,6 +160,13 @@ impl OrderView {
     async fn home_delivery(&self) -> bool {
         matches!(self.order.delivery(), Delivery::Home { .. })
     }
+    /// R-ORD-6: the delivery fee, as the delivering catalog set it (zero for a pick-up).
+    async fn delivery_fee(&self) -> Money {
+        match self.order.delivery() {
+            Delivery::Home { fee, .. } => Money(fee),
+            Delivery::PickUp => Money(etal_domain::Money::ZERO),
+        }
+    }
     /// The lines the caller may see (a producer: their own).
     async fn lines(&self) -> Vec<LineView> {
         self.visible_lines()
@@ -370,11 +377,11 @@ pub struct LineInput {
     pub quantity: i64,
 }
 
-/// Home delivery to an address the customer registered (R-ORD-6); absent: pick-up.
+/// Home delivery to an address the customer registered (R-ORD-6), by the producer of the one
+/// catalog the lines are of, at the fee that catalog sets; absent: pick-up.
 #[derive(InputObject)]
 pub struct DeliveryInput {
     pub address_ref: Uuid,
-    pub fee: Money,
 }
 
 #[derive(SimpleObject)]
@@ -466,7 +473,6 @@ impl OrderMutation {
             None => DeliveryRequest::PickUp,
             Some(d) => DeliveryRequest::Home {
                 address_ref: d.address_ref,
-                fee: d.fee.0,
             },
         };
         let done = app(ctx)

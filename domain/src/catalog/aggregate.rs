@@ -14,7 +14,7 @@ use crate::money::Money;
 
 use super::{
     CatalogCommand, CatalogError, CatalogEvent, FeeOptions, FrozenOffer, Modulation, OfferPrice,
-    OfferProduct, OfferTerms,
+    OfferProduct, OfferTerms, OrderTerms,
 };
 
 /// An offer: a product at a price, VAT included.
@@ -43,6 +43,9 @@ pub struct Catalog {
     offers: BTreeMap<ProductId, Offer>,
     fees: FeeOptions,
     frozen: BTreeMap<SaleId, Vec<FrozenOffer>>,
+    /// R-ORD-6/7
+    #[serde(default)]
+    terms: OrderTerms,
 }
 
 /// Upper bound of a price (the bound of [`Money`] input).
@@ -72,6 +75,11 @@ impl Catalog {
     /// Every current offer, by product id.
     pub fn offers(&self) -> impl Iterator<Item = &Offer> {
         self.offers.values()
+    }
+
+    /// R-ORD-6/7: the catalog's home delivery and minimum order.
+    pub fn order_terms(&self) -> OrderTerms {
+        self.terms
     }
 
     pub fn fee_options(&self) -> FeeOptions {
@@ -251,6 +259,21 @@ impl Catalog {
                 }
                 Ok(vec![E::FeeOptionsSet { options }])
             }
+            C::SetOrderTerms { terms, access } => {
+                self.check_access(&access)?;
+                let positive = |m: Option<Money>| m.is_none_or(|m| m > Money::ZERO);
+                let valid = positive(terms.minimum_order)
+                    && terms.delivery.is_none_or(|d| {
+                        !d.fee.is_negative() && positive(d.free_above) && positive(d.minimum)
+                    });
+                if !valid {
+                    return Err(CatalogError::InvalidOrderTerms);
+                }
+                if terms == self.terms {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::OrderTermsSet { terms }])
+            }
             C::FreezePricesForSale { sale, at } => {
                 self.created()?;
                 // Idempotent: the scheduler may run the opening twice (retry after a crash); the
@@ -383,6 +406,7 @@ impl Aggregate for Catalog {
             E::FeeOptionsSet { options } => {
                 self.fees = options;
             }
+            E::OrderTermsSet { terms } => self.terms = terms,
             E::PricesFrozenForSale { sale, offers, .. } => {
                 self.frozen.insert(sale, offers);
             }

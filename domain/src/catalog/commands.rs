@@ -8,7 +8,7 @@ use crate::actor::ProducerAccess;
 use crate::ids::{CatalogId, ProductId, SaleId};
 use crate::money::Money;
 
-use super::OfferProduct;
+use super::{OfferProduct, OrderTerms};
 
 /// A change applied to every offer of a catalog (R-CAT-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +55,12 @@ pub enum CatalogCommand {
     SetFeeOptions {
         include_payment_fee: bool,
         include_service_fee: bool,
+        access: ProducerAccess,
+    },
+    /// R-ORD-6/7: the catalog's home delivery and minimum order (applies to orders placed
+    /// from now on).
+    SetOrderTerms {
+        terms: OrderTerms,
         access: ProducerAccess,
     },
     /// R-CAT-3: issued by the service when a sale's order period opens for this catalog.

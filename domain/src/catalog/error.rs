@@ -32,6 +32,10 @@ pub enum CatalogError {
     InvalidPercent,
     #[error("this change would bring a price to {result} EUR; prices must stay above zero")]
     ModulatedPriceNotPositive { product: ProductId, result: Money },
+    #[error(
+        "a delivery fee is zero or more, and a minimum or a free-delivery amount more than zero"
+    )]
+    InvalidOrderTerms,
 }
 
 impl CatalogError {
@@ -39,6 +43,7 @@ impl CatalogError {
     pub fn code(&self) -> &'static str {
         match self {
             CatalogError::NotCreated => "CATALOG_NOT_CREATED",
+            CatalogError::InvalidOrderTerms => "INVALID_ORDER_TERMS",
             CatalogError::AlreadyCreated => "CATALOG_ALREADY_CREATED",
             CatalogError::NotTheProducer => "NOT_THE_PRODUCER",
             CatalogError::InvalidName => "INVALID_NAME",

@@ -143,6 +143,10 @@ pub enum CatalogEvent {
     FeeOptionsSet {
         options: FeeOptions,
     },
+    /// R-ORD-6/7: the home delivery the catalog offers and its minimum order.
+    OrderTermsSet {
+        terms: OrderTerms,
+    },
     /// R-CAT-3: the terms of every offer as they stood when the sale's order period opened.
     PricesFrozenForSale {
         sale: SaleId,
@@ -163,6 +167,7 @@ impl DomainEvent for CatalogEvent {
             CatalogEvent::OfferPriceSet { .. } => "OfferPriceSet",
             CatalogEvent::PricesModulated { .. } => "PricesModulated",
             CatalogEvent::FeeOptionsSet { .. } => "FeeOptionsSet",
+            CatalogEvent::OrderTermsSet { .. } => "OrderTermsSet",
             CatalogEvent::PricesFrozenForSale { .. } => "PricesFrozenForSale",
             CatalogEvent::SaleForgotten { .. } => "SaleForgotten",
         }
@@ -172,4 +177,34 @@ impl DomainEvent for CatalogEvent {
     fn event_version(&self) -> String {
         "1".to_string()
     }
+}
+
+/// R-ORD-6: home delivery offered by whoever delivers (here a producer's catalog): a fee,
+/// nothing above an amount, and a minimum order for a delivery (R-ORD-7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryOffer {
+    pub fee: Money,
+    /// Orders of at least this amount (lines incl. VAT) are delivered free.
+    pub free_above: Option<Money>,
+    /// A delivered order needs at least this amount (lines incl. VAT).
+    pub minimum: Option<Money>,
+}
+
+impl DeliveryOffer {
+    /// The fee for `lines` incl. VAT.
+    pub fn fee_for(&self, lines: Money) -> Money {
+        match self.free_above {
+            Some(free) if lines >= free => Money::ZERO,
+            _ => self.fee,
+        }
+    }
+}
+
+/// R-ORD-6/7: what a catalog asks of the orders of its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrderTerms {
+    /// Home delivery by the producer (none: pick-up only).
+    pub delivery: Option<DeliveryOffer>,
+    /// The least an order's lines of this catalog may amount to (incl. VAT).
+    pub minimum_order: Option<Money>,
 }

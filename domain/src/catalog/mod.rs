@@ -14,4 +14,7 @@ mod tests;
 pub use aggregate::{Catalog, Offer};
 pub use commands::{CatalogCommand, Modulation};
 pub use error::CatalogError;
-pub use events::{CatalogEvent, FeeOptions, FrozenOffer, OfferPrice, OfferProduct, OfferTerms};
+pub use events::{
+    CatalogEvent, DeliveryOffer, FeeOptions, FrozenOffer, OfferPrice, OfferProduct, OfferTerms,
+    OrderTerms,
+};

@@ -705,3 +705,63 @@ fn the_catalog_state_round_trips_through_json_for_snapshots() {
     assert_eq!(back, c);
     assert_eq!(CatalogError::NoOffers.code(), "NO_OFFERS");
 }
+
+/// R-ORD-6/7: a catalog's delivery fee is free above its amount; terms are checked.
+#[test]
+fn r_ord_6_a_catalog_sets_its_delivery_and_minimum_order() {
+    use super::{DeliveryOffer, OrderTerms};
+    let offer = DeliveryOffer {
+        fee: Money::from_cents(490),
+        free_above: Some(Money::from_cents(3000)),
+        minimum: Some(Money::from_cents(1000)),
+    };
+    assert_eq!(
+        offer.fee_for(Money::from_cents(2999)),
+        Money::from_cents(490)
+    );
+    assert_eq!(offer.fee_for(Money::from_cents(3000)), Money::ZERO);
+    let mut c = Catalog::default();
+    c.apply(created());
+    let terms = OrderTerms {
+        delivery: Some(offer),
+        minimum_order: Some(Money::from_cents(500)),
+    };
+    let events = c
+        .decide(CatalogCommand::SetOrderTerms {
+            terms,
+            access: access(),
+        })
+        .unwrap();
+    assert_eq!(events, vec![CatalogEvent::OrderTermsSet { terms }]);
+    c.apply(events[0].clone());
+    assert_eq!(c.order_terms(), terms);
+    assert!(c
+        .decide(CatalogCommand::SetOrderTerms {
+            terms,
+            access: access()
+        })
+        .unwrap()
+        .is_empty());
+    for bad in [
+        OrderTerms {
+            delivery: Some(DeliveryOffer {
+                fee: Money::from_cents(-1),
+                free_above: None,
+                minimum: None,
+            }),
+            minimum_order: None,
+        },
+        OrderTerms {
+            delivery: None,
+            minimum_order: Some(Money::ZERO),
+        },
+    ] {
+        let e = c
+            .decide(CatalogCommand::SetOrderTerms {
+                terms: bad,
+                access: access(),
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_ORDER_TERMS");
+    }
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, MarketAccess};
 use crate::calendar::paris_instant;
 use crate::ids::{CatalogId, MarketId, ProducerId, UserId};
+use crate::money::Money;
 
 use super::commands::{Location, MarketCommand, PaymentMode, Slot, Visibility};
 use super::error::MarketError;
@@ -55,6 +56,9 @@ pub struct Market {
     /// R-SAL-8: where it is, once an administrator said.
     #[serde(default)]
     location: Option<Location>,
+    /// R-ORD-7
+    #[serde(default)]
+    minimum_order: Option<Money>,
 }
 
 /// A catalog's standing participation in a market's sales (R-SAL-2), with its default order
@@ -112,6 +116,10 @@ impl Market {
     }
     pub fn location(&self) -> Option<&Location> {
         self.location.as_ref()
+    }
+    /// R-ORD-7: the least an order may amount to (lines incl. VAT).
+    pub fn minimum_order(&self) -> Option<Money> {
+        self.minimum_order
     }
     pub fn amap(&self) -> bool {
         self.amap
@@ -503,6 +511,19 @@ impl Market {
                     by: actor.user,
                 }])
             }
+            C::SetMinimumOrder { amount, actor } => {
+                self.require_admin(&actor)?;
+                if amount.is_some_and(|a| a <= Money::ZERO) {
+                    return Err(MarketError::InvalidMinimumOrder);
+                }
+                if self.minimum_order == amount {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::MinimumOrderSet {
+                    amount,
+                    by: actor.user,
+                }])
+            }
             C::SetAmap { amap, actor } => {
                 self.require_admin(&actor)?;
                 if self.amap == amap {
@@ -639,6 +660,7 @@ impl Aggregate for Market {
             E::VisibilitySet { visibility, .. } => self.visibility = Some(visibility),
             E::LocationSet { location, .. } => self.location = Some(location),
             E::AmapSet { amap, .. } => self.amap = amap,
+            E::MinimumOrderSet { amount, .. } => self.minimum_order = amount,
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
             E::FeeScheduleAssigned { schedule, from, .. } => {
                 self.fee_schedules.insert(from, schedule);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, MarketAccess, ProducerAccess};
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+use crate::money::Money;
 
 /// How customers of a market pay (R-SAL-1), chosen by its administrator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,6 +148,12 @@ pub enum MarketCommand {
     /// R-SAL-8: where the market is (an administrator).
     SetLocation {
         location: Location,
+        actor: Actor,
+    },
+    /// R-ORD-7: the least an order of this market may amount to (lines incl. VAT; none: no
+    /// minimum), for the orders placed from now on (an administrator).
+    SetMinimumOrder {
+        amount: Option<Money>,
         actor: Actor,
     },
     /// R-SAL-1: the AMAP flag (an administrator); sales generated from now on carry it.

@@ -66,6 +66,8 @@ pub enum MarketError {
     InvalidFeeSchedule,
     #[error("a location is a latitude in [-90, 90], a longitude in [-180, 180] and a commune of 1 to 100 characters")]
     InvalidLocation,
+    #[error("a minimum order is more than zero")]
+    InvalidMinimumOrder,
 }
 
 impl MarketError {
@@ -100,6 +102,7 @@ impl MarketError {
             MarketError::FeeScheduleDatePast { .. } => "FEE_SCHEDULE_DATE_PAST",
             MarketError::InvalidFeeSchedule => "FEE_SCHEDULE_INVALID",
             MarketError::InvalidLocation => "MARKET_INVALID_LOCATION",
+            MarketError::InvalidMinimumOrder => "INVALID_ORDER_TERMS",
         }
     }
 }

@@ -5,6 +5,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+use crate::money::Money;
 
 use super::commands::{Location, PaymentMode, Slot, Visibility};
 
@@ -92,6 +93,11 @@ pub enum MarketEvent {
         amap: bool,
         by: UserId,
     },
+    /// R-ORD-7
+    MinimumOrderSet {
+        amount: Option<Money>,
+        by: UserId,
+    },
     SaleRegistered {
         sale: SaleId,
         date: NaiveDate,
@@ -127,6 +133,7 @@ impl DomainEvent for MarketEvent {
             MarketEvent::RecurringParticipationStopped { .. } => "RecurringParticipationStopped",
             MarketEvent::LocationSet { .. } => "LocationSet",
             MarketEvent::AmapSet { .. } => "AmapSet",
+            MarketEvent::MinimumOrderSet { .. } => "MinimumOrderSet",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
             MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",
         }
