@@ -106,6 +106,32 @@ async fn me_lists_what_the_caller_acts_for() {
     ] {
         assert!(nodes(&d, field).is_empty(), "{field}: {d}");
     }
+    // A market administrator reads the customer counts of their own markets only.
+    let d = api
+        .ok(
+            &f.admin,
+            "query($s: UUID!) { sale(id: $s) { date } }",
+            json!({"s": f.sale_id}),
+        )
+        .await;
+    let day = d["sale"]["date"].clone();
+    let counts = "query($d: Date!) { customersPerMarket(from: $d, to: $d) { edges { node { marketId customers orders } } } }";
+    let d = api.ok(&f.admin, counts, json!({"d": day})).await;
+    assert_eq!(
+        d["customersPerMarket"]["edges"],
+        json!([{"node": {"marketId": f.market_id, "customers": 1, "orders": 1}}])
+    );
+    let other_admin = api.who(Role::MarketAdmin);
+    let d = api.ok(&other_admin, counts, json!({"d": day})).await;
+    assert_eq!(d["customersPerMarket"]["edges"], json!([]));
+    let d = api
+        .ok(&api.who(Role::Auditor), counts, json!({"d": day}))
+        .await;
+    assert_eq!(
+        d["customersPerMarket"]["edges"].as_array().unwrap().len(),
+        1
+    );
+
     // Revoked: the colleague's list loses the account at once.
     api.ok(
         &f.producer,

@@ -1345,8 +1345,9 @@ impl ReadQuery {
     }
 
     /// Customers, orders and turnover per market, by name (at most 400 days): auditors and
-    /// platform administrators.
-    #[graphql(guard = "RoleGuard(&[Role::Auditor, Role::PlatformAdmin])")]
+    /// platform administrators see every market, a market administrator the markets they
+    /// administer.
+    #[graphql(guard = "RoleGuard(&[Role::Auditor, Role::PlatformAdmin, Role::MarketAdmin])")]
     async fn customers_per_market(
         &self,
         ctx: &Context<'_>,
@@ -1358,9 +1359,22 @@ impl ReadQuery {
         last: Option<i32>,
     ) -> Result<Page<MarketCustomers>> {
         let (from, to) = range(from, to)?;
-        let rows = dashboard::customers_per_market(&app(ctx).pool, from, to)
+        let mut rows = dashboard::customers_per_market(&app(ctx).pool, from, to)
             .await
             .map_err(db)?;
+        let a = actor(ctx)?;
+        if a.role == Role::MarketAdmin {
+            // The markets the caller administers, as the markets themselves say.
+            let mine = app(ctx).mine(a.user).await.coded()?;
+            let mut theirs = std::collections::BTreeSet::new();
+            for (market, _) in mine.markets {
+                let (_, access) = app(ctx).market_access(a, market).await.coded()?;
+                if access.administrator {
+                    theirs.insert(market);
+                }
+            }
+            rows.retain(|r| theirs.contains(&r.market));
+        }
         let items = rows
             .into_iter()
             .map(|r| MarketCustomers {
