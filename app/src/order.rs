@@ -991,7 +991,8 @@ impl App {
             .bus
             .load_stream::<AnnualSales>(&annual_sales_id(producer, year))
             .await?;
-        // Only a reduction of a recorded amount moves the annual sales (a weighing may raise it).
+        // A reduction, or a heavier weighing checked against the Discovery cap (R-ORD-4,
+        // R-ACC-4): refused above it, the weighing writes nothing.
         if let Some(current) = annual.state.reservation(order_id).map(|r| r.amount) {
             let command = if amount.is_zero() {
                 Some(AnnualSalesCommand::Release { order: order_id })
@@ -999,6 +1000,21 @@ impl App {
                 Some(AnnualSalesCommand::Reduce {
                     order: order_id,
                     new_amount: amount,
+                })
+            } else if amount > current {
+                let (account, _) = self.load::<ProducerAccount>(producer).await?;
+                let date = sale
+                    .state
+                    .date()
+                    .unwrap_or_else(|| etal_domain::calendar::paris_date(self.now()));
+                let cap = self
+                    .config
+                    .plan_terms(account.plan(), date)
+                    .and_then(|t| t.annual_cap_non_amap);
+                Some(AnnualSalesCommand::Raise {
+                    order: order_id,
+                    new_amount: amount,
+                    cap,
                 })
             } else {
                 None
@@ -1025,7 +1041,20 @@ impl App {
             .map_err(rejected)?;
             changes.stream(&sale)?;
         }
-        self.request_refunds(order, changes)
+        self.request_refunds(order, changes)?;
+        // R-ORD-4: a heavier weighing on an online market is charged online, through the
+        // outbox, once the order's charge was taken (before it, the charge owed covers the
+        // order as placed and the extra stays due at pick-up).
+        let due = order.state.balance_due();
+        if order.state.payment_mode() == PaymentMode::Online
+            && !order.state.is_cancelled()
+            && order.state.paid() > Money::ZERO
+            && due > Money::ZERO
+        {
+            let version = order.version + order.pending().len() as i64;
+            changes.send(Self::extra_charge_message(order_id, version, due));
+        }
+        Ok(())
     }
 
     /// R-ORD-5: the customer cancels while the period is open; a producer of the order or a

@@ -39,6 +39,10 @@ pub struct ChargeMessage {
     pub order: OrderId,
     pub payment: PaymentId,
     pub amount: Money,
+    /// The extra of a heavier weighing (R-ORD-4): declined, it stays due at pick-up and the
+    /// order stands.
+    #[serde(default)]
+    pub extra: bool,
 }
 
 /// Give back part of an online payment (a `RefundRequested` of the order).
@@ -141,6 +145,29 @@ impl App {
                 order,
                 payment,
                 amount: total,
+                extra: false,
+            }),
+        )
+    }
+
+    /// The outbox message owing the extra of a heavier weighing (R-ORD-4), one per change of
+    /// the order (`version`: the order's version after it).
+    pub(crate) fn extra_charge_message(
+        order: OrderId,
+        version: i64,
+        amount: Money,
+    ) -> OutboxMessage {
+        let payment = PaymentId(super::derived_id(&format!(
+            "payment:{order}:extra:{version}"
+        )));
+        OutboxMessage::new(
+            super::derived_id(&format!("outbox:charge:{order}:extra:{version}")),
+            kinds::CHARGE,
+            serde_json::json!(ChargeMessage {
+                order,
+                payment,
+                amount,
+                extra: true,
             }),
         )
     }
@@ -524,6 +551,14 @@ impl App {
                     )
                     .await?;
                 Ok(Delivery::Delivered(p))
+            }
+            Err(failure) if msg.extra => {
+                // A declined extra: the order stands, the extra stays due at pick-up.
+                let p = self
+                    .settle_only(tx, m, false, serde_json::json!({ "declined": failure.0 }))
+                    .await?;
+                tracing::info!(order = %msg.order, reason = %failure.0, "extra charge declined: due at pick-up");
+                Ok(Delivery::Failed(p, failure.0))
             }
             Err(failure) => {
                 // A declined charge: the order is cancelled, its stock and caps released.

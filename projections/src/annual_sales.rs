@@ -104,7 +104,8 @@ impl Projection for AnnualSalesProjection {
                 AnnualSalesEvent::Released { order, .. } => {
                     rows.insert((producer, year, order.0), Op::Delete);
                 }
-                AnnualSalesEvent::Reduced { order, to, .. } => {
+                AnnualSalesEvent::Reduced { order, to, .. }
+                | AnnualSalesEvent::Raised { order, to, .. } => {
                     match rows.entry((producer, year, order.0)).or_insert(Op::Patch {
                         amount: None,
                         confirmed: false,

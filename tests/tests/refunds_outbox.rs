@@ -408,7 +408,8 @@ async fn a_weighing_after_the_end_of_distribution_refunds_what_was_paid_beyond_t
     s.end_distribution().await;
     let (_, stock_version) = load_stock(&s.w, lamb).await;
 
-    // Heavier than estimated: 3.200 kg = 76.80, 4.80 more is due, nothing refunded.
+    // Heavier than estimated: 3.200 kg = 76.80; the 4.80 more is charged online through the
+    // outbox (R-ORD-4), nothing refunded.
     s.w.app
         .record_weight(
             &p.ctx().with_key("weigh-1"),
@@ -421,14 +422,19 @@ async fn a_weighing_after_the_end_of_distribution_refunds_what_was_paid_beyond_t
     let order = load_order(&s.w, placed.order).await;
     assert_eq!(order.total(), m("76.80"));
     assert_eq!(
-        order.balance_due(),
-        m("4.80"),
-        "R-ORD-4: the extra is recorded as due"
+        (order.balance_due(), order.paid()),
+        (Money::ZERO, m("76.80")),
+        "R-ORD-4: the extra is charged online"
+    );
+    assert_eq!(
+        s.w.payments.calls("charge"),
+        2,
+        "the order's charge and the extra"
     );
     assert!(refunds_requested(&s.w, placed.order).await.is_empty());
     assert_eq!(s.w.payments.calls("refund"), 0);
 
-    // Weighed again, lighter: 2.850 kg = 68.40; 72.00 was paid, 3.60 goes back.
+    // Weighed again, lighter: 2.850 kg = 68.40; 76.80 was paid, 8.40 goes back.
     let key = p.ctx().with_key("weigh-2");
     s.w.app
         .record_weight(&key, placed.order, 0, Decimal::new(2850, 3))
@@ -436,15 +442,15 @@ async fn a_weighing_after_the_end_of_distribution_refunds_what_was_paid_beyond_t
         .expect("second weighing");
     let order = load_order(&s.w, placed.order).await;
     assert_eq!(order.total(), m("68.40"));
-    assert_eq!(order.refunded(), m("3.60"));
+    assert_eq!(order.refunded(), m("8.40"));
     assert_eq!(order.paid() - order.refunded(), order.total());
     assert_eq!(order.balance_due(), Money::ZERO);
     let requested = refunds_requested(&s.w, placed.order).await;
     assert_eq!(requested.len(), 1, "{requested:?}");
-    assert_eq!(requested[0].1, m("3.60"));
+    assert_eq!(requested[0].1, m("8.40"));
     assert_eq!(
         refunds_recorded(&s.w, placed.order).await,
-        vec![(Some(requested[0].0), m("3.60"))]
+        vec![(Some(requested[0].0), m("8.40"))]
     );
     assert_eq!(
         outbox_row(&s.w, requested[0].0).await,
@@ -471,9 +477,9 @@ async fn a_weighing_after_the_end_of_distribution_refunds_what_was_paid_beyond_t
     assert_eq!(refunds_requested(&s.w, placed.order).await.len(), 1);
     assert_eq!(refunds_recorded(&s.w, placed.order).await.len(), 1);
     assert_eq!(s.w.payments.calls("refund"), 1);
-    assert_eq!(load_order(&s.w, placed.order).await.refunded(), m("3.60"));
+    assert_eq!(load_order(&s.w, placed.order).await.refunded(), m("8.40"));
 
-    // R-ORD-5: cancelled by the producer afterwards, the rest of the payment goes back: 72.00
+    // R-ORD-5: cancelled by the producer afterwards, the rest of the payments goes back: 76.80
     // refunded in all, never more than was paid.
     s.w.app
         .cancel_order(&p.ctx(), placed.order)
@@ -482,15 +488,16 @@ async fn a_weighing_after_the_end_of_distribution_refunds_what_was_paid_beyond_t
     let order = load_order(&s.w, placed.order).await;
     assert_eq!(
         (order.total(), order.paid(), order.refunded()),
-        (Money::ZERO, m("72.00"), m("72.00"))
+        (Money::ZERO, m("76.80"), m("76.80"))
     );
     let amounts: Vec<Money> = refunds_recorded(&s.w, placed.order)
         .await
         .iter()
         .map(|r| r.1)
         .collect();
-    assert_eq!(amounts, vec![m("3.60"), m("68.40")]);
-    assert_eq!(s.w.payments.calls("refund"), 2);
+    assert_eq!(amounts[0], m("8.40"));
+    assert_eq!(amounts.iter().copied().sum::<Money>(), m("76.80"));
+    assert_eq!(s.w.payments.calls("refund") as usize, amounts.len());
 }
 
 /// R-ORD-5, R-STK-4: after the end of distribution the customer can no longer cancel, but a

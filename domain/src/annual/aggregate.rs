@@ -152,6 +152,30 @@ impl AnnualSales {
                     to: new_amount,
                 }])
             }
+            C::Raise {
+                order,
+                new_amount,
+                cap,
+            } => {
+                let r = *self.known(order)?;
+                if new_amount <= r.amount {
+                    return Err(AnnualSalesError::NotARaise {
+                        order,
+                        current: r.amount,
+                    });
+                }
+                if let (false, Some(cap)) = (r.amap, cap) {
+                    let left = (cap - self.committed_non_amap()).max(Money::ZERO);
+                    if new_amount - r.amount > left {
+                        return Err(AnnualSalesError::CapExceeded { cap, left });
+                    }
+                }
+                Ok(vec![E::Raised {
+                    order,
+                    from: r.amount,
+                    to: new_amount,
+                }])
+            }
         }
     }
 }
@@ -203,7 +227,7 @@ impl Aggregate for AnnualSales {
             E::Released { order, .. } => {
                 self.reservations.remove(&order);
             }
-            E::Reduced { order, to, .. } => {
+            E::Reduced { order, to, .. } | E::Raised { order, to, .. } => {
                 if let Some(r) = self.reservations.get_mut(&order) {
                     r.amount = to;
                 }

@@ -27,4 +27,11 @@ pub enum AnnualSalesCommand {
     Release { order: OrderId },
     /// After a shortage or a refund the order's amount shrank.
     Reduce { order: OrderId, new_amount: Money },
+    /// R-ORD-4: a heavier weighing raised the order's amount; checked against the cap (R-ACC-4)
+    /// like a reservation, outside AMAP markets.
+    Raise {
+        order: OrderId,
+        new_amount: Money,
+        cap: Option<Money>,
+    },
 }

@@ -17,6 +17,8 @@ pub enum AnnualSalesError {
     AlreadyConfirmed { order: OrderId },
     #[error("the new amount must be below the current {current} EUR and not negative (release the order to drop it)")]
     NotAReduction { order: OrderId, current: Money },
+    #[error("order {order} holds {current} EUR; a raise must be above it")]
+    NotARaise { order: OrderId, current: Money },
 }
 
 impl AnnualSalesError {
@@ -29,6 +31,7 @@ impl AnnualSalesError {
             AnnualSalesError::UnknownOrder { .. } => "UNKNOWN_ORDER",
             AnnualSalesError::AlreadyConfirmed { .. } => "ALREADY_CONFIRMED",
             AnnualSalesError::NotAReduction { .. } => "NOT_A_REDUCTION",
+            AnnualSalesError::NotARaise { .. } => "NOT_A_RAISE",
         }
     }
 }

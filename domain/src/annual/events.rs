@@ -30,6 +30,12 @@ pub enum AnnualSalesEvent {
         from: Money,
         to: Money,
     },
+    /// A heavier weighing raised the order's amount (R-ORD-4), within the cap.
+    Raised {
+        order: OrderId,
+        from: Money,
+        to: Money,
+    },
 }
 
 impl DomainEvent for AnnualSalesEvent {
@@ -39,6 +45,7 @@ impl DomainEvent for AnnualSalesEvent {
             AnnualSalesEvent::Confirmed { .. } => "Confirmed",
             AnnualSalesEvent::Released { .. } => "Released",
             AnnualSalesEvent::Reduced { .. } => "Reduced",
+            AnnualSalesEvent::Raised { .. } => "Raised",
         }
         .to_string()
     }

@@ -319,3 +319,54 @@ proptest! {
         }
     }
 }
+
+/// R-ORD-4, R-ACC-4: a heavier weighing raises the order's amount within the cap, and is
+/// refused past it; AMAP orders never count.
+#[test]
+fn r_ord_4_a_heavier_weighing_raises_the_amount_within_the_cap_only() {
+    let cap = discovery_cap().expect("Discovery has a cap");
+    let near = cap - m("10.00");
+    let s = state(vec![AnnualSalesEvent::Reserved {
+        order: order(1),
+        amount: near,
+        amap: false,
+        cap: Some(cap),
+        left_after: Some(m("10.00")),
+        at: at(),
+    }]);
+    let raise = |to: Money| AnnualSalesCommand::Raise {
+        order: order(1),
+        new_amount: to,
+        cap: Some(cap),
+    };
+    assert_eq!(
+        s.decide(raise(near + m("10.00"))).unwrap(),
+        vec![AnnualSalesEvent::Raised {
+            order: order(1),
+            from: near,
+            to: cap
+        }]
+    );
+    assert_eq!(
+        s.decide(raise(near + m("10.01"))).unwrap_err().code(),
+        "CAP_EXCEEDED"
+    );
+    assert_eq!(s.decide(raise(near)).unwrap_err().code(), "NOT_A_RAISE");
+    let amap = state(vec![AnnualSalesEvent::Reserved {
+        order: order(1),
+        amount: near,
+        amap: true,
+        cap: Some(cap),
+        left_after: None,
+        at: at(),
+    }]);
+    assert!(
+        amap.decide(raise(cap + m("500.00"))).is_ok(),
+        "AMAP never counts"
+    );
+    let mut raised = s.clone();
+    for e in s.decide(raise(cap)).unwrap() {
+        raised.apply(e);
+    }
+    assert_eq!(raised.reservation(order(1)).unwrap().amount, cap);
+}
