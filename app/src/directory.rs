@@ -638,3 +638,131 @@ impl App {
             .map_err(Into::into)
     }
 }
+
+/// An invitation to a members-only market, as its administrators see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invitation {
+    pub id: Uuid,
+    /// None once accepted or erased.
+    pub email: Option<String>,
+    pub invited_by: UserId,
+    pub invited_at: DateTime<Utc>,
+    pub accepted_by: Option<UserId>,
+}
+
+fn email_key(email: &str) -> Result<String, AppError> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 320
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'));
+    if !valid {
+        return Err(AppError::bad_input("email", "an e-mail address"));
+    }
+    Ok(e)
+}
+
+impl App {
+    /// R-SAL-7: an administrator invites a person by e-mail address (kept outside the events);
+    /// the same address again is the same invitation.
+    pub async fn invite_member(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        email: &str,
+    ) -> Result<Uuid, AppError> {
+        self.admin_access(ctx.actor, market).await?;
+        let email = email_key(email)?;
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO market_invitations (id, market_id, email, invited_by, invited_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (market_id, email) WHERE email IS NOT NULL DO UPDATE SET email = EXCLUDED.email \
+             RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(market.0)
+        .bind(&email)
+        .bind(ctx.actor.user.0)
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// R-SAL-7: the invited person (signed in, with the invited address registered) joins: the
+    /// inviting administrator's admission is recorded (MemberApproved), and the invitation is
+    /// used. Without an invitation for the caller's address: NOT_FOUND.
+    pub async fn accept_invitation(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+    ) -> Result<Done<()>, AppError> {
+        let found: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT i.id, i.invited_by FROM market_invitations i JOIN people p \
+               ON p.user_id = $2 AND p.erased_at IS NULL AND lower(trim(p.email)) = i.email \
+             WHERE i.market_id = $1 ORDER BY i.invited_at LIMIT 1",
+        )
+        .bind(market.0)
+        .bind(ctx.actor.user.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((invitation, inviter)) = found else {
+            return Err(AppError::not_found("invitation", market));
+        };
+        let (state, _) = self.market_access(ctx.actor, market).await?;
+        let mut position = None;
+        if !state.members().contains(&ctx.actor.user) {
+            // Admitted by the administrator who invited (still one of them, or refused).
+            let by = etal_domain::Actor::new(UserId(inviter), etal_domain::Role::MarketAdmin);
+            let out = self
+                .exec::<Market>(
+                    market,
+                    MarketCommand::ApproveMember {
+                        user: ctx.actor.user,
+                        actor: by,
+                    },
+                    &ctx.step(
+                        "acceptInvitation",
+                        &fingerprint("acceptInvitation", &market),
+                    ),
+                )
+                .await?;
+            position = out.last_position();
+        }
+        sqlx::query(
+            "UPDATE market_invitations SET email = NULL, accepted_by = $2, accepted_at = $3 WHERE id = $1",
+        )
+        .bind(invitation)
+        .bind(ctx.actor.user.0)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(Done::new((), position))
+    }
+
+    /// The invitations of a market (its administrators).
+    pub async fn invitations(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+    ) -> Result<Vec<Invitation>, AppError> {
+        self.admin_access(ctx.actor, market).await?;
+        type Row = (Uuid, Option<String>, Uuid, DateTime<Utc>, Option<Uuid>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, email, invited_by, invited_at, accepted_by FROM market_invitations \
+             WHERE market_id = $1 ORDER BY invited_at, id",
+        )
+        .bind(market.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, email, by, at, accepted)| Invitation {
+                id,
+                email,
+                invited_by: UserId(by),
+                invited_at: at,
+                accepted_by: accepted.map(UserId),
+            })
+            .collect())
+    }
+}

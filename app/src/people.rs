@@ -95,6 +95,14 @@ impl App {
     /// money history stay whole; readers show "erased customer".
     pub async fn erase_person(&self, user: UserId) -> Result<(), AppError> {
         let mut tx = self.pool.begin().await?;
+        // Invitations to the person's address go with it (R-SAL-7).
+        sqlx::query(
+            "UPDATE market_invitations SET email = NULL \
+             WHERE email = (SELECT lower(trim(email)) FROM people WHERE user_id = $1)",
+        )
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
         let n = sqlx::query(
             "UPDATE people SET display_name = NULL, email = NULL, phone = NULL, erased_at = $2 WHERE user_id = $1",
         )

@@ -1,6 +1,7 @@
 //! Authorization matrix over HTTP: every query and mutation x every role, allowed or denied as
 //! the rules say (R-ACC-2: only the producer's people see their account, catalogs and stock; a
-//! customer their own orders; auditors read everything; ...), and nothing leaks from a denial.
+//! customer their own orders; auditors read everything; ...), with a collaborator (R-ACC-2), a
+//! revoked one and another account's as callers too, and nothing leaks from a denial.
 
 mod graphql_common;
 
@@ -8,7 +9,8 @@ use etal_domain::Role;
 use graphql_common::{fixture, Api, Who, PLACE_ORDER};
 use serde_json::{json, Value};
 
-const DENIED: [&str; 3] = ["UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"];
+/// What a denial answers (NOT_THE_OWNER: a collaborator doing what only the owner may, R-ACC-2).
+const DENIED: [&str; 4] = ["UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "NOT_THE_OWNER"];
 
 fn denial(body: &Value) -> Option<String> {
     body["errors"].as_array()?.iter().find_map(|e| {
@@ -40,8 +42,41 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         .unwrap();
 
     let other_producer = api.who(Role::Producer);
-    api.ok(&other_producer, graphql_common::OPEN_ACCOUNT, json!({}))
+    let d = api
+        .ok(&other_producer, graphql_common::OPEN_ACCOUNT, json!({}))
         .await;
+    let other_producer_id = d["openAccount"]["producerId"].clone();
+    // R-ACC-2: a collaborator of the owner's account, one granted then revoked, and one of the
+    // other producer's account.
+    const GRANT: &str =
+        "mutation($p: UUID!, $u: UUID!) { grantAccess(producerId: $p, userId: $u) { producerId } }";
+    let collab = api.who(Role::Producer);
+    api.ok(
+        &f.producer,
+        GRANT,
+        json!({"p": f.producer_id, "u": collab.user.0}),
+    )
+    .await;
+    let revoked = api.who(Role::Producer);
+    api.ok(
+        &f.producer,
+        GRANT,
+        json!({"p": f.producer_id, "u": revoked.user.0}),
+    )
+    .await;
+    api.ok(
+        &f.producer,
+        "mutation($p: UUID!, $u: UUID!) { revokeAccess(producerId: $p, userId: $u) { producerId } }",
+        json!({"p": f.producer_id, "u": revoked.user.0}),
+    )
+    .await;
+    let other_collab = api.who(Role::Producer);
+    api.ok(
+        &other_producer,
+        GRANT,
+        json!({"p": other_producer_id, "u": other_collab.user.0}),
+    )
+    .await;
     let other_admin = api.who(Role::MarketAdmin);
     let other_customer = api.who(Role::Customer);
     let auditor = api.who(Role::Auditor);
@@ -54,6 +89,9 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
     let people: Vec<(&str, &Who)> = vec![
         ("anonymous", &anonymous),
         ("owner", &f.producer),
+        ("collab", &collab),
+        ("revoked", &revoked),
+        ("other_collab", &other_collab),
         ("other_producer", &other_producer),
         ("admin", &f.admin),
         ("other_admin", &other_admin),
@@ -128,6 +166,28 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("mutation { createMarket(market: {name: \"M\", place: \"P\", paymentMode: ON_SITE, slots: []}) { marketId } }", &["admin", "other_admin", "platform"]),
         ("mutation { noop }", &["platform"]),
         ("mutation($u: UUID!) { erasePerson(userId: $u) { userId } }", &["customer", "platform"]),
+        // Joining a market, order terms, the market's settings (same values: harmless).
+        ("query($m: UUID!) { marketCard(marketId: $m) { name customersCount producers { name } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("{ markets(near: {lat: 45.2, lon: 0.43}, withinKm: 20) { name } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("query($p: UUID!) { linkedMarkets(producerId: $p) { name } }", &["owner"]),
+        ("query($p: UUID!) { proposals(producerId: $p) { id } }", &["owner"]),
+        ("query($m: UUID!) { proposals(marketId: $m) { id } }", &["admin"]),
+        ("query($r: UUID!) { proposal(id: $r) { status } }", &[]),
+        ("{ me { orders { edges { node { number } } } producerAccounts { edges { node { producerId } } } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("mutation($m: UUID!, $c: UUID!) { proposeCatalog(marketId: $m, catalogId: $c, message: \"Bonjour\") { proposalId } }", &["owner"]),
+        ("mutation($r: UUID!) { postProposalMessage(proposalId: $r, message: \"x\") { proposalId } }", &[]),
+        ("mutation($r: UUID!) { answerProposal(proposalId: $r, answer: DECLINE) { proposalId } }", &[]),
+        ("mutation($r: UUID!) { withdrawProposal(proposalId: $r) { proposalId } }", &[]),
+        ("mutation($c: UUID!) { setOrderTerms(catalogId: $c) { position } }", &["owner"]),
+        ("mutation($p: UUID!) { addProduct(producerId: $p, product: {name: \"Oeufs\", unit: \"boîte\", priceInclVat: \"3.20\"}) { productId } }", &["owner"]),
+        ("mutation($p: UUID!, $r: UUID!) { revokeAccess(producerId: $p, userId: $r) { position } }", &["owner"]),
+        ("mutation($m: UUID!) { setMarketLocation(marketId: $m, lat: 45.2, lon: 0.43, commune: \"Segonzac\") { position } }", &["admin"]),
+        ("mutation($m: UUID!) { setMinimumOrder(marketId: $m) { position } }", &["admin"]),
+        ("mutation($m: UUID!) { setAmap(marketId: $m, amap: false) { position } }", &["admin"]),
+        ("mutation($m: UUID!) { setVisibility(marketId: $m, visibility: PUBLIC) { position } }", &["admin"]),
+        ("mutation($m: UUID!) { setPaymentMode(marketId: $m, paymentMode: ONLINE) { position } }", &["admin"]),
+        ("mutation($m: UUID!, $u: UUID!) { answerMembership(marketId: $m, userId: $u, answer: REFUSE) { position } }", &["admin"]),
+        ("mutation($m: UUID!) { requestMembership(marketId: $m) { position } }", &["customer", "other_customer"]),
     ];
     let mut failures = Vec::new();
     let mut checks = 0;
@@ -137,7 +197,15 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
             let (status, body) = api.raw(token, query, v.clone()).await;
             checks += 1;
             let denied = denial(&body);
-            let should_allow = allowed.contains(name);
+            // A collaborator acts as the owner but for the owner's own acts (R-ACC-2); a revoked
+            // collaborator and another account's collaborator as any other producer.
+            let owner_only = query.contains("grantAccess") || query.contains("revokeAccess");
+            let as_other_producer = allowed.contains(&"other_producer");
+            let should_allow = match *name {
+                "collab" => as_other_producer || (allowed.contains(&"owner") && !owner_only),
+                "revoked" | "other_collab" => as_other_producer,
+                _ => allowed.contains(name),
+            };
             let text = body.to_string();
             if status >= 500 || text.contains("\"INTERNAL\"") {
                 failures.push(format!("{name}: {query}: status {status}: {text}"));

@@ -186,3 +186,105 @@ async fn r_sal_7_membership_requests_and_answers_retried_are_recorded_once() {
     .unwrap();
     assert_eq!(kinds, ["MembershipRequested", "MemberApproved"]);
 }
+
+/// R-SAL-7: invited by e-mail address (kept outside the events), the person joins once signed in
+/// with that address registered; the admission is the inviting administrator's, in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sal_7_an_invited_person_joins_a_members_only_market() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    api.ok(
+        &f.admin,
+        "mutation($m: UUID!) { setVisibility(marketId: $m, visibility: MEMBERS_ONLY) { marketId } }",
+        json!({"m": f.market_id}),
+    )
+    .await;
+    const INVITE: &str = "mutation($m: UUID!, $e: String!) { inviteMember(marketId: $m, email: $e) { invitationId } }";
+    const ACCEPT: &str = "mutation($m: UUID!, $k: String) { acceptInvitation(marketId: $m, idempotencyKey: $k) { marketId } }";
+    for (who, email, want) in [
+        (&f.admin, "pas une adresse", "BAD_USER_INPUT"),
+        (&f.customer, "jeanne@example.org", "FORBIDDEN"),
+        (&f.producer, "jeanne@example.org", "FORBIDDEN"),
+    ] {
+        let r = api
+            .call(who, INVITE, json!({"m": f.market_id, "e": email}))
+            .await;
+        assert_eq!(code(&r).as_deref(), Some(want), "{r}");
+    }
+    let d = api
+        .ok(
+            &f.admin,
+            INVITE,
+            json!({"m": f.market_id, "e": " Jeanne@Example.org "}),
+        )
+        .await;
+    let invitation = d["inviteMember"]["invitationId"].clone();
+    let again = api
+        .ok(
+            &f.admin,
+            INVITE,
+            json!({"m": f.market_id, "e": "jeanne@example.org"}),
+        )
+        .await;
+    assert_eq!(
+        again["inviteMember"]["invitationId"], invitation,
+        "one invitation per address"
+    );
+    let events_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text ILIKE '%jeanne%'")
+            .fetch_one(&api.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(events_before, 0, "the address is in no event");
+    // Not yet registered with that address: no invitation for them.
+    let r = api
+        .call(&f.customer, ACCEPT, json!({"m": f.market_id}))
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"), "{r}");
+    api.ok(
+        &f.customer,
+        "mutation { registerPerson(displayName: \"Jeanne\", email: \"jeanne@example.org\") { userId } }",
+        json!({}),
+    )
+    .await;
+    api.ok(&f.customer, ACCEPT, json!({"m": f.market_id, "k": "join"}))
+        .await;
+    let approved: Vec<String> = sqlx::query_scalar(
+        "SELECT payload -> 'MemberApproved' ->> 'by' FROM events WHERE aggregate_id = $1 AND event_type = 'MemberApproved'",
+    )
+    .bind(&f.market_id)
+    .fetch_all(&api.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        approved,
+        vec![f.admin.user.0.to_string()],
+        "admitted by the inviter"
+    );
+    let d = api
+        .ok(&f.admin, "query($m: UUID!) { market(id: $m) { members } invitations(marketId: $m) { email acceptedBy } }", json!({"m": f.market_id}))
+        .await;
+    assert_eq!(d["market"]["members"], json!([f.customer.user.0]));
+    assert_eq!(
+        d["invitations"],
+        json!([{"email": null, "acceptedBy": f.customer.user.0}])
+    );
+    let d = api
+        .ok(
+            &f.customer,
+            PLACE_ORDER,
+            json!({"s": f.sale_id, "k": "member", "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(d["placeOrder"]["order"]["total"], "8.50");
+    // Used: another person with the same address later finds nothing.
+    let other = api.who(Role::Customer);
+    api.ok(
+        &other,
+        "mutation { registerPerson(displayName: \"Autre\", email: \"jeanne@example.org\") { userId } }",
+        json!({}),
+    )
+    .await;
+    let r = api.call(&other, ACCEPT, json!({"m": f.market_id})).await;
+    assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"), "{r}");
+}

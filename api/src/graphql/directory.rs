@@ -181,6 +181,23 @@ pub struct ProposalPayload {
     pub position: Option<String>,
 }
 
+#[derive(SimpleObject)]
+pub struct InvitationPayload {
+    pub invitation_id: Uuid,
+    pub market_id: Uuid,
+}
+
+/// An invitation to a members-only market (R-SAL-7).
+#[derive(SimpleObject)]
+pub struct InvitationView {
+    pub id: Uuid,
+    /// Null once accepted or erased.
+    pub email: Option<String>,
+    pub invited_by: Uuid,
+    pub invited_at: DateTime<Utc>,
+    pub accepted_by: Option<Uuid>,
+}
+
 #[derive(Default)]
 pub struct DirectoryQuery;
 
@@ -270,6 +287,26 @@ impl DirectoryQuery {
         }
         .coded()?;
         Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// R-SAL-7: a market's invitations (its administrators).
+    #[graphql(guard = "ADMIN")]
+    async fn invitations(&self, ctx: &Context<'_>, market_id: Uuid) -> Result<Vec<InvitationView>> {
+        let c = app_ctx(ctx, None)?;
+        let list = app(ctx)
+            .invitations(&c, MarketId(market_id))
+            .await
+            .coded()?;
+        Ok(list
+            .into_iter()
+            .map(|i| InvitationView {
+                id: i.id,
+                email: i.email,
+                invited_by: i.invited_by.0,
+                invited_at: i.invited_at,
+                accepted_by: i.accepted_by.map(|u| u.0),
+            })
+            .collect())
     }
 
     /// R-CAT-5: the markets a producer's catalogs are linked to ("my markets").
@@ -362,6 +399,39 @@ impl DirectoryMutation {
     ) -> Result<MarketPayload> {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx).set_amap(&c, MarketId(market_id), amap).await;
+        market_payload(ctx, market_id, done).await
+    }
+
+    /// R-SAL-7: an administrator invites a person to the market by e-mail address (kept outside
+    /// the events); the person joins with `acceptInvitation` once signed in with that address
+    /// registered.
+    #[graphql(guard = "ADMIN")]
+    async fn invite_member(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        #[graphql(validator(max_length = 320))] email: String,
+    ) -> Result<InvitationPayload> {
+        let c = app_ctx(ctx, None)?;
+        let id = app(ctx)
+            .invite_member(&c, MarketId(market_id), &email)
+            .await
+            .coded()?;
+        Ok(InvitationPayload {
+            invitation_id: id,
+            market_id,
+        })
+    }
+
+    /// R-SAL-7: the invited person joins the market (admitted by the administrator who invited).
+    async fn accept_invitation(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx).accept_invitation(&c, MarketId(market_id)).await;
         market_payload(ctx, market_id, done).await
     }
 
