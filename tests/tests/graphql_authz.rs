@@ -188,6 +188,15 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("mutation($m: UUID!) { setPaymentMode(marketId: $m, paymentMode: ONLINE) { position } }", &["admin"]),
         ("mutation($m: UUID!, $u: UUID!) { answerMembership(marketId: $m, userId: $u, answer: REFUSE) { position } }", &["admin"]),
         ("mutation($m: UUID!) { requestMembership(marketId: $m) { position } }", &["customer", "other_customer"]),
+        ("mutation($m: UUID!) { inviteMember(marketId: $m, email: \"jeanne@example.org\") { invitationId } }", &["admin"]),
+        ("mutation($m: UUID!) { acceptInvitation(marketId: $m) { position } }", &[]),
+        ("mutation($c: UUID!, $x: UUID!) { addOffer(catalogId: $c, productId: $x, priceInclVat: \"8.50\") { position } }", &["owner"]),
+        ("mutation($m: UUID!, $d: Date!) { generateSales(marketId: $m, from: $d, to: $d) { saleIds } }", &["admin"]),
+        ("mutation($m: UUID!, $c: UUID!) { participateInRecurringSales(marketId: $m, catalogId: $c) { position } }", &["owner"]),
+        ("mutation($m: UUID!, $c: UUID!) { stopRecurringParticipation(marketId: $m, catalogId: $c) { position } }", &["owner"]),
+        ("mutation($m: UUID!, $d: Date!) { assignFeeSchedule(marketId: $m, schedule: \"cagette\", from: $d) { marketId } }", &["platform"]),
+        ("mutation($p: UUID!) { changePlan(producerId: $p, plan: PRO) { position } }", &["owner"]),
+        ("mutation($p: UUID!) { recordTraining(producerId: $p) { position } }", &["platform"]),
     ];
     let mut failures = Vec::new();
     let mut checks = 0;
@@ -199,7 +208,9 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
             let denied = denial(&body);
             // A collaborator acts as the owner but for the owner's own acts (R-ACC-2); a revoked
             // collaborator and another account's collaborator as any other producer.
-            let owner_only = query.contains("grantAccess") || query.contains("revokeAccess");
+            let owner_only = ["grantAccess", "revokeAccess", "changePlan"]
+                .iter()
+                .any(|op| query.contains(op));
             let as_other_producer = allowed.contains(&"other_producer");
             let should_allow = match *name {
                 "collab" => as_other_producer || (allowed.contains(&"owner") && !owner_only),
