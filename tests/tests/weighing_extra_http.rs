@@ -103,3 +103,108 @@ async fn r_ord_4_a_heavier_weighing_is_charged_online_once() {
     .await;
     caught_up(&api).await;
 }
+
+/// R-ORD-4, R-ACC-4: a heavier weighing counts against the Discovery cap (1,000.00 a year in the
+/// shipped plans): past it the weighing is refused and writes nothing; within it, it stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_ord_4_a_heavier_weighing_is_checked_against_the_discovery_cap() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    let discovery = api.who(etal_domain::Role::Producer);
+    let d = api
+        .ok(
+            &discovery,
+            "mutation { openAccount(acceptedCharter: \"v2\", plan: DISCOVERY) { producerId } }",
+            json!({}),
+        )
+        .await;
+    let producer = d["openAccount"]["producerId"].clone();
+    let d = api
+        .ok(
+            &discovery,
+            "mutation($p: UUID!) { addProduct(producerId: $p, product: {name: \"Agneau\", unit: \"kg\", priceInclVat: \"600.00\", variableWeight: true, estimatedWeightKg: \"1.5\"}) { productId } }",
+            json!({"p": producer}),
+        )
+        .await;
+    let lamb = d["addProduct"]["productId"].clone();
+    let d = api
+        .ok(
+            &discovery,
+            "mutation($p: UUID!) { createCatalog(producerId: $p, name: \"Viandes\") { catalogId } }",
+            json!({"p": producer}),
+        )
+        .await;
+    let catalog = d["createCatalog"]["catalogId"].clone();
+    api.ok(
+        &discovery,
+        "mutation($c: UUID!, $x: UUID!) { addOffer(catalogId: $c, productId: $x, priceInclVat: \"600.00\") { position } }",
+        json!({"c": catalog, "x": lamb}),
+    )
+    .await;
+    api.ok(
+        &f.admin,
+        "mutation($m: UUID!, $c: UUID!) { linkCatalog(marketId: $m, catalogId: $c) { position } }",
+        json!({"m": f.market_id, "c": catalog}),
+    )
+    .await;
+    api.ok(
+        &discovery,
+        "mutation($c: UUID!, $s: UUID!) { participate(catalogId: $c, saleIds: [$s]) { position } }",
+        json!({"c": catalog, "s": f.sale_id}),
+    )
+    .await;
+    // 1.5 kg estimated: 900.00 of the 1,000.00 a Discovery account may sell in a year.
+    let d = api
+        .ok(
+            &f.customer,
+            PLACE_ORDER,
+            json!({"s": f.sale_id, "k": "lamb", "lines": [{"catalogId": catalog, "productId": lamb, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(d["placeOrder"]["order"]["total"], "900.00", "{d}");
+    let order = d["placeOrder"]["orderId"].clone();
+    let line = d["placeOrder"]["order"]["lines"][0]["line"].clone();
+    let events = |api: &Api| {
+        let pool = api.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let before = events(&api).await;
+    let r = api
+        .call(
+            &discovery,
+            WEIGH,
+            json!({"o": order, "l": line, "w": "1.70"}),
+        )
+        .await;
+    assert_eq!(
+        graphql_common::code(&r).as_deref(),
+        Some("CAP_EXCEEDED"),
+        "1,020.00 is past the cap: {r}"
+    );
+    assert_eq!(
+        events(&api).await,
+        before,
+        "a refused weighing writes nothing"
+    );
+    let d = api
+        .ok(
+            &discovery,
+            WEIGH,
+            json!({"o": order, "l": line, "w": "1.65"}),
+        )
+        .await;
+    assert_eq!(d["recordWeight"]["order"]["total"], "990.00", "{d}");
+    let d = api
+        .ok(
+            &discovery,
+            "query($p: UUID!) { annualSales(producerId: $p) { nonAmapCommitted } }",
+            json!({"p": producer}),
+        )
+        .await;
+    assert_eq!(d["annualSales"][0]["nonAmapCommitted"], "990.00", "{d}");
+}
