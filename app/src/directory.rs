@@ -119,15 +119,7 @@ impl App {
         location: Location,
     ) -> Result<Done<()>, AppError> {
         self.admin_access(ctx.actor, market).await?;
-        let fp = fingerprint(
-            "setMarketLocation",
-            &(
-                market,
-                location.lat.to_bits(),
-                location.lon.to_bits(),
-                &location.commune,
-            ),
-        );
+        let fp = fingerprint("setMarketLocation", &(market, &location));
         let out = self
             .exec::<Market>(
                 market,

@@ -11,6 +11,7 @@ use etal_domain::catalog::CatalogEvent;
 use etal_domain::market::MarketEvent;
 use etal_domain::proposal::ProposalEvent;
 use etal_store::StoredEvent;
+use rust_decimal::prelude::ToPrimitive;
 use uuid::Uuid;
 
 use crate::support::{aggregate_uuid, bad_event, decode};
@@ -205,8 +206,9 @@ impl Projection for Directory {
                                      commune_key = EXCLUDED.commune_key",
                             )
                             .bind(market)
-                            .bind(location.lat)
-                            .bind(location.lon)
+                            // The geometry works in floating degrees.
+                            .bind(location.lat.to_f64())
+                            .bind(location.lon.to_f64())
                             .bind(&location.commune)
                             .bind(commune_key(&location.commune))
                             .execute(&mut *conn)

@@ -10,6 +10,7 @@ use etal_domain::catalog::{Catalog, CatalogEvent};
 use etal_domain::ids::{CatalogId, MarketId, ProducerId, ProposalId, UserId};
 use etal_domain::market::{Location, Market, MarketEvent};
 use etal_domain::proposal::{Proposal, ProposalEvent, Side};
+use rust_decimal::Decimal;
 
 #[tokio::test]
 async fn the_directory_folds_places_links_proposals_and_roles_and_rebuilds_equal() {
@@ -41,8 +42,8 @@ async fn the_directory_folds_places_links_proposals_and_roles_and_rebuilds_equal
     )
     .await;
     let at_first = Location {
-        lat: 45.2,
-        lon: 0.43,
+        lat: Decimal::new(452, 1),
+        lon: Decimal::new(43, 2),
         commune: "Segonzac".into(),
     };
     append_events::<Market>(
@@ -106,8 +107,8 @@ async fn the_directory_folds_places_links_proposals_and_roles_and_rebuilds_equal
             },
             MarketEvent::LocationSet {
                 location: Location {
-                    lat: 45.21,
-                    lon: 0.44,
+                    lat: Decimal::new(4521, 2),
+                    lon: Decimal::new(44, 2),
                     commune: "Saint-Astier".into(),
                 },
                 by: admin,

@@ -7,6 +7,8 @@ use etal_app::directory::{Around, MarketCard, MarketSearch, ProposalSummary};
 use etal_domain::ids::{CatalogId, MarketId, ProducerId, ProposalId};
 use etal_domain::market::Location;
 use etal_domain::Role;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::common::{actor, app, app_ctx, bad_input, read_your_writes, OrCoded, RoleGuard};
@@ -69,8 +71,8 @@ impl From<MarketCard> for MarketCardView {
             name: c.name,
             place: c.place,
             location: c.location.map(|l| LocationView {
-                lat: l.lat,
-                lon: l.lon,
+                lat: l.lat.to_f64().unwrap_or_default(),
+                lon: l.lon.to_f64().unwrap_or_default(),
                 commune: l.commune,
             }),
             distance_km: c.distance_km,
@@ -364,7 +366,17 @@ impl DirectoryMutation {
         idempotency_key: Option<String>,
     ) -> Result<MarketPayload> {
         let c = app_ctx(ctx, idempotency_key)?;
-        let location = Location { lat, lon, commune };
+        // Degrees from a GraphQL Float, kept exact to 7 places (about a centimetre).
+        let degrees = |field: &str, v: f64| {
+            Decimal::from_f64(v)
+                .map(|d| d.round_dp(7))
+                .ok_or_else(|| bad_input(field, "a finite number of degrees"))
+        };
+        let location = Location {
+            lat: degrees("lat", lat)?,
+            lon: degrees("lon", lon)?,
+            commune,
+        };
         let done = app(ctx)
             .set_location(&c, MarketId(market_id), location)
             .await;

@@ -11,6 +11,7 @@ use crate::actor::{Actor, MarketAccess};
 use crate::calendar::paris_instant;
 use crate::ids::{CatalogId, MarketId, ProducerId, UserId};
 use crate::money::Money;
+use rust_decimal::Decimal;
 
 use super::commands::{Location, MarketCommand, PaymentMode, Slot, Visibility};
 use super::error::MarketError;
@@ -492,8 +493,9 @@ impl Market {
             C::SetLocation { location, actor } => {
                 self.require_admin(&actor)?;
                 let commune = location.commune.trim().to_string();
-                let valid = (-90.0..=90.0).contains(&location.lat)
-                    && (-180.0..=180.0).contains(&location.lon)
+                let (lat, lon) = (Decimal::from(90), Decimal::from(180));
+                let valid = (-lat..=lat).contains(&location.lat)
+                    && (-lon..=lon).contains(&location.lon)
                     && !commune.is_empty()
                     && commune.chars().count() <= 100;
                 if !valid {

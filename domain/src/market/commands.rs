@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, MarketAccess, ProducerAccess};
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
 use crate::money::Money;
+use rust_decimal::Decimal;
 
 /// How customers of a market pay (R-SAL-1), chosen by its administrator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,12 +50,12 @@ impl Slot {
     }
 }
 
-/// Where a market is, for producers looking for markets near them (R-SAL-8): WGS 84 degrees
-/// and the commune's name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a market is, for producers looking for markets near them (R-SAL-8): WGS 84 degrees,
+/// exact as given (the search's geometry converts them), and the commune's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
-    pub lat: f64,
-    pub lon: f64,
+    pub lat: Decimal,
+    pub lon: Decimal,
     pub commune: String,
 }
 

@@ -5,6 +5,7 @@ use cqrs_es::Aggregate;
 use super::*;
 use crate::actor::{Actor, Role};
 use crate::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+use rust_decimal::Decimal;
 
 type Fw = TestFramework<Market>;
 
@@ -411,8 +412,8 @@ fn r_fee_5_a_fee_schedule_is_chosen_per_market_from_a_date() {
 fn r_sal_8_an_administrator_places_the_market_on_the_map() {
     let m = market_with(vec![created()]);
     let here = Location {
-        lat: 45.2006,
-        lon: 0.4286,
+        lat: Decimal::new(452006, 4),
+        lon: Decimal::new(4286, 4),
         commune: "  Segonzac ".into(),
     };
     let events = m
@@ -441,16 +442,12 @@ fn r_sal_8_an_administrator_places_the_market_on_the_map() {
         })
         .unwrap()
         .is_empty());
-    for bad in [
-        (91.0, 0.0, "Nulle part"),
-        (45.0, -181.0, "Ailleurs"),
-        (45.0, 0.4, " "),
-    ] {
+    for bad in [(91, 0, "Nulle part"), (45, -181, "Ailleurs"), (45, 0, " ")] {
         let e = m
             .decide(MarketCommand::SetLocation {
                 location: Location {
-                    lat: bad.0,
-                    lon: bad.1,
+                    lat: Decimal::from(bad.0),
+                    lon: Decimal::from(bad.1),
                     commune: bad.2.into(),
                 },
                 actor: admin(),
