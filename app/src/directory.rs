@@ -157,6 +157,31 @@ impl App {
         Ok(Done::new((), out.last_position()))
     }
 
+    /// R-ORD-6/7: the home delivery the market runs (none: none), for orders placed from now
+    /// on; its fees are the market's.
+    pub async fn set_market_delivery(
+        &self,
+        ctx: &Ctx,
+        market: MarketId,
+        offer: Option<etal_domain::catalog::DeliveryOffer>,
+    ) -> Result<Done<()>, AppError> {
+        self.admin_access(ctx.actor, market).await?;
+        let out = self
+            .exec::<Market>(
+                market,
+                MarketCommand::SetDelivery {
+                    offer,
+                    actor: ctx.actor,
+                },
+                &ctx.step(
+                    "setMarketDelivery",
+                    &fingerprint("setMarketDelivery", &(market, offer)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
     /// R-SAL-1: the AMAP flag; the sales generated from now on carry it (a sale keeps the flag it
     /// was generated with, as its caps were counted with it).
     pub async fn set_amap(

@@ -16,7 +16,7 @@ use etal_domain::ids::{
 };
 use etal_domain::market::{Market, PaymentMode};
 use etal_domain::order::{
-    Canceller, Delivery, Line, LineInput, Order, OrderCommand, PaymentMethod,
+    Canceller, Deliverer, Delivery, Line, LineInput, Order, OrderCommand, PaymentMethod,
 };
 use etal_domain::sale::{PeriodState, Sale, SaleCommand};
 use etal_domain::stock::{Stock, StockCommand};
@@ -537,32 +537,40 @@ impl App {
                 if owner != Some(customer.0) {
                     return Err(AppError::not_found("address", address_ref));
                 }
-                let offer = match per_catalog.keys().collect::<Vec<_>>().as_slice() {
+                // The producer of the order's one catalog delivers it if they offer to (the
+                // fee is theirs); else the market, if it runs deliveries (the fee is the
+                // market's).
+                let by_producer = match per_catalog.keys().collect::<Vec<_>>().as_slice() {
                     [catalog] => facts
                         .catalogs
                         .get(*catalog)
                         .and_then(|c| c.order_terms().delivery),
-                    _ => {
-                        return Err(AppError::Rejected {
+                    _ => None,
+                };
+                let (offer, by) =
+                    match (by_producer, market.delivery()) {
+                        (Some(offer), _) => (offer, Deliverer::Producer),
+                        (None, Some(offer)) => (offer, Deliverer::Market),
+                        (None, None) => return Err(AppError::Rejected {
                             code: "DELIVERY_NOT_OFFERED",
-                            message: "home delivery is offered by a producer's catalog for its \
-                                      own lines: order one catalog's lines to have them delivered"
-                                .into(),
-                        })
-                    }
-                };
-                let Some(offer) = offer else {
-                    return Err(AppError::Rejected {
-                        code: "DELIVERY_NOT_OFFERED",
-                        message: "this catalog offers no home delivery: pick the order up".into(),
-                    });
-                };
+                            message: if per_catalog.len() > 1 {
+                                "this market runs no home delivery, and a producer delivers only \
+                                 their own catalog's lines: order one catalog's lines to have them \
+                                 delivered, or pick the order up"
+                            } else {
+                                "neither this catalog nor this market offers home delivery: pick \
+                                 the order up"
+                            }
+                            .into(),
+                        }),
+                    };
                 if let Some(minimum) = offer.minimum {
                     minimum_reached("a delivery's", minimum, total)?;
                 }
                 Delivery::Home {
                     fee: offer.fee_for(total),
                     address_ref,
+                    by,
                 }
             }
         })
@@ -1107,6 +1115,13 @@ impl App {
             }
             Role::MarketAdmin => {
                 let (_, access) = self.market_access(ctx.actor, order.market()).await?;
+                // Checked here, before the order's state: another market's administrator
+                // learns nothing of it (not even that it is cancelled).
+                if !access.administrator {
+                    return Err(AppError::Forbidden(
+                        "only this market's administrators cancel its orders".into(),
+                    ));
+                }
                 Canceller::MarketAdministrator(access)
             }
             _ => return Err(AppError::Forbidden("you cannot cancel this order".into())),

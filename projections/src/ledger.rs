@@ -36,6 +36,7 @@ pub fn account_parts(account: &Account) -> (&'static str, Option<Uuid>) {
         Account::Refunds => ("Refunds", None),
         Account::PayoutsSent => ("PayoutsSent", None),
         Account::FeesReceivable(p) => ("FeesReceivable", Some(p.0)),
+        Account::MarketPayable(m) => ("MarketPayable", Some(m.0)),
     }
 }
 
@@ -458,6 +459,19 @@ pub async fn balances_as_of(
             })
         })
         .collect()
+}
+
+/// What the platform holds for one party on one account (credits minus debits), e.g. a
+/// market's delivery fees (`MarketPayable`, R-ORD-6).
+pub async fn held_for(pool: &PgPool, account: &str, party: Uuid) -> Result<Money, sqlx::Error> {
+    let held: Option<rust_decimal::Decimal> = sqlx::query_scalar(
+        "SELECT sum(credit) - sum(debit) FROM ledger_postings WHERE account = $1 AND party = $2",
+    )
+    .bind(account)
+    .bind(party)
+    .fetch_one(pool)
+    .await?;
+    Ok(held.map(money).unwrap_or(Money::ZERO))
 }
 
 /// Both sides of R-PAY-3 as of a date, from the tables.

@@ -400,6 +400,30 @@ impl DirectoryMutation {
         market_payload(ctx, market_id, done).await
     }
 
+    /// R-ORD-6/7: home delivery run by the market (a fee, free above an amount, a minimum for a
+    /// delivery; absent: none), for orders placed from now on (an administrator). An order
+    /// of one catalog whose producer delivers is delivered by the producer; any other order
+    /// asking for delivery, by the market, and its fee is the market's.
+    #[graphql(guard = "ADMIN")]
+    async fn set_market_delivery(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        delivery: Option<super::catalogs::DeliveryOfferInput>,
+        idempotency_key: Option<String>,
+    ) -> Result<MarketPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let offer = delivery.map(|d| etal_domain::catalog::DeliveryOffer {
+            fee: d.fee.0,
+            free_above: d.free_above.map(|m| m.0),
+            minimum: d.minimum.map(|m| m.0),
+        });
+        let done = app(ctx)
+            .set_market_delivery(&c, MarketId(market_id), offer)
+            .await;
+        market_payload(ctx, market_id, done).await
+    }
+
     /// R-SAL-1: the AMAP flag (an administrator); sales generated from now on carry it.
     #[graphql(guard = "ADMIN")]
     async fn set_amap(

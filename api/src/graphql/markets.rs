@@ -1,5 +1,6 @@
 //! Markets, their sales, participations and the sale's lifecycle (R-SAL, R-CAT-4).
 
+use crate::graphql::scalars::Money;
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, NaiveTime, Utc};
@@ -229,6 +230,29 @@ impl MarketView {
     }
     async fn amap(&self) -> bool {
         self.market.amap()
+    }
+    /// R-ORD-7: the least an order of this market may amount to (lines incl. VAT).
+    async fn minimum_order(&self) -> Option<Money> {
+        self.market.minimum_order().map(Money)
+    }
+    /// R-ORD-6: the home delivery the market runs (none: only producers' own, if any).
+    async fn delivery(&self) -> Option<super::catalogs::DeliveryOfferView> {
+        self.market
+            .delivery()
+            .map(|d| super::catalogs::DeliveryOfferView {
+                fee: Money(d.fee),
+                free_above: d.free_above.map(Money),
+                minimum: d.minimum.map(Money),
+            })
+    }
+    /// R-ORD-6: the delivery fees of this market's orders that the platform holds for it
+    /// (paid online, net of refunds), from the ledger; its people and auditors.
+    async fn delivery_fees_held(&self, ctx: &Context<'_>) -> Result<Money> {
+        self.internals()?;
+        let held = etal_projections::ledger::held_for(&app(ctx).pool, "MarketPayable", self.id.0)
+            .await
+            .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;
+        Ok(Money(held))
     }
     /// Whether the caller administers this market.
     async fn you_administer(&self) -> bool {

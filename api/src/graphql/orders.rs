@@ -160,7 +160,18 @@ impl OrderView {
     async fn home_delivery(&self) -> bool {
         matches!(self.order.delivery(), Delivery::Home { .. })
     }
-    /// R-ORD-6: the delivery fee, as the delivering catalog set it (zero for a pick-up).
+    /// R-ORD-6: who delivers (none: a pick-up): the producer of the order's one catalog, or
+    /// the market; the fee is theirs.
+    async fn delivered_by(&self) -> Option<DeliveredBy> {
+        match self.order.delivery() {
+            Delivery::Home { by, .. } => Some(match by {
+                etal_domain::order::Deliverer::Producer => DeliveredBy::Producer,
+                etal_domain::order::Deliverer::Market => DeliveredBy::Market,
+            }),
+            Delivery::PickUp => None,
+        }
+    }
+    /// R-ORD-6: the delivery fee, as the deliverer set it (zero for a pick-up).
     async fn delivery_fee(&self) -> Money {
         match self.order.delivery() {
             Delivery::Home { fee, .. } => Money(fee),
@@ -612,4 +623,11 @@ impl OrderMutation {
             .await;
         order_payload(ctx, order_id, done).await
     }
+}
+
+/// R-ORD-6: who delivers a home delivery.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveredBy {
+    Producer,
+    Market,
 }

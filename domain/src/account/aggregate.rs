@@ -66,7 +66,9 @@ impl ProducerAccount {
     /// A proof that `actor` may act on this account: the owner (`owner: true`) or a collaborator
     /// (`owner: false`), in the Producer role, on an open account (R-ACC-2).
     pub fn access(&self, actor: Actor) -> Result<ProducerAccess, AccountError> {
-        let opened = self.open_state()?;
+        // Who may act is checked before the account's state, so a stranger learns nothing of
+        // it (not even that it is closed).
+        let opened = self.opened.as_ref().ok_or(AccountError::NotOpened)?;
         if actor.role != Role::Producer {
             return Err(AccountError::NoAccess);
         }
@@ -74,6 +76,7 @@ impl ProducerAccount {
         if !owner && !self.collaborators.contains(&actor.user) {
             return Err(AccountError::NoAccess);
         }
+        self.open_state()?;
         Ok(ProducerAccess {
             producer: opened.producer,
             actor,

@@ -24,6 +24,8 @@ pub enum Account {
     PayoutsSent,
     /// Debit-normal: fees owed by producer `p` for sales paid on site, not recovered yet.
     FeesReceivable(ProducerId),
+    /// What the platform holds for market `m`: the delivery fees it set (R-ORD-6).
+    MarketPayable(MarketId),
 }
 
 /// One line of an entry: a debit or a credit (the other side zero).
@@ -105,22 +107,27 @@ pub fn entry_id(stream: &str, aggregate_id: impl Display, sequence: u64, part: &
     }
 }
 
-/// A customer payment received (online), owed to the producers by their shares:
-/// Dr CustomerPayments / Cr ProducerPayable(p).
+/// A customer payment received (online), owed to the producers by their shares and to the
+/// market for a delivery fee it set (R-ORD-6):
+/// Dr CustomerPayments / Cr ProducerPayable(p), Cr MarketPayable(m).
 pub fn payment_received(
     entry_id: String,
     date: NaiveDate,
-    shares: &[(ProducerId, Money)],
+    shares: &super::Shares,
+    market: MarketId,
 ) -> JournalEntry {
     let mut e = JournalEntry::new(entry_id, date, "payment received".into());
-    let total: Money = shares.iter().map(|(_, m)| *m).sum();
-    e.push(Posting::debit(Account::CustomerPayments, total));
-    for (producer, amount) in shares {
+    e.push(Posting::debit(Account::CustomerPayments, shares.total()));
+    for (producer, amount) in &shares.producers {
         e.push(Posting::credit(
             Account::ProducerPayable(*producer),
             *amount,
         ));
     }
+    e.push(Posting::credit(
+        Account::MarketPayable(market),
+        shares.market,
+    ));
     e
 }
 
@@ -283,18 +290,18 @@ fn transfer(
 }
 
 /// A refund sent back to a customer from a producer's share (R-ORD-4, R-ORD-5):
-/// Dr ProducerPayable(p) / Cr Refunds.
+/// Dr ProducerPayable(p) (or MarketPayable(m) for its delivery fee) / Cr Refunds.
 pub fn refund_paid(
     entry_id: String,
     date: NaiveDate,
-    producer: ProducerId,
+    from: Account,
     amount: Money,
 ) -> JournalEntry {
     transfer(
         entry_id,
         date,
         "refund paid",
-        Account::ProducerPayable(producer),
+        from,
         Account::Refunds,
         amount,
     )

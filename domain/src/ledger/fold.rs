@@ -154,9 +154,9 @@ impl Ledger {
                 Account::PlatformFeeRevenue
                 | Account::HostFeeRevenue(_)
                 | Account::VatCollectedOnFees => c.fees += credit_balance,
-                Account::ProducerPayable(_) | Account::PayoutsInFlight(_) => {
-                    c.held += credit_balance
-                }
+                Account::ProducerPayable(_)
+                | Account::PayoutsInFlight(_)
+                | Account::MarketPayable(_) => c.held += credit_balance,
                 Account::FeesReceivable(_) => c.receivables += debits - credits,
             }
         }

@@ -59,5 +59,5 @@ pub use error::LedgerError;
 pub use fold::{Conservation, Ledger, TrialBalance};
 pub use settlement::{
     balance_entries, fee_key, on_site_fees, order_entries, sale_credits, OrderMoney, OrderMovement,
-    ProducerPart, SaleCredit,
+    ProducerPart, SaleCredit, Shares,
 };

@@ -7,11 +7,13 @@
 //! An order is paid once for all its producers (R-ORD-1). [`OrderMoney`] folds the order's
 //! events and attributes each online payment and each refund to producers:
 //! * a payment first covers what each producer is still owed (current line amounts minus what
-//!   they already received net of refunds), in producer id order; any rest (a delivery fee) goes
-//!   to the producer with the largest amount;
+//!   they already received net of refunds), in producer id order; then a delivery fee the
+//!   market set, which is the market's (R-ORD-6); any rest (a producer's delivery fee) goes to
+//!   the producer with the largest amount;
 //! * a refund is first taken from producers who received more than their current amount (a
-//!   shortage, a weighing, a cancellation), in producer id order, then from what the others
-//!   hold; never more than a producer received.
+//!   shortage, a weighing, a cancellation), in producer id order, then from the market if it
+//!   received more than its fee now (a cancellation), then from what the producers hold, then
+//!   from what the market holds; never more than anyone received.
 //!
 //! Payments taken on site never reach the platform: they move no money in the ledger.
 
@@ -28,14 +30,14 @@ use crate::fees::{
 use crate::ids::{MarketId, OrderId, PaymentId, ProducerId, SaleId};
 use crate::market::PaymentMode;
 use crate::money::Money;
-use crate::order::OrderEvent;
+use crate::order::{Deliverer, Delivery, OrderEvent};
 use crate::payout::ProducerBalanceEvent;
 
 use super::entries::{
     entry_id, fees_charged, fees_given_back, fees_owed, fees_refunded, payment_received,
     payout_entries, period_billed, refund_paid,
 };
-use super::JournalEntry;
+use super::{Account, JournalEntry};
 
 /// One producer's lines in an order, now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -68,6 +70,28 @@ pub struct OrderMoney {
     paid: BTreeMap<ProducerId, Money>,
     refunded: BTreeMap<ProducerId, Money>,
     online_payments: BTreeSet<PaymentId>,
+    /// R-ORD-6: the delivery fee the market set (zero once the order is cancelled), what the
+    /// market received of the customer's payments and what was refunded of it.
+    #[serde(default)]
+    market_fee: Money,
+    #[serde(default)]
+    market_paid: Money,
+    #[serde(default)]
+    market_refunded: Money,
+}
+
+/// Who an online payment or refund belongs to: producers, and the market for a delivery fee
+/// it set (R-ORD-6).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shares {
+    pub producers: Vec<(ProducerId, Money)>,
+    pub market: Money,
+}
+
+impl Shares {
+    pub fn total(&self) -> Money {
+        self.producers.iter().map(|(_, m)| *m).sum::<Money>() + self.market
+    }
 }
 
 /// What an order event moved, attributed to producers.
@@ -75,9 +99,9 @@ pub struct OrderMoney {
 pub enum OrderMovement {
     None,
     /// An online payment received.
-    Payment(Vec<(ProducerId, Money)>),
+    Payment(Shares),
     /// An online refund sent back.
-    Refund(Vec<(ProducerId, Money)>),
+    Refund(Shares),
 }
 
 impl OrderMoney {
@@ -110,7 +134,17 @@ impl OrderMoney {
         best.map(|(p, _)| p)
     }
 
-    fn attribute_payment(&self, amount: Money) -> Vec<(ProducerId, Money)> {
+    /// What the market keeps of the customer's payments (its delivery fee, R-ORD-6).
+    pub fn market_kept(&self) -> Money {
+        self.market_paid - self.market_refunded
+    }
+
+    /// The delivery fee owed to the market now (zero when the market does not deliver).
+    pub fn market_fee(&self) -> Money {
+        self.market_fee
+    }
+
+    fn attribute_payment(&self, amount: Money) -> Shares {
         let mut left = amount;
         let mut shares: BTreeMap<ProducerId, Money> = BTreeMap::new();
         for (producer, part) in self.parts() {
@@ -121,41 +155,54 @@ impl OrderMoney {
                 left -= take;
             }
         }
+        let market = (self.market_fee - self.market_kept())
+            .max(Money::ZERO)
+            .min(left);
+        left -= market;
         if !left.is_zero() {
             if let Some(p) = self.largest(|p| p.amount_incl_vat) {
                 *shares.entry(p).or_default() += left;
             }
         }
-        shares.into_iter().filter(|(_, m)| !m.is_zero()).collect()
+        Shares {
+            producers: shares.into_iter().filter(|(_, m)| !m.is_zero()).collect(),
+            market,
+        }
     }
 
-    fn attribute_refund(&self, amount: Money) -> Vec<(ProducerId, Money)> {
+    fn attribute_refund(&self, amount: Money) -> Shares {
         let parts = self.parts();
         let mut left = amount;
         let mut shares: BTreeMap<ProducerId, Money> = BTreeMap::new();
+        let take_from = |left: &mut Money, room: Money| {
+            let take = room.max(Money::ZERO).min(*left);
+            *left -= take;
+            take
+        };
         // First from those who received more than they sell now...
         for (producer, part) in &parts {
-            let over = (part.kept() - part.amount_incl_vat).max(Money::ZERO);
-            let take = over.min(left);
+            let take = take_from(&mut left, part.kept() - part.amount_incl_vat);
             if !take.is_zero() {
                 *shares.entry(*producer).or_default() += take;
-                left -= take;
             }
         }
+        let mut market = take_from(&mut left, self.market_kept() - self.market_fee);
         // ...then from what the others still hold.
         for (producer, part) in &parts {
             if left.is_zero() {
                 break;
             }
             let taken = shares.get(producer).copied().unwrap_or(Money::ZERO);
-            let room = (part.kept() - taken).max(Money::ZERO);
-            let take = room.min(left);
+            let take = take_from(&mut left, part.kept() - taken);
             if !take.is_zero() {
                 *shares.entry(*producer).or_default() += take;
-                left -= take;
             }
         }
-        shares.into_iter().filter(|(_, m)| !m.is_zero()).collect()
+        market += take_from(&mut left, self.market_kept() - market);
+        Shares {
+            producers: shares.into_iter().filter(|(_, m)| !m.is_zero()).collect(),
+            market,
+        }
     }
 
     /// Folds one event of the order and says what money it moved.
@@ -167,12 +214,21 @@ impl OrderMoney {
                 market,
                 lines,
                 payment_mode,
+                delivery,
                 ..
             } => {
                 self.order = Some(*order);
                 self.sale = Some(*sale);
                 self.market = Some(*market);
                 self.online_market = *payment_mode == PaymentMode::Online;
+                if let Delivery::Home {
+                    fee,
+                    by: Deliverer::Market,
+                    ..
+                } = delivery
+                {
+                    self.market_fee = *fee;
+                }
                 for l in lines {
                     self.lines.insert(
                         l.line,
@@ -215,6 +271,7 @@ impl OrderMoney {
                     l.2 = Money::ZERO;
                     l.3 = 0;
                 }
+                self.market_fee = Money::ZERO;
                 OrderMovement::None
             }
             OrderEvent::PaymentRecorded {
@@ -228,9 +285,10 @@ impl OrderMoney {
                 }
                 self.online_payments.insert(*payment);
                 let shares = self.attribute_payment(*amount);
-                for (p, m) in &shares {
+                for (p, m) in &shares.producers {
                     *self.paid.entry(*p).or_default() += *m;
                 }
+                self.market_paid += shares.market;
                 OrderMovement::Payment(shares)
             }
             OrderEvent::RefundRecorded {
@@ -240,9 +298,10 @@ impl OrderMoney {
                     return OrderMovement::None;
                 }
                 let shares = self.attribute_refund(*amount);
-                for (p, m) in &shares {
+                for (p, m) in &shares.producers {
                     *self.refunded.entry(*p).or_default() += *m;
                 }
+                self.market_refunded += shares.market;
                 OrderMovement::Refund(shares)
             }
         }
@@ -272,18 +331,31 @@ pub fn order_entries(
             entry_id("order", order, sequence, ""),
             date,
             &shares,
+            state.market.unwrap_or_default(),
         )],
-        OrderMovement::Refund(shares) => shares
-            .iter()
-            .map(|(p, m)| {
-                refund_paid(
-                    entry_id("order", order, sequence, &p.to_string()),
+        OrderMovement::Refund(shares) => {
+            let mut entries: Vec<JournalEntry> = shares
+                .producers
+                .iter()
+                .map(|(p, m)| {
+                    refund_paid(
+                        entry_id("order", order, sequence, &p.to_string()),
+                        date,
+                        Account::ProducerPayable(*p),
+                        *m,
+                    )
+                })
+                .collect();
+            if !shares.market.is_zero() {
+                entries.push(refund_paid(
+                    entry_id("order", order, sequence, "market"),
                     date,
-                    *p,
-                    *m,
-                )
-            })
-            .collect(),
+                    Account::MarketPayable(state.market.unwrap_or_default()),
+                    shares.market,
+                ));
+            }
+            entries
+        }
     }
 }
 
@@ -673,7 +745,9 @@ mod tests {
         let mut o = OrderMoney::default();
         o.apply(&placed(vec![line(0, a, "100.00"), line(1, b, "50.00")]));
         let moved = o.apply(&paid("150.00"));
-        assert!(matches!(moved, OrderMovement::Payment(ref s) if s.len() == 2));
+        assert!(
+            matches!(moved, OrderMovement::Payment(ref s) if s.producers.len() == 2 && s.market.is_zero())
+        );
         let credits = sale_credits(
             &cagette(),
             NaiveDate::from_ymd_opt(2023, 9, 9).unwrap(),
@@ -685,5 +759,114 @@ mod tests {
         // 3.00 + 6.00 excl. VAT, 10.80 incl. VAT.
         assert_eq!(ca.net, m("89.20"));
         assert_eq!(credits[&b].net, m("44.60"));
+    }
+
+    /// R-ORD-6: a delivery fee the market set is the market's. The payment covers the
+    /// producers' lines, then the market's fee; crediting gives each producer their lines only
+    /// (minus fees); a refund of a cut line is the producer's; a cancellation gives the
+    /// market's fee back too; every entry balances and the money is conserved.
+    #[test]
+    fn r_ord_6_a_market_delivery_fee_is_held_for_the_market_not_a_producer() {
+        let (a, b) = (ProducerId::new(), ProducerId::new());
+        let market = MarketId::new();
+        let mut placed_event = placed(vec![line(0, a, "20.00"), line(1, b, "10.00")]);
+        if let OrderEvent::OrderPlaced {
+            delivery,
+            total,
+            market: m_,
+            ..
+        } = &mut placed_event
+        {
+            *delivery = Delivery::Home {
+                fee: m("6.00"),
+                address_ref: uuid::Uuid::nil(),
+                by: Deliverer::Market,
+            };
+            *total = m("36.00");
+            *m_ = market;
+        }
+        let mut o = OrderMoney::default();
+        let mut ledger = super::super::Ledger::default();
+        let mut post = |o: &mut OrderMoney, seq: u64, e: &OrderEvent| {
+            for entry in order_entries(o, "o1", seq, e) {
+                assert!(entry.is_balanced(), "{entry:?}");
+                ledger.post(entry).expect("post");
+            }
+        };
+        post(&mut o, 1, &placed_event);
+        let moved = o.clone().apply(&paid("36.00"));
+        let OrderMovement::Payment(shares) = moved else {
+            panic!("a payment: {moved:?}")
+        };
+        let mut expected = vec![(a, m("20.00")), (b, m("10.00"))];
+        expected.sort();
+        assert_eq!(shares.producers, expected);
+        assert_eq!(shares.market, m("6.00"));
+        post(&mut o, 2, &paid("36.00"));
+        assert_eq!(o.market_kept(), m("6.00"));
+        let credits = sale_credits(
+            &cagette(),
+            NaiveDate::from_ymd_opt(2023, 9, 9).unwrap(),
+            std::slice::from_ref(&o),
+        )
+        .expect("credits");
+        assert_eq!(credits[&a].gross_incl_vat, m("20.00"));
+        assert_eq!(credits[&b].gross_incl_vat, m("10.00"));
+        // A refund of 4.00 after a cut of b's line: b's, not the market's.
+        let cut = OrderEvent::QuantityAdjusted {
+            line: 1,
+            old_quantity: 1,
+            new_quantity: 1,
+            old_amount: m("10.00"),
+            new_amount: m("6.00"),
+            amount_excl_vat: m("6.00"),
+            vat_amount: Money::ZERO,
+            delta: m("-4.00"),
+            total: m("32.00"),
+            refund_owed: m("4.00"),
+            extra_due: Money::ZERO,
+            by: Default::default(),
+            at: Utc.with_ymd_and_hms(2023, 9, 1, 11, 0, 0).unwrap(),
+        };
+        post(&mut o, 3, &cut);
+        let refund = |amount: &str| OrderEvent::RefundRecorded {
+            payment: PaymentId::default(),
+            amount: m(amount),
+            provider_ref: "r".into(),
+            at: Utc.with_ymd_and_hms(2023, 9, 1, 12, 0, 0).unwrap(),
+            refunded: m(amount),
+            refund_owed: Money::ZERO,
+            refund: None,
+        };
+        let moved = o.clone().apply(&refund("4.00"));
+        assert!(
+            matches!(&moved, OrderMovement::Refund(s) if s.producers == vec![(b, m("4.00"))] && s.market.is_zero()),
+            "{moved:?}"
+        );
+        post(&mut o, 4, &refund("4.00"));
+        // Cancelled: the other 32.00 come back, 6.00 of them from the market.
+        let cancelled = OrderEvent::OrderCancelled {
+            by: Default::default(),
+            at: Utc.with_ymd_and_hms(2023, 9, 1, 13, 0, 0).unwrap(),
+            previous_total: m("32.00"),
+            refund_owed: m("32.00"),
+        };
+        post(&mut o, 5, &cancelled);
+        let moved = o.clone().apply(&refund("32.00"));
+        assert!(
+            matches!(&moved, OrderMovement::Refund(s) if s.market == m("6.00") && s.total() == m("32.00")),
+            "{moved:?}"
+        );
+        post(&mut o, 6, &refund("32.00"));
+        let day = NaiveDate::from_ymd_opt(2023, 9, 30).unwrap();
+        assert_eq!(
+            ledger.credit_balance(&Account::MarketPayable(market), day),
+            Money::ZERO
+        );
+        let c = ledger.conservation(day);
+        assert_eq!(
+            (c.payments, c.refunds, c.held),
+            (m("36.00"), m("36.00"), Money::ZERO)
+        );
     }
 }

@@ -54,7 +54,11 @@ fn r_pay_3_a_worked_history_balances_and_conserves_money() {
     let pay = payment_received(
         entry_id("order", "o1", 3, ""),
         day1,
-        &[(p(1), m("100.00")), (p(2), m("50.00"))],
+        &Shares {
+            producers: vec![(p(1), m("100.00")), (p(2), m("50.00"))],
+            market: Money::ZERO,
+        },
+        market(),
     );
     assert!(pay.is_balanced());
     ledger.post(pay.clone()).expect("post");
@@ -94,7 +98,7 @@ fn r_pay_3_a_worked_history_balances_and_conserves_money() {
         .post(refund_paid(
             entry_id("order", "o1", 4, "refund:1"),
             day2,
-            p(1),
+            Account::ProducerPayable(p(1)),
             m("10.00"),
         ))
         .expect("post");
@@ -224,7 +228,12 @@ fn r_fee_2_cagette_fees_are_posted_by_beneficiary_with_their_vat() {
 #[test]
 fn unbalanced_conflicting_or_negative_entries_are_refused() {
     let mut ledger = Ledger::default();
-    let mut bad = refund_paid("x:1:1".into(), d(2024, 6, 1), p(1), m("5.00"));
+    let mut bad = refund_paid(
+        "x:1:1".into(),
+        d(2024, 6, 1),
+        Account::ProducerPayable(p(1)),
+        m("5.00"),
+    );
     bad.postings[0].debit = m("4.00");
     assert_eq!(
         ledger.post(bad),
@@ -233,15 +242,30 @@ fn unbalanced_conflicting_or_negative_entries_are_refused() {
         })
     );
     ledger
-        .post(refund_paid("x:1:1".into(), d(2024, 6, 1), p(1), m("5.00")))
+        .post(refund_paid(
+            "x:1:1".into(),
+            d(2024, 6, 1),
+            Account::ProducerPayable(p(1)),
+            m("5.00"),
+        ))
         .expect("post");
     assert_eq!(
         ledger
-            .post(refund_paid("x:1:1".into(), d(2024, 6, 1), p(1), m("6.00")))
+            .post(refund_paid(
+                "x:1:1".into(),
+                d(2024, 6, 1),
+                Account::ProducerPayable(p(1)),
+                m("6.00")
+            ))
             .map_err(|e| e.code()),
         Err("LEDGER_CONFLICTING_ENTRY")
     );
-    let negative = refund_paid("x:1:2".into(), d(2024, 6, 1), p(1), m("-5.00"));
+    let negative = refund_paid(
+        "x:1:2".into(),
+        d(2024, 6, 1),
+        Account::ProducerPayable(p(1)),
+        m("-5.00"),
+    );
     assert_eq!(
         ledger.post(negative).map_err(|e| e.code()),
         Err("LEDGER_NEGATIVE_AMOUNT")
@@ -314,7 +338,7 @@ proptest! {
                         .iter()
                         .map(|(n, c)| (p(u128::from(*n)), Money::from_cents(*c)))
                         .collect();
-                    entries.push(payment_received(entry_id("order", "o", seq, ""), date, &shares));
+                    entries.push(payment_received(entry_id("order", "o", seq, ""), date, &Shares { producers: shares.clone(), market: Money::ZERO }, market()));
                     for (i, (producer, amount)) in shares.iter().enumerate() {
                         let fees = fees_on(if with_ruche { &ruche } else { &cagette }, *amount);
                         entries.push(fees_charged(
@@ -339,7 +363,7 @@ proptest! {
                         continue;
                     }
                     share.refunded += now;
-                    entries.push(refund_paid(entry_id("order", "o", seq, "refund"), date, share.producer, now));
+                    entries.push(refund_paid(entry_id("order", "o", seq, "refund"), date, Account::ProducerPayable(share.producer), now));
                     entries.push(fees_refunded(entry_id("order", "o", seq, "fees"), date, share.producer, market(), &fee_back));
                 }
                 Op::Payout { producer } => {

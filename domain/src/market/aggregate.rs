@@ -60,6 +60,9 @@ pub struct Market {
     /// R-ORD-7
     #[serde(default)]
     minimum_order: Option<Money>,
+    /// R-ORD-6: home delivery run by the market.
+    #[serde(default)]
+    delivery: Option<crate::catalog::DeliveryOffer>,
 }
 
 /// A catalog's standing participation in a market's sales (R-SAL-2), with its default order
@@ -121,6 +124,10 @@ impl Market {
     /// R-ORD-7: the least an order may amount to (lines incl. VAT).
     pub fn minimum_order(&self) -> Option<Money> {
         self.minimum_order
+    }
+    /// R-ORD-6: the home delivery the market runs, if any.
+    pub fn delivery(&self) -> Option<crate::catalog::DeliveryOffer> {
+        self.delivery
     }
     pub fn amap(&self) -> bool {
         self.amap
@@ -526,6 +533,22 @@ impl Market {
                     by: actor.user,
                 }])
             }
+            C::SetDelivery { offer, actor } => {
+                self.require_admin(&actor)?;
+                let positive = |m: Option<Money>| m.is_none_or(|m| m > Money::ZERO);
+                if offer.is_some_and(|d| {
+                    d.fee.is_negative() || !positive(d.free_above) || !positive(d.minimum)
+                }) {
+                    return Err(MarketError::InvalidDeliveryOffer);
+                }
+                if self.delivery == offer {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::DeliverySet {
+                    offer,
+                    by: actor.user,
+                }])
+            }
             C::SetAmap { amap, actor } => {
                 self.require_admin(&actor)?;
                 if self.amap == amap {
@@ -663,6 +686,7 @@ impl Aggregate for Market {
             E::LocationSet { location, .. } => self.location = Some(location),
             E::AmapSet { amap, .. } => self.amap = amap,
             E::MinimumOrderSet { amount, .. } => self.minimum_order = amount,
+            E::DeliverySet { offer, .. } => self.delivery = offer,
             E::SaleRegistered { number, .. } => self.sales = self.sales.max(number),
             E::FeeScheduleAssigned { schedule, from, .. } => {
                 self.fee_schedules.insert(from, schedule);

@@ -157,6 +157,13 @@ pub enum MarketCommand {
         amount: Option<Money>,
         actor: Actor,
     },
+    /// R-ORD-6/7: home delivery run by the market for its orders (a fee, free above an amount,
+    /// a minimum for a delivery; none: no delivery by the market), from now on (an
+    /// administrator).
+    SetDelivery {
+        offer: Option<crate::catalog::DeliveryOffer>,
+        actor: Actor,
+    },
     /// R-SAL-1: the AMAP flag (an administrator); sales generated from now on carry it.
     SetAmap {
         amap: bool,

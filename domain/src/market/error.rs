@@ -68,6 +68,10 @@ pub enum MarketError {
     InvalidLocation,
     #[error("a minimum order is more than zero")]
     InvalidMinimumOrder,
+    #[error(
+        "a delivery fee is zero or more; a free-delivery amount and a minimum, more than zero"
+    )]
+    InvalidDeliveryOffer,
 }
 
 impl MarketError {
@@ -103,6 +107,7 @@ impl MarketError {
             MarketError::InvalidFeeSchedule => "FEE_SCHEDULE_INVALID",
             MarketError::InvalidLocation => "MARKET_INVALID_LOCATION",
             MarketError::InvalidMinimumOrder => "INVALID_ORDER_TERMS",
+            MarketError::InvalidDeliveryOffer => "INVALID_ORDER_TERMS",
         }
     }
 }

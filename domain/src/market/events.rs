@@ -98,6 +98,11 @@ pub enum MarketEvent {
         amount: Option<Money>,
         by: UserId,
     },
+    /// R-ORD-6: the market's home delivery (none: no longer offered).
+    DeliverySet {
+        offer: Option<crate::catalog::DeliveryOffer>,
+        by: UserId,
+    },
     SaleRegistered {
         sale: SaleId,
         date: NaiveDate,
@@ -134,6 +139,7 @@ impl DomainEvent for MarketEvent {
             MarketEvent::LocationSet { .. } => "LocationSet",
             MarketEvent::AmapSet { .. } => "AmapSet",
             MarketEvent::MinimumOrderSet { .. } => "MinimumOrderSet",
+            MarketEvent::DeliverySet { .. } => "DeliverySet",
             MarketEvent::SaleRegistered { .. } => "SaleRegistered",
             MarketEvent::FeeScheduleAssigned { .. } => "FeeScheduleAssigned",
         }

@@ -596,12 +596,13 @@ impl Order {
                 at,
                 period_open,
             } => {
-                self.require_live()?;
+                // Who may cancel first, so a stranger learns nothing of the order's state.
                 let user = match by {
                     Canceller::Customer(actor) => {
                         if actor.user != self.customer {
                             return Err(OrderError::NotAllowedToCancel);
                         }
+                        self.require_live()?;
                         if !period_open {
                             return Err(OrderError::CancellationClosed);
                         }
@@ -620,6 +621,7 @@ impl Order {
                         access.actor.user
                     }
                 };
+                self.require_live()?;
                 Ok(vec![E::OrderCancelled {
                     by: user,
                     at,

@@ -39,7 +39,24 @@ pub struct LineInput {
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     PickUp,
-    Home { fee: Money, address_ref: Uuid },
+    Home {
+        fee: Money,
+        address_ref: Uuid,
+        /// Who delivers, and so whom the fee belongs to (orders before this field: the
+        /// producer).
+        #[serde(default)]
+        by: Deliverer,
+    },
+}
+
+/// R-ORD-6: who delivers an order: the producer of its one catalog (the fee is theirs, with
+/// their lines) or the market (the fee is the market's, held for it in the ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deliverer {
+    #[default]
+    Producer,
+    Market,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,6 @@ mod events;
 mod tests;
 
 pub use aggregate::{Line, Order, PaymentRecord};
-pub use commands::{Canceller, Delivery, LineInput, OrderCommand, PaymentMethod};
+pub use commands::{Canceller, Deliverer, Delivery, LineInput, OrderCommand, PaymentMethod};
 pub use error::OrderError;
 pub use events::OrderEvent;

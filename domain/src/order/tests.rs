@@ -202,6 +202,7 @@ fn home_delivery_adds_its_fee_and_keeps_only_an_address_reference() {
     let delivery = Delivery::Home {
         fee: m("4.50"),
         address_ref: u(999),
+        by: crate::order::Deliverer::Producer,
     };
     let o = order_of(
         Order::default()
@@ -213,6 +214,7 @@ fn home_delivery_adds_its_fee_and_keeps_only_an_address_reference() {
     let negative = Delivery::Home {
         fee: m("-1"),
         address_ref: u(999),
+        by: crate::order::Deliverer::Producer,
     };
     assert_eq!(
         Order::default().decide(place(inputs(), negative)),
@@ -523,4 +525,21 @@ proptest! {
             }
         }
     }
+}
+
+/// R-ORD-6: a home delivery recorded before the deliverer was named is the producer's.
+#[test]
+fn an_older_home_delivery_is_delivered_by_the_producer() {
+    let old: Delivery = serde_json::from_value(serde_json::json!(
+        {"home": {"fee": "4.50", "address_ref": "00000000-0000-0000-0000-0000000003e7"}}
+    ))
+    .expect("old delivery");
+    assert_eq!(
+        old,
+        Delivery::Home {
+            fee: m("4.50"),
+            address_ref: u(999),
+            by: crate::order::Deliverer::Producer,
+        }
+    );
 }
