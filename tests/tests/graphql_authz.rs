@@ -160,6 +160,7 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("{ journal(first: 5) { edges { node { entryId } } } }", &["auditor"]),
         ("query($p: UUID!, $d: Date!) { feeLedger(grouping: SALE, from: $d, to: $d, producerId: $p) { edges { node { key } } } }", &["owner", "auditor"]),
         ("query($d: Date!) { feeLedger(grouping: PRODUCER, from: $d, to: $d) { edges { node { key } } } }", &["auditor"]),
+        ("query($m: UUID!, $d: Date!) { feeLedger(grouping: SALE, from: $d, to: $d, marketId: $m) { edges { node { key } } } }", &["admin", "auditor"]),
         ("query($p: UUID!) { payouts(producerId: $p) { balanceHeld payouts { total } } }", &["owner", "auditor"]),
         ("{ eventHistory(first: 5) { edges { node { eventType payload } } } }", &["auditor"]),
         ("query($s: String!) { eventHistory(aggregateType: \"sale\", aggregateId: $s, first: 5) { edges { node { eventType } } } }", &["auditor"]),
