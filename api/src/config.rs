@@ -49,6 +49,55 @@ pub struct Config {
     /// ETAL_SIM_FAIL: failures the payment simulator injects, e.g. `refund:3,charge:1` (the next
     /// 3 refunds and the next charge fail). For tests and demonstrations.
     pub sim_fail: Vec<(String, u32)>,
+    /// ETAL_PAYMENTS: `simulator` (default) or `stripe`.
+    pub payments: Payments,
+    /// ETAL_PAYMENT_TIMEOUT_SECONDS: how long an online order waits for its customer to confirm
+    /// a payment (Stripe), before it is cancelled and its stock released (default 900).
+    pub payment_timeout: chrono::Duration,
+}
+
+/// Which payment provider serves the online markets.
+#[derive(Debug, Clone)]
+pub enum Payments {
+    /// The in-process simulator: charges succeed at once (tests, `make run`).
+    Simulator,
+    /// Stripe, over its API.
+    Stripe {
+        /// ETAL_STRIPE_SECRET_KEY (required; never logged).
+        secret_key: Secret,
+        /// ETAL_STRIPE_API_BASE (default https://api.stripe.com).
+        api_base: String,
+        /// ETAL_STRIPE_API_VERSION (optional `Stripe-Version`).
+        api_version: Option<String>,
+        /// ETAL_STRIPE_WEBHOOK_SECRET: the endpoint's signing secrets (`whsec_...`), comma
+        /// separated while one is rolled over (required).
+        webhook_secrets: Vec<Secret>,
+    },
+}
+
+fn payments() -> Result<Payments, ConfigError> {
+    match var("ETAL_PAYMENTS").as_deref().map(str::trim) {
+        None | Some("simulator") => Ok(Payments::Simulator),
+        Some("stripe") => Ok(Payments::Stripe {
+            secret_key: Secret(
+                var("ETAL_STRIPE_SECRET_KEY")
+                    .ok_or(ConfigError::Missing("ETAL_STRIPE_SECRET_KEY"))?,
+            ),
+            api_base: var("ETAL_STRIPE_API_BASE")
+                .unwrap_or_else(|| "https://api.stripe.com".to_string()),
+            api_version: var("ETAL_STRIPE_API_VERSION"),
+            webhook_secrets: var("ETAL_STRIPE_WEBHOOK_SECRET")
+                .ok_or(ConfigError::Missing("ETAL_STRIPE_WEBHOOK_SECRET"))?
+                .split(',')
+                .map(|s| Secret(s.trim().to_string()))
+                .filter(|s| !s.0.is_empty())
+                .collect(),
+        }),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "ETAL_PAYMENTS",
+            reason: format!("'{other}': expected simulator or stripe"),
+        }),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +144,11 @@ impl Config {
             outbox_interval: Duration::from_millis(parse("ETAL_OUTBOX_INTERVAL_MS", 500u64)?),
             outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,
             sim_fail: sim_failures(&var("ETAL_SIM_FAIL").unwrap_or_default())?,
+            payments: payments()?,
+            payment_timeout: chrono::Duration::seconds(parse(
+                "ETAL_PAYMENT_TIMEOUT_SECONDS",
+                900i64,
+            )?),
         })
     }
 }

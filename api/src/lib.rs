@@ -128,6 +128,24 @@ pub async fn serve(
         tasks.extend(spawn_projectors(&pool, &shutdown));
     }
     let mut app = application_with(&pool, &config.sim_fail)?;
+    app.settings.payment_timeout = config.payment_timeout;
+    let mut webhook_secrets = None;
+    if let config::Payments::Stripe {
+        secret_key,
+        api_base,
+        api_version,
+        webhook_secrets: secrets,
+    } = &config.payments
+    {
+        let provider = etal_app::stripe::StripeProvider::new(etal_app::stripe::StripeConfig {
+            api_base: api_base.clone(),
+            secret_key: secret_key.expose().to_string(),
+            api_version: api_version.clone(),
+        })?;
+        app.payments = Arc::new(provider);
+        webhook_secrets = Some(secrets.iter().map(|s| s.expose().to_string()).collect());
+        tracing::info!(api_base = %api_base, "payments: stripe");
+    }
     app.settings.deliver_inline = config.outbox_inline;
     app.settings.delivery_delay = config.delivery_delay;
     app.settings.sales_horizon_weeks = config.sales_horizon_weeks;
@@ -222,7 +240,7 @@ pub async fn serve(
     let api = graphql::ApiSettings {
         read_your_writes: config.read_your_writes,
     };
-    let router = server::router(app, api, &http::HttpSettings::from_env()?);
+    let router = server::router(app, api, &http::HttpSettings::from_env()?, webhook_secrets);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = s.wait_for(|v| *v).await;

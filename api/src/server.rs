@@ -18,6 +18,9 @@ use etal_app::App;
 pub struct AppState {
     pub pool: PgPool,
     pub graphql: GraphqlState,
+    pub app: App,
+    /// The Stripe endpoint's signing secrets (None: Stripe is not the provider).
+    pub stripe_webhook_secrets: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl FromRef<AppState> for GraphqlState {
@@ -31,10 +34,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The router over the application: GraphiQL, GraphQL over HTTP (see [`crate::http`]),
 /// health and metrics.
-pub fn router(app: App, api: ApiSettings, http: &HttpSettings) -> Router {
+pub fn router(
+    app: App,
+    api: ApiSettings,
+    http: &HttpSettings,
+    stripe_webhook_secrets: Option<Vec<String>>,
+) -> Router {
     let state = AppState {
         pool: app.pool.clone(),
-        graphql: GraphqlState::new(schema(app, api), http),
+        graphql: GraphqlState::new(schema(app.clone(), api), http),
+        app,
+        stripe_webhook_secrets: stripe_webhook_secrets.map(std::sync::Arc::new),
     };
     Router::new()
         .route("/", get(graphiql).post(graphql_post))
@@ -42,10 +52,90 @@ pub fn router(app: App, api: ApiSettings, http: &HttpSettings) -> Router {
         .route("/ws", get(graphql_get_or_ws))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
         .with_state(state)
+}
+
+/// R-PAY-1: Stripe's webhooks. The `Stripe-Signature` is verified before anything is read
+/// (400 and nothing written if it fails); each event id is applied once; unknown types are
+/// acknowledged; a database that cannot answer gets 503, which Stripe retries.
+async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use etal_app::stripe::{verify_signature, StripeEvent, WEBHOOK_TOLERANCE};
+    let Some(secrets) = &state.stripe_webhook_secrets else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                serde_json::json!({ "error": "Stripe is not this service's payment provider" }),
+            ),
+        )
+            .into_response();
+    };
+    let started = std::time::Instant::now();
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_signature(
+        signature,
+        &body,
+        secrets,
+        state.app.now(),
+        WEBHOOK_TOLERANCE,
+    ) {
+        tracing::info!(webhook = "stripe", outcome = "refused", reason = %e, "webhook");
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response();
+    }
+    let event: StripeEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::info!(webhook = "stripe", outcome = "unreadable", error = %e, "webhook");
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": format!("not a Stripe event: {e}") })),
+            )
+                .into_response();
+        }
+    };
+    let outcome = state.app.apply_stripe_event(&event).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Ok(outcome) => {
+            tracing::info!(webhook = "stripe", event = %event.id, kind = %event.kind, latency_ms, outcome = ?outcome, "webhook");
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "received": true, "outcome": outcome })),
+            )
+                .into_response()
+        }
+        Err(e @ (etal_app::AppError::Retryable(_) | etal_app::AppError::Internal(_))) => {
+            tracing::warn!(webhook = "stripe", event = %event.id, kind = %event.kind, latency_ms, error = %e, "webhook not applied: Stripe will retry");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "try again later" })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            // A refusal by the domain (e.g. a payment that conflicts with the one recorded):
+            // retrying would not change it; acknowledged and logged for an operator.
+            tracing::warn!(webhook = "stripe", event = %event.id, kind = %event.kind, latency_ms, error = %e, "webhook refused by the domain");
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "received": true, "refused": e.to_string() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn graphiql() -> Html<String> {

@@ -37,6 +37,8 @@ struct OrderSeen {
     paid: Money,
     refunded: Money,
     placed_at: Option<DateTime<Utc>>,
+    /// The latest time limit of a payment awaiting the customer's confirmation (R-PAY-1).
+    awaiting_until: Option<DateTime<Utc>>,
 }
 
 /// The streams folded for the completeness checks.
@@ -150,7 +152,10 @@ impl Completeness {
                 }
             }
             OrderEvent::RefundRecorded { amount, .. } => o.refunded += amount,
-            OrderEvent::RefundRequested { .. } => {}
+            OrderEvent::PaymentAwaited { expires_at, .. } => {
+                o.awaiting_until = o.awaiting_until.max(Some(expires_at));
+            }
+            OrderEvent::RefundRequested { .. } | OrderEvent::PaymentFailed { .. } => {}
             OrderEvent::OrderCancelled { .. } => {
                 o.live = false;
                 o.total = Money::ZERO;
@@ -256,7 +261,12 @@ impl Completeness {
             }
             if o.online && o.paid - o.refunded < o.total {
                 let waiting = o.placed_at.map(|t| now - t).unwrap_or_default();
-                if waiting > CHARGE_TIME_LIMIT {
+                // A payment the customer has to confirm may wait until its own time limit,
+                // then the expiry (a scheduled command) has as long again to cancel the order.
+                let awaited = o
+                    .awaiting_until
+                    .is_some_and(|until| now <= until + CHARGE_TIME_LIMIT);
+                if waiting > CHARGE_TIME_LIMIT && !awaited {
                     out.push(total(
                         &id.to_string(),
                         "paid",

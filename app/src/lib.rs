@@ -18,6 +18,7 @@ pub mod payments;
 pub mod people;
 pub mod producer;
 pub mod schedule;
+pub mod stripe;
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use error::{AppError, Coded, LineRefusal};
-pub use payments::{PaymentProvider, Simulator};
+pub use payments::{ChargeRequest, Charged, PaymentFailure, PaymentProvider, Simulator};
 
 /// Tunables of the flows.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct Settings {
     pub max_transfer_attempts: u32,
     /// How far ahead the scheduler generates every market's sales (R-SAL-1), in weeks.
     pub sales_horizon_weeks: u32,
+    /// How long an online order waits for its customer to confirm a payment the provider holds
+    /// (a Stripe PaymentIntent) before it is cancelled and its stock released (R-PAY-1).
+    pub payment_timeout: chrono::Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +61,7 @@ impl Default for Settings {
             fee_schedule: money::DEFAULT_FEE_SCHEDULE.to_string(),
             max_transfer_attempts: 3,
             sales_horizon_weeks: 8,
+            payment_timeout: chrono::Duration::minutes(15),
         }
     }
 }

@@ -31,6 +31,16 @@ pub mod kinds {
     pub const REFUND: &str = "refund";
     /// Pay a payout to the producer's bank account (payload [`super::TransferMessage`]).
     pub const TRANSFER: &str = "transfer";
+    /// Give up a charge the customer never confirmed (payload [`super::CancelChargeMessage`]).
+    pub const CANCEL_CHARGE: &str = "cancel_charge";
+}
+
+/// Give up, at the provider, a payment an expired or cancelled order still awaits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelChargeMessage {
+    pub order: OrderId,
+    pub payment: PaymentId,
+    pub provider_ref: String,
 }
 
 /// Charge the customer of an online order.
@@ -389,6 +399,7 @@ impl App {
             kinds::CHARGE => self.deliver_charge(hold, m).await,
             kinds::REFUND => self.deliver_refund(hold, m).await,
             kinds::TRANSFER => self.deliver_transfer(hold, m).await,
+            kinds::CANCEL_CHARGE => self.deliver_cancel_charge(hold, m).await,
             other => Ok(Delivery::Retry(format!("unknown outbox kind {other}"))),
         };
         let outcome = match outcome {
@@ -529,8 +540,40 @@ impl App {
             ));
         }
         let key = OutboxMessage::provider_key(m.id);
-        match self.payments.charge(&key, msg.amount).await {
-            Ok(provider_ref) => {
+        let request = crate::payments::ChargeRequest {
+            key: &key,
+            amount: msg.amount,
+            order: msg.order,
+            payment: msg.payment,
+        };
+        match self.payments.charge(&request).await {
+            Ok(crate::payments::Charged::Awaiting {
+                provider_ref,
+                client_secret,
+            }) => {
+                // The customer confirms it in their client: the order waits for the
+                // provider's word (a webhook), until its time limit.
+                let app = self.clone();
+                let r = provider_ref.clone();
+                let request = m.id;
+                let p = self
+                    .settle(
+                        tx,
+                        m,
+                        true,
+                        serde_json::json!({ "provider_ref": provider_ref, "client_secret": client_secret, "awaiting": true }),
+                        move || {
+                            let app = app.clone();
+                            let msg = msg.clone();
+                            let r = r.clone();
+                            Box::pin(async move { app.record_awaited(&msg, r, request).await })
+                        },
+                    )
+                    .await?;
+                Ok(Delivery::Delivered(p))
+            }
+            Err(failure) if failure.transient => Ok(Delivery::Retry(failure.reason)),
+            Ok(crate::payments::Charged::Paid { provider_ref }) => {
                 let app = self.clone();
                 let r = provider_ref.clone();
                 // The first decision is on the order just read; a conflict reads it again.
@@ -555,15 +598,20 @@ impl App {
             Err(failure) if msg.extra => {
                 // A declined extra: the order stands, the extra stays due at pick-up.
                 let p = self
-                    .settle_only(tx, m, false, serde_json::json!({ "declined": failure.0 }))
+                    .settle_only(
+                        tx,
+                        m,
+                        false,
+                        serde_json::json!({ "declined": failure.reason }),
+                    )
                     .await?;
-                tracing::info!(order = %msg.order, reason = %failure.0, "extra charge declined: due at pick-up");
-                Ok(Delivery::Failed(p, failure.0))
+                tracing::info!(order = %msg.order, reason = %failure.reason, "extra charge declined: due at pick-up");
+                Ok(Delivery::Failed(p, failure.reason))
             }
             Err(failure) => {
                 // A declined charge: the order is cancelled, its stock and caps released.
                 let app = self.clone();
-                let why = failure.0.clone();
+                let why = failure.reason.clone();
                 let p = self
                     .settle(
                         tx,
@@ -577,8 +625,8 @@ impl App {
                         },
                     )
                     .await?;
-                tracing::info!(order = %msg.order, reason = %failure.0, "charge declined: order cancelled");
-                Ok(Delivery::Failed(p, failure.0))
+                tracing::info!(order = %msg.order, reason = %failure.reason, "charge declined: order cancelled");
+                Ok(Delivery::Failed(p, failure.reason))
             }
         }
     }
@@ -677,7 +725,7 @@ impl App {
                 Ok(Delivery::Delivered(p))
             }
             // Never lost: retried with backoff until the provider acknowledges it.
-            Err(failure) => Ok(Delivery::Retry(failure.0)),
+            Err(failure) => Ok(Delivery::Retry(failure.reason)),
         }
     }
 
@@ -695,11 +743,23 @@ impl App {
             return Ok(Delivery::Delivered(p));
         }
         // The bank's answer, success or failure, is the outcome recorded on the balance: a
-        // failed transfer is retried by the next Monday's run, or returned (R-PAY-2).
-        let outcome = self.payments.transfer(&msg.provider_key, msg.amount).await;
+        // failed transfer is retried by the next Monday's run, or returned (R-PAY-2). A
+        // provider that could not answer is asked again (same key).
+        let (account, _) = self
+            .load::<etal_domain::account::ProducerAccount>(msg.producer)
+            .await?;
+        let outcome = self
+            .payments
+            .transfer(&msg.provider_key, msg.amount, account.payout_account())
+            .await;
+        if let Err(f) = &outcome {
+            if f.transient {
+                return Ok(Delivery::Retry(f.reason.clone()));
+            }
+        }
         let result = match &outcome {
             Ok(r) => serde_json::json!({ "provider_ref": r }),
-            Err(f) => serde_json::json!({ "failed": f.0 }),
+            Err(f) => serde_json::json!({ "failed": f.reason }),
         };
         let app = self.clone();
         let p = self
@@ -720,7 +780,7 @@ impl App {
                         },
                         Err(failure) => ProducerBalanceCommand::RecordTransferFailed {
                             payout: msg.payout,
-                            reason: failure.0,
+                            reason: failure.reason,
                             at: app.now(),
                         },
                     };
@@ -732,6 +792,121 @@ impl App {
             })
             .await?;
         Ok(Delivery::Delivered(p))
+    }
+
+    /// Records the payment the provider holds for the customer to confirm, and schedules the
+    /// order's expiry at its time limit (R-PAY-1).
+    async fn record_awaited(
+        &self,
+        msg: &ChargeMessage,
+        provider_ref: String,
+        request: Uuid,
+    ) -> Result<Changes, AppError> {
+        let mut order = self
+            .bus
+            .load_stream::<Order>(&msg.order.to_string())
+            .await?;
+        let mut changes = Changes::new();
+        if order.state.is_cancelled() || order.state.payments().contains_key(&msg.payment) {
+            // Cancelled meanwhile (nothing to wait for; a payment confirmed anyway is recorded
+            // and owed back), or confirmed already.
+            return Ok(changes);
+        }
+        let now = self.now();
+        let expires_at = now + self.settings.payment_timeout;
+        order
+            .decide(|o| {
+                o.decide(OrderCommand::AwaitPayment {
+                    payment: msg.payment,
+                    amount: msg.amount,
+                    provider_ref,
+                    request,
+                    expires_at,
+                    at: now,
+                })
+            })
+            .map_err(rejected)?;
+        changes.stream(&order)?;
+        changes.schedule(
+            schedules::EXPIRE_PAYMENT,
+            &format!("expire:{}", msg.payment),
+            serde_json::json!({ "order": msg.order, "payment": msg.payment }),
+            expires_at,
+        );
+        Ok(changes)
+    }
+
+    /// R-PAY-1: an order whose payment the customer did not confirm in time is cancelled with
+    /// everything it held (stock, caps) in one commit, and the provider is told to give the
+    /// payment up. Returns whether it expired (false: paid, or cancelled, meanwhile).
+    pub async fn expire_payment(
+        &self,
+        order_id: OrderId,
+        payment: PaymentId,
+    ) -> Result<bool, AppError> {
+        let cc = CommandContext::new(Actor::system())
+            .with_idempotency(format!("expire:{payment}"), format!("expire:{payment}"));
+        let flowed = self
+            .run_flow(&cc, vec![format!("order:{order_id}")], || async move {
+                let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+                let Some(awaited) = order.state.awaiting().get(&payment).cloned() else {
+                    return Ok(super::flow::Decided::new(Changes::new(), false));
+                };
+                if order.state.is_cancelled() || awaited.expires_at > self.now() {
+                    return Ok(super::flow::Decided::new(Changes::new(), false));
+                }
+                let mut changes = Changes::new();
+                let customer = Actor::new(order.state.customer(), Role::Customer);
+                self.decide_cancellation(
+                    &mut order,
+                    Canceller::Customer(customer),
+                    true,
+                    &mut changes,
+                )
+                .await?;
+                changes.stream(&order)?;
+                changes.send(OutboxMessage::new(
+                    super::derived_id(&format!("outbox:cancel:{payment}")),
+                    kinds::CANCEL_CHARGE,
+                    serde_json::json!(CancelChargeMessage {
+                        order: order_id,
+                        payment,
+                        provider_ref: awaited.provider_ref,
+                    }),
+                ));
+                tracing::info!(order = %order_id, "payment not confirmed in time: order cancelled");
+                Ok(super::flow::Decided::new(changes, true))
+            })
+            .await?;
+        self.deliver_now(&flowed.outbox, &flowed.owed).await;
+        Ok(flowed.value)
+    }
+
+    async fn deliver_cancel_charge(
+        &self,
+        tx: &mut Hold<'_>,
+        m: &Claimed,
+    ) -> Result<Delivery, AppError> {
+        let msg: CancelChargeMessage = serde_json::from_value(m.payload.clone())
+            .map_err(|e| AppError::Internal(format!("cancel message: {e}")))?;
+        let key = OutboxMessage::provider_key(m.id);
+        match self.payments.cancel_charge(&key, &msg.provider_ref).await {
+            Ok(()) => {
+                let p = self
+                    .settle_only(tx, m, true, serde_json::json!({ "cancelled": true }))
+                    .await?;
+                Ok(Delivery::Delivered(p))
+            }
+            Err(f) if f.transient => Ok(Delivery::Retry(f.reason)),
+            // Refused: it succeeded meanwhile, and its webhook records the payment, which the
+            // cancelled order then owes back.
+            Err(f) => {
+                let p = self
+                    .settle_only(tx, m, false, serde_json::json!({ "refused": f.reason }))
+                    .await?;
+                Ok(Delivery::Failed(p, f.reason))
+            }
+        }
     }
 
     async fn record_refund(

@@ -1,21 +1,71 @@
-//! The payment-provider port and its deterministic simulator (no real provider is reachable).
+//! The payment-provider port, its deterministic simulator (tests and `make run`) and, in
+//! [`crate::stripe`], the Stripe adapter.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use etal_domain::ids::{OrderId, PaymentId};
 use etal_domain::Money;
 use sha2::{Digest, Sha256};
 
+/// Why a provider call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PaymentFailure(pub String);
+#[error("{reason}")]
+pub struct PaymentFailure {
+    pub reason: String,
+    /// The provider could not be reached or answered with a server error: the same call is
+    /// made again later (with the same idempotency key). Otherwise the provider refused.
+    pub transient: bool,
+}
+
+impl PaymentFailure {
+    /// The provider refused (a declined card, an invalid request).
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            transient: false,
+        }
+    }
+    /// The provider could not answer now.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            transient: true,
+        }
+    }
+}
+
+/// A charge of an online order's customer.
+#[derive(Debug, Clone, Copy)]
+pub struct ChargeRequest<'a> {
+    /// The provider's idempotency key (derived from the outbox row).
+    pub key: &'a str,
+    pub amount: Money,
+    pub order: OrderId,
+    pub payment: PaymentId,
+}
+
+/// What the provider did with a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charged {
+    /// Taken at once (the simulator): the provider's reference.
+    Paid { provider_ref: String },
+    /// Waiting for the customer to confirm it in their client (a Stripe PaymentIntent): its
+    /// id, and the secret the customer's client confirms it with.
+    Awaiting {
+        provider_ref: String,
+        client_secret: String,
+    },
+}
 
 /// What the service asks of a payment provider. Every call carries an idempotency key: the
 /// provider returns the first result for a key it has seen (as real providers do).
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
-    /// Charges the customer; returns the provider's reference.
-    async fn charge(&self, key: &str, amount: Money) -> Result<String, PaymentFailure>;
+    /// Charges the customer.
+    async fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charged, PaymentFailure>;
+    /// Gives up a charge still awaiting the customer (its order expired or was cancelled).
+    async fn cancel_charge(&self, key: &str, provider_ref: &str) -> Result<(), PaymentFailure>;
     /// Refunds part of a charge; returns the refund's reference.
     async fn refund(
         &self,
@@ -23,8 +73,14 @@ pub trait PaymentProvider: Send + Sync {
         charge_ref: &str,
         amount: Money,
     ) -> Result<String, PaymentFailure>;
-    /// Transfers money to a producer's bank account; returns the transfer's reference.
-    async fn transfer(&self, key: &str, amount: Money) -> Result<String, PaymentFailure>;
+    /// Transfers money to a producer (`destination`: their account at the provider, if the
+    /// provider needs one); returns the transfer's reference.
+    async fn transfer(
+        &self,
+        key: &str,
+        amount: Money,
+        destination: Option<&str>,
+    ) -> Result<String, PaymentFailure>;
 }
 
 /// A deterministic provider: references derive from the idempotency key, and failures are
@@ -84,14 +140,14 @@ impl Simulator {
             let mut by_kind = self.fail_kind.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = by_kind.get_mut(kind).filter(|n| **n > 0) {
                 *n -= 1;
-                return Err(PaymentFailure(format!("simulated {kind} failure")));
+                return Err(PaymentFailure::refused(format!("simulated {kind} failure")));
             }
         }
         {
             let mut next = self.fail_next.lock().unwrap_or_else(|p| p.into_inner());
             if *next > 0 {
                 *next -= 1;
-                return Err(PaymentFailure(format!("simulated {kind} failure")));
+                return Err(PaymentFailure::refused(format!("simulated {kind} failure")));
             }
         }
         let failing = self.failing_keys.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,10 +156,12 @@ impl Simulator {
             .iter()
             .any(|p| key.starts_with(p.as_str()) || named.starts_with(p.as_str()))
         {
-            return Err(PaymentFailure(format!("simulated {kind} failure")));
+            return Err(PaymentFailure::refused(format!("simulated {kind} failure")));
         }
         if amount.is_negative() || amount.is_zero() {
-            return Err(PaymentFailure(format!("{kind} of {amount} refused")));
+            return Err(PaymentFailure::refused(format!(
+                "{kind} of {amount} refused"
+            )));
         }
         let digest = Sha256::digest(format!("{kind}:{key}").as_bytes());
         Ok(format!("sim_{kind}_{}", &hex::encode(digest)[..16]))
@@ -112,8 +170,14 @@ impl Simulator {
 
 #[async_trait::async_trait]
 impl PaymentProvider for Simulator {
-    async fn charge(&self, key: &str, amount: Money) -> Result<String, PaymentFailure> {
-        self.outcome("charge", key, amount)
+    async fn charge(&self, request: &ChargeRequest<'_>) -> Result<Charged, PaymentFailure> {
+        let provider_ref = self.outcome("charge", request.key, request.amount)?;
+        Ok(Charged::Paid { provider_ref })
+    }
+
+    async fn cancel_charge(&self, key: &str, _provider_ref: &str) -> Result<(), PaymentFailure> {
+        self.outcome("cancel", key, Money::from_cents(1))
+            .map(|_| ())
     }
 
     async fn refund(
@@ -125,7 +189,12 @@ impl PaymentProvider for Simulator {
         self.outcome("refund", key, amount)
     }
 
-    async fn transfer(&self, key: &str, amount: Money) -> Result<String, PaymentFailure> {
+    async fn transfer(
+        &self,
+        key: &str,
+        amount: Money,
+        _destination: Option<&str>,
+    ) -> Result<String, PaymentFailure> {
         self.outcome("transfer", key, amount)
     }
 }

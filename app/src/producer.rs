@@ -104,6 +104,28 @@ impl App {
         Ok(Done::new((), out.last_position()))
     }
 
+    /// R-PAY-4: the Stripe Connect account payouts are transferred to (the owner only).
+    pub async fn set_payout_account(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        account: Option<String>,
+    ) -> Result<Done<()>, AppError> {
+        let at = self.now();
+        let account = account
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty());
+        let args = (producer, account.clone());
+        self.account_command(ctx, producer, "setPayoutAccount", &args, |access| {
+            AccountCommand::SetPayoutAccount {
+                access,
+                account,
+                at,
+            }
+        })
+        .await
+    }
+
     /// R-ACC-2
     pub async fn grant_access(
         &self,

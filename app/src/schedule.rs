@@ -35,6 +35,9 @@ pub mod kinds {
     pub const BILLING_RUN: &str = "billing_run";
     /// The daily generation of every market's sales ahead (R-SAL-1, see `market`).
     pub const SALES_HORIZON: &str = "sales_horizon";
+    /// An online order whose payment the customer did not confirm in time (R-PAY-1, see
+    /// `outbox`).
+    pub const EXPIRE_PAYMENT: &str = "expire_payment";
 }
 
 /// When the daily training check runs (Europe/Paris).
@@ -71,6 +74,7 @@ pub fn scheduler(app: &App) -> Scheduler {
         kinds::TRAINING_LAPSES,
         kinds::BILLING_RUN,
         kinds::SALES_HORIZON,
+        kinds::EXPIRE_PAYMENT,
     ] {
         s = s.with_handler(Arc::new(Handler {
             app: app.clone(),
@@ -308,6 +312,19 @@ impl ScheduledHandler for Handler {
                     .await
                     .map_err(handler_error)?;
                 Ok(serde_json::json!(report))
+            }
+            kinds::EXPIRE_PAYMENT => {
+                #[derive(serde::Deserialize)]
+                struct P {
+                    order: etal_domain::ids::OrderId,
+                    payment: etal_domain::ids::PaymentId,
+                }
+                let p: P = payload(cmd)?;
+                let expired = app
+                    .expire_payment(p.order, p.payment)
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!({ "expired": expired }))
             }
             kinds::DEBIT_REFUNDS => {
                 #[derive(serde::Deserialize)]

@@ -496,7 +496,9 @@ impl Batch {
                 );
             }
             // The recap shows what was refunded once the provider acknowledged it.
-            OrderEvent::RefundRequested { .. } => {}
+            OrderEvent::RefundRequested { .. }
+            | OrderEvent::PaymentAwaited { .. }
+            | OrderEvent::PaymentFailed { .. } => {}
             OrderEvent::RefundRecorded { refunded, .. } => {
                 self.set_order(
                     order,

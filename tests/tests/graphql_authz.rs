@@ -217,6 +217,8 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("mutation($m: UUID!, $c: UUID!) { stopRecurringParticipation(marketId: $m, catalogId: $c) { position } }", &["owner"]),
         ("mutation($m: UUID!, $d: Date!) { assignFeeSchedule(marketId: $m, schedule: \"cagette\", from: $d) { marketId } }", &["platform"]),
         ("mutation($p: UUID!) { changePlan(producerId: $p, plan: PRO) { position } }", &["owner"]),
+        ("mutation($p: UUID!) { setPayoutAccount(producerId: $p, account: \"acct_1Etal\") { position } }", &["owner"]),
+        ("query($p: UUID!) { producer(id: $p) { payoutAccount } }", &["owner", "auditor"]),
         ("mutation($p: UUID!) { recordTraining(producerId: $p) { position } }", &["platform"]),
         // Operational reads, public on purpose (README's walkthrough reads them anonymously):
         // counts and checkpoints, nothing about a person or a sale.
@@ -248,9 +250,15 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
             let denied = denial(&body);
             // A collaborator acts as the owner but for the owner's own acts (R-ACC-2); a revoked
             // collaborator and another account's collaborator as any other producer.
-            let owner_only = ["grantAccess", "revokeAccess", "changePlan", "closeAccount"]
-                .iter()
-                .any(|op| query.contains(op));
+            let owner_only = [
+                "grantAccess",
+                "revokeAccess",
+                "changePlan",
+                "closeAccount",
+                "setPayoutAccount",
+            ]
+            .iter()
+            .any(|op| query.contains(op));
             let as_other_producer = allowed.contains(&"other_producer");
             let should_allow = match *name {
                 "collab" => as_other_producer || (allowed.contains(&"owner") && !owner_only),

@@ -212,6 +212,36 @@ impl OrderView {
         self.whole()?;
         Ok(Money(self.order.balance_due()))
     }
+    /// R-PAY-1: the online payment the customer has to confirm with the provider (none: paid,
+    /// on-site, or nothing asked yet). `clientSecret` is the order's customer's only: their
+    /// client confirms the payment with it (Stripe.js `confirmPayment`).
+    async fn awaiting_payment(&self, ctx: &Context<'_>) -> Result<Option<AwaitingPaymentView>> {
+        self.whole()?;
+        let Some((id, a)) = self.order.awaiting().iter().next() else {
+            return Ok(None);
+        };
+        let client_secret = if self.order.customer() == self.viewer.user {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT result->>'client_secret' FROM outbox WHERE id = $1",
+            )
+            .bind(a.request)
+            .fetch_optional(&app(ctx).pool)
+            .await
+            .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?
+            .flatten()
+        } else {
+            None
+        };
+        Ok(Some(AwaitingPaymentView {
+            payment_id: id.0,
+            amount: Money(a.amount),
+            provider_ref: a.provider_ref.clone(),
+            expires_at: a.expires_at,
+            failures: a.failures as i32,
+            last_failure: a.last_failure.clone(),
+            client_secret,
+        }))
+    }
     async fn payments(&self) -> Result<Vec<PaymentView>> {
         self.whole()?;
         Ok(self
@@ -630,4 +660,20 @@ impl OrderMutation {
 pub enum DeliveredBy {
     Producer,
     Market,
+}
+
+/// R-PAY-1: an online payment awaiting the customer's confirmation.
+#[derive(async_graphql::SimpleObject)]
+pub struct AwaitingPaymentView {
+    pub payment_id: Uuid,
+    pub amount: Money,
+    /// The provider's id of it (a Stripe PaymentIntent, `pi_...`).
+    pub provider_ref: String,
+    /// When the order is cancelled if the payment is not confirmed.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Failed attempts the provider reported, and the last one's reason.
+    pub failures: i32,
+    pub last_failure: Option<String>,
+    /// For the order's customer only: what their client confirms the payment with.
+    pub client_secret: Option<String>,
 }

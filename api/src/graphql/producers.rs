@@ -85,6 +85,16 @@ impl ProducerView {
     async fn plan(&self) -> Plan {
         self.account.plan().into()
     }
+    /// R-PAY-4: the Stripe Connect account payouts go to (the account's people and auditors).
+    async fn payout_account(&self) -> Result<Option<&str>> {
+        if !sees_stock(self.viewer) {
+            return Err(super::common::coded(
+                "FORBIDDEN",
+                "only the producer's people and auditors see where payouts go",
+            ));
+        }
+        Ok(self.account.payout_account())
+    }
     /// How the plan's subscription is billed (plans without one: MONTHLY, nothing billed).
     /// Billing starts with the first whole month of the plan, on the 1st at 05:00 Paris time.
     async fn subscription_billing(&self) -> SubscriptionBilling {
@@ -364,6 +374,27 @@ impl ProducerMutation {
         let c = app_ctx(ctx, idempotency_key)?;
         let done = app(ctx)
             .grant_access(&c, ProducerId(producer_id), UserId(user_id))
+            .await
+            .coded()?;
+        Ok(ProducerPayload {
+            producer_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-PAY-4: the owner names the producer's Stripe Connect account (`acct_...`) that payouts
+    /// are transferred to (absent: none).
+    #[graphql(guard = "PRODUCER")]
+    async fn set_payout_account(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        #[graphql(validator(max_length = 64))] account: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<ProducerPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .set_payout_account(&c, ProducerId(producer_id), account)
             .await
             .coded()?;
         Ok(ProducerPayload {

@@ -60,6 +60,9 @@ pub struct ProducerAccount {
     collaborators: BTreeSet<UserId>,
     products: BTreeMap<ProductId, Product>,
     closed: bool,
+    /// R-PAY-4: the producer's account at the payment provider (Stripe Connect).
+    #[serde(default)]
+    payout_account: Option<String>,
 }
 
 impl ProducerAccount {
@@ -82,6 +85,11 @@ impl ProducerAccount {
             actor,
             owner,
         })
+    }
+
+    /// R-PAY-4: the producer's account at the payment provider, where payouts are transferred.
+    pub fn payout_account(&self) -> Option<&str> {
+        self.payout_account.as_deref()
     }
 
     /// A product of the account, archived or not.
@@ -249,6 +257,30 @@ impl ProducerAccount {
                     return Err(AccountError::AlreadyCollaborator { user });
                 }
                 Ok(vec![E::AccessGranted { user }])
+            }
+            C::SetPayoutAccount {
+                access,
+                account,
+                at,
+            } => {
+                self.check_owner(&access)?;
+                let valid = account.as_deref().is_none_or(|a| {
+                    a.len() <= 64
+                        && a.strip_prefix("acct_").is_some_and(|rest| {
+                            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric())
+                        })
+                });
+                if !valid {
+                    return Err(AccountError::InvalidPayoutAccount);
+                }
+                if self.payout_account == account {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::PayoutAccountSet {
+                    account,
+                    by: access.actor.user,
+                    at,
+                }])
             }
             C::RevokeAccess { access, user } => {
                 self.check_owner(&access)?;
@@ -456,6 +488,7 @@ impl Aggregate for ProducerAccount {
             E::AccessRevoked { user } => {
                 self.collaborators.remove(&user);
             }
+            E::PayoutAccountSet { account, .. } => self.payout_account = account,
             E::PlanChanged {
                 terms, billing, at, ..
             } => {

@@ -33,6 +33,13 @@ pub enum AccountCommand {
         access: ProducerAccess,
         user: UserId,
     },
+    /// R-PAY-4: the owner names the producer's account at the payment provider that payouts
+    /// are transferred to (a Stripe Connect account id, `acct_...`; none: forget it).
+    SetPayoutAccount {
+        access: ProducerAccess,
+        account: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// R-ACC-2: the owner takes a collaborator's access back.
     RevokeAccess {
         access: ProducerAccess,

@@ -17,6 +17,8 @@ pub enum AccountError {
     Closed,
     #[error("only the producer themself can do this on their account (not a collaborator, administrator or the platform)")]
     NotTheOwner,
+    #[error("a payout account is a Stripe Connect account id: \"acct_\" then letters and digits, at most 64 characters")]
+    InvalidPayoutAccount,
     #[error("a variable-weight product needs an estimated weight per unit (over 0 and up to 1000 kg, to the gram); other products none")]
     InvalidEstimatedWeight,
     #[error("you must accept the current producer charter ({current}); you accepted '{accepted}'")]
@@ -74,6 +76,7 @@ impl AccountError {
             AccountError::AlreadyOpened => "ACCOUNT_ALREADY_OPENED",
             AccountError::Closed => "ACCOUNT_CLOSED",
             AccountError::NotTheOwner => "NOT_THE_OWNER",
+            AccountError::InvalidPayoutAccount => "INVALID_PAYOUT_ACCOUNT",
             AccountError::InvalidEstimatedWeight => "INVALID_ESTIMATED_WEIGHT",
             AccountError::CharterNotAccepted { .. } => "CHARTER_NOT_ACCEPTED",
             AccountError::TermsMismatch { .. } => "TERMS_MISMATCH",

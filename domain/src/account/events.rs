@@ -35,6 +35,12 @@ pub enum AccountEvent {
     AccessRevoked {
         user: UserId,
     },
+    /// R-PAY-4: where payouts go at the payment provider.
+    PayoutAccountSet {
+        account: Option<String>,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
     /// The new plan is `terms.plan`; the terms are frozen as they were in force.
     PlanChanged {
         terms: PlanTerms,
@@ -73,6 +79,7 @@ impl DomainEvent for AccountEvent {
         match self {
             AccountEvent::AccountOpened { .. } => "AccountOpened",
             AccountEvent::AccessGranted { .. } => "AccessGranted",
+            AccountEvent::PayoutAccountSet { .. } => "PayoutAccountSet",
             AccountEvent::AccessRevoked { .. } => "AccessRevoked",
             AccountEvent::PlanChanged { .. } => "PlanChanged",
             AccountEvent::TrainingCompleted { .. } => "TrainingCompleted",

@@ -264,7 +264,9 @@ impl OrderMoney {
                 OrderMovement::None
             }
             // Money moves when the provider acknowledges the refund (RefundRecorded).
-            OrderEvent::RefundRequested { .. } => OrderMovement::None,
+            OrderEvent::RefundRequested { .. }
+            | OrderEvent::PaymentAwaited { .. }
+            | OrderEvent::PaymentFailed { .. } => OrderMovement::None,
             OrderEvent::OrderCancelled { .. } => {
                 for l in self.lines.values_mut() {
                     l.1 = Money::ZERO;

@@ -97,6 +97,22 @@ pub struct Order {
     /// How many refunds were ever requested (names the next one).
     #[serde(default)]
     refund_requests: u32,
+    /// Online payments asked of the provider and not confirmed yet (R-PAY-1).
+    #[serde(default)]
+    awaiting: BTreeMap<PaymentId, AwaitedPayment>,
+}
+
+/// An online payment the customer has to confirm with the provider (R-PAY-1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitedPayment {
+    pub amount: Money,
+    pub provider_ref: String,
+    /// The outbox message that asked the provider for it.
+    pub request: Uuid,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Failed attempts the provider reported, and the last one's reason.
+    pub failures: u32,
+    pub last_failure: Option<String>,
 }
 
 /// A refund decided with the change that made it owed, waiting for the provider.
@@ -124,6 +140,7 @@ impl Default for Order {
             cancelled: false,
             pending_refunds: BTreeMap::new(),
             refund_requests: 0,
+            awaiting: BTreeMap::new(),
         }
     }
 }
@@ -181,6 +198,10 @@ impl Order {
         self.refund_owed_with(self.total)
     }
     /// Refunds requested and not yet acknowledged by the provider.
+    /// Online payments the customer has still to confirm with the provider (R-PAY-1).
+    pub fn awaiting(&self) -> &BTreeMap<PaymentId, AwaitedPayment> {
+        &self.awaiting
+    }
     pub fn pending_refunds(&self) -> &BTreeMap<Uuid, PendingRefund> {
         &self.pending_refunds
     }
@@ -463,8 +484,10 @@ impl Order {
                 at,
             } => {
                 // A charge the provider took after the order was cancelled is still recorded:
-                // the flow then owes it back (RequestRefunds).
-                let late_charge = self.cancelled && method.is_online();
+                // the flow then owes it back (RequestRefunds). So is one the customer
+                // confirmed for an amount the order no longer owes (it changed meanwhile).
+                let late_charge =
+                    method.is_online() && (self.cancelled || self.awaiting.contains_key(&payment));
                 if !late_charge {
                     self.require_live()?;
                 }
@@ -501,6 +524,52 @@ impl Order {
                     at,
                     paid: self.paid + amount,
                     balance_due: due - amount,
+                }])
+            }
+            C::AwaitPayment {
+                payment,
+                amount,
+                provider_ref,
+                request,
+                expires_at,
+                at,
+            } => {
+                self.require_live()?;
+                if self.payments.contains_key(&payment) {
+                    // Confirmed before its request was recorded: nothing to wait for.
+                    return Ok(vec![]);
+                }
+                if let Some(a) = self.awaiting.get(&payment) {
+                    if a.provider_ref == provider_ref && a.amount == amount {
+                        return Ok(vec![]);
+                    }
+                    return Err(OrderError::PaymentConflict { payment });
+                }
+                if amount.is_zero() || amount.is_negative() {
+                    return Err(OrderError::AmountNotPositive);
+                }
+                Ok(vec![E::PaymentAwaited {
+                    payment,
+                    amount,
+                    provider_ref,
+                    request,
+                    expires_at,
+                    at,
+                }])
+            }
+            C::RecordPaymentFailure {
+                payment,
+                reason,
+                at,
+            } => {
+                if !self.awaiting.contains_key(&payment) {
+                    // Paid since, or never asked: the report changes nothing.
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::PaymentFailed {
+                    payment,
+                    reason,
+                    at,
                 }])
             }
             C::RecordRefund {
@@ -718,6 +787,7 @@ impl Aggregate for Order {
                 ..
             } => {
                 self.paid += amount;
+                self.awaiting.remove(&payment);
                 self.payments.insert(
                     payment,
                     PaymentRecord {
@@ -726,6 +796,34 @@ impl Aggregate for Order {
                         refunded: Money::ZERO,
                     },
                 );
+            }
+            E::PaymentAwaited {
+                payment,
+                amount,
+                provider_ref,
+                request,
+                expires_at,
+                ..
+            } => {
+                self.awaiting.insert(
+                    payment,
+                    AwaitedPayment {
+                        amount,
+                        provider_ref,
+                        request,
+                        expires_at,
+                        failures: 0,
+                        last_failure: None,
+                    },
+                );
+            }
+            E::PaymentFailed {
+                payment, reason, ..
+            } => {
+                if let Some(a) = self.awaiting.get_mut(&payment) {
+                    a.failures += 1;
+                    a.last_failure = Some(reason);
+                }
             }
             E::RefundRequested {
                 refund,
@@ -754,6 +852,9 @@ impl Aggregate for Order {
             E::OrderCancelled { .. } => {
                 self.cancelled = true;
                 self.total = Money::ZERO;
+                // Nothing is awaited of a cancelled order (a payment confirmed anyway is
+                // recorded, then owed back).
+                self.awaiting.clear();
             }
         }
     }

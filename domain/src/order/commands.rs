@@ -121,6 +121,21 @@ pub enum OrderCommand {
         market_access: Option<MarketAccess>,
         at: DateTime<Utc>,
     },
+    /// R-PAY-1: the provider holds a payment the customer has to confirm.
+    AwaitPayment {
+        payment: PaymentId,
+        amount: Money,
+        provider_ref: String,
+        request: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The provider reports a failed attempt to pay an awaited payment.
+    RecordPaymentFailure {
+        payment: PaymentId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// Never above what is owed (R-ORD-4: nothing is refunded twice). `refund` names the
     /// requested refund the provider acknowledged (`None`: a refund made outside a request).
     RecordRefund {

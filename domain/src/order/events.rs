@@ -69,6 +69,25 @@ pub enum OrderEvent {
         paid: Money,
         balance_due: Money,
     },
+    /// R-PAY-1: an online payment asked of the provider that the customer has to confirm
+    /// (a PaymentIntent); `request` is the outbox message that asked for it. The order waits
+    /// for the provider's confirmation (`PaymentRecorded` with the same `payment`) until
+    /// `expires_at`, then is cancelled.
+    PaymentAwaited {
+        payment: PaymentId,
+        amount: Money,
+        provider_ref: String,
+        request: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The provider said an attempt to pay failed (a declined card): the order still waits,
+    /// the customer may try again until it expires.
+    PaymentFailed {
+        payment: PaymentId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// R-ORD-4: a refund owed, decided with the change that made it owed; the provider call
     /// is an outbox message, acknowledged by `RefundRecorded` with the same `refund`.
     RefundRequested {
@@ -104,6 +123,8 @@ impl DomainEvent for OrderEvent {
             OrderEvent::QuantityAdjusted { .. } => "QuantityAdjusted",
             OrderEvent::WeightRecorded { .. } => "WeightRecorded",
             OrderEvent::PaymentRecorded { .. } => "PaymentRecorded",
+            OrderEvent::PaymentAwaited { .. } => "PaymentAwaited",
+            OrderEvent::PaymentFailed { .. } => "PaymentFailed",
             OrderEvent::RefundRequested { .. } => "RefundRequested",
             OrderEvent::RefundRecorded { .. } => "RefundRecorded",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",

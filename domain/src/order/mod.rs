@@ -13,7 +13,7 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Line, Order, PaymentRecord};
+pub use aggregate::{AwaitedPayment, Line, Order, PaymentRecord};
 pub use commands::{Canceller, Deliverer, Delivery, LineInput, OrderCommand, PaymentMethod};
 pub use error::OrderError;
 pub use events::OrderEvent;
