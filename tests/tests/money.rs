@@ -24,6 +24,8 @@ use etal_projections::ledger::{
 use etal_store::log::EventLog;
 use etal_tests::{run_etal, TestDb};
 
+mod fake_stripe;
+
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).expect("date")
 }
@@ -1474,6 +1476,119 @@ async fn r_acc_3_subscriptions_and_period_fees_are_billed_once_a_month_and_deduc
         .await
         .expect("conservation");
     assert!(c.holds(), "{c:?}");
+    let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// R-PAY-1, R-PAY-2, R-ORD-5 with Stripe (a local fake of its API): an online order creates a
+/// PaymentIntent, is paid by its `payment_intent.succeeded` webhook (applied once), loses two
+/// units (a partial refund through the adapter), is validated and credited, and the Monday
+/// payout is a transfer to the producer's connected account; the audit finds nothing and money
+/// is conserved.
+#[tokio::test]
+async fn r_pay_1_with_stripe_an_order_is_paid_by_webhook_refunded_and_transferred_on_monday() {
+    let fake = fake_stripe::FakeStripe::start().await;
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    w.app.payments = Arc::new(
+        etal_app::stripe::StripeProvider::new(etal_app::stripe::StripeConfig {
+            api_base: fake.base.clone(),
+            secret_key: "sk_test_etal".into(),
+            api_version: None,
+        })
+        .expect("client"),
+    );
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Miel", "9.00").await;
+    w.app
+        .set_payout_account(&a.ctx, a.producer, Some("acct_1Miel".into()))
+        .await
+        .expect("payout account");
+    let sale = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let order = w.order(sale, &[(&a, 10)]).await; // 90.00
+    let create = fake.seen("/v1/payment_intents")[0].clone();
+    assert_eq!(create.form["amount"], "9000");
+    let (state, _) = w
+        .app
+        .load::<etal_domain::order::Order>(order)
+        .await
+        .expect("order");
+    assert_eq!(state.paid(), Money::ZERO);
+    let (payment, awaited) = state.awaiting().iter().next().expect("awaited");
+    let event = |id: &str| -> etal_app::stripe::StripeEvent {
+        serde_json::from_str(&fake_stripe::event(
+            id,
+            "payment_intent.succeeded",
+            serde_json::json!({"id": awaited.provider_ref, "amount_received": 9000,
+                "metadata": {"order_id": order.to_string(), "payment_id": payment.0.to_string()}}),
+        ))
+        .expect("event")
+    };
+    let first = w
+        .app
+        .apply_stripe_event(&event("evt_paid"))
+        .await
+        .expect("webhook");
+    assert_eq!(first, etal_app::stripe::WebhookOutcome::Applied);
+    let again = w
+        .app
+        .apply_stripe_event(&event("evt_paid"))
+        .await
+        .expect("again");
+    assert_eq!(again, first, "a duplicate answers the first outcome");
+    let (state, _) = w
+        .app
+        .load::<etal_domain::order::Order>(order)
+        .await
+        .expect("order");
+    assert_eq!(state.paid(), m("90.00"));
+    assert!(state.awaiting().is_empty());
+
+    // Two units short: 18.00 back through Stripe.
+    w.app
+        .adjust_quantity(&a.ctx, order, 0, 8)
+        .await
+        .expect("adjust");
+    let refunds = fake.seen("/v1/refunds");
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (
+            refunds[0].form["amount"].as_str(),
+            refunds[0].form["payment_intent"].as_str()
+        ),
+        ("1800", awaited.provider_ref.as_str())
+    );
+
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+    let net = w.balance(a.producer).await.credited_total();
+    // 72.00 - 3 % (2.16 + 0.43) - 6 % (4.32 + 0.86) = 64.23
+    assert_eq!(net, m("64.23"));
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    let transfers = fake.seen("/v1/transfers");
+    assert_eq!(transfers.len(), 1);
+    let t = &transfers[0];
+    assert_eq!(t.form["amount"], "6423");
+    assert_eq!(t.form["currency"], "eur");
+    assert_eq!(t.form["destination"], "acct_1Miel");
+    let payout = payout_id_for(a.producer, d(2023, 9, 18));
+    assert_eq!(
+        t.idempotency_key.as_deref(),
+        Some(transfer_key(payout, 1).as_str())
+    );
+    assert_eq!(w.transfers(a.producer).await, vec![(d(2023, 9, 18), net)]);
+
+    let report = etal_app::audit::check(&w.db.pool, &|_| {})
+        .await
+        .expect("audit");
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    w.catch_up_ledger().await;
+    let c = conservation_as_of(&w.db.pool, d(2023, 9, 30))
+        .await
+        .expect("c");
+    assert!(c.holds(), "{c:?}");
+    assert_eq!((c.payments, c.refunds), (m("90.00"), m("18.00")));
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }
