@@ -33,7 +33,7 @@ run:
 
 # Databases left by earlier runs (one per test) are dropped first.
 test:
-	@export $(DB) && scripts/pg.sh sweep "$$DATABASE_URL" && \
+	@scripts/tools.sh && export $(DB) && scripts/pg.sh sweep "$$DATABASE_URL" && \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

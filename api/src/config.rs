@@ -51,6 +51,10 @@ pub struct Config {
     pub sim_fail: Vec<(String, u32)>,
     /// ETAL_PAYMENTS: `simulator` (default) or `stripe`.
     pub payments: Payments,
+    /// ETAL_PAYOUTS: `provider` (default: transfers through the payment provider) or `sepa`
+    /// (SEPA credit transfer files from the platform's account: ETAL_SEPA_DEBTOR_NAME,
+    /// ETAL_SEPA_DEBTOR_IBAN, ETAL_SEPA_DEBTOR_BIC).
+    pub payouts: etal_app::payouts::PayoutRail,
     /// ETAL_PAYMENT_TIMEOUT_SECONDS: how long an online order waits for its customer to confirm
     /// a payment (Stripe), before it is cancelled and its stock released (default 900).
     pub payment_timeout: chrono::Duration,
@@ -73,6 +77,37 @@ pub enum Payments {
         /// separated while one is rolled over (required).
         webhook_secrets: Vec<Secret>,
     },
+}
+
+fn payouts() -> Result<etal_app::payouts::PayoutRail, ConfigError> {
+    match var("ETAL_PAYOUTS").as_deref().map(str::trim) {
+        None | Some("provider") => Ok(etal_app::payouts::PayoutRail::Provider),
+        Some("sepa") => {
+            let get = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+            let (name, iban, bic) = (
+                get("ETAL_SEPA_DEBTOR_NAME")?,
+                get("ETAL_SEPA_DEBTOR_IBAN")?,
+                get("ETAL_SEPA_DEBTOR_BIC")?,
+            );
+            let checked = etal_app::bank_details::validate(&name, &iban, &bic).map_err(|e| {
+                ConfigError::Invalid {
+                    name: "ETAL_SEPA_DEBTOR_IBAN",
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(etal_app::payouts::PayoutRail::Sepa(
+                etal_app::sepa::Debtor {
+                    name: checked.holder,
+                    iban: checked.iban,
+                    bic: checked.bic,
+                },
+            ))
+        }
+        Some(other) => Err(ConfigError::Invalid {
+            name: "ETAL_PAYOUTS",
+            reason: format!("'{other}': expected provider or sepa"),
+        }),
+    }
 }
 
 fn payments() -> Result<Payments, ConfigError> {
@@ -145,6 +180,7 @@ impl Config {
             outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,
             sim_fail: sim_failures(&var("ETAL_SIM_FAIL").unwrap_or_default())?,
             payments: payments()?,
+            payouts: payouts()?,
             payment_timeout: chrono::Duration::seconds(parse(
                 "ETAL_PAYMENT_TIMEOUT_SECONDS",
                 900i64,

@@ -51,6 +51,24 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Payouts paid from the platform's bank account (ETAL_PAYOUTS=sepa, R-PAY-5).
+    Payouts {
+        #[command(subcommand)]
+        command: PayoutsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PayoutsCommand {
+    /// Write the SEPA credit transfer file (pain.001.001.09) of the payouts made on a date.
+    Export {
+        /// The payout run's date (Europe/Paris, YYYY-MM-DD), a Monday.
+        #[arg(long)]
+        monday: chrono::NaiveDate,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +174,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections { command } => return projections(command, &pool).await,
         Command::Token { .. } => {}
         Command::Audit { command } => return audit(command, &pool).await,
+        Command::Payouts {
+            command: PayoutsCommand::Export { monday, output },
+        } => {
+            let mut app = etal_api::application_with(&pool, &[])?;
+            app.settings.payouts = config.payouts.clone();
+            let file = match app.sepa_file(monday).await {
+                Ok(f) => f,
+                Err(e @ etal_app::AppError::Rejected { .. }) => {
+                    eprintln!("etal payouts export: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match &output {
+                Some(path) => std::fs::write(path, &file.xml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{}", file.xml),
+            }
+            eprintln!(
+                "{}: {} transfers, {} EUR{}",
+                file.message_id,
+                file.transfers,
+                file.control_sum,
+                if file.sent_at.is_some() {
+                    " (sent)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -517,6 +517,40 @@ impl Replay {
                     }
                 }
             }
+            // R-PAY-5: a transfer the bank returned was not paid after all: its sales and the
+            // debits it recovered may be paid again, once, by a later payout.
+            ProducerBalanceEvent::PayoutReturnedByBank { payout, amount, .. } => {
+                let Some(PayoutSeen { lines, deductions }) = self.payouts.get(payout).cloned()
+                else {
+                    self.differences.push(difference(
+                        e,
+                        "payout",
+                        "unknown payout returned by the bank",
+                    ));
+                    return;
+                };
+                let total: Money = lines.iter().map(|(_, m)| *m).sum::<Money>()
+                    - deductions.iter().map(|(_, m)| *m).sum::<Money>();
+                if total != *amount {
+                    self.differences.push(difference(
+                        e,
+                        "PayoutReturnedByBank.amount",
+                        format!("returned {amount} for a statement of {total}"),
+                    ));
+                }
+                for (sale, _) in &lines {
+                    if self.paid.remove(&(*sale, producer)).is_none() {
+                        self.differences.push(difference(
+                            e,
+                            "PayoutReturnedByBank",
+                            format!("sale {sale} of {producer} returned but never paid"),
+                        ));
+                    }
+                }
+                for (id, _) in deductions {
+                    self.recovered.remove(&(producer, id));
+                }
+            }
             _ => {}
         }
     }

@@ -5,6 +5,7 @@
 //! pure functions and commits once ([`flow`]). No HTTP, no GraphQL.
 
 pub mod audit;
+pub mod bank_details;
 pub mod billing;
 pub mod completeness;
 pub mod directory;
@@ -15,9 +16,11 @@ pub mod money;
 pub mod order;
 pub mod outbox;
 pub mod payments;
+pub mod payouts;
 pub mod people;
 pub mod producer;
 pub mod schedule;
+pub mod sepa;
 pub mod stripe;
 
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub struct Settings {
     /// How long an online order waits for its customer to confirm a payment the provider holds
     /// (a Stripe PaymentIntent) before it is cancelled and its stock released (R-PAY-1).
     pub payment_timeout: chrono::Duration,
+    /// How payouts reach producers: the payment provider, or SEPA files (R-PAY-5).
+    pub payouts: payouts::PayoutRail,
 }
 
 impl Default for Settings {
@@ -62,6 +67,7 @@ impl Default for Settings {
             max_transfer_attempts: 3,
             sales_horizon_weeks: 8,
             payment_timeout: chrono::Duration::minutes(15),
+            payouts: payouts::PayoutRail::default(),
         }
     }
 }

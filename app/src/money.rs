@@ -178,6 +178,8 @@ pub struct CreditReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PayoutRunReport {
     pub producers: u32,
+    /// Payouts held for the owner's confirmation of new bank details (R-PAY-4).
+    pub held: u32,
     pub started: u32,
     pub succeeded: u32,
     pub failed: u32,
@@ -746,11 +748,21 @@ impl App {
                     };
                     balance.decide(|b| b.decide(command)).map_err(rejected)?;
                 }
-                // 2. This Monday's payout of what is available.
+                // 2. This Monday's payout of what is available, unless bank details changed
+                //    within the week before and the owner has not confirmed them (R-PAY-4).
                 let id = payout_id_for(producer, monday);
-                if balance.state.payout(id).is_none()
-                    && balance.state.available(cutoff) > Money::ZERO
-                {
+                let (account, _) = self
+                    .load::<etal_domain::account::ProducerAccount>(producer)
+                    .await?;
+                let held = account
+                    .bank_details()
+                    .is_some_and(|b| b.holds_payout_at(now));
+                let due = balance.state.payout(id).is_none()
+                    && balance.state.available(cutoff) > Money::ZERO;
+                if due && held {
+                    step.held += 1;
+                    tracing::info!(producer = %producer, %monday, "payout held: new bank details wait for the owner's confirmation");
+                } else if due {
                     let started = balance.decide(|b| {
                         b.decide(ProducerBalanceCommand::StartPayout {
                             payout: id,
@@ -794,6 +806,7 @@ impl App {
         self.deliver_now(&flowed.outbox, &flowed.owed).await;
         let step = flowed.value;
         report.started += step.started;
+        report.held += step.held;
         report.retried += step.retried;
         report.returned += step.returned;
         // What the bank answered (inline; a transfer still owed is delivered by the worker).
@@ -821,6 +834,8 @@ impl App {
 /// What one producer's part of a payout run decided.
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 struct PayoutStep {
+    /// R-PAY-4: this Monday's payout waits for the owner to confirm new bank details.
+    held: u32,
     started: u32,
     retried: u32,
     returned: u32,

@@ -745,13 +745,21 @@ impl App {
         // The bank's answer, success or failure, is the outcome recorded on the balance: a
         // failed transfer is retried by the next Monday's run, or returned (R-PAY-2). A
         // provider that could not answer is asked again (same key).
-        let (account, _) = self
-            .load::<etal_domain::account::ProducerAccount>(msg.producer)
-            .await?;
-        let outcome = self
-            .payments
-            .transfer(&msg.provider_key, msg.amount, account.payout_account())
-            .await;
+        let outcome = match &self.settings.payouts {
+            // R-PAY-5: queued into today's credit transfer file (idempotent per attempt).
+            crate::payouts::PayoutRail::Sepa(_) => self
+                .queue_sepa_transfer(msg.producer, msg.payout, msg.attempt, msg.amount)
+                .await?
+                .map_err(crate::payments::PaymentFailure::refused),
+            crate::payouts::PayoutRail::Provider => {
+                let (account, _) = self
+                    .load::<etal_domain::account::ProducerAccount>(msg.producer)
+                    .await?;
+                self.payments
+                    .transfer(&msg.provider_key, msg.amount, account.payout_account())
+                    .await
+            }
+        };
         if let Err(f) = &outcome {
             if f.transient {
                 return Ok(Delivery::Retry(f.reason.clone()));

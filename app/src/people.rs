@@ -16,7 +16,7 @@ pub struct PersonalData {
     pub phone: Option<String>,
 }
 
-fn check(field: &str, value: &str, max: usize) -> Result<(), AppError> {
+pub(crate) fn check(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.chars().count() > max {
         return Err(AppError::bad_input(
             field,

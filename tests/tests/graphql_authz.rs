@@ -219,6 +219,12 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("mutation($p: UUID!) { changePlan(producerId: $p, plan: PRO) { position } }", &["owner"]),
         ("mutation($p: UUID!) { setPayoutAccount(producerId: $p, account: \"acct_1Etal\") { position } }", &["owner"]),
         ("query($p: UUID!) { producer(id: $p) { payoutAccount } }", &["owner", "auditor"]),
+        ("mutation($p: UUID!) { setBankDetails(producerId: $p, holder: \"Miel Bouvier\", iban: \"FR7630006000011234567890189\", bic: \"AGRIFRPP882\") { position } }", &["owner"]),
+        ("mutation($p: UUID!) { confirmBankDetails(producerId: $p) { position } }", &["owner"]),
+        ("query($p: UUID!) { producer(id: $p) { bankDetails { maskedIban confirmed } } }", &["owner", "auditor"]),
+        ("query($d: Date!) { sepaFile(executionDate: $d) { xml } }", &["auditor", "platform"]),
+        ("mutation { markSepaFileSent(messageId: \"ETAL-2030-01-07\") }", &["platform"]),
+        ("mutation($p: UUID!, $r: UUID!) { recordBankReturn(producerId: $p, payoutId: $r, reason: \"AC04\") }", &["platform"]),
         ("mutation($p: UUID!) { recordTraining(producerId: $p) { position } }", &["platform"]),
         // Operational reads, public on purpose (README's walkthrough reads them anonymously):
         // counts and checkpoints, nothing about a person or a sale.
@@ -256,6 +262,8 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
                 "changePlan",
                 "closeAccount",
                 "setPayoutAccount",
+                "setBankDetails",
+                "confirmBankDetails",
             ]
             .iter()
             .any(|op| query.contains(op));

@@ -1592,3 +1592,292 @@ async fn r_pay_1_with_stripe_an_order_is_paid_by_webhook_refunded_and_transferre
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A valid French IBAN for `account` (11 digits), its check digits computed (ISO 13616).
+fn fr_iban(account: u64) -> String {
+    let bban = format!("3000600001{account:011}89");
+    let digits: String = format!("{bban}FR00")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                c.to_string()
+            } else {
+                (c as u32 - 'A' as u32 + 10).to_string()
+            }
+        })
+        .collect();
+    let rest = digits
+        .chars()
+        .fold(0u32, |r, c| (r * 10 + c.to_digit(10).unwrap_or(0)) % 97);
+    format!("FR{:02}{bban}", 98 - rest)
+}
+
+/// R-PAY-4, R-PAY-5 with `ETAL_PAYOUTS=sepa`: producers' bank details (checked, kept outside the
+/// log, masked in it); the Monday run of 3 producers writes one pain.001.001.09 file that the
+/// official XSD validates (NbOfTxs, CtrlSum, EndToEndId = payout id); a 4th producer who changed
+/// their bank details 3 days before is held until the owner confirms, then paid; a transfer the
+/// bank returns is the producer's balance again and is paid by the next Monday's file; the
+/// ledger balances and the audit finds nothing.
+#[tokio::test]
+async fn r_pay_5_a_monday_run_pays_by_one_sepa_file_and_a_bank_return_is_paid_again() {
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let debtor = etal_app::sepa::Debtor {
+        name: "Coopérative des marchés".into(),
+        iban: fr_iban(99),
+        bic: "AGRIFRPP".into(),
+    };
+    w.app.settings.payouts = etal_app::payouts::PayoutRail::Sepa(debtor.clone());
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let names = [
+        "Ferme de l'Étang — Léa & Zoé",
+        "Miel Bouvier",
+        "Boulangerie Pérès",
+        "GAEC Noël",
+    ];
+    let mut sellers = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let s = w.seller(market, &format!("Produit {i}"), "10.00").await;
+        // Bad details are refused and write nothing.
+        let bad = w
+            .app
+            .set_bank_details(
+                &s.ctx,
+                s.producer,
+                name,
+                "FR7630006000011234567890188",
+                "AGRIFRPP",
+            )
+            .await;
+        assert!(
+            matches!(
+                &bad,
+                Err(etal_app::AppError::Rejected {
+                    code: "INVALID_IBAN",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        let bad = w
+            .app
+            .set_bank_details(&s.ctx, s.producer, name, &fr_iban(i as u64 + 1), "DEUTDEFF")
+            .await;
+        assert!(
+            matches!(
+                &bad,
+                Err(etal_app::AppError::Rejected {
+                    code: "BIC_COUNTRY_MISMATCH",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        w.app
+            .set_bank_details(
+                &s.ctx,
+                s.producer,
+                name,
+                &fr_iban(i as u64 + 1),
+                "agrifrpp882",
+            )
+            .await
+            .expect("bank details");
+        sellers.push(s);
+    }
+    // A collaborator may not set them.
+    let collab = Ctx::new(Actor::new(UserId::new(), Role::Producer));
+    w.app
+        .grant_access(&sellers[0].ctx, sellers[0].producer, collab.actor.user)
+        .await
+        .expect("grant");
+    let refused = w
+        .app
+        .set_bank_details(&collab, sellers[0].producer, "X", &fr_iban(7), "AGRIFRPP")
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(etal_app::AppError::Rejected {
+                code: "NOT_THE_OWNER",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // The log keeps the masked IBAN only, never the holder.
+    let logged: Vec<String> = sqlx::query_scalar(
+        "SELECT payload::text FROM events WHERE event_type = 'BankDetailsChanged'",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .expect("events");
+    assert_eq!(logged.len(), 4);
+    for (p, i) in logged.iter().zip(1u64..) {
+        assert!(
+            !p.contains(&fr_iban(i)[4..]) && !p.contains("Bouvier"),
+            "{p}"
+        );
+        assert!(
+            p.contains("FR76 **** ****") || p.contains("**** ****"),
+            "{p}"
+        );
+    }
+
+    let refs: Vec<&Seller> = sellers.iter().collect();
+    let sale = w.sale(market, d(2023, 9, 9), &refs).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    for (i, s) in sellers.iter().enumerate() {
+        w.order(sale, &[(s, i as i64 + 1)]).await;
+    }
+    // The 4th changes their bank details on Friday 15, 3 days before the payout.
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, sale).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+    w.at(paris(d(2023, 9, 15), 12, 0)).await;
+    w.app
+        .set_bank_details(
+            &sellers[3].ctx,
+            sellers[3].producer,
+            names[3],
+            &fr_iban(44),
+            "AGRIFRPP",
+        )
+        .await
+        .expect("new details");
+    w.at(paris(d(2023, 9, 18), 6, 0)).await;
+    let nets: Vec<Money> = {
+        let mut v = Vec::new();
+        for s in &sellers {
+            v.push(w.balance(s.producer).await.credited_total());
+        }
+        v
+    };
+    for s in &sellers[..3] {
+        assert_eq!(w.transfers(s.producer).await.len(), 1, "paid by the file");
+    }
+    assert!(w.transfers(sellers[3].producer).await.is_empty(), "held");
+    assert_eq!(w.balance(sellers[3].producer).await.balance_held(), nets[3]);
+
+    // The file of Monday 18: 3 transfers, valid against the official schema.
+    let file = w.app.sepa_file(d(2023, 9, 18)).await.expect("file");
+    assert_eq!(file.transfers, 3);
+    let sum: Money = nets[..3].iter().copied().sum();
+    assert_eq!(Money::round(file.control_sum), sum);
+    assert_eq!(
+        file.xml.matches("<NbOfTxs>3</NbOfTxs>").count(),
+        2,
+        "{}",
+        file.xml
+    );
+    assert_eq!(
+        file.xml
+            .matches(&format!("<CtrlSum>{sum}</CtrlSum>"))
+            .count(),
+        2
+    );
+    for s in &sellers[..3] {
+        let payout = payout_id_for(s.producer, d(2023, 9, 18));
+        assert!(file
+            .xml
+            .contains(&format!("<EndToEndId>{}</EndToEndId>", payout.0.simple())));
+    }
+    assert!(
+        file.xml.contains("<Nm>Ferme de l'Etang -- Lea"),
+        "{}",
+        file.xml
+    );
+    let path = std::env::temp_dir().join(format!("etal-pain-{}.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &file.xml).expect("write");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../app/schemas/pain.001.001.09.xsd"
+    );
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", schema])
+        .arg(&path)
+        .output()
+        .expect("xmllint (make test installs libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The CLI writes the same file.
+    let cli = std::process::Command::new(etal_tests::etal_bin())
+        .args(["payouts", "export", "--monday", "2023-09-18"])
+        .env("DATABASE_URL", &w.db.url)
+        .env("ETAL_PAYOUTS", "sepa")
+        .env("ETAL_SEPA_DEBTOR_NAME", &debtor.name)
+        .env("ETAL_SEPA_DEBTOR_IBAN", &debtor.iban)
+        .env("ETAL_SEPA_DEBTOR_BIC", &debtor.bic)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("etal payouts export");
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), file.xml);
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("3 transfers"));
+    let platform = Ctx::new(Actor::new(UserId::new(), Role::PlatformAdmin));
+    w.app
+        .mark_sepa_file_sent(&platform, &file.message_id)
+        .await
+        .expect("sent");
+
+    // The owner confirms: the held payout is paid by a run scheduled at once.
+    w.at(paris(d(2023, 9, 19), 9, 0)).await;
+    w.app
+        .confirm_bank_details(&sellers[3].ctx, sellers[3].producer)
+        .await
+        .expect("confirm");
+    w.at(paris(d(2023, 9, 19), 9, 1)).await;
+    assert_eq!(w.transfers(sellers[3].producer).await.len(), 1);
+    let tuesday = w.app.sepa_file(d(2023, 9, 19)).await.expect("file");
+    assert_eq!(tuesday.transfers, 1);
+    assert!(tuesday.xml.contains(&fr_iban(44)), "the new account");
+
+    // The bank returns the 2nd producer's transfer: their balance again, paid next Monday.
+    let b = &sellers[1];
+    let returned = payout_id_for(b.producer, d(2023, 9, 18));
+    w.app
+        .record_bank_return(&platform, b.producer, returned, "compte clos (AC04)")
+        .await
+        .expect("return");
+    w.app
+        .record_bank_return(&platform, b.producer, returned, "compte clos (AC04)")
+        .await
+        .expect("a second time changes nothing");
+    assert_eq!(
+        w.balance_events(b.producer, "PayoutReturnedByBank").await,
+        1
+    );
+    let bal = w.balance(b.producer).await;
+    assert_eq!(
+        (bal.balance_held(), bal.paid_total()),
+        (nets[1], Money::ZERO)
+    );
+    w.at(paris(d(2023, 9, 25), 6, 0)).await;
+    let next = w.app.sepa_file(d(2023, 9, 25)).await.expect("next file");
+    assert_eq!(next.transfers, 1);
+    assert_eq!(Money::round(next.control_sum), nets[1]);
+    assert_eq!(w.balance(b.producer).await.paid_total(), nets[1]);
+    // The file sent on the 18th never changed.
+    assert_eq!(
+        w.app.sepa_file(d(2023, 9, 18)).await.expect("again").xml,
+        file.xml
+    );
+
+    let report = etal_app::audit::check(&w.db.pool, &|_| {})
+        .await
+        .expect("audit");
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    w.catch_up_ledger().await;
+    let c = conservation_as_of(&w.db.pool, d(2023, 9, 30))
+        .await
+        .expect("c");
+    assert!(c.holds(), "{c:?}");
+    let total: Money = nets.iter().copied().sum();
+    assert_eq!(c.payouts, total, "each producer paid once in the end");
+}

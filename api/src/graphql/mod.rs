@@ -47,6 +47,7 @@ pub struct Query(
     people::PeopleQuery,
     reads::ReadQuery,
     system::SystemQuery,
+    system::PayoutFileQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -58,6 +59,7 @@ pub struct Mutation(
     orders::OrderMutation,
     people::PeopleMutation,
     system::SystemMutation,
+    system::PayoutFileMutation,
 );
 
 /// The schema with its limits, over the application.

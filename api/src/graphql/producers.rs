@@ -85,6 +85,30 @@ impl ProducerView {
     async fn plan(&self) -> Plan {
         self.account.plan().into()
     }
+    /// R-PAY-4: the bank details payouts go to (the account's people; auditors without the
+    /// holder's name): the IBAN masked, and whether a recent change holds the next payout.
+    async fn bank_details(&self, ctx: &Context<'_>) -> Result<Option<BankDetailsGql>> {
+        if !sees_stock(self.viewer) {
+            return Err(super::common::coded(
+                "FORBIDDEN",
+                "only the producer's people and auditors see where payouts go",
+            ));
+        }
+        let Some(d) = app(ctx).bank_details(self.id).await.coded()? else {
+            return Ok(None);
+        };
+        let summary = self.account.bank_details();
+        Ok(Some(BankDetailsGql {
+            holder: (self.viewer.role == Role::Producer).then_some(d.holder),
+            masked_iban: d.masked_iban,
+            bic: d.bic,
+            changed_at: d.changed_at,
+            confirmed: summary.is_some_and(|s| s.confirmed),
+            holds_payouts_until: summary
+                .filter(|s| !s.confirmed)
+                .map(|s| s.changed_at + etal_domain::account::BANK_DETAILS_HOLD),
+        }))
+    }
     /// R-PAY-4: the Stripe Connect account payouts go to (the account's people and auditors).
     async fn payout_account(&self) -> Result<Option<&str>> {
         if !sees_stock(self.viewer) {
@@ -403,6 +427,48 @@ impl ProducerMutation {
         })
     }
 
+    /// R-PAY-4: the owner sets the producer's bank details (holder, IBAN, BIC; checked). A
+    /// change within 7 days before a payout holds it until `confirmBankDetails`.
+    #[graphql(guard = "PRODUCER")]
+    async fn set_bank_details(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        #[graphql(validator(max_length = 200))] holder: String,
+        #[graphql(validator(max_length = 64))] iban: String,
+        #[graphql(validator(max_length = 16))] bic: String,
+        idempotency_key: Option<String>,
+    ) -> Result<ProducerPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .set_bank_details(&c, ProducerId(producer_id), &holder, &iban, &bic)
+            .await
+            .coded()?;
+        Ok(ProducerPayload {
+            producer_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
+    /// R-PAY-4: the owner confirms the latest bank details; a payout they held is paid now.
+    #[graphql(guard = "PRODUCER")]
+    async fn confirm_bank_details(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<ProducerPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .confirm_bank_details(&c, ProducerId(producer_id))
+            .await
+            .coded()?;
+        Ok(ProducerPayload {
+            producer_id,
+            position: read_your_writes(ctx, done.position).await,
+        })
+    }
+
     /// R-ACC-2: the owner takes a collaborator's access back.
     #[graphql(guard = "PRODUCER")]
     async fn revoke_access(
@@ -580,4 +646,19 @@ impl ProducerMutation {
             position: read_your_writes(ctx, done.position).await,
         })
     }
+}
+
+/// R-PAY-4: where a producer's payouts go.
+#[derive(SimpleObject)]
+pub struct BankDetailsGql {
+    /// The account holder (the producer's people only).
+    pub holder: Option<String>,
+    /// e.g. `FR76 **** **** 0189`.
+    pub masked_iban: String,
+    pub bic: String,
+    pub changed_at: chrono::DateTime<chrono::Utc>,
+    /// The owner confirmed the latest change.
+    pub confirmed: bool,
+    /// Until then, a payout waits for the owner's confirmation (none: nothing held).
+    pub holds_payouts_until: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -78,6 +78,90 @@ impl SystemQuery {
 #[derive(Default)]
 pub struct SystemMutation;
 
+/// R-PAY-5: a SEPA credit transfer file (pain.001.001.09).
+#[derive(SimpleObject)]
+pub struct SepaFileView {
+    pub message_id: String,
+    pub execution_date: super::scalars::Date,
+    pub transfers: i32,
+    pub control_sum: super::scalars::Money,
+    /// The file itself (UTF-8 XML), to upload to the bank.
+    pub xml: String,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Default)]
+pub struct PayoutFileQuery;
+
+#[Object]
+impl PayoutFileQuery {
+    /// R-PAY-5: the SEPA credit transfer file of the payouts made on `executionDate` (the
+    /// Monday run), with `ETAL_PAYOUTS=sepa` (platform administrators and auditors).
+    #[graphql(guard = "RoleGuard(&[Role::PlatformAdmin, Role::Auditor])")]
+    async fn sepa_file(
+        &self,
+        ctx: &Context<'_>,
+        execution_date: super::scalars::Date,
+    ) -> Result<SepaFileView> {
+        let f = app(ctx)
+            .sepa_file(execution_date.0)
+            .await
+            .map_err(super::common::app_error)?;
+        Ok(SepaFileView {
+            message_id: f.message_id,
+            execution_date: super::scalars::Date(f.execution_date),
+            transfers: f.transfers,
+            control_sum: super::scalars::Money(etal_domain::Money::round(f.control_sum)),
+            xml: f.xml,
+            sent_at: f.sent_at,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct PayoutFileMutation;
+
+#[Object]
+impl PayoutFileMutation {
+    /// R-PAY-5: the file was sent to the bank; it never changes after.
+    #[graphql(guard = "RoleGuard(&[Role::PlatformAdmin])")]
+    async fn mark_sepa_file_sent(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(validator(max_length = 35))] message_id: String,
+    ) -> Result<chrono::DateTime<chrono::Utc>> {
+        let c = etal_app::Ctx::new(super::common::actor(ctx)?);
+        app(ctx)
+            .mark_sepa_file_sent(&c, &message_id)
+            .await
+            .map_err(super::common::app_error)
+    }
+
+    /// R-PAY-5: the bank returned a payout's transfer after the fact (its `EndToEndId` is the
+    /// payout id): the money is the producer's balance again, paid by a later payout.
+    #[graphql(guard = "RoleGuard(&[Role::PlatformAdmin])")]
+    async fn record_bank_return(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: uuid::Uuid,
+        payout_id: uuid::Uuid,
+        #[graphql(validator(max_length = 500))] reason: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Option<String>> {
+        let c = super::common::app_ctx(ctx, idempotency_key)?;
+        let done = app(ctx)
+            .record_bank_return(
+                &c,
+                etal_domain::ids::ProducerId(producer_id),
+                etal_domain::payout::PayoutId(payout_id),
+                &reason,
+            )
+            .await
+            .map_err(super::common::app_error)?;
+        Ok(super::common::read_your_writes(ctx, done.position).await)
+    }
+}
+
 #[Object]
 impl SystemMutation {
     /// Does nothing; answers true to a platform administrator (a token check).

@@ -63,6 +63,30 @@ pub struct ProducerAccount {
     /// R-PAY-4: the producer's account at the payment provider (Stripe Connect).
     #[serde(default)]
     payout_account: Option<String>,
+    /// R-PAY-4: what the log says of the bank details.
+    #[serde(default)]
+    bank_details: Option<BankDetailsSummary>,
+}
+
+/// R-PAY-4: the bank details as the log knows them (masked), when they last changed, and
+/// whether the owner confirmed that change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankDetailsSummary {
+    pub masked_iban: String,
+    pub bic: String,
+    pub changed_at: DateTime<Utc>,
+    pub confirmed: bool,
+}
+
+/// R-PAY-4: a change of bank details this close before a payout holds it for the owner's
+/// confirmation.
+pub const BANK_DETAILS_HOLD: chrono::Duration = chrono::Duration::days(7);
+
+impl BankDetailsSummary {
+    /// Whether a payout at `at` waits for the owner to confirm the latest change.
+    pub fn holds_payout_at(&self, at: DateTime<Utc>) -> bool {
+        !self.confirmed && at - self.changed_at < BANK_DETAILS_HOLD
+    }
 }
 
 impl ProducerAccount {
@@ -85,6 +109,11 @@ impl ProducerAccount {
             actor,
             owner,
         })
+    }
+
+    /// R-PAY-4: the bank details as the log knows them.
+    pub fn bank_details(&self) -> Option<&BankDetailsSummary> {
+        self.bank_details.as_ref()
     }
 
     /// R-PAY-4: the producer's account at the payment provider, where payouts are transferred.
@@ -210,7 +239,7 @@ impl ProducerAccount {
             .ok_or(AccountError::UnknownProduct { product })
     }
 
-    fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+    pub fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
         use AccountCommand as C;
         use AccountEvent as E;
         match command {
@@ -281,6 +310,31 @@ impl ProducerAccount {
                     by: access.actor.user,
                     at,
                 }])
+            }
+            C::ChangeBankDetails {
+                access,
+                masked_iban,
+                bic,
+                at,
+            } => {
+                self.check_owner(&access)?;
+                Ok(vec![E::BankDetailsChanged {
+                    masked_iban,
+                    bic,
+                    by: access.actor.user,
+                    at,
+                }])
+            }
+            C::ConfirmBankDetails { access, at } => {
+                self.check_owner(&access)?;
+                match &self.bank_details {
+                    None => Err(AccountError::NoBankDetails),
+                    Some(b) if b.confirmed => Ok(vec![]),
+                    Some(_) => Ok(vec![E::BankDetailsConfirmed {
+                        by: access.actor.user,
+                        at,
+                    }]),
+                }
             }
             C::RevokeAccess { access, user } => {
                 self.check_owner(&access)?;
@@ -489,6 +543,24 @@ impl Aggregate for ProducerAccount {
                 self.collaborators.remove(&user);
             }
             E::PayoutAccountSet { account, .. } => self.payout_account = account,
+            E::BankDetailsChanged {
+                masked_iban,
+                bic,
+                at,
+                ..
+            } => {
+                self.bank_details = Some(BankDetailsSummary {
+                    masked_iban,
+                    bic,
+                    changed_at: at,
+                    confirmed: false,
+                })
+            }
+            E::BankDetailsConfirmed { .. } => {
+                if let Some(b) = &mut self.bank_details {
+                    b.confirmed = true;
+                }
+            }
             E::PlanChanged {
                 terms, billing, at, ..
             } => {

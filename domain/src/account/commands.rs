@@ -40,6 +40,19 @@ pub enum AccountCommand {
         account: Option<String>,
         at: DateTime<Utc>,
     },
+    /// R-PAY-4: the owner changed the producer's bank details (kept outside the log; the event
+    /// keeps the masked IBAN and the BIC).
+    ChangeBankDetails {
+        access: ProducerAccess,
+        masked_iban: String,
+        bic: String,
+        at: DateTime<Utc>,
+    },
+    /// R-PAY-4: the owner confirms the latest change, releasing a payout it held.
+    ConfirmBankDetails {
+        access: ProducerAccess,
+        at: DateTime<Utc>,
+    },
     /// R-ACC-2: the owner takes a collaborator's access back.
     RevokeAccess {
         access: ProducerAccess,

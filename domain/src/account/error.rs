@@ -19,6 +19,8 @@ pub enum AccountError {
     NotTheOwner,
     #[error("a payout account is a Stripe Connect account id: \"acct_\" then letters and digits, at most 64 characters")]
     InvalidPayoutAccount,
+    #[error("this producer has no bank details to confirm")]
+    NoBankDetails,
     #[error("a variable-weight product needs an estimated weight per unit (over 0 and up to 1000 kg, to the gram); other products none")]
     InvalidEstimatedWeight,
     #[error("you must accept the current producer charter ({current}); you accepted '{accepted}'")]
@@ -77,6 +79,7 @@ impl AccountError {
             AccountError::Closed => "ACCOUNT_CLOSED",
             AccountError::NotTheOwner => "NOT_THE_OWNER",
             AccountError::InvalidPayoutAccount => "INVALID_PAYOUT_ACCOUNT",
+            AccountError::NoBankDetails => "NO_BANK_DETAILS",
             AccountError::InvalidEstimatedWeight => "INVALID_ESTIMATED_WEIGHT",
             AccountError::CharterNotAccepted { .. } => "CHARTER_NOT_ACCEPTED",
             AccountError::TermsMismatch { .. } => "TERMS_MISMATCH",

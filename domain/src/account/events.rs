@@ -35,6 +35,18 @@ pub enum AccountEvent {
     AccessRevoked {
         user: UserId,
     },
+    /// R-PAY-4: new bank details (the full IBAN and the holder's name are kept outside the log).
+    BankDetailsChanged {
+        masked_iban: String,
+        bic: String,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    /// R-PAY-4: the owner confirmed the latest bank details.
+    BankDetailsConfirmed {
+        by: UserId,
+        at: DateTime<Utc>,
+    },
     /// R-PAY-4: where payouts go at the payment provider.
     PayoutAccountSet {
         account: Option<String>,
@@ -80,6 +92,8 @@ impl DomainEvent for AccountEvent {
             AccountEvent::AccountOpened { .. } => "AccountOpened",
             AccountEvent::AccessGranted { .. } => "AccessGranted",
             AccountEvent::PayoutAccountSet { .. } => "PayoutAccountSet",
+            AccountEvent::BankDetailsChanged { .. } => "BankDetailsChanged",
+            AccountEvent::BankDetailsConfirmed { .. } => "BankDetailsConfirmed",
             AccountEvent::AccessRevoked { .. } => "AccessRevoked",
             AccountEvent::PlanChanged { .. } => "PlanChanged",
             AccountEvent::TrainingCompleted { .. } => "TrainingCompleted",

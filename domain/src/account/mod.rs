@@ -13,7 +13,9 @@ mod product;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{CharterAcceptance, ProducerAccount, Product};
+pub use aggregate::{
+    BankDetailsSummary, CharterAcceptance, ProducerAccount, Product, BANK_DETAILS_HOLD,
+};
 pub use commands::AccountCommand;
 pub use error::AccountError;
 pub use events::{AccountEvent, PlanChangeReason};

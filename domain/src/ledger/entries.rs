@@ -402,6 +402,35 @@ pub fn payout_entries(
         E::TransferSucceeded { amount, at, .. } => {
             vec![payout_succeeded(id, paris_date(*at), producer, *amount)]
         }
+        E::PayoutReturnedByBank {
+            amount,
+            at,
+            deductions,
+            ..
+        } => {
+            // The bank gave the money back: what was sent is the producer's again.
+            let date = paris_date(*at);
+            let mut entries = vec![transfer(
+                id,
+                date,
+                "payout returned by the bank",
+                Account::PayoutsSent,
+                Account::ProducerPayable(producer),
+                *amount,
+            )];
+            let recovered = fees_recovered(deductions);
+            if !recovered.is_zero() {
+                entries.push(transfer(
+                    recovered_id,
+                    date,
+                    "fees owed again (payout returned by the bank)",
+                    Account::FeesReceivable(producer),
+                    Account::ProducerPayable(producer),
+                    recovered,
+                ));
+            }
+            entries
+        }
         E::PayoutReturnedToBalance {
             amount,
             at,

@@ -7,6 +7,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::paris_date;
 use crate::fees::{recompute, recompute_refund, FeeLine, FeeRefund};
 use crate::ids::{MarketId, SaleId};
 use crate::money::Money;
@@ -481,6 +482,25 @@ impl ProducerBalance {
                     status => Err(Err::WrongPayoutStatus { payout, status }),
                 }
             }
+            C::RecordBankReturn { payout, reason, at } => {
+                let record = self
+                    .payouts
+                    .get(&payout)
+                    .ok_or(Err::UnknownPayout { payout })?;
+                match record.status {
+                    PayoutStatus::Succeeded => Ok(vec![E::PayoutReturnedByBank {
+                        payout,
+                        amount: record.statement.total,
+                        sales: record.statement.lines.iter().map(|l| l.sale).collect(),
+                        deductions: record.statement.deductions.clone(),
+                        reason,
+                        at,
+                    }]),
+                    // Recorded already.
+                    PayoutStatus::Returned => Ok(vec![]),
+                    status => Err(Err::WrongPayoutStatus { payout, status }),
+                }
+            }
         }
     }
 }
@@ -691,6 +711,49 @@ impl Aggregate for ProducerBalance {
                     }
                 }
                 self.settle(payout);
+            }
+            E::PayoutReturnedByBank {
+                payout,
+                amount,
+                deductions,
+                at,
+                ..
+            } => {
+                // The paid credits and the debits the payout recovered are open again, as they
+                // were in its statement, available at once.
+                self.paid_total -= amount;
+                for d in deductions {
+                    self.debits.insert(
+                        d.id.clone(),
+                        Debit {
+                            kind: d.kind,
+                            sale: d.sale,
+                            amount: d.amount,
+                            fees: d.fees.clone(),
+                            payout: None,
+                        },
+                    );
+                }
+                if let Some(record) = self.payouts.get_mut(&payout) {
+                    record.status = PayoutStatus::Returned;
+                    for line in &record.statement.lines {
+                        self.paid_sales.remove(&line.sale);
+                        self.credits.insert(
+                            line.sale,
+                            Credit {
+                                market: line.market,
+                                gross_incl_vat: line.gross_incl_vat,
+                                refunds: line.refunds,
+                                fees: line.fees.clone(),
+                                fee_refunds: line.fee_refunds.clone(),
+                                net: line.net,
+                                available_on: paris_date(at),
+                                credited_at: at,
+                                payout: None,
+                            },
+                        );
+                    }
+                }
             }
         }
     }

@@ -72,4 +72,10 @@ pub enum ProducerBalanceCommand {
     RetryTransfer { payout: PayoutId, at: DateTime<Utc> },
     /// Gives up a failed transfer: its credits go back to the balance, to be paid later.
     ReturnToBalance { payout: PayoutId, at: DateTime<Utc> },
+    /// R-PAY-5: the bank returned a transfer that had succeeded.
+    RecordBankReturn {
+        payout: PayoutId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }

@@ -206,6 +206,16 @@ pub enum ProducerBalanceEvent {
         deductions: Vec<Deduction>,
         at: DateTime<Utc>,
     },
+    /// R-PAY-5: the bank returned a transfer it had taken (a closed account, a wrong name):
+    /// its money is the producer's balance again, paid by a later payout.
+    PayoutReturnedByBank {
+        payout: PayoutId,
+        amount: Money,
+        sales: Vec<SaleId>,
+        deductions: Vec<Deduction>,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ProducerBalanceEvent {
@@ -220,6 +230,7 @@ impl DomainEvent for ProducerBalanceEvent {
             ProducerBalanceEvent::TransferFailed { .. } => "TransferFailed",
             ProducerBalanceEvent::TransferRetried { .. } => "TransferRetried",
             ProducerBalanceEvent::PayoutReturnedToBalance { .. } => "PayoutReturnedToBalance",
+            ProducerBalanceEvent::PayoutReturnedByBank { .. } => "PayoutReturnedByBank",
         }
         .to_string()
     }
