@@ -35,7 +35,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use error::{AppError, Coded, LineRefusal};
-pub use payments::{ChargeRequest, Charged, PaymentFailure, PaymentProvider, Simulator};
+pub use payments::{
+    ChargeRequest, Charged, PaymentFailure, PaymentProvider, Simulator, TransferRequest,
+};
 
 /// Tunables of the flows.
 #[derive(Debug, Clone)]

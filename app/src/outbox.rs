@@ -756,7 +756,13 @@ impl App {
                     .load::<etal_domain::account::ProducerAccount>(msg.producer)
                     .await?;
                 self.payments
-                    .transfer(&msg.provider_key, msg.amount, account.payout_account())
+                    .transfer(&crate::payments::TransferRequest {
+                        key: &msg.provider_key,
+                        amount: msg.amount,
+                        producer: msg.producer,
+                        payout: msg.payout,
+                        destination: account.payout_account(),
+                    })
                     .await
             }
         };

@@ -45,6 +45,17 @@ pub struct ChargeRequest<'a> {
     pub payment: PaymentId,
 }
 
+/// A payout's transfer to a producer.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferRequest<'a> {
+    pub key: &'a str,
+    pub amount: Money,
+    pub producer: etal_domain::ids::ProducerId,
+    pub payout: etal_domain::payout::PayoutId,
+    /// The producer's account at the provider (Stripe Connect), if any.
+    pub destination: Option<&'a str>,
+}
+
 /// What the provider did with a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charged {
@@ -75,12 +86,7 @@ pub trait PaymentProvider: Send + Sync {
     ) -> Result<String, PaymentFailure>;
     /// Transfers money to a producer (`destination`: their account at the provider, if the
     /// provider needs one); returns the transfer's reference.
-    async fn transfer(
-        &self,
-        key: &str,
-        amount: Money,
-        destination: Option<&str>,
-    ) -> Result<String, PaymentFailure>;
+    async fn transfer(&self, request: &TransferRequest<'_>) -> Result<String, PaymentFailure>;
 }
 
 /// A deterministic provider: references derive from the idempotency key, and failures are
@@ -189,12 +195,7 @@ impl PaymentProvider for Simulator {
         self.outcome("refund", key, amount)
     }
 
-    async fn transfer(
-        &self,
-        key: &str,
-        amount: Money,
-        _destination: Option<&str>,
-    ) -> Result<String, PaymentFailure> {
-        self.outcome("transfer", key, amount)
+    async fn transfer(&self, request: &TransferRequest<'_>) -> Result<String, PaymentFailure> {
+        self.outcome("transfer", request.key, request.amount)
     }
 }

@@ -375,7 +375,9 @@ impl App {
         payout: PayoutId,
         reason: &str,
     ) -> Result<Done<()>, AppError> {
-        if ctx.actor.role != Role::PlatformAdmin {
+        // A platform administrator (a bank's return notice), or the service (a provider's
+        // webhook saying a transfer was reversed).
+        if !matches!(ctx.actor.role, Role::PlatformAdmin | Role::System) {
             return Err(AppError::Forbidden(
                 "only a platform administrator records bank returns".into(),
             ));

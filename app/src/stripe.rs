@@ -22,7 +22,7 @@ use sha2::Sha256;
 
 use crate::flow::Decided;
 use crate::outbox::rejected;
-use crate::payments::{ChargeRequest, Charged, PaymentFailure, PaymentProvider};
+use crate::payments::{ChargeRequest, Charged, PaymentFailure, PaymentProvider, TransferRequest};
 use crate::{App, AppError};
 
 /// Where and how to reach Stripe. The secret key is kept out of `Debug`.
@@ -234,13 +234,8 @@ impl PaymentProvider for StripeProvider {
         Ok(refund.id)
     }
 
-    async fn transfer(
-        &self,
-        key: &str,
-        amount: Money,
-        destination: Option<&str>,
-    ) -> Result<String, PaymentFailure> {
-        let Some(destination) = destination else {
+    async fn transfer(&self, request: &TransferRequest<'_>) -> Result<String, PaymentFailure> {
+        let Some(destination) = request.destination else {
             return Err(PaymentFailure::refused(
                 "the producer has no Stripe account to transfer to (setPayoutAccount)",
             ));
@@ -249,11 +244,13 @@ impl PaymentProvider for StripeProvider {
             .post(
                 "transfer",
                 "/v1/transfers",
-                key,
+                request.key,
                 &[
-                    ("amount", cents(amount)),
+                    ("amount", cents(request.amount)),
                     ("currency", "eur".into()),
                     ("destination", destination.to_string()),
+                    ("metadata[producer_id]", request.producer.to_string()),
+                    ("metadata[payout_id]", request.payout.0.to_string()),
                 ],
             )
             .await?;
@@ -454,13 +451,28 @@ impl App {
                 self.deliver_now(&flowed.outbox, &flowed.owed).await;
                 Ok(flowed.value)
             }
+            // A transfer to a connected account reversed: the payout is the producer's balance
+            // again (R-PAY-2, as a bank return), once.
+            "transfer.reversed" => {
+                let (Some(producer), Some(payout)) = (
+                    metadata_id(object, "producer_id").map(etal_domain::ids::ProducerId),
+                    metadata_id(object, "payout_id").map(etal_domain::payout::PayoutId),
+                ) else {
+                    return Ok(WebhookOutcome::Ignored {
+                        why: "a transfer etal did not make".into(),
+                    });
+                };
+                let ctx = crate::Ctx::system().with_key(format!("stripe:{}", event.id));
+                self.record_bank_return(&ctx, producer, payout, "transfer reversed at Stripe")
+                    .await?;
+                Ok(WebhookOutcome::Applied)
+            }
             // Refunds and transfers are recorded when Stripe answers their call (the outbox);
             // these confirm them.
-            "charge.refunded" | "refund.updated" | "transfer.created" | "transfer.updated" => {
-                Ok(WebhookOutcome::Ignored {
-                    why: "recorded when the call was answered".into(),
-                })
-            }
+            "charge.refunded" | "refund.updated" | "transfer.created" | "transfer.updated"
+            | "payout.paid" | "payout.failed" => Ok(WebhookOutcome::Ignored {
+                why: "recorded when the call was answered".into(),
+            }),
             other => Ok(WebhookOutcome::Ignored {
                 why: format!("event type {other} is not used"),
             }),

@@ -1578,6 +1578,36 @@ async fn r_pay_1_with_stripe_an_order_is_paid_by_webhook_refunded_and_transferre
         Some(transfer_key(payout, 1).as_str())
     );
     assert_eq!(w.transfers(a.producer).await, vec![(d(2023, 9, 18), net)]);
+    assert_eq!(t.form["metadata[payout_id]"], payout.0.to_string());
+
+    // Stripe reverses the transfer (the connected account was closed): the payout is the
+    // producer's balance again, once however often Stripe says it, and the next Monday pays it.
+    let reversed = |id: &str| -> etal_app::stripe::StripeEvent {
+        serde_json::from_str(&fake_stripe::event(
+            id,
+            "transfer.reversed",
+            serde_json::json!({"id": "tr_00000003", "object": "transfer", "amount_reversed": 6423,
+                "metadata": {"producer_id": a.producer.to_string(), "payout_id": payout.0.to_string()}}),
+        ))
+        .expect("event")
+    };
+    w.at(paris(d(2023, 9, 20), 10, 0)).await;
+    for _ in 0..2 {
+        let outcome = w
+            .app
+            .apply_stripe_event(&reversed("evt_rev"))
+            .await
+            .expect("reversal");
+        assert_eq!(outcome, etal_app::stripe::WebhookOutcome::Applied);
+    }
+    assert_eq!(
+        w.balance_events(a.producer, "PayoutReturnedByBank").await,
+        1
+    );
+    assert_eq!(w.balance(a.producer).await.balance_held(), net);
+    w.at(paris(d(2023, 9, 25), 6, 0)).await;
+    assert_eq!(fake.seen("/v1/transfers").len(), 2);
+    assert_eq!(w.balance(a.producer).await.paid_total(), net);
 
     let report = etal_app::audit::check(&w.db.pool, &|_| {})
         .await
@@ -1588,7 +1618,10 @@ async fn r_pay_1_with_stripe_an_order_is_paid_by_webhook_refunded_and_transferre
         .await
         .expect("c");
     assert!(c.holds(), "{c:?}");
-    assert_eq!((c.payments, c.refunds), (m("90.00"), m("18.00")));
+    assert_eq!(
+        (c.payments, c.refunds, c.payouts),
+        (m("90.00"), m("18.00"), net)
+    );
     let (code, out, err) = run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "{out}{err}");
 }

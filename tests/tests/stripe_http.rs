@@ -16,8 +16,8 @@ use fake_stripe::FakeStripe;
 use graphql_common::{fixture, until, Api, Fixture};
 use serde_json::{json, Value};
 
-const ORDER: &str = "mutation($s: UUID!, $lines: [LineInput!]!) { placeOrder(saleId: $s, lines: $lines) { orderId order { total paid awaitingPayment { amount providerRef clientSecret expiresAt } } } }";
-const READ: &str = "query($o: UUID!) { order(id: $o) { total paid refunded cancelled awaitingPayment { providerRef clientSecret failures lastFailure } } }";
+const ORDER: &str = "mutation($s: UUID!, $lines: [LineInput!]!) { placeOrder(saleId: $s, lines: $lines) { orderId order { total paid paymentState awaitingPayment { amount providerRef clientSecret expiresAt } } } }";
+const READ: &str = "query($o: UUID!) { order(id: $o) { total paid refunded cancelled paymentState awaitingPayment { providerRef clientSecret failures lastFailure } } }";
 const STOCK: &str = "query($p: UUID!, $x: UUID!) { stockLevel(producerId: $p, productId: $x) { ordered available } }";
 
 async fn start(fake: &FakeStripe, extra: &[(&str, &str)]) -> Api {
@@ -70,6 +70,7 @@ async fn r_pay_1_an_online_order_awaits_stripe_and_its_webhook_pays_it_once() {
     let placed = &d["placeOrder"]["order"];
     assert_eq!(placed["total"], "17.00");
     assert_eq!(placed["paid"], "0.00");
+    assert_eq!(placed["paymentState"], "AWAITING_PAYMENT");
     let awaiting = &placed["awaitingPayment"];
     assert_eq!(awaiting["amount"], "17.00", "{placed}");
     let intent = awaiting["providerRef"].as_str().unwrap().to_string();

@@ -212,6 +212,27 @@ impl OrderView {
         self.whole()?;
         Ok(Money(self.order.balance_due()))
     }
+    /// Where the order's payment is: AWAITING_PAYMENT while the customer has to confirm an online
+    /// payment (R-PAY-1), then PAID, PARTIALLY_PAID, UNPAID (on site: until pick-up),
+    /// REFUND_OWED (more received than owed, a refund on its way) or NOTHING_DUE.
+    async fn payment_state(&self) -> Result<OrderPaymentState> {
+        self.whole()?;
+        let o = &self.order;
+        let kept = o.paid() - o.refunded();
+        Ok(if !o.awaiting().is_empty() {
+            OrderPaymentState::AwaitingPayment
+        } else if kept > o.total() {
+            OrderPaymentState::RefundOwed
+        } else if o.total().is_zero() {
+            OrderPaymentState::NothingDue
+        } else if kept == o.total() {
+            OrderPaymentState::Paid
+        } else if kept.is_zero() {
+            OrderPaymentState::Unpaid
+        } else {
+            OrderPaymentState::PartiallyPaid
+        })
+    }
     /// R-PAY-1: the online payment the customer has to confirm with the provider (none: paid,
     /// on-site, or nothing asked yet). `clientSecret` is the order's customer's only: their
     /// client confirms the payment with it (Stripe.js `confirmPayment`).
@@ -676,4 +697,15 @@ pub struct AwaitingPaymentView {
     pub last_failure: Option<String>,
     /// For the order's customer only: what their client confirms the payment with.
     pub client_secret: Option<String>,
+}
+
+/// Where an order's payment is.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum OrderPaymentState {
+    AwaitingPayment,
+    Paid,
+    PartiallyPaid,
+    Unpaid,
+    RefundOwed,
+    NothingDue,
 }
