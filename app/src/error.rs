@@ -102,7 +102,8 @@ coded!(
     etal_domain::order::OrderError,
     etal_domain::annual::AnnualSalesError,
     etal_domain::payout::ProducerBalanceError,
-    etal_domain::proposal::ProposalError
+    etal_domain::proposal::ProposalError,
+    etal_domain::invoice::InvoiceError
 );
 
 impl<E: Coded> From<BusError<E>> for AppError {

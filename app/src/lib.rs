@@ -7,10 +7,13 @@
 pub mod audit;
 pub mod bank_details;
 pub mod billing;
+pub mod cii;
 pub mod completeness;
 pub mod directory;
 pub mod error;
 pub mod flow;
+pub mod invoices;
+pub mod legal_ids;
 pub mod market;
 pub mod money;
 pub mod order;

@@ -20,6 +20,7 @@ pub mod annual;
 pub mod catalog;
 pub mod config;
 pub mod fees;
+pub mod invoice;
 pub mod ledger;
 pub mod market;
 pub mod order;

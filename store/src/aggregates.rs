@@ -37,3 +37,7 @@ impl EsAggregate for AnnualSales {
 impl EsAggregate for ProducerBalance {}
 /// A conversation of at most a few hundred messages.
 impl EsAggregate for Proposal {}
+/// R-INV-1: a series keeps every document it issued (the credit notes need them).
+impl EsAggregate for etal_domain::invoice::InvoiceSeries {
+    const SNAPSHOT_EVERY: i64 = 100;
+}

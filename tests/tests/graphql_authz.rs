@@ -221,6 +221,14 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("query($p: UUID!) { producer(id: $p) { payoutAccount } }", &["owner", "auditor"]),
         ("mutation($p: UUID!) { setBankDetails(producerId: $p, holder: \"Miel Bouvier\", iban: \"FR7630006000011234567890189\", bic: \"AGRIFRPP882\") { position } }", &["owner"]),
         ("mutation($p: UUID!) { confirmBankDetails(producerId: $p) { position } }", &["owner"]),
+        ("mutation($p: UUID!) { setBillingIdentity(producerId: $p, identity: {legalName: \"Miel\", siren: \"732829320\", vatNumber: \"FR44732829320\", addressLine: \"Le Bourg\", postcode: \"24110\", city: \"Saint-Astier\"}) { position } }", &["owner"]),
+        ("mutation($p: UUID!) { acceptBillingMandate(producerId: $p, version: \"2026-12\") { position } }", &["owner"]),
+        ("{ billingMandate { version } }", &["anonymous", "owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("query($p: UUID!) { invoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
+        ("{ invoices { edges { node { number } } } }", &["customer", "other_customer"]),
+        ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
+        ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),
+        ("mutation($r: UUID!) { issueCreditNote(invoiceId: $r) { invoice { number } } }", &[]),
         ("query($p: UUID!) { producer(id: $p) { bankDetails { maskedIban confirmed } } }", &["owner", "auditor"]),
         ("query($d: Date!) { sepaFile(executionDate: $d) { xml } }", &["auditor", "platform"]),
         ("mutation { markSepaFileSent(messageId: \"ETAL-2030-01-07\") }", &["platform"]),
@@ -264,6 +272,8 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
                 "setPayoutAccount",
                 "setBankDetails",
                 "confirmBankDetails",
+                "setBillingIdentity",
+                "acceptBillingMandate",
             ]
             .iter()
             .any(|op| query.contains(op));

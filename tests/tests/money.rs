@@ -1914,3 +1914,99 @@ async fn r_pay_5_a_monday_run_pays_by_one_sepa_file_and_a_bank_return_is_paid_ag
     let total: Money = nets.iter().copied().sum();
     assert_eq!(c.payouts, total, "each producer paid once in the end");
 }
+
+/// R-INV-1: 200 invoices of one series issued at once get 200 consecutive numbers, no gap and no
+/// duplicate; refused requests in the same burst take none; asked again, each order keeps its
+/// invoice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_inv_1_two_hundred_invoices_at_once_take_consecutive_numbers() {
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    // 200 x 3.00: within the Discovery plan's yearly cap.
+    let a = w.seller(market, "Miel", "3.00").await;
+    let sale = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let mut orders = Vec::new();
+    for _ in 0..200 {
+        orders.push(w.order(sale, &[(&a, 1)]).await);
+    }
+    w.app
+        .set_billing_identity(
+            &a.ctx,
+            a.producer,
+            etal_app::invoices::BillingIdentity {
+                legal_name: "Miel Bouvier".into(),
+                siren: "732829320".into(),
+                vat_number: Some("FR44732829320".into()),
+                vat_franchise: false,
+                address_line: "Le Bourg".into(),
+                postcode: "24110".into(),
+                city: "Saint-Astier".into(),
+                country: "FR".into(),
+            },
+        )
+        .await
+        .expect("identity");
+    w.app
+        .accept_billing_mandate(
+            &a.ctx,
+            a.producer,
+            etal_app::invoices::BILLING_MANDATE_VERSION,
+        )
+        .await
+        .expect("mandate");
+    let stranger = ProducerId::new();
+    let mut tasks = Vec::new();
+    for (i, &o) in orders.iter().enumerate() {
+        let (app, ctx, p) = (w.app.clone(), a.ctx.clone(), a.producer);
+        tasks.push(tokio::spawn(async move {
+            app.issue_order_invoice(&ctx, o, p)
+                .await
+                .map(|d| d.value.number)
+        }));
+        if i % 10 == 0 {
+            let (app, ctx) = (w.app.clone(), a.ctx.clone());
+            tasks.push(tokio::spawn(async move {
+                app.issue_order_invoice(&ctx, o, stranger)
+                    .await
+                    .map(|d| d.value.number)
+            }));
+        }
+    }
+    let mut numbers = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(n) => numbers.push(n),
+            // The producer asks for another producer's invoice: not theirs to see.
+            Err(etal_app::AppError::NotFound {
+                what: "producer", ..
+            }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(refused, 20);
+    numbers.sort();
+    let expected: Vec<String> = (1..=200).map(|n| format!("F-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+    // The log agrees: 200 InvoiceIssued, sequences 1..=200 in stream order.
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT (payload->'InvoiceIssued'->>'sequence')::bigint FROM events \
+         WHERE aggregate_type = 'invoice_series' ORDER BY sequence",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .expect("events");
+    assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
+    let again = w
+        .app
+        .issue_order_invoice(&a.ctx, orders[7], a.producer)
+        .await
+        .expect("again");
+    assert!(again.value.number.starts_with("F-"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM invoice_documents")
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 200);
+}

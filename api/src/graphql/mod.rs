@@ -11,6 +11,7 @@
 pub mod catalogs;
 pub mod common;
 pub mod directory;
+pub mod invoices;
 pub mod markets;
 pub mod orders;
 pub mod people;
@@ -48,6 +49,7 @@ pub struct Query(
     reads::ReadQuery,
     system::SystemQuery,
     system::PayoutFileQuery,
+    invoices::InvoiceQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -60,6 +62,7 @@ pub struct Mutation(
     people::PeopleMutation,
     system::SystemMutation,
     system::PayoutFileMutation,
+    invoices::InvoiceMutation,
 );
 
 /// The schema with its limits, over the application.

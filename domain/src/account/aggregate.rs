@@ -66,6 +66,21 @@ pub struct ProducerAccount {
     /// R-PAY-4: what the log says of the bank details.
     #[serde(default)]
     bank_details: Option<BankDetailsSummary>,
+    /// R-INV-4: the SIREN, VAT number and VAT franchise of the producer's invoices.
+    #[serde(default)]
+    billing: Option<BillingSummary>,
+    /// R-INV-3: the billing mandate version the owner accepted.
+    #[serde(default)]
+    billing_mandate: Option<String>,
+}
+
+/// R-INV-4: what the log says of a producer's legal identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingSummary {
+    pub siren: String,
+    pub vat_number: Option<String>,
+    /// Under the VAT franchise ("TVA non applicable, art. 293 B du CGI").
+    pub vat_franchise: bool,
 }
 
 /// R-PAY-4: the bank details as the log knows them (masked), when they last changed, and
@@ -109,6 +124,16 @@ impl ProducerAccount {
             actor,
             owner,
         })
+    }
+
+    /// R-INV-4: the producer's legal identity for invoices, if recorded.
+    pub fn billing(&self) -> Option<&BillingSummary> {
+        self.billing.as_ref()
+    }
+
+    /// R-INV-3: the billing mandate version the owner accepted.
+    pub fn billing_mandate(&self) -> Option<&str> {
+        self.billing_mandate.as_deref()
     }
 
     /// R-PAY-4: the bank details as the log knows them.
@@ -321,6 +346,52 @@ impl ProducerAccount {
                 Ok(vec![E::BankDetailsChanged {
                     masked_iban,
                     bic,
+                    by: access.actor.user,
+                    at,
+                }])
+            }
+            C::SetBillingIdentity {
+                access,
+                siren,
+                vat_number,
+                vat_franchise,
+                at,
+            } => {
+                self.check_owner(&access)?;
+                let same = self.billing.as_ref().is_some_and(|b| {
+                    b.siren == siren
+                        && b.vat_number == vat_number
+                        && b.vat_franchise == vat_franchise
+                });
+                if same {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::BillingIdentitySet {
+                    siren,
+                    vat_number,
+                    vat_franchise,
+                    by: access.actor.user,
+                    at,
+                }])
+            }
+            C::AcceptBillingMandate {
+                access,
+                version,
+                current,
+                at,
+            } => {
+                self.check_owner(&access)?;
+                if version != current {
+                    return Err(AccountError::MandateNotCurrent {
+                        current,
+                        accepted: version,
+                    });
+                }
+                if self.billing_mandate.as_deref() == Some(current.as_str()) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::BillingMandateAccepted {
+                    version,
                     by: access.actor.user,
                     at,
                 }])
@@ -556,6 +627,19 @@ impl Aggregate for ProducerAccount {
                     confirmed: false,
                 })
             }
+            E::BillingIdentitySet {
+                siren,
+                vat_number,
+                vat_franchise,
+                ..
+            } => {
+                self.billing = Some(BillingSummary {
+                    siren,
+                    vat_number,
+                    vat_franchise,
+                })
+            }
+            E::BillingMandateAccepted { version, .. } => self.billing_mandate = Some(version),
             E::BankDetailsConfirmed { .. } => {
                 if let Some(b) = &mut self.bank_details {
                     b.confirmed = true;

@@ -48,6 +48,23 @@ pub enum AccountCommand {
         bic: String,
         at: DateTime<Utc>,
     },
+    /// R-INV-4: the owner records the producer's legal identity for invoices (the names and
+    /// address are kept outside the log; the event keeps the SIREN, VAT number and regime).
+    SetBillingIdentity {
+        access: ProducerAccess,
+        siren: String,
+        vat_number: Option<String>,
+        vat_franchise: bool,
+        at: DateTime<Utc>,
+    },
+    /// R-INV-3: the owner accepts, once per version, the mandate under which the platform
+    /// issues invoices on the producer's behalf.
+    AcceptBillingMandate {
+        access: ProducerAccess,
+        version: String,
+        current: String,
+        at: DateTime<Utc>,
+    },
     /// R-PAY-4: the owner confirms the latest change, releasing a payout it held.
     ConfirmBankDetails {
         access: ProducerAccess,

@@ -21,6 +21,8 @@ pub enum AccountError {
     InvalidPayoutAccount,
     #[error("this producer has no bank details to confirm")]
     NoBankDetails,
+    #[error("the billing mandate in force is version {current}, not {accepted}")]
+    MandateNotCurrent { current: String, accepted: String },
     #[error("a variable-weight product needs an estimated weight per unit (over 0 and up to 1000 kg, to the gram); other products none")]
     InvalidEstimatedWeight,
     #[error("you must accept the current producer charter ({current}); you accepted '{accepted}'")]
@@ -80,6 +82,7 @@ impl AccountError {
             AccountError::NotTheOwner => "NOT_THE_OWNER",
             AccountError::InvalidPayoutAccount => "INVALID_PAYOUT_ACCOUNT",
             AccountError::NoBankDetails => "NO_BANK_DETAILS",
+            AccountError::MandateNotCurrent { .. } => "BILLING_MANDATE_NOT_CURRENT",
             AccountError::InvalidEstimatedWeight => "INVALID_ESTIMATED_WEIGHT",
             AccountError::CharterNotAccepted { .. } => "CHARTER_NOT_ACCEPTED",
             AccountError::TermsMismatch { .. } => "TERMS_MISMATCH",

@@ -42,6 +42,20 @@ pub enum AccountEvent {
         by: UserId,
         at: DateTime<Utc>,
     },
+    /// R-INV-4: the producer's legal identity for invoices.
+    BillingIdentitySet {
+        siren: String,
+        vat_number: Option<String>,
+        vat_franchise: bool,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    /// R-INV-3: the billing mandate accepted (its version).
+    BillingMandateAccepted {
+        version: String,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
     /// R-PAY-4: the owner confirmed the latest bank details.
     BankDetailsConfirmed {
         by: UserId,
@@ -93,6 +107,8 @@ impl DomainEvent for AccountEvent {
             AccountEvent::AccessGranted { .. } => "AccessGranted",
             AccountEvent::PayoutAccountSet { .. } => "PayoutAccountSet",
             AccountEvent::BankDetailsChanged { .. } => "BankDetailsChanged",
+            AccountEvent::BillingIdentitySet { .. } => "BillingIdentitySet",
+            AccountEvent::BillingMandateAccepted { .. } => "BillingMandateAccepted",
             AccountEvent::BankDetailsConfirmed { .. } => "BankDetailsConfirmed",
             AccountEvent::AccessRevoked { .. } => "AccessRevoked",
             AccountEvent::PlanChanged { .. } => "PlanChanged",

@@ -14,7 +14,8 @@ mod product;
 mod tests;
 
 pub use aggregate::{
-    BankDetailsSummary, CharterAcceptance, ProducerAccount, Product, BANK_DETAILS_HOLD,
+    BankDetailsSummary, BillingSummary, CharterAcceptance, ProducerAccount, Product,
+    BANK_DETAILS_HOLD,
 };
 pub use commands::AccountCommand;
 pub use error::AccountError;

@@ -1,0 +1,677 @@
+//! Invoices (R-INV-1..5): the producer's legal identity and the billing mandate, invoices
+//! issued on a producer's behalf for an order's lines (a consumer's request), and credit notes
+//! for what an order no longer owes. Each document takes the next number of its series in the
+//! commit that issues it (the series is an aggregate: `etal_domain::invoice`), and is written
+//! whole (parties, lines, the Factur-X CII XML) beside that event, never to change.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use etal_domain::account::{AccountCommand, ProducerAccount};
+use etal_domain::ids::{OrderId, ProducerId};
+use etal_domain::invoice::{DocumentKind, InvoiceCommand, InvoiceId, InvoiceSeries, Totals};
+use etal_domain::order::Order;
+use etal_domain::{Money, Role};
+use etal_store::{Changes, CommitError};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::cii::{self, Party};
+use crate::legal_ids::{check_siren, check_vat_number};
+use crate::outbox::rejected;
+use crate::{App, AppError, Ctx, Done};
+
+/// The billing mandate in force (R-INV-3): its version, and its text.
+pub const BILLING_MANDATE_VERSION: &str = "2026-12";
+pub const BILLING_MANDATE_TEXT: &str = include_str!("../../config/billing-mandate-2026-12.md");
+
+/// The series of the invoices a producer's sales are invoiced in, and its prefix.
+const SALES_SERIES: &str = "ventes";
+const SALES_PREFIX: &str = "F-";
+
+/// A producer's legal identity as given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingIdentity {
+    pub legal_name: String,
+    pub siren: String,
+    pub vat_number: Option<String>,
+    pub vat_franchise: bool,
+    pub address_line: String,
+    pub postcode: String,
+    pub city: String,
+    pub country: String,
+}
+
+/// An issued document as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceRecord {
+    pub id: InvoiceId,
+    pub number: String,
+    pub kind: DocumentKind,
+    pub issuer: ProducerId,
+    pub customer: Option<uuid::Uuid>,
+    pub source: String,
+    pub corrects: Option<InvoiceId>,
+    pub issue_date: NaiveDate,
+    pub totals: Totals,
+    pub cii_xml: String,
+}
+
+fn coded(code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Rejected {
+        code,
+        message: message.into(),
+    }
+}
+
+fn series_id(producer: ProducerId) -> String {
+    format!("producer:{producer}:{SALES_SERIES}")
+}
+
+/// Each line of a producer's part of an order, as invoiced: (line id, name, quantity, unit,
+/// total excl. VAT, VAT rate).
+fn order_lines(order: &Order, producer: ProducerId) -> Vec<cii::Line> {
+    order
+        .lines()
+        .iter()
+        .filter(|l| l.producer == producer && !l.amount_incl_vat.is_zero())
+        .map(|l| {
+            let (quantity, unit_code) = match (l.variable_weight, l.weight_kg) {
+                (true, Some(kg)) => (kg, "KGM"),
+                _ => (Decimal::from(l.quantity), "C62"),
+            };
+            let total = l.amount_excl_vat.amount();
+            let unit_price = if quantity.is_zero() {
+                total
+            } else {
+                (total / quantity).round_dp(6)
+            };
+            cii::Line {
+                id: (l.line + 1).to_string(),
+                name: l.name.clone(),
+                quantity,
+                unit_code: unit_code.to_string(),
+                unit_price_excl_vat: unit_price,
+                vat_rate: l.vat.percent(),
+                line_total_excl_vat: total,
+            }
+        })
+        .collect()
+}
+
+impl App {
+    /// R-INV-4: the owner records the producer's legal identity (SIREN with its Luhn key, VAT
+    /// number of France matching the SIREN unless under the VAT franchise).
+    pub async fn set_billing_identity(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        identity: BillingIdentity,
+    ) -> Result<Done<()>, AppError> {
+        let siren = check_siren(&identity.siren).map_err(|e| coded(e.code(), e.to_string()))?;
+        let vat_number = match identity.vat_number.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(
+                check_vat_number(v, Some(&siren)).map_err(|e| coded(e.code(), e.to_string()))?,
+            ),
+        };
+        if vat_number.is_none() && !identity.vat_franchise {
+            return Err(coded(
+                "VAT_NUMBER_REQUIRED",
+                "a VAT number is required unless the producer is under the VAT franchise",
+            ));
+        }
+        for (field, value, max) in [
+            ("legalName", &identity.legal_name, 200),
+            ("addressLine", &identity.address_line, 200),
+            ("postcode", &identity.postcode, 20),
+            ("city", &identity.city, 100),
+        ] {
+            if value.trim().is_empty() || value.chars().count() > max {
+                return Err(AppError::bad_input(field, format!("1 to {max} characters")));
+            }
+        }
+        let country = identity.country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(AppError::bad_input(
+                "country",
+                "an ISO 3166 code of 2 letters",
+            ));
+        }
+        let (_, access) = self.producer_access(ctx.actor, producer).await?;
+        let cc = ctx.flow(
+            "setBillingIdentity",
+            &crate::fingerprint("setBillingIdentity", &(producer, &identity)),
+        );
+        let now = chrono::SubsecRound::trunc_subsecs(self.now(), 6);
+        for attempt in 1..=self.bus.max_attempts() {
+            let mut account = self
+                .bus
+                .load_stream::<ProducerAccount>(&producer.to_string())
+                .await?;
+            account
+                .decide(|a| {
+                    a.decide(AccountCommand::SetBillingIdentity {
+                        access,
+                        siren: siren.clone(),
+                        vat_number: vat_number.clone(),
+                        vat_franchise: identity.vat_franchise,
+                        at: now,
+                    })
+                })
+                .map_err(rejected)?;
+            let mut changes = Changes::new();
+            changes.stream(&account)?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO billing_identities (producer_id, legal_name, siren, vat_number, \
+                 vat_franchise, address_line, postcode, city, country, changed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (producer_id) DO UPDATE SET \
+                 legal_name = $2, siren = $3, vat_number = $4, vat_franchise = $5, address_line = $6, \
+                 postcode = $7, city = $8, country = $9, changed_at = $10",
+            )
+            .bind(producer.0)
+            .bind(identity.legal_name.trim())
+            .bind(&siren)
+            .bind(&vat_number)
+            .bind(identity.vat_franchise)
+            .bind(identity.address_line.trim())
+            .bind(identity.postcode.trim())
+            .bind(identity.city.trim())
+            .bind(&country)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            match self
+                .bus
+                .commit_on(&mut tx, &changes, &cc, &serde_json::Value::Null)
+                .await
+            {
+                Ok(c) => {
+                    tx.commit().await?;
+                    return Ok(Done::new((), c.last_position()));
+                }
+                Err(CommitError::KeyTaken) => {
+                    tx.rollback().await?;
+                    return Ok(Done::new((), None));
+                }
+                Err(CommitError::Conflict) => {
+                    tx.rollback().await?;
+                    etal_store::bus::backoff(attempt).await;
+                }
+                Err(CommitError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Retryable("the account kept changing".into()))
+    }
+
+    /// R-INV-3: the owner accepts the billing mandate in force.
+    pub async fn accept_billing_mandate(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        version: &str,
+    ) -> Result<Done<()>, AppError> {
+        let (_, access) = self.producer_access(ctx.actor, producer).await?;
+        let out = self
+            .exec::<ProducerAccount>(
+                producer,
+                AccountCommand::AcceptBillingMandate {
+                    access,
+                    version: version.to_string(),
+                    current: BILLING_MANDATE_VERSION.to_string(),
+                    at: self.now(),
+                },
+                &ctx.step(
+                    "acceptBillingMandate",
+                    &crate::fingerprint("acceptBillingMandate", &(producer, version)),
+                ),
+            )
+            .await?;
+        Ok(Done::new((), out.last_position()))
+    }
+
+    /// The producer's legal identity, if recorded.
+    pub async fn billing_identity(
+        &self,
+        producer: ProducerId,
+    ) -> Result<Option<BillingIdentity>, AppError> {
+        let row = sqlx::query(
+            "SELECT legal_name, siren, vat_number, vat_franchise, address_line, postcode, city, country \
+             FROM billing_identities WHERE producer_id = $1",
+        )
+        .bind(producer.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => None,
+            Some(r) => Some(BillingIdentity {
+                legal_name: r.try_get("legal_name")?,
+                siren: r.try_get("siren")?,
+                vat_number: r.try_get("vat_number")?,
+                vat_franchise: r.try_get("vat_franchise")?,
+                address_line: r.try_get("address_line")?,
+                postcode: r.try_get("postcode")?,
+                city: r.try_get("city")?,
+                country: r.try_get("country")?,
+            }),
+        })
+    }
+
+    /// Who may ask for an order's invoice: its customer, or the producer's people.
+    async fn invoice_access(
+        &self,
+        ctx: &Ctx,
+        order: &Order,
+        producer: ProducerId,
+    ) -> Result<(), AppError> {
+        match ctx.actor.role {
+            Role::Customer if order.customer() == ctx.actor.user => Ok(()),
+            Role::Producer => self.producer_access(ctx.actor, producer).await.map(|_| ()),
+            _ => Err(AppError::not_found(
+                "order",
+                order.id().map(|o| o.0).unwrap_or_default(),
+            )),
+        }
+    }
+
+    /// The seller of a producer's invoices, and whether they are under the VAT franchise;
+    /// refused without an identity or an accepted mandate.
+    async fn seller(&self, producer: ProducerId) -> Result<(Party, bool), AppError> {
+        let (account, _) = self.load::<ProducerAccount>(producer).await?;
+        if account.billing_mandate() != Some(BILLING_MANDATE_VERSION) {
+            return Err(coded(
+                "BILLING_MANDATE_MISSING",
+                "the producer has not accepted the billing mandate in force (acceptBillingMandate)",
+            ));
+        }
+        let identity = self.billing_identity(producer).await?.ok_or_else(|| {
+            coded(
+                "BILLING_IDENTITY_MISSING",
+                "the producer has no legal identity for invoices (setBillingIdentity)",
+            )
+        })?;
+        Ok((
+            Party {
+                name: identity.legal_name,
+                siren: Some(identity.siren),
+                vat_number: identity.vat_number,
+                address_lines: vec![identity.address_line],
+                postcode: identity.postcode,
+                city: identity.city,
+                country: identity.country,
+            },
+            identity.vat_franchise,
+        ))
+    }
+
+    async fn buyer(&self, order: &Order) -> Result<Party, AppError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT display_name FROM people WHERE user_id = $1 AND erased_at IS NULL",
+        )
+        .bind(order.customer().0)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        Ok(Party {
+            name: name.unwrap_or_else(|| "Client".to_string()),
+            siren: None,
+            vat_number: None,
+            address_lines: Vec::new(),
+            postcode: String::new(),
+            city: String::new(),
+            country: "FR".into(),
+        })
+    }
+
+    /// R-INV-3: the invoice of a producer's part of an order, issued on the producer's behalf
+    /// (the mandate), on the customer's or the producer's request; one per order and producer
+    /// (asked again, the same invoice).
+    pub async fn issue_order_invoice(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        producer: ProducerId,
+    ) -> Result<Done<InvoiceRecord>, AppError> {
+        let (order, version) = self.load::<Order>(order_id).await?;
+        if version == 0 {
+            return Err(AppError::not_found("order", order_id));
+        }
+        self.invoice_access(ctx, &order, producer).await?;
+        if !order.producers().contains(&producer) {
+            return Err(coded(
+                "PRODUCER_NOT_IN_ORDER",
+                format!("producer {producer} sells nothing in order {order_id}"),
+            ));
+        }
+        let source = format!("order:{order_id}:producer:{producer}");
+        let invoice = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
+        if let Some(existing) = self.invoice_record(invoice).await? {
+            return Ok(Done::new(existing, None));
+        }
+        let lines = order_lines(&order, producer);
+        if lines.is_empty() {
+            return Err(coded(
+                "NOTHING_TO_INVOICE",
+                "nothing is sold to invoice in this order",
+            ));
+        }
+        let (seller, franchise) = self.seller(producer).await?;
+        let buyer = self.buyer(&order).await?;
+        let date = etal_domain::calendar::paris_date(self.now());
+        let doc = cii::Document {
+            kind: cii::DocumentKind::Invoice,
+            number: String::new(),
+            issue_date: date,
+            seller,
+            buyer,
+            lines,
+            currency: "EUR".into(),
+            vat_exempt_reason: franchise
+                .then(|| "TVA non applicable, art. 293 B du CGI".to_string()),
+            referenced_invoice: None,
+            payment_terms: "Payée à la commande".into(),
+            due_date: None,
+            notes: vec!["Facture émise par etal au nom et pour le compte du vendeur (mandat de facturation)".into(),
+                        "Catégorie : livraison de biens".into()],
+            delivery_date: None,
+        };
+        self.issue(
+            ctx,
+            producer,
+            invoice,
+            DocumentKind::Invoice,
+            None,
+            source,
+            Some(order.customer().0),
+            doc,
+        )
+        .await
+    }
+
+    /// R-INV-2: the credit note of what an invoiced order no longer owes (a refund, a cut, a
+    /// weighing, a cancellation): the invoice's lines minus the order's lines now, minus earlier
+    /// credit notes; refused when nothing is left to credit.
+    pub async fn issue_credit_note(
+        &self,
+        ctx: &Ctx,
+        invoice: InvoiceId,
+    ) -> Result<Done<InvoiceRecord>, AppError> {
+        let original = self
+            .invoice_record(invoice)
+            .await?
+            .ok_or_else(|| AppError::not_found("invoice", invoice))?;
+        if original.kind != DocumentKind::Invoice {
+            return Err(coded("NOT_AN_INVOICE", "a credit note corrects an invoice"));
+        }
+        let order_id: OrderId = original
+            .source
+            .strip_prefix("order:")
+            .and_then(|s| s.split(':').next())
+            .and_then(|s| s.parse().ok())
+            .map(OrderId)
+            .ok_or_else(|| AppError::Internal(format!("invoice source {}", original.source)))?;
+        let (order, _) = self.load::<Order>(order_id).await?;
+        self.invoice_access(ctx, &order, original.issuer).await?;
+        // What was invoiced per line, minus what the order says now and what was credited.
+        let doc: cii::Document = self.invoice_document(invoice).await?;
+        let now_lines: BTreeMap<String, cii::Line> = order_lines(&order, original.issuer)
+            .into_iter()
+            .map(|l| (l.id.clone(), l))
+            .collect();
+        let mut credited: BTreeMap<String, Decimal> = BTreeMap::new();
+        for id in self.credit_notes_of(invoice).await? {
+            let cn = self.invoice_document(id).await?;
+            for l in cn.lines {
+                *credited.entry(l.id).or_default() += l.line_total_excl_vat;
+            }
+        }
+        let mut lines = Vec::new();
+        for l in &doc.lines {
+            let now = now_lines
+                .get(&l.id)
+                .map(|n| n.line_total_excl_vat)
+                .unwrap_or_default();
+            let back =
+                l.line_total_excl_vat - now - credited.get(&l.id).copied().unwrap_or_default();
+            if back > Decimal::ZERO {
+                lines.push(cii::Line {
+                    quantity: Decimal::ONE,
+                    unit_code: "C62".into(),
+                    unit_price_excl_vat: back,
+                    line_total_excl_vat: back,
+                    ..l.clone()
+                });
+            }
+        }
+        if lines.is_empty() {
+            return Err(coded(
+                "NOTHING_TO_CREDIT",
+                "the order owes all its invoice still",
+            ));
+        }
+        let source = format!(
+            "credit:{invoice}:{}",
+            lines
+                .iter()
+                .map(|l| format!("{}={}", l.id, l.line_total_excl_vat))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let id = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
+        if let Some(existing) = self.invoice_record(id).await? {
+            return Ok(Done::new(existing, None));
+        }
+        let credit = cii::Document {
+            kind: cii::DocumentKind::CreditNote,
+            number: String::new(),
+            issue_date: etal_domain::calendar::paris_date(self.now()),
+            lines,
+            referenced_invoice: Some((original.number.clone(), original.issue_date)),
+            payment_terms: "Remboursé sur le moyen de paiement de la commande".into(),
+            ..doc
+        };
+        self.issue(
+            ctx,
+            original.issuer,
+            id,
+            DocumentKind::CreditNote,
+            Some(invoice),
+            source,
+            original.customer,
+            credit,
+        )
+        .await
+    }
+
+    /// Takes the next number of the producer's series and writes the document with it, in one
+    /// commit; in this process, the issues of one series take turns.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue(
+        &self,
+        ctx: &Ctx,
+        producer: ProducerId,
+        invoice: InvoiceId,
+        kind: DocumentKind,
+        corrects: Option<InvoiceId>,
+        source: String,
+        customer: Option<uuid::Uuid>,
+        mut doc: cii::Document,
+    ) -> Result<Done<InvoiceRecord>, AppError> {
+        let stream = series_id(producer);
+        let turn = format!("invoice_series:{stream}");
+        let _held = self.locks.turns(vec![turn.clone()]).await;
+        let cc = ctx.plain();
+        let result = async {
+            for attempt in 1..=self.bus.max_attempts() {
+                let mut series = self.bus.load_stream::<InvoiceSeries>(&stream).await?;
+                if let Some(existing) = series.state.invoice(invoice) {
+                    let _ = existing;
+                    if let Some(r) = self.invoice_record(invoice).await? {
+                        return Ok(Done::new(r, None));
+                    }
+                }
+                doc.number = series.state.next_number(SALES_PREFIX);
+                let totals_doc = cii::totals(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
+                let xml = cii::cii_xml(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
+                let digest = hex::encode(Sha256::digest(xml.as_bytes()));
+                let money = |d: Decimal| Money::round(d);
+                let totals = Totals {
+                    excl_vat: money(totals_doc.tax_basis_total),
+                    vat: money(totals_doc.tax_total),
+                    incl_vat: money(totals_doc.tax_basis_total) + money(totals_doc.tax_total),
+                };
+                series
+                    .decide(|s| {
+                        s.decide(InvoiceCommand::Issue {
+                            invoice,
+                            prefix: SALES_PREFIX.into(),
+                            kind,
+                            corrects,
+                            date: doc.issue_date,
+                            source: source.clone(),
+                            totals,
+                            digest: digest.clone(),
+                            at: self.now(),
+                        })
+                    })
+                    .map_err(rejected)?;
+                let mut changes = Changes::new();
+                changes.stream(&series)?;
+                let document = serde_json::to_value(&doc)
+                    .map_err(|e| AppError::Internal(format!("invoice document: {e}")))?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO invoice_documents (invoice_id, series, number, kind, issuer, customer, \
+                     source, corrects, issue_date, excl_vat, vat, incl_vat, document, cii_xml, digest, issued_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                )
+                .bind(invoice.0)
+                .bind(&stream)
+                .bind(&doc.number)
+                .bind(match kind {
+                    DocumentKind::Invoice => "invoice",
+                    DocumentKind::CreditNote => "credit_note",
+                })
+                .bind(producer.0)
+                .bind(customer)
+                .bind(&source)
+                .bind(corrects.map(|c| c.0))
+                .bind(doc.issue_date)
+                .bind(totals.excl_vat.amount())
+                .bind(totals.vat.amount())
+                .bind(totals.incl_vat.amount())
+                .bind(&document)
+                .bind(&xml)
+                .bind(&digest)
+                .bind(self.now())
+                .execute(&mut *tx)
+                .await?;
+                match self
+                    .bus
+                    .commit_on(&mut tx, &changes, &cc, &serde_json::Value::Null)
+                    .await
+                {
+                    Ok(c) => {
+                        tx.commit().await?;
+                        let record = self
+                            .invoice_record(invoice)
+                            .await?
+                            .ok_or_else(|| AppError::Internal("invoice just issued".into()))?;
+                        return Ok(Done::new(record, c.last_position()));
+                    }
+                    Err(CommitError::Conflict) | Err(CommitError::KeyTaken) => {
+                        tx.rollback().await?;
+                        etal_store::bus::backoff(attempt).await;
+                    }
+                    Err(CommitError::Store(e)) => return Err(e.into()),
+                }
+            }
+            Err(AppError::Retryable("the invoice series kept changing".into()))
+        }
+        .await;
+        if result.is_err() {
+            self.locks.forget(&[turn]);
+        }
+        result
+    }
+
+    /// An issued document.
+    pub async fn invoice_record(&self, id: InvoiceId) -> Result<Option<InvoiceRecord>, AppError> {
+        let row = sqlx::query(
+            "SELECT invoice_id, number, kind, issuer, customer, source, corrects, issue_date, \
+             excl_vat, vat, incl_vat, cii_xml FROM invoice_documents WHERE invoice_id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    /// The documents of an issuer or a customer, by date then number.
+    pub async fn invoices_of(
+        &self,
+        issuer: Option<ProducerId>,
+        customer: Option<uuid::Uuid>,
+    ) -> Result<Vec<InvoiceRecord>, AppError> {
+        let rows = sqlx::query(
+            "SELECT invoice_id, number, kind, issuer, customer, source, corrects, issue_date, \
+             excl_vat, vat, incl_vat, cii_xml FROM invoice_documents \
+             WHERE ($1::uuid IS NULL OR issuer = $1) AND ($2::uuid IS NULL OR customer = $2) \
+             ORDER BY issue_date, number LIMIT 1000",
+        )
+        .bind(issuer.map(|p| p.0))
+        .bind(customer)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn invoice_document(&self, id: InvoiceId) -> Result<cii::Document, AppError> {
+        let doc: serde_json::Value =
+            sqlx::query_scalar("SELECT document FROM invoice_documents WHERE invoice_id = $1")
+                .bind(id.0)
+                .fetch_one(&self.pool)
+                .await?;
+        serde_json::from_value(doc)
+            .map_err(|e| AppError::Internal(format!("invoice document: {e}")))
+    }
+
+    async fn credit_notes_of(&self, id: InvoiceId) -> Result<Vec<InvoiceId>, AppError> {
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT invoice_id FROM invoice_documents WHERE corrects = $1")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(InvoiceId).collect())
+    }
+}
+
+fn record(r: &sqlx::postgres::PgRow) -> Result<InvoiceRecord, AppError> {
+    let kind: String = r.try_get("kind")?;
+    let m = |c: &str| -> Result<Money, AppError> { Ok(Money::round(r.try_get::<Decimal, _>(c)?)) };
+    Ok(InvoiceRecord {
+        id: InvoiceId(r.try_get("invoice_id")?),
+        number: r.try_get("number")?,
+        kind: if kind == "credit_note" {
+            DocumentKind::CreditNote
+        } else {
+            DocumentKind::Invoice
+        },
+        issuer: ProducerId(r.try_get("issuer")?),
+        customer: r.try_get("customer")?,
+        source: r.try_get("source")?,
+        corrects: r
+            .try_get::<Option<uuid::Uuid>, _>("corrects")?
+            .map(InvoiceId),
+        issue_date: r.try_get("issue_date")?,
+        totals: Totals {
+            excl_vat: m("excl_vat")?,
+            vat: m("vat")?,
+            incl_vat: m("incl_vat")?,
+        },
+        cii_xml: r.try_get("cii_xml")?,
+    })
+}

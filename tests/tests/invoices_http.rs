@@ -1,0 +1,232 @@
+//! R-INV-1..5 over HTTP: a producer's legal identity (SIREN and VAT number checked), the billing
+//! mandate, an order's invoice on the customer's request (Factur-X EN 16931 CII XML, valid
+//! against the official XSD), asked again the same invoice, and the credit note of a refund that
+//! references it; refusals take no number and write nothing; issued documents never change.
+
+mod graphql_common;
+
+use etal_domain::Role;
+use graphql_common::{code, fixture, Api, PLACE_ORDER};
+use serde_json::{json, Value};
+
+const IDENTITY: &str = "mutation($p: UUID!, $i: BillingIdentityInput!) { setBillingIdentity(producerId: $p, identity: $i) { position } }";
+const INVOICE: &str = "mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { id number kind issueDate totalExclVat totalVat totalInclVat corrects facturXXml } } }";
+const CREDIT: &str = "mutation($i: UUID!) { issueCreditNote(invoiceId: $i) { invoice { id number kind totalExclVat totalVat totalInclVat corrects facturXXml } } }";
+
+async fn writes(api: &Api) -> (i64, i64) {
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+    let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM invoice_documents")
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+    (events, docs)
+}
+
+/// `xmllint --schema` of the official Factur-X EN 16931 XSD on `xml`.
+fn valid_factur_x(xml: &str) {
+    let path = std::env::temp_dir().join(format!("etal-cii-{}.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, xml).unwrap();
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../app/schemas/facturx-en16931/Factur-X_EN16931.xsd"
+    );
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", schema])
+        .arg(&path)
+        .output()
+        .expect("xmllint (make test installs libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn identity(siren: &str, vat: Option<&str>) -> Value {
+    json!({"legalName": "Miel Bouvier EARL", "siren": siren, "vatNumber": vat,
+           "addressLine": "Le Bourg", "postcode": "24110", "city": "Saint-Astier"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    api.ok(
+        &f.customer,
+        "mutation { registerPerson(displayName: \"Jeanne Martin\") { userId } }",
+        json!({}),
+    )
+    .await;
+    let d = api
+        .ok(
+            &f.customer,
+            PLACE_ORDER,
+            json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 3}]}),
+        )
+        .await;
+    let order = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
+    let ask = json!({"o": order, "p": f.producer_id});
+
+    // Without an identity and a mandate: refused, nothing written.
+    let before = writes(&api).await;
+    let r = api.call(&f.customer, INVOICE, ask.clone()).await;
+    assert_eq!(code(&r).as_deref(), Some("BILLING_MANDATE_MISSING"), "{r}");
+    // A SIREN with a wrong Luhn key, a VAT number of another country or company: refused.
+    for (siren, vat, expected) in [
+        ("732829321", Some("FR44732829320"), "INVALID_SIREN"),
+        ("732829320", Some("DE123456789"), "VAT_NUMBER_MISMATCH"),
+        ("732829320", Some("FR40303265045"), "VAT_NUMBER_MISMATCH"),
+        ("732829320", None, "VAT_NUMBER_REQUIRED"),
+    ] {
+        let r = api
+            .call(
+                &f.producer,
+                IDENTITY,
+                json!({"p": f.producer_id, "i": identity(siren, vat)}),
+            )
+            .await;
+        assert_eq!(code(&r).as_deref(), Some(expected), "{siren} {vat:?}: {r}");
+    }
+    let r = api
+        .call(
+            &f.producer,
+            "mutation($p: UUID!) { acceptBillingMandate(producerId: $p, version: \"2020-01\") { position } }",
+            json!({"p": f.producer_id}),
+        )
+        .await;
+    assert_eq!(
+        code(&r).as_deref(),
+        Some("BILLING_MANDATE_NOT_CURRENT"),
+        "{r}"
+    );
+    assert_eq!(writes(&api).await, before, "refusals write nothing");
+
+    api.ok(
+        &f.producer,
+        IDENTITY,
+        json!({"p": f.producer_id, "i": identity("732 829 320", Some("fr 44 732829320"))}),
+    )
+    .await;
+    let m = api
+        .ok(
+            &f.producer,
+            "{ billingMandate { version text } }",
+            json!({}),
+        )
+        .await;
+    assert!(m["billingMandate"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("242 nonies"));
+    api.ok(
+        &f.producer,
+        "mutation($p: UUID!, $v: String!) { acceptBillingMandate(producerId: $p, version: $v) { position } }",
+        json!({"p": f.producer_id, "v": m["billingMandate"]["version"]}),
+    )
+    .await;
+
+    // Someone else's order, another producer's part: refused, no number taken.
+    let other = api.who(Role::Customer);
+    let r = api.call(&other, INVOICE, ask.clone()).await;
+    assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"), "{r}");
+    let stranger = uuid::Uuid::new_v4();
+    let r = api
+        .call(&f.customer, INVOICE, json!({"o": order, "p": stranger}))
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("PRODUCER_NOT_IN_ORDER"), "{r}");
+
+    // 3 x 8.50 = 25.50 incl. 5.5 % VAT: 24.17 + 1.33.
+    let d = api.ok(&f.customer, INVOICE, ask.clone()).await;
+    let inv = d["issueInvoice"]["invoice"].clone();
+    assert_eq!(inv["number"], "F-000001");
+    assert_eq!(inv["kind"], "INVOICE");
+    assert_eq!(
+        (&inv["totalExclVat"], &inv["totalVat"], &inv["totalInclVat"]),
+        (&json!("24.17"), &json!("1.33"), &json!("25.50"))
+    );
+    let xml = inv["facturXXml"].as_str().unwrap();
+    valid_factur_x(xml);
+    for needle in [
+        "<ram:TypeCode>380</ram:TypeCode>",
+        "<ram:ID>F-000001</ram:ID>",
+        "732829320",
+        "FR44732829320",
+        "Jeanne Martin",
+        "Miel 500 g",
+        "<ram:GrandTotalAmount>25.50</ram:GrandTotalAmount>",
+    ] {
+        assert!(xml.contains(needle), "{needle}:\n{xml}");
+    }
+    // Asked again, by the producer this time: the same invoice.
+    let again = api.ok(&f.producer, INVOICE, ask.clone()).await;
+    assert_eq!(again["issueInvoice"]["invoice"]["id"], inv["id"]);
+    let r = api.call(&f.customer, CREDIT, json!({"i": inv["id"]})).await;
+    assert_eq!(code(&r).as_deref(), Some("NOTHING_TO_CREDIT"), "{r}");
+
+    // Two units refunded: a credit note of 16.11 + 0.89 referencing F-000001.
+    api.ok(
+        &f.producer,
+        "mutation($o: UUID!) { adjustQuantity(orderId: $o, line: 0, quantity: 1) { position } }",
+        json!({"o": order}),
+    )
+    .await;
+    let d = api.ok(&f.customer, CREDIT, json!({"i": inv["id"]})).await;
+    let cn = &d["issueCreditNote"]["invoice"];
+    assert_eq!(
+        (&cn["number"], &cn["kind"]),
+        (&json!("F-000002"), &json!("CREDIT_NOTE"))
+    );
+    assert_eq!(cn["corrects"], inv["id"]);
+    assert_eq!(
+        (&cn["totalExclVat"], &cn["totalVat"], &cn["totalInclVat"]),
+        (&json!("16.11"), &json!("0.89"), &json!("17.00"))
+    );
+    let cxml = cn["facturXXml"].as_str().unwrap();
+    valid_factur_x(cxml);
+    assert!(cxml.contains("<ram:TypeCode>381</ram:TypeCode>"));
+    assert!(
+        cxml.contains("<ram:IssuerAssignedID>F-000001</ram:IssuerAssignedID>"),
+        "{cxml}"
+    );
+    let r = api.call(&f.customer, CREDIT, json!({"i": inv["id"]})).await;
+    assert_eq!(code(&r).as_deref(), Some("NOTHING_TO_CREDIT"), "{r}");
+
+    // Lists: the customer's and the producer's.
+    let mine = api
+        .ok(
+            &f.customer,
+            "{ invoices { edges { node { number kind } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(mine["invoices"]["edges"].as_array().unwrap().len(), 2);
+    let theirs = api
+        .ok(
+            &f.producer,
+            "query($p: UUID!) { invoices(producerId: $p) { edges { node { number } } } }",
+            json!({"p": f.producer_id}),
+        )
+        .await;
+    assert_eq!(theirs["invoices"]["edges"][1]["node"]["number"], "F-000002");
+    let r = api
+        .call(
+            &other,
+            "query($i: UUID!) { invoice(id: $i) { number } }",
+            json!({"i": inv["id"]}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"));
+
+    // Issued documents never change.
+    let tamper = sqlx::query("UPDATE invoice_documents SET incl_vat = 0")
+        .execute(&api.db.pool)
+        .await;
+    assert!(tamper.is_err(), "an UPDATE of an issued invoice is refused");
+    let delete = sqlx::query("DELETE FROM invoice_documents")
+        .execute(&api.db.pool)
+        .await;
+    assert!(delete.is_err());
+}
