@@ -22,6 +22,7 @@ pub mod payments;
 pub mod payouts;
 pub mod people;
 pub mod producer;
+pub mod reporting;
 pub mod schedule;
 pub mod sepa;
 pub mod stripe;

@@ -915,6 +915,48 @@ pub async fn recap_by_product_from_lines(
     rows.iter().map(product_recap).collect()
 }
 
+/// R-INV-6: one seller's consumer sales of one day at one VAT rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct B2cDay {
+    pub date: chrono::NaiveDate,
+    pub vat_rate: Decimal,
+    pub amount_excl_vat: Money,
+    pub vat_amount: Money,
+    pub amount_incl_vat: Money,
+    /// Orders with a line at this rate that day.
+    pub transactions: i64,
+}
+
+/// R-INV-6: a producer's sales of each distribution day (Europe/Paris) between two dates, per
+/// VAT rate, from the live lines of orders not cancelled: the same lines the recaps add up.
+pub async fn b2c_days(
+    pool: &PgPool,
+    producer: uuid::Uuid,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<B2cDay>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT s.date, l.vat_rate, sum(l.amount_excl_vat) AS excl, sum(l.vat_amount) AS vat,          sum(l.amount_incl_vat) AS incl, count(DISTINCT l.order_id) AS transactions          FROM recap_lines l JOIN recap_sales s ON s.sale_id = l.sale_id          JOIN recap_orders o ON o.order_id = l.order_id          WHERE l.producer_id = $1 AND s.date BETWEEN $2 AND $3 AND NOT o.cancelled            AND l.amount_incl_vat <> 0          GROUP BY s.date, l.vat_rate ORDER BY s.date, l.vat_rate",
+    )
+    .bind(producer)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(B2cDay {
+                date: r.try_get("date")?,
+                vat_rate: r.try_get::<Decimal, _>("vat_rate")?.normalize(),
+                amount_excl_vat: money(r, "excl")?,
+                vat_amount: money(r, "vat")?,
+                amount_incl_vat: money(r, "incl")?,
+                transactions: r.try_get("transactions")?,
+            })
+        })
+        .collect()
+}
+
 /// Totals for one VAT rate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VatTotal {

@@ -223,6 +223,7 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("mutation($p: UUID!) { confirmBankDetails(producerId: $p) { position } }", &["owner"]),
         ("mutation($p: UUID!) { setBillingIdentity(producerId: $p, identity: {legalName: \"Miel\", siren: \"732829320\", vatNumber: \"FR44732829320\", addressLine: \"Le Bourg\", postcode: \"24110\", city: \"Saint-Astier\"}) { position } }", &["owner"]),
         ("mutation($p: UUID!) { acceptBillingMandate(producerId: $p, version: \"2026-12\") { position } }", &["owner"]),
+        ("query($p: UUID!, $d: Date!) { b2cReport(producerId: $p, from: $d, to: $d) { csv } }", &["owner", "auditor"]),
         ("{ billingMandate { version } }", &["anonymous", "owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("query($p: UUID!) { invoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
         ("{ invoices { edges { node { number } } } }", &["customer", "other_customer"]),

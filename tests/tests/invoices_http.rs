@@ -230,3 +230,81 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
         .await;
     assert!(delete.is_err());
 }
+
+/// R-INV-6: the e-reporting of a day equals the producer's recap of that day per VAT rate, and
+/// counts the live orders; only the producer's people and auditors read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_inv_6_the_daily_b2c_aggregates_equal_the_recap_of_the_day() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    let mut orders = Vec::new();
+    for q in [1, 2, 4] {
+        let who = api.who(Role::Customer);
+        let d = api
+            .ok(
+                &who,
+                PLACE_ORDER,
+                json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": q}]}),
+            )
+            .await;
+        orders.push(d["placeOrder"]["orderId"].as_str().unwrap().to_string());
+    }
+    api.ok(
+        &f.producer,
+        "mutation($o: UUID!) { cancelOrder(orderId: $o) { orderId } }",
+        json!({"o": orders[0]}),
+    )
+    .await;
+    graphql_common::caught_up(&api).await;
+    let date = api
+        .ok(
+            &f.admin,
+            "query($s: UUID!) { sale(id: $s) { date } }",
+            json!({"s": f.sale_id}),
+        )
+        .await["sale"]["date"]
+        .clone();
+    let report = api
+        .ok(
+            &f.producer,
+            "query($p: UUID!, $d: Date!) { b2cReport(producerId: $p, from: $d, to: $d) { days { date vatRate amountExclVat vatAmount amountInclVat transactions category } csv } }",
+            json!({"p": f.producer_id, "d": date}),
+        )
+        .await;
+    let recap = api
+        .ok(
+            &f.producer,
+            "query($p: UUID!, $d: Date!) { producerDayRecap(producerId: $p, date: $d) { vatTotals { vatRate amountExclVat vatAmount amountInclVat } } }",
+            json!({"p": f.producer_id, "d": date}),
+        )
+        .await;
+    let days = report["b2cReport"]["days"].as_array().unwrap();
+    let totals = recap["producerDayRecap"]["vatTotals"].as_array().unwrap();
+    assert_eq!(days.len(), totals.len());
+    assert!(!days.is_empty());
+    for (d, t) in days.iter().zip(totals) {
+        for k in ["vatRate", "amountExclVat", "vatAmount", "amountInclVat"] {
+            assert_eq!(d[k], t[k], "{k}: {d} vs {t}");
+        }
+        assert_eq!(d["date"], date);
+        assert_eq!(d["category"], "TLB1");
+    }
+    // 2 + 4 units of honey at 8.50 in the two orders left.
+    assert_eq!(days[0]["amountInclVat"], "51.00");
+    assert_eq!(days[0]["transactions"], 2);
+    let csv = report["b2cReport"]["csv"].as_str().unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("seller_siren,date,currency,category,vat_rate,base_excl_vat,vat,transactions")
+    );
+    assert_eq!(rows.count(), days.len());
+    let r = api
+        .call(
+            &f.customer,
+            "query($p: UUID!, $d: Date!) { b2cReport(producerId: $p, from: $d, to: $d) { csv } }",
+            json!({"p": f.producer_id, "d": date}),
+        )
+        .await;
+    assert!(code(&r).is_some(), "{r}");
+}

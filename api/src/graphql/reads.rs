@@ -1142,6 +1142,47 @@ impl ReadQuery {
         Ok(OrderRecap::new(scopes))
     }
 
+    /// R-INV-6: the e-reporting of a producer's consumer sales: per distribution day and VAT
+    /// rate, the base excl. VAT, the VAT and the number of orders (category goods), and the same
+    /// as CSV for the producer's approved platform.
+    #[graphql(guard = "PRODUCER_OR_AUDITOR", name = "b2cReport")]
+    async fn b2c_report(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        from: Date,
+        to: Date,
+    ) -> Result<B2cReport> {
+        producer_scope(ctx, ProducerId(producer_id)).await?;
+        let app = app(ctx);
+        let days = app
+            .b2c_report(ProducerId(producer_id), from.0, to.0)
+            .await
+            .coded()?;
+        let siren = app
+            .billing_identity(ProducerId(producer_id))
+            .await
+            .coded()?
+            .map(|i| i.siren)
+            .unwrap_or_default();
+        let csv = etal_app::reporting::b2c_csv(&siren, &days).coded()?;
+        Ok(B2cReport {
+            days: days
+                .into_iter()
+                .map(|d| B2cDayView {
+                    date: Date(d.date),
+                    vat_rate: Decimal(d.vat_rate),
+                    amount_excl_vat: Money(d.amount_excl_vat),
+                    vat_amount: Money(d.vat_amount),
+                    amount_incl_vat: Money(d.amount_incl_vat),
+                    transactions: d.transactions,
+                    category: etal_app::reporting::CATEGORY_GOODS.into(),
+                })
+                .collect(),
+            csv,
+        })
+    }
+
     /// Every product of the producer (archived ones flagged) with its stock, by name.
     #[graphql(guard = "PRODUCER_OR_AUDITOR")]
     async fn stock_levels(
@@ -1722,4 +1763,27 @@ mod tests {
         };
         assert_same_as_derived(vec![product(None), product(Some(Decimal(D::new(3, 0))))]).await;
     }
+}
+
+/// R-INV-6: one day's consumer sales at one VAT rate.
+#[derive(SimpleObject)]
+#[graphql(name = "B2cDay")]
+pub struct B2cDayView {
+    pub date: Date,
+    pub vat_rate: Decimal,
+    pub amount_excl_vat: Money,
+    pub vat_amount: Money,
+    pub amount_incl_vat: Money,
+    pub transactions: i64,
+    /// TLB1: deliveries of goods.
+    pub category: String,
+}
+
+/// R-INV-6: a period's e-reporting.
+#[derive(SimpleObject)]
+#[graphql(name = "B2cReport")]
+pub struct B2cReport {
+    pub days: Vec<B2cDayView>,
+    /// The same, as CSV (seller SIREN, date, currency, category, rate, base, VAT, transactions).
+    pub csv: String,
 }
