@@ -76,7 +76,7 @@ impl GraphqlState {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Media {
+pub(crate) enum Media {
     GraphqlResponse,
     Json,
 }
@@ -145,7 +145,7 @@ fn respond_text(status: StatusCode, media: Media, body: String) -> Response {
 }
 
 /// Authenticates and rate-limits; Err is the response to send.
-fn admit(
+pub(crate) fn admit(
     state: &GraphqlState,
     headers: &HeaderMap,
     media: Media,
@@ -527,4 +527,62 @@ mod tests {
             Some("product.priceInclVat".into())
         );
     }
+}
+
+/// R-INV-5: an issued document's Factur-X CII XML (`/invoices/{id}/factur-x.xml`), to its
+/// issuer's people, its customer and auditors, with the same bearer token and rate limit as
+/// GraphQL; 404 for anyone else, as for a document that does not exist.
+pub async fn invoice_xml(
+    axum::extract::State(state): axum::extract::State<crate::server::AppState>,
+    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match admit(&state.graphql, &headers, Media::Json) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let not_found = || {
+        respond(
+            StatusCode::NOT_FOUND,
+            Media::Json,
+            &error_body("NOT_FOUND", &format!("invoice {id} not found")),
+        )
+    };
+    let Some(actor) = principal.actor() else {
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            Media::Json,
+            &error_body("UNAUTHENTICATED", "a bearer token is required"),
+        );
+    };
+    let record = match state
+        .app
+        .invoice_record(etal_domain::invoice::InvoiceId(id))
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(),
+        Err(_) => {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Media::Json,
+                &error_body("RETRYABLE", "database unavailable"),
+            )
+        }
+    };
+    if !state.app.may_read_invoice(actor, &record).await {
+        return not_found();
+    }
+    let mut r = record.cii_xml.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}-factur-x.xml\"",
+        record.number
+    )) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }

@@ -598,6 +598,16 @@ impl App {
         result
     }
 
+    /// Whether `actor` may read a document: its issuer's people, its customer, auditors.
+    pub async fn may_read_invoice(&self, actor: etal_domain::Actor, r: &InvoiceRecord) -> bool {
+        match actor.role {
+            Role::Auditor => true,
+            Role::Customer => r.customer == Some(actor.user.0),
+            Role::Producer => self.producer_access(actor, r.issuer).await.is_ok(),
+            _ => false,
+        }
+    }
+
     /// An issued document.
     pub async fn invoice_record(&self, id: InvoiceId) -> Result<Option<InvoiceRecord>, AppError> {
         let row = sqlx::query(

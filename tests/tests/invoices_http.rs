@@ -220,6 +220,36 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
         .await;
     assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"));
 
+    // The XML as a download: the customer's, not another's, not without a token.
+    let url = format!(
+        "{}/invoices/{}/factur-x.xml",
+        api.base,
+        inv["id"].as_str().unwrap()
+    );
+    let res = api
+        .http
+        .get(&url)
+        .bearer_auth(&f.customer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/xml"));
+    assert_eq!(res.text().await.unwrap(), xml);
+    let res = api
+        .http
+        .get(&url)
+        .bearer_auth(&other.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let res = api.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+
     // Issued documents never change.
     let tamper = sqlx::query("UPDATE invoice_documents SET incl_vat = 0")
         .execute(&api.db.pool)

@@ -101,13 +101,7 @@ pub struct BillingPayload {
 /// Who may read a document: its issuer's people, its customer, auditors.
 async fn may_read(ctx: &Context<'_>, r: &InvoiceRecord) -> Result<()> {
     let a = actor(ctx)?;
-    let allowed = match a.role {
-        Role::Auditor => true,
-        Role::Customer => r.customer == Some(a.user.0),
-        Role::Producer => app(ctx).producer_access(a, r.issuer).await.is_ok(),
-        _ => false,
-    };
-    if allowed {
+    if app(ctx).may_read_invoice(a, r).await {
         Ok(())
     } else {
         Err(super::common::coded(
