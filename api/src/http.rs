@@ -479,56 +479,6 @@ fn argument_of(message: &str) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn accept(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
-        h
-    }
-
-    #[test]
-    fn negotiation_prefers_what_the_client_ranks_higher() {
-        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
-        assert_eq!(negotiate(&accept("*/*")), Some(Media::Json));
-        assert_eq!(
-            negotiate(&accept(
-                "application/graphql-response+json, application/json;q=0.9"
-            )),
-            Some(Media::GraphqlResponse)
-        );
-        assert_eq!(
-            negotiate(&accept(
-                "application/graphql-response+json;q=0.5, application/json"
-            )),
-            Some(Media::Json)
-        );
-        assert_eq!(negotiate(&accept("text/html")), None);
-    }
-
-    #[test]
-    fn parameters_are_checked() {
-        assert!(params_from_json(json!({"query": 1})).is_err());
-        assert!(params_from_json(json!({"query": "{a}", "variables": "x"})).is_err());
-        assert!(params_from_json(json!({"query": "{a}", "extensions": []})).is_err());
-        assert!(
-            params_from_json(json!({"query": "{a}", "variables": {}, "extensions": {}})).is_ok()
-        );
-    }
-
-    #[test]
-    fn coercion_messages_name_their_argument() {
-        assert_eq!(
-            argument_of(
-                "Invalid value for argument \"product.priceInclVat\", expected type \"Money\""
-            ),
-            Some("product.priceInclVat".into())
-        );
-    }
-}
-
 /// R-INV-5: an issued document's Factur-X CII XML (`/invoices/{id}/factur-x.xml`), to its
 /// issuer's people, its customer and auditors, with the same bearer token and rate limit as
 /// GraphQL; 404 for anyone else, as for a document that does not exist.
@@ -585,4 +535,54 @@ pub async fn invoice_xml(
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiation_prefers_what_the_client_ranks_higher() {
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Media::Json));
+        assert_eq!(negotiate(&accept("*/*")), Some(Media::Json));
+        assert_eq!(
+            negotiate(&accept(
+                "application/graphql-response+json, application/json;q=0.9"
+            )),
+            Some(Media::GraphqlResponse)
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/graphql-response+json;q=0.5, application/json"
+            )),
+            Some(Media::Json)
+        );
+        assert_eq!(negotiate(&accept("text/html")), None);
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        assert!(params_from_json(json!({"query": 1})).is_err());
+        assert!(params_from_json(json!({"query": "{a}", "variables": "x"})).is_err());
+        assert!(params_from_json(json!({"query": "{a}", "extensions": []})).is_err());
+        assert!(
+            params_from_json(json!({"query": "{a}", "variables": {}, "extensions": {}})).is_ok()
+        );
+    }
+
+    #[test]
+    fn coercion_messages_name_their_argument() {
+        assert_eq!(
+            argument_of(
+                "Invalid value for argument \"product.priceInclVat\", expected type \"Money\""
+            ),
+            Some("product.priceInclVat".into())
+        );
+    }
 }
