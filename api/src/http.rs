@@ -479,12 +479,13 @@ fn argument_of(message: &str) -> Option<String> {
     None
 }
 
-/// R-INV-5: an issued document's Factur-X CII XML (`/invoices/{id}/factur-x.xml`), to its
-/// issuer's people, its customer and auditors, with the same bearer token and rate limit as
+/// R-INV-5: an issued document as a download: its Factur-X CII XML
+/// (`/invoices/{id}/factur-x.xml`) or its Factur-X PDF/A-3 (`/invoices/{id}/factur-x.pdf`), to
+/// its issuer's people, its customer and auditors, with the same bearer token and rate limit as
 /// GraphQL; 404 for anyone else, as for a document that does not exist.
-pub async fn invoice_xml(
+pub async fn invoice_file(
     axum::extract::State(state): axum::extract::State<crate::server::AppState>,
-    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+    axum::extract::Path((id, file)): axum::extract::Path<(uuid::Uuid, String)>,
     headers: HeaderMap,
 ) -> Response {
     let principal = match admit(&state.graphql, &headers, Media::Json) {
@@ -495,7 +496,14 @@ pub async fn invoice_xml(
         respond(
             StatusCode::NOT_FOUND,
             Media::Json,
-            &error_body("NOT_FOUND", &format!("invoice {id} not found")),
+            &error_body("NOT_FOUND", &format!("invoice {id} has no {file}")),
+        )
+    };
+    let unavailable = || {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Media::Json,
+            &error_body("RETRYABLE", "database unavailable"),
         )
     };
     let Some(actor) = principal.actor() else {
@@ -505,31 +513,29 @@ pub async fn invoice_xml(
             &error_body("UNAUTHENTICATED", "a bearer token is required"),
         );
     };
-    let record = match state
-        .app
-        .invoice_record(etal_domain::invoice::InvoiceId(id))
-        .await
-    {
+    let invoice = etal_domain::invoice::InvoiceId(id);
+    let record = match state.app.invoice_record(invoice).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_found(),
-        Err(_) => {
-            return respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Media::Json,
-                &error_body("RETRYABLE", "database unavailable"),
-            )
-        }
+        Err(_) => return unavailable(),
     };
     if !state.app.may_read_invoice(actor, &record).await {
         return not_found();
     }
-    let mut r = record.cii_xml.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/xml; charset=utf-8"),
-    );
+    let (body, content_type): (Vec<u8>, &'static str) = match file.as_str() {
+        "factur-x.xml" => (record.cii_xml.into_bytes(), "text/xml; charset=utf-8"),
+        "factur-x.pdf" => match state.app.invoice_pdf(invoice).await {
+            Ok(Some(pdf)) => (pdf, "application/pdf"),
+            Ok(None) => return not_found(),
+            Err(_) => return unavailable(),
+        },
+        _ => return not_found(),
+    };
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-factur-x.xml\"",
+        "attachment; filename=\"{}-{file}\"",
         record.number
     )) {
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);

@@ -53,7 +53,7 @@ pub fn router(
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
-        .route("/invoices/{id}/factur-x.xml", get(crate::http::invoice_xml))
+        .route("/invoices/{id}/{file}", get(crate::http::invoice_file))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))

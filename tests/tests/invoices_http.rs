@@ -45,6 +45,39 @@ fn valid_factur_x(xml: &str) {
     );
 }
 
+/// The file embedded as `factur-x.xml` in a PDF (the catalog's /AF array of file specs).
+fn embedded_factur_x(pdf: &[u8]) -> String {
+    let doc = lopdf::Document::load_mem(pdf).expect("a PDF");
+    let catalog = doc.catalog().expect("catalog");
+    let af = catalog.get(b"AF").expect("/AF").as_array().expect("array");
+    for spec in af {
+        let spec = doc
+            .get_object(spec.as_reference().expect("ref"))
+            .and_then(|o| o.as_dict())
+            .expect("file spec");
+        let name = spec.get(b"F").and_then(|f| f.as_str()).expect("/F");
+        if name != b"factur-x.xml" {
+            continue;
+        }
+        assert_eq!(
+            spec.get(b"AFRelationship")
+                .and_then(|r| r.as_name())
+                .expect("relationship"),
+            b"Data"
+        );
+        let ef = spec.get(b"EF").and_then(|e| e.as_dict()).expect("/EF");
+        let stream = doc
+            .get_object(ef.get(b"F").and_then(|f| f.as_reference()).expect("ref"))
+            .and_then(|o| o.as_stream())
+            .expect("stream");
+        let bytes = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
+        return String::from_utf8(bytes).expect("UTF-8");
+    }
+    panic!("no factur-x.xml in the PDF");
+}
+
 fn identity(siren: &str, vat: Option<&str>) -> Value {
     json!({"legalName": "Miel Bouvier EARL", "siren": siren, "vatNumber": vat,
            "addressLine": "Le Bourg", "postcode": "24110", "city": "Saint-Astier"})
@@ -249,6 +282,23 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
     assert_eq!(res.status().as_u16(), 404);
     let res = api.http.get(&url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 401);
+    // The Factur-X PDF carries the same XML as its embedded factur-x.xml.
+    let pdf_url = url.replace("factur-x.xml", "factur-x.pdf");
+    let res = api
+        .http
+        .get(&pdf_url)
+        .bearer_auth(&f.producer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/pdf");
+    let pdf = res.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let embedded = embedded_factur_x(&pdf);
+    assert_eq!(embedded, xml, "the PDF embeds the invoice's XML");
+    // Its totals are the order's: 3 x 8.50.
+    assert!(embedded.contains("<ram:GrandTotalAmount>25.50</ram:GrandTotalAmount>"));
 
     // Issued documents never change.
     let tamper = sqlx::query("UPDATE invoice_documents SET incl_vat = 0")
