@@ -789,6 +789,12 @@ impl App {
         let products: Vec<ProductId> = order.state.lines().iter().map(|l| l.product).collect();
         let producers = order.state.producers();
         let catalogs: Vec<CatalogId> = order.state.catalogs().into_iter().collect();
+        let awaited: Vec<(etal_domain::ids::PaymentId, String)> = order
+            .state
+            .awaiting()
+            .iter()
+            .map(|(p, a)| (*p, a.provider_ref.clone()))
+            .collect();
         order
             .decide(|o| {
                 o.decide(OrderCommand::Cancel {
@@ -798,6 +804,11 @@ impl App {
                 })
             })
             .map_err(rejected)?;
+        // R-PAY-1: a payment still awaiting the customer is given up at the provider, so the
+        // cancelled order cannot be paid (one paid meanwhile is recorded, then owed back).
+        for (payment, provider_ref) in awaited {
+            changes.send(Self::cancel_charge_message(order_id, payment, provider_ref));
+        }
         for product in products {
             let mut stock = self.bus.load_stream::<Stock>(&product.to_string()).await?;
             stock

@@ -203,6 +203,23 @@ impl App {
         )
     }
 
+    /// The outbox message giving up, at the provider, a payment a cancelled order awaited.
+    pub(crate) fn cancel_charge_message(
+        order: OrderId,
+        payment: PaymentId,
+        provider_ref: String,
+    ) -> OutboxMessage {
+        OutboxMessage::new(
+            super::derived_id(&format!("outbox:cancel:{payment}")),
+            kinds::CANCEL_CHARGE,
+            serde_json::json!(CancelChargeMessage {
+                order,
+                payment,
+                provider_ref,
+            }),
+        )
+    }
+
     /// The id of an online order's payment.
     pub(crate) fn online_payment_id(order: OrderId) -> PaymentId {
         PaymentId(super::derived_id(&format!("payment:{order}:online")))
@@ -821,9 +838,18 @@ impl App {
             .load_stream::<Order>(&msg.order.to_string())
             .await?;
         let mut changes = Changes::new();
-        if order.state.is_cancelled() || order.state.payments().contains_key(&msg.payment) {
-            // Cancelled meanwhile (nothing to wait for; a payment confirmed anyway is recorded
-            // and owed back), or confirmed already.
+        if order.state.payments().contains_key(&msg.payment) {
+            // Confirmed already (its webhook came first).
+            return Ok(changes);
+        }
+        if order.state.is_cancelled() {
+            // Cancelled meanwhile: nothing to wait for, and the provider gives it up (one paid
+            // anyway is recorded and owed back).
+            changes.send(Self::cancel_charge_message(
+                msg.order,
+                msg.payment,
+                provider_ref,
+            ));
             return Ok(changes);
         }
         let now = self.now();
@@ -879,15 +905,6 @@ impl App {
                 )
                 .await?;
                 changes.stream(&order)?;
-                changes.send(OutboxMessage::new(
-                    super::derived_id(&format!("outbox:cancel:{payment}")),
-                    kinds::CANCEL_CHARGE,
-                    serde_json::json!(CancelChargeMessage {
-                        order: order_id,
-                        payment,
-                        provider_ref: awaited.provider_ref,
-                    }),
-                ));
                 tracing::info!(order = %order_id, "payment not confirmed in time: order cancelled");
                 Ok(super::flow::Decided::new(changes, true))
             })

@@ -399,3 +399,51 @@ async fn r_pay_1_a_payment_confirmed_before_its_request_was_recorded_is_kept() {
         (&json!("8.50"), &Value::Null, &json!(false))
     );
 }
+
+/// R-ORD-5, R-PAY-1: a customer who cancels an order still awaiting payment gets its
+/// PaymentIntent cancelled at Stripe, so the cancelled order cannot be paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_pay_1_cancelling_an_order_awaiting_payment_cancels_its_payment_intent() {
+    let fake = FakeStripe::start().await;
+    let api = start(&fake, &[("ETAL_OUTBOX_INTERVAL_MS", "200")]).await;
+    let f = fixture(&api).await;
+    let d = api
+        .ok(
+            &f.customer,
+            ORDER,
+            json!({"s": f.sale_id, "lines": lines(&f, 2)}),
+        )
+        .await;
+    let order_id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
+    let intent = d["placeOrder"]["order"]["awaitingPayment"]["providerRef"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        &f.customer,
+        "mutation($o: UUID!) { cancelOrder(orderId: $o) { orderId } }",
+        json!({"o": order_id}),
+    )
+    .await;
+    let o = order(&api, &f, &order_id).await;
+    assert_eq!(
+        (&o["cancelled"], &o["awaitingPayment"]),
+        (&json!(true), &Value::Null)
+    );
+    until(
+        "the PaymentIntent's cancellation",
+        Duration::from_secs(30),
+        || async {
+            let seen = fake.seen(&format!("/v1/payment_intents/{intent}/cancel"));
+            if seen.len() == 1 {
+                Ok(())
+            } else {
+                Err(json!(seen.len()))
+            }
+        },
+    )
+    .await;
+    let cancel = &fake.seen(&format!("/v1/payment_intents/{intent}/cancel"))[0];
+    assert_eq!(cancel.form["cancellation_reason"], "abandoned");
+    assert!(cancel.idempotency_key.is_some());
+}
