@@ -239,65 +239,43 @@ impl App {
             &crate::fingerprint("setBillingIdentity", &(producer, &identity)),
         );
         let now = chrono::SubsecRound::trunc_subsecs(self.now(), 6);
-        for attempt in 1..=self.bus.max_attempts() {
-            let mut account = self
-                .bus
-                .load_stream::<ProducerAccount>(&producer.to_string())
-                .await?;
-            account
-                .decide(|a| {
-                    a.decide(AccountCommand::SetBillingIdentity {
-                        access,
-                        siren: siren.clone(),
-                        vat_number: vat_number.clone(),
-                        vat_franchise: identity.vat_franchise,
-                        at: now,
-                    })
-                })
-                .map_err(rejected)?;
-            let mut changes = Changes::new();
-            changes.stream(&account)?;
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO billing_identities (producer_id, legal_name, siren, vat_number, \
-                 vat_franchise, address_line, postcode, city, country, changed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (producer_id) DO UPDATE SET \
-                 legal_name = $2, siren = $3, vat_number = $4, vat_franchise = $5, address_line = $6, \
-                 postcode = $7, city = $8, country = $9, changed_at = $10",
-            )
-            .bind(producer.0)
-            .bind(identity.legal_name.trim())
-            .bind(&siren)
-            .bind(&vat_number)
-            .bind(identity.vat_franchise)
-            .bind(identity.address_line.trim())
-            .bind(identity.postcode.trim())
-            .bind(identity.city.trim())
-            .bind(&country)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            match self
-                .bus
-                .commit_on(&mut tx, &changes, &cc, &serde_json::Value::Null)
-                .await
-            {
-                Ok(c) => {
-                    tx.commit().await?;
-                    return Ok(Done::new((), c.last_position()));
-                }
-                Err(CommitError::KeyTaken) => {
-                    tx.rollback().await?;
-                    return Ok(Done::new((), None));
-                }
-                Err(CommitError::Conflict) => {
-                    tx.rollback().await?;
-                    etal_store::bus::backoff(attempt).await;
-                }
-                Err(CommitError::Store(e)) => return Err(e.into()),
-            }
-        }
-        Err(AppError::Retryable("the account kept changing".into()))
+        let (legal_name, address_line, postcode, city) = (
+            identity.legal_name.trim(),
+            identity.address_line.trim(),
+            identity.postcode.trim(),
+            identity.city.trim(),
+        );
+        self.account_command_with_row(
+            &cc,
+            producer,
+            || AccountCommand::SetBillingIdentity {
+                access,
+                siren: siren.clone(),
+                vat_number: vat_number.clone(),
+                vat_franchise: identity.vat_franchise,
+                at: now,
+            },
+            || {
+                sqlx::query(
+                    "INSERT INTO billing_identities (producer_id, legal_name, siren, vat_number, \
+                     vat_franchise, address_line, postcode, city, country, changed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (producer_id) DO UPDATE SET \
+                     legal_name = $2, siren = $3, vat_number = $4, vat_franchise = $5, address_line = $6, \
+                     postcode = $7, city = $8, country = $9, changed_at = $10",
+                )
+                .bind(producer.0)
+                .bind(legal_name)
+                .bind(&siren)
+                .bind(&vat_number)
+                .bind(identity.vat_franchise)
+                .bind(address_line)
+                .bind(postcode)
+                .bind(city)
+                .bind(&country)
+                .bind(now)
+            },
+        )
+        .await
     }
 
     /// R-INV-3: the owner accepts the billing mandate in force.

@@ -86,59 +86,31 @@ impl App {
         );
         // Microseconds, as PostgreSQL keeps them, so the table and the event say the same.
         let now = chrono::SubsecRound::trunc_subsecs(self.now(), 6);
-        for attempt in 1..=self.bus.max_attempts() {
-            let mut account = self
-                .bus
-                .load_stream::<etal_domain::account::ProducerAccount>(&producer.to_string())
-                .await?;
-            account
-                .decide(|a| {
-                    a.decide(AccountCommand::ChangeBankDetails {
-                        access,
-                        masked_iban: masked_iban(&details.iban),
-                        bic: details.bic.clone(),
-                        at: now,
-                    })
-                })
-                .map_err(rejected)?;
-            let mut changes = Changes::new();
-            changes.stream(&account)?;
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO bank_accounts (producer_id, holder, iban, bic, changed_at, changed_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (producer_id) DO UPDATE SET \
-                 holder = $2, iban = $3, bic = $4, changed_at = $5, changed_by = $6",
-            )
-            .bind(producer.0)
-            .bind(&details.holder)
-            .bind(&details.iban)
-            .bind(&details.bic)
-            .bind(now)
-            .bind(ctx.actor.user.0)
-            .execute(&mut *tx)
-            .await?;
-            match self
-                .bus
-                .commit_on(&mut tx, &changes, &cc, &serde_json::Value::Null)
-                .await
-            {
-                Ok(c) => {
-                    tx.commit().await?;
-                    return Ok(Done::new((), c.last_position()));
-                }
-                Err(etal_store::CommitError::KeyTaken) => {
-                    // The same request committed before: its outcome stands.
-                    tx.rollback().await?;
-                    return Ok(Done::new((), None));
-                }
-                Err(etal_store::CommitError::Conflict) => {
-                    tx.rollback().await?;
-                    etal_store::bus::backoff(attempt).await;
-                }
-                Err(etal_store::CommitError::Store(e)) => return Err(e.into()),
-            }
-        }
-        Err(AppError::Retryable("the account kept changing".into()))
+        let masked = masked_iban(&details.iban);
+        self.account_command_with_row(
+            &cc,
+            producer,
+            || AccountCommand::ChangeBankDetails {
+                access,
+                masked_iban: masked.clone(),
+                bic: details.bic.clone(),
+                at: now,
+            },
+            || {
+                sqlx::query(
+                    "INSERT INTO bank_accounts (producer_id, holder, iban, bic, changed_at, changed_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (producer_id) DO UPDATE SET \
+                     holder = $2, iban = $3, bic = $4, changed_at = $5, changed_by = $6",
+                )
+                .bind(producer.0)
+                .bind(&details.holder)
+                .bind(&details.iban)
+                .bind(&details.bic)
+                .bind(now)
+                .bind(ctx.actor.user.0)
+            },
+        )
+        .await
     }
 
     /// R-PAY-4: the owner confirms their latest bank details; a payout held for it is paid by a

@@ -104,6 +104,52 @@ impl App {
         Ok(Done::new((), out.last_position()))
     }
 
+    /// An account command committed with one row kept outside the log (personal data: bank
+    /// details, legal identity), in one transaction: neither exists without the other. A
+    /// conflict on the account decides again; a request already committed (its key taken)
+    /// stands.
+    pub(crate) async fn account_command_with_row<'q>(
+        &self,
+        cc: &etal_store::CommandContext,
+        producer: ProducerId,
+        command: impl Fn() -> AccountCommand,
+        row: impl Fn() -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Done<()>, AppError> {
+        for attempt in 1..=self.bus.max_attempts() {
+            let mut account = self
+                .bus
+                .load_stream::<ProducerAccount>(&producer.to_string())
+                .await?;
+            account
+                .decide(|a| a.decide(command()))
+                .map_err(super::outbox::rejected)?;
+            let mut changes = etal_store::Changes::new();
+            changes.stream(&account)?;
+            let mut tx = self.pool.begin().await?;
+            row().execute(&mut *tx).await?;
+            match self
+                .bus
+                .commit_on(&mut tx, &changes, cc, &serde_json::Value::Null)
+                .await
+            {
+                Ok(c) => {
+                    tx.commit().await?;
+                    return Ok(Done::new((), c.last_position()));
+                }
+                Err(etal_store::CommitError::KeyTaken) => {
+                    tx.rollback().await?;
+                    return Ok(Done::new((), None));
+                }
+                Err(etal_store::CommitError::Conflict) => {
+                    tx.rollback().await?;
+                    etal_store::bus::backoff(attempt).await;
+                }
+                Err(etal_store::CommitError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Retryable("the account kept changing".into()))
+    }
+
     /// R-PAY-4: the Stripe Connect account payouts are transferred to (the owner only).
     pub async fn set_payout_account(
         &self,
