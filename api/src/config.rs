@@ -55,6 +55,9 @@ pub struct Config {
     /// (SEPA credit transfer files from the platform's account: ETAL_SEPA_DEBTOR_NAME,
     /// ETAL_SEPA_DEBTOR_IBAN, ETAL_SEPA_DEBTOR_BIC).
     pub payouts: etal_app::payouts::PayoutRail,
+    /// ETAL_PLATFORM_LEGAL_NAME, _SIREN, _VAT_NUMBER, _ADDRESS, _POSTCODE, _CITY: the platform's
+    /// legal identity, for the monthly invoices of its fees (R-INV-3; unset: none issued).
+    pub platform_identity: Option<etal_app::invoices::BillingIdentity>,
     /// ETAL_PAYMENT_TIMEOUT_SECONDS: how long an online order waits for its customer to confirm
     /// a payment (Stripe), before it is cancelled and its stock released (default 900).
     pub payment_timeout: chrono::Duration,
@@ -108,6 +111,35 @@ fn payouts() -> Result<etal_app::payouts::PayoutRail, ConfigError> {
             reason: format!("'{other}': expected provider or sepa"),
         }),
     }
+}
+
+fn platform_identity() -> Result<Option<etal_app::invoices::BillingIdentity>, ConfigError> {
+    let Some(legal_name) = var("ETAL_PLATFORM_LEGAL_NAME") else {
+        return Ok(None);
+    };
+    let get = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+    let siren = etal_app::legal_ids::check_siren(&get("ETAL_PLATFORM_SIREN")?).map_err(|e| {
+        ConfigError::Invalid {
+            name: "ETAL_PLATFORM_SIREN",
+            reason: e.to_string(),
+        }
+    })?;
+    let vat =
+        etal_app::legal_ids::check_vat_number(&get("ETAL_PLATFORM_VAT_NUMBER")?, Some(&siren))
+            .map_err(|e| ConfigError::Invalid {
+                name: "ETAL_PLATFORM_VAT_NUMBER",
+                reason: e.to_string(),
+            })?;
+    Ok(Some(etal_app::invoices::BillingIdentity {
+        legal_name,
+        siren,
+        vat_number: Some(vat),
+        vat_franchise: false,
+        address_line: get("ETAL_PLATFORM_ADDRESS")?,
+        postcode: get("ETAL_PLATFORM_POSTCODE")?,
+        city: get("ETAL_PLATFORM_CITY")?,
+        country: "FR".into(),
+    }))
 }
 
 fn payments() -> Result<Payments, ConfigError> {
@@ -181,6 +213,7 @@ impl Config {
             sim_fail: sim_failures(&var("ETAL_SIM_FAIL").unwrap_or_default())?,
             payments: payments()?,
             payouts: payouts()?,
+            platform_identity: platform_identity()?,
             payment_timeout: chrono::Duration::seconds(parse(
                 "ETAL_PAYMENT_TIMEOUT_SECONDS",
                 900i64,

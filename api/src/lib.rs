@@ -130,6 +130,7 @@ pub async fn serve(
     let mut app = application_with(&pool, &config.sim_fail)?;
     app.settings.payment_timeout = config.payment_timeout;
     app.settings.payouts = config.payouts.clone();
+    app.settings.platform_identity = config.platform_identity.clone();
     let mut webhook_secrets = None;
     if let config::Payments::Stripe {
         secret_key,

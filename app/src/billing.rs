@@ -49,6 +49,9 @@ pub struct BillingReport {
     pub bills: u32,
     /// Their total incl. VAT.
     pub amount: Money,
+    /// The platform's invoices of the month before's fees issued (R-INV-3).
+    #[serde(default)]
+    pub fee_invoices: u32,
 }
 
 impl App {
@@ -88,6 +91,15 @@ impl App {
             let (bills, amount) = self.bill_producer(producer, month, key).await?;
             report.bills += bills;
             report.amount += amount;
+            // R-INV-3: the invoice of the month before's fees (once per producer and month; a
+            // failure leaves it to a re-run, the bills stand).
+            match self.invoice_fees(producer, previous_month(month)).await {
+                Ok(Some(_)) => report.fee_invoices += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(producer = %producer, error = %e, "fee invoice not issued")
+                }
+            }
         }
         self.schedule_billing_run(next_month(month)).await?;
         Ok(report)

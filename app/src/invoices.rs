@@ -159,8 +159,31 @@ fn pdf_of(doc: &cii::Document, totals: &cii::Totals) -> crate::facturx_pdf::Invo
     }
 }
 
-fn series_id(producer: ProducerId) -> String {
-    format!("producer:{producer}:{SALES_SERIES}")
+/// An invoice series: its stream, its numbers' prefix, and who issues in it.
+struct Series {
+    stream: String,
+    prefix: &'static str,
+    /// The issuing producer, or the nil id for the platform.
+    issuer: uuid::Uuid,
+}
+
+impl Series {
+    /// A producer's sales, invoiced on their behalf (R-INV-3).
+    fn sales(producer: ProducerId) -> Series {
+        Series {
+            stream: format!("producer:{producer}:{SALES_SERIES}"),
+            prefix: SALES_PREFIX,
+            issuer: producer.0,
+        }
+    }
+    /// The platform's fees and subscriptions, invoiced to producers monthly (R-INV-3).
+    fn platform_fees() -> Series {
+        Series {
+            stream: "platform:frais".into(),
+            prefix: "P-",
+            issuer: uuid::Uuid::nil(),
+        }
+    }
 }
 
 /// Each line of a producer's part of an order, as invoiced: (line id, name, quantity, unit,
@@ -451,7 +474,7 @@ impl App {
         };
         self.issue(
             ctx,
-            producer,
+            &Series::sales(producer),
             invoice,
             DocumentKind::Invoice,
             None,
@@ -460,6 +483,140 @@ impl App {
             doc,
         )
         .await
+    }
+
+    /// R-INV-3: the platform's invoice of a month's fees and subscriptions to a producer: one
+    /// line per fee rule, net of the fees given back in the month (VAT as each line was
+    /// charged), issued once per producer and month in the platform's series. None when the
+    /// month owes nothing, the platform has no legal identity configured, or the producer none
+    /// recorded (then nothing is issued, and a later run issues it).
+    pub async fn invoice_fees(
+        &self,
+        producer: ProducerId,
+        month: NaiveDate,
+    ) -> Result<Option<InvoiceRecord>, AppError> {
+        let Some(platform) = self.settings.platform_identity.clone() else {
+            return Ok(None);
+        };
+        let Some(buyer) = self.billing_identity(producer).await? else {
+            tracing::info!(producer = %producer, %month, "fees not invoiced: no legal identity recorded");
+            return Ok(None);
+        };
+        let start = etal_domain::fees::month_of(month);
+        let end = etal_domain::fees::next_month(start);
+        let events = etal_store::log::EventLog::stream(
+            &self.pool,
+            "producer_balance",
+            &producer.to_string(),
+        )
+        .await?;
+        // (label, VAT rate) -> net excl. VAT.
+        let mut net: BTreeMap<(String, Decimal), Decimal> = BTreeMap::new();
+        let mut add = |label: &str, rate: Decimal, amount: Decimal| {
+            *net.entry((label.to_string(), rate)).or_default() += amount;
+        };
+        use etal_domain::payout::ProducerBalanceEvent as E;
+        for e in &events {
+            let Ok(event) = e.decode::<E>() else { continue };
+            let at = match &event {
+                E::SaleCredited { at, .. }
+                | E::SaleSettledOnSite { at, .. }
+                | E::RefundDebited { at, .. }
+                | E::PeriodBilled { at, .. } => *at,
+                _ => continue,
+            };
+            let day = etal_domain::calendar::paris_date(at);
+            if day < start || day >= end {
+                continue;
+            }
+            let (charged, given_back, refunded): (Vec<_>, Vec<_>, Vec<_>) = match event {
+                E::SaleCredited {
+                    fees, fee_refunds, ..
+                } => (fees, vec![], fee_refunds),
+                E::SaleSettledOnSite { fees, .. } => (fees, vec![], vec![]),
+                E::PeriodBilled { lines, .. } => (lines, vec![], vec![]),
+                E::RefundDebited {
+                    fees_before,
+                    fees_after,
+                    fee_refunds,
+                    ..
+                } => (fees_after, fees_before, fee_refunds),
+                _ => continue,
+            };
+            for l in charged {
+                add(&l.label, l.vat_rate.percent(), l.amount_excl_vat.amount());
+            }
+            for l in given_back {
+                add(&l.label, l.vat_rate.percent(), -l.amount_excl_vat.amount());
+            }
+            for r in refunded {
+                add(&r.label, r.vat_rate.percent(), -r.amount_excl_vat.amount());
+            }
+        }
+        let lines: Vec<cii::Line> = net
+            .into_iter()
+            .filter(|(_, amount)| *amount > Decimal::ZERO)
+            .enumerate()
+            .map(|(i, ((label, rate), amount))| cii::Line {
+                id: (i + 1).to_string(),
+                name: label,
+                quantity: Decimal::ONE,
+                unit_code: "C62".into(),
+                unit_price_excl_vat: amount,
+                vat_rate: rate,
+                line_total_excl_vat: amount,
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let source = format!("fees:{producer}:{start}");
+        let invoice = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
+        if let Some(existing) = self.invoice_record(invoice).await? {
+            return Ok(Some(existing));
+        }
+        let party = |i: BillingIdentity| Party {
+            name: i.legal_name,
+            siren: Some(i.siren),
+            vat_number: i.vat_number,
+            address_lines: vec![i.address_line],
+            postcode: i.postcode,
+            city: i.city,
+            country: i.country,
+        };
+        let today = etal_domain::calendar::paris_date(self.now());
+        let doc = cii::Document {
+            kind: cii::DocumentKind::Invoice,
+            number: String::new(),
+            issue_date: today,
+            seller: party(platform),
+            buyer: party(buyer),
+            lines,
+            currency: "EUR".into(),
+            vat_exempt_reason: None,
+            referenced_invoice: None,
+            payment_terms: "Prélevé sur les versements du mois (déjà payé)".into(),
+            due_date: Some(today),
+            notes: vec![
+                format!("Frais de service et abonnements du mois commençant le {}", start.format("%d/%m/%Y")),
+                "Pénalités de retard : trois fois le taux d'intérêt légal ; indemnité forfaitaire pour frais de recouvrement : 40 €".into(),
+                "Catégorie : prestations de services".into(),
+            ],
+            delivery_date: None,
+        };
+        let done = self
+            .issue(
+                &Ctx::system(),
+                &Series::platform_fees(),
+                invoice,
+                DocumentKind::Invoice,
+                None,
+                source,
+                None,
+                doc,
+            )
+            .await?;
+        Ok(Some(done.value))
     }
 
     /// R-INV-2: the credit note of what an invoiced order no longer owes (a refund, a cut, a
@@ -546,7 +703,7 @@ impl App {
         };
         self.issue(
             ctx,
-            original.issuer,
+            &Series::sales(original.issuer),
             id,
             DocumentKind::CreditNote,
             Some(invoice),
@@ -563,7 +720,7 @@ impl App {
     async fn issue(
         &self,
         ctx: &Ctx,
-        producer: ProducerId,
+        series: &Series,
         invoice: InvoiceId,
         kind: DocumentKind,
         corrects: Option<InvoiceId>,
@@ -571,20 +728,19 @@ impl App {
         customer: Option<uuid::Uuid>,
         mut doc: cii::Document,
     ) -> Result<Done<InvoiceRecord>, AppError> {
-        let stream = series_id(producer);
+        let stream = series.stream.clone();
         let turn = format!("invoice_series:{stream}");
         let _held = self.locks.turns(vec![turn.clone()]).await;
         let cc = ctx.plain();
         let result = async {
             for attempt in 1..=self.bus.max_attempts() {
-                let mut series = self.bus.load_stream::<InvoiceSeries>(&stream).await?;
-                if let Some(existing) = series.state.invoice(invoice) {
-                    let _ = existing;
+                let mut state = self.bus.load_stream::<InvoiceSeries>(&stream).await?;
+                if state.state.invoice(invoice).is_some() {
                     if let Some(r) = self.invoice_record(invoice).await? {
                         return Ok(Done::new(r, None));
                     }
                 }
-                doc.number = series.state.next_number(SALES_PREFIX);
+                doc.number = state.state.next_number(series.prefix);
                 let totals_doc = cii::totals(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
                 let xml = cii::cii_xml(&doc).map_err(|e| coded(e.code(), e.to_string()))?;
                 let digest = hex::encode(Sha256::digest(xml.as_bytes()));
@@ -601,11 +757,11 @@ impl App {
                     vat: money(totals_doc.tax_total),
                     incl_vat: money(totals_doc.tax_basis_total) + money(totals_doc.tax_total),
                 };
-                series
+                state
                     .decide(|s| {
                         s.decide(InvoiceCommand::Issue {
                             invoice,
-                            prefix: SALES_PREFIX.into(),
+                            prefix: series.prefix.into(),
                             kind,
                             corrects,
                             date: doc.issue_date,
@@ -617,7 +773,7 @@ impl App {
                     })
                     .map_err(rejected)?;
                 let mut changes = Changes::new();
-                changes.stream(&series)?;
+                changes.stream(&state)?;
                 let document = serde_json::to_value(&doc)
                     .map_err(|e| AppError::Internal(format!("invoice document: {e}")))?;
                 let mut tx = self.pool.begin().await?;
@@ -633,7 +789,7 @@ impl App {
                     DocumentKind::Invoice => "invoice",
                     DocumentKind::CreditNote => "credit_note",
                 })
-                .bind(producer.0)
+                .bind(series.issuer)
                 .bind(customer)
                 .bind(&source)
                 .bind(corrects.map(|c| c.0))
@@ -682,7 +838,17 @@ impl App {
         match actor.role {
             Role::Auditor => true,
             Role::Customer => r.customer == Some(actor.user.0),
-            Role::Producer => self.producer_access(actor, r.issuer).await.is_ok(),
+            Role::Producer => {
+                // The producer's own series, or the platform's invoices of their fees.
+                let buyer = r
+                    .source
+                    .strip_prefix("fees:")
+                    .and_then(|s| s.split(':').next())
+                    .and_then(|s| s.parse().ok())
+                    .map(ProducerId);
+                let of = buyer.unwrap_or(r.issuer);
+                self.producer_access(actor, of).await.is_ok()
+            }
             _ => false,
         }
     }
@@ -724,6 +890,23 @@ impl App {
         )
         .bind(issuer.map(|p| p.0))
         .bind(customer)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// R-INV-3: the platform's invoices of a producer's fees, by date then number.
+    pub async fn fee_invoices_of(
+        &self,
+        producer: ProducerId,
+    ) -> Result<Vec<InvoiceRecord>, AppError> {
+        let rows = sqlx::query(
+            "SELECT invoice_id, number, kind, issuer, customer, source, corrects, issue_date, \
+             excl_vat, vat, incl_vat, cii_xml FROM invoice_documents \
+             WHERE issuer = $1 AND starts_with(source, $2) ORDER BY issue_date, number LIMIT 1000",
+        )
+        .bind(uuid::Uuid::nil())
+        .bind(format!("fees:{producer}:"))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record).collect()

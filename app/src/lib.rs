@@ -63,6 +63,8 @@ pub struct Settings {
     pub payment_timeout: chrono::Duration,
     /// How payouts reach producers: the payment provider, or SEPA files (R-PAY-5).
     pub payouts: payouts::PayoutRail,
+    /// The platform's legal identity, for the invoices of its fees (R-INV-3; none: not issued).
+    pub platform_identity: Option<invoices::BillingIdentity>,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             sales_horizon_weeks: 8,
             payment_timeout: chrono::Duration::minutes(15),
             payouts: payouts::PayoutRail::default(),
+            platform_identity: None,
         }
     }
 }

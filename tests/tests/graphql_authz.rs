@@ -227,6 +227,7 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("{ billingMandate { version } }", &["anonymous", "owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("query($p: UUID!) { invoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
         ("{ invoices { edges { node { number } } } }", &["customer", "other_customer"]),
+        ("query($p: UUID!) { feeInvoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
         ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
         ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),
         ("mutation($r: UUID!) { issueCreditNote(invoiceId: $r) { invoice { number } } }", &[]),

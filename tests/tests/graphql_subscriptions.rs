@@ -152,14 +152,14 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
         .await;
     let order_id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
     let mutation_took = placed_at.elapsed();
-    let level = next_for(&mut ws, "stock", Duration::from_secs(5)).await;
+    let level = next_for(&mut ws, "stock", Duration::from_secs(15)).await;
     let stock_latency = placed_at.elapsed();
     assert_eq!(
         level["data"]["stockLevel"],
         json!({"real": 10, "ordered": 3, "available": 7}),
         "{level}"
     );
-    let orders = next_for(&mut ws, "orders", Duration::from_secs(5)).await;
+    let orders = next_for(&mut ws, "orders", Duration::from_secs(15)).await;
     let orders_latency = placed_at.elapsed();
     let rows = orders["data"]["saleOrders"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 1, "{orders}");
@@ -167,7 +167,7 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
     assert_eq!(rows[0]["amount"], "25.50");
     assert_eq!(rows[0]["quantity"], 3);
     assert_eq!(rows[0]["removed"], false);
-    let admin_rows = next_for(&mut admin, "a", Duration::from_secs(5)).await;
+    let admin_rows = next_for(&mut admin, "a", Duration::from_secs(15)).await;
     assert_eq!(
         admin_rows["data"]["saleOrders"][0]["orderId"],
         order_id.as_str()

@@ -2010,3 +2010,98 @@ async fn r_inv_1_two_hundred_invoices_at_once_take_consecutive_numbers() {
         .expect("count");
     assert_eq!(count, 200);
 }
+
+/// R-INV-3: the billing run of 1 October invoices each producer the platform's fees of
+/// September (one line per rule, VAT 20 %), once however often it runs; the XML is valid
+/// Factur-X EN 16931 and the producer's people read it.
+#[tokio::test]
+async fn r_inv_3_the_monthly_run_invoices_the_platforms_fees_once() {
+    let mut w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let identity = |name: &str, siren: &str, vat: &str| etal_app::invoices::BillingIdentity {
+        legal_name: name.into(),
+        siren: siren.into(),
+        vat_number: Some(vat.into()),
+        vat_franchise: false,
+        address_line: "1 place du Marché".into(),
+        postcode: "24000".into(),
+        city: "Périgueux".into(),
+        country: "FR".into(),
+    };
+    w.app.settings.platform_identity =
+        Some(identity("Coopérative etal", "542051180", "FR59542051180"));
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Miel", "9.00").await;
+    w.app
+        .set_billing_identity(
+            &a.ctx,
+            a.producer,
+            identity("Miel Bouvier", "732829320", "FR44732829320"),
+        )
+        .await
+        .expect("identity");
+    let s1 = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    let s2 = w.sale(market, d(2023, 9, 16), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    w.order(s1, &[(&a, 10)]).await; // 90.00
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, s1).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+    w.order(s2, &[(&a, 5)]).await; // 45.00
+    w.at(paris(d(2023, 9, 16), 14, 30)).await;
+    w.app.validate_sale(&w.admin, s2).await.expect("validate");
+    w.at(paris(d(2023, 9, 16), 14, 31)).await;
+    // The fees of September as the log has them (both sales credited in September).
+    let logged: Money = EventLog::stream(&w.db.pool, "producer_balance", &a.producer.to_string())
+        .await
+        .expect("stream")
+        .iter()
+        .filter_map(|e| match e.decode::<ProducerBalanceEvent>() {
+            Ok(ProducerBalanceEvent::SaleCredited { fees, .. }) => {
+                Some(fees.iter().map(|f| f.amount_excl_vat).sum::<Money>())
+            }
+            _ => None,
+        })
+        .sum();
+    // 135.00 at 3 % + 6 % excl. VAT: 4.05 + 8.10.
+    assert_eq!(logged, m("12.15"));
+    // 1 October, 05:00: the billing run.
+    w.at(paris(d(2023, 10, 1), 5, 0)).await;
+    let report = w
+        .app
+        .run_billing(d(2023, 10, 1), "again")
+        .await
+        .expect("re-run");
+    assert_eq!(
+        report.fee_invoices, 1,
+        "the same invoice again, not a new one"
+    );
+    let mine = w.app.fee_invoices_of(a.producer).await.expect("list");
+    assert_eq!(mine.len(), 1);
+    let inv = &mine[0];
+    assert_eq!(inv.number, "P-000001");
+    assert_eq!(inv.totals.excl_vat, logged);
+    assert_eq!(
+        inv.totals.vat,
+        logged.times(rust_decimal::Decimal::new(20, 2))
+    );
+    assert!(w.app.may_read_invoice(a.ctx.actor, inv).await);
+    let other = Actor::new(UserId::new(), Role::Producer);
+    assert!(!w.app.may_read_invoice(other, inv).await);
+    let path = std::env::temp_dir().join(format!("etal-fees-{}.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &inv.cii_xml).expect("write");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../app/schemas/facturx-en16931/Factur-X_EN16931.xsd"
+    );
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", schema])
+        .arg(&path)
+        .output()
+        .expect("xmllint");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(inv.cii_xml.contains("542051180") && inv.cii_xml.contains("Miel Bouvier"));
+}

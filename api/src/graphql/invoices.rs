@@ -135,6 +135,41 @@ impl InvoiceQuery {
         Ok(r.into())
     }
 
+    /// R-INV-3: the platform's monthly invoices of a producer's fees and subscriptions (their
+    /// people and auditors).
+    async fn fee_invoices(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Connection<usize, InvoiceView, EmptyFields, EmptyFields>> {
+        let a = actor(ctx)?;
+        let p = ProducerId(producer_id);
+        match a.role {
+            Role::Auditor => {}
+            Role::Producer => {
+                app(ctx).producer_access(a, p).await.coded()?;
+            }
+            _ => {
+                return Err(forbidden(
+                    "only the producer's people and auditors see its fee invoices",
+                ))
+            }
+        }
+        let rows = app(ctx).fee_invoices_of(p).await.coded()?;
+        paginate(
+            rows.into_iter().map(InvoiceView::from).collect(),
+            after,
+            before,
+            first,
+            last,
+        )
+        .await
+    }
+
     /// The documents a producer issued (their people and auditors), or the caller's own as a
     /// customer (no `producerId`), by date then number.
     async fn invoices(
