@@ -888,23 +888,14 @@ impl App {
             .with_idempotency(format!("expire:{payment}"), format!("expire:{payment}"));
         let flowed = self
             .run_flow(&cc, vec![format!("order:{order_id}")], || async move {
-                let mut order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
-                let Some(awaited) = order.state.awaiting().get(&payment).cloned() else {
+                let order = self.bus.load_stream::<Order>(&order_id.to_string()).await?;
+                let Some(awaited) = order.state.awaiting().get(&payment) else {
                     return Ok(super::flow::Decided::new(Changes::new(), false));
                 };
                 if order.state.is_cancelled() || awaited.expires_at > self.now() {
                     return Ok(super::flow::Decided::new(Changes::new(), false));
                 }
-                let mut changes = Changes::new();
-                let customer = Actor::new(order.state.customer(), Role::Customer);
-                self.decide_cancellation(
-                    &mut order,
-                    Canceller::Customer(customer),
-                    true,
-                    &mut changes,
-                )
-                .await?;
-                changes.stream(&order)?;
+                let changes = self.cancel_unpaid(order_id).await?;
                 tracing::info!(order = %order_id, "payment not confirmed in time: order cancelled");
                 Ok(super::flow::Decided::new(changes, true))
             })

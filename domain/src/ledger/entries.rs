@@ -402,49 +402,44 @@ pub fn payout_entries(
         E::TransferSucceeded { amount, at, .. } => {
             vec![payout_succeeded(id, paris_date(*at), producer, *amount)]
         }
-        E::PayoutReturnedByBank {
-            amount,
-            at,
-            deductions,
-            ..
-        } => {
-            // The bank gave the money back: what was sent is the producer's again.
-            let date = paris_date(*at);
-            let mut entries = vec![transfer(
-                id,
-                date,
-                "payout returned by the bank",
-                Account::PayoutsSent,
-                Account::ProducerPayable(producer),
-                *amount,
-            )];
-            let recovered = fees_recovered(deductions);
-            if !recovered.is_zero() {
-                entries.push(transfer(
-                    recovered_id,
-                    date,
-                    "fees owed again (payout returned by the bank)",
-                    Account::FeesReceivable(producer),
-                    Account::ProducerPayable(producer),
-                    recovered,
-                ));
-            }
-            entries
-        }
+        // A payout's money back in the balance: from in flight (a failed transfer given up)
+        // or from sent (the bank returned it, R-PAY-5); the debits it recovered owed again.
         E::PayoutReturnedToBalance {
             amount,
             at,
             deductions,
             ..
+        }
+        | E::PayoutReturnedByBank {
+            amount,
+            at,
+            deductions,
+            ..
         } => {
             let date = paris_date(*at);
-            let mut entries = vec![payout_returned(id, date, producer, *amount)];
+            let by_bank = matches!(event, E::PayoutReturnedByBank { .. });
+            let mut entries = vec![if by_bank {
+                transfer(
+                    id,
+                    date,
+                    "payout returned by the bank",
+                    Account::PayoutsSent,
+                    Account::ProducerPayable(producer),
+                    *amount,
+                )
+            } else {
+                payout_returned(id, date, producer, *amount)
+            }];
             let recovered = fees_recovered(deductions);
             if !recovered.is_zero() {
                 entries.push(transfer(
                     recovered_id,
                     date,
-                    "fees owed again (payout returned)",
+                    if by_bank {
+                        "fees owed again (payout returned by the bank)"
+                    } else {
+                        "fees owed again (payout returned)"
+                    },
                     Account::FeesReceivable(producer),
                     Account::ProducerPayable(producer),
                     recovered,
