@@ -44,6 +44,10 @@ pub struct BillingIdentity {
     pub country: String,
 }
 
+/// R-INV-4: the mentions owed to a professional buyer (Code de commerce L441-10, D441-5).
+const LATE_PAYMENT: &str = "Pénalités de retard : trois fois le taux d'intérêt légal ; \
+     indemnité forfaitaire pour frais de recouvrement : 40 €";
+
 /// An issued document as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvoiceRecord {
@@ -401,7 +405,23 @@ impl App {
         ))
     }
 
-    async fn buyer(&self, order: &Order) -> Result<Party, AppError> {
+    /// The buyer of an order's invoice: a professional customer's company (R-ORD-8), or the
+    /// consumer by name; and whether it is a professional.
+    async fn buyer(&self, order: &Order) -> Result<(Party, bool), AppError> {
+        if let Some(pro) = self.professional_profile(order.customer()).await? {
+            return Ok((
+                Party {
+                    name: pro.company_name,
+                    siren: Some(pro.siren),
+                    vat_number: pro.vat_number,
+                    address_lines: vec![pro.address_line],
+                    postcode: pro.postcode,
+                    city: pro.city,
+                    country: pro.country,
+                },
+                true,
+            ));
+        }
         let name: Option<String> = sqlx::query_scalar(
             "SELECT display_name FROM people WHERE user_id = $1 AND erased_at IS NULL",
         )
@@ -409,15 +429,32 @@ impl App {
         .fetch_optional(&self.pool)
         .await?
         .flatten();
-        Ok(Party {
-            name: name.unwrap_or_else(|| "Client".to_string()),
-            siren: None,
-            vat_number: None,
-            address_lines: Vec::new(),
-            postcode: String::new(),
-            city: String::new(),
-            country: "FR".into(),
-        })
+        Ok((
+            Party {
+                name: name.unwrap_or_else(|| "Client".to_string()),
+                siren: None,
+                vat_number: None,
+                address_lines: Vec::new(),
+                postcode: String::new(),
+                city: String::new(),
+                country: "FR".into(),
+            },
+            false,
+        ))
+    }
+
+    /// The delivery address of a home-delivered order (R-INV-4), if still known.
+    async fn delivery_address(&self, order: &Order) -> Result<Option<String>, AppError> {
+        let etal_domain::order::Delivery::Home { address_ref, .. } = order.delivery() else {
+            return Ok(None);
+        };
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT address FROM addresses WHERE address_ref = $1",
+        )
+        .bind(address_ref)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
     }
 
     /// R-INV-3: the invoice of a producer's part of an order, issued on the producer's behalf
@@ -434,6 +471,61 @@ impl App {
             return Err(AppError::not_found("order", order_id));
         }
         self.invoice_access(ctx, &order, producer).await?;
+        self.invoice_order(ctx, order_id, &order, producer).await
+    }
+
+    /// R-INV-3, R-ORD-8: once a sale is validated (its weighings and cuts known), every order
+    /// of a professional customer is invoiced, one invoice per producer of the order. A
+    /// producer without an accepted mandate or a legal identity is skipped (said in the log;
+    /// the customer or the producer may ask later with `issueInvoice`). Returns the invoices
+    /// issued or found.
+    pub async fn invoice_professional_orders(
+        &self,
+        sale: etal_domain::ids::SaleId,
+    ) -> Result<usize, AppError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT e.aggregate_id FROM events e JOIN professional_customers p \
+             ON p.user_id::text = e.payload->'OrderPlaced'->>'customer' \
+             WHERE e.aggregate_type = 'order' AND e.event_type = 'OrderPlaced' \
+             AND e.payload->'OrderPlaced'->>'sale' = $1 ORDER BY e.aggregate_id",
+        )
+        .bind(sale.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut issued = 0;
+        for id in ids {
+            let order_id = OrderId(
+                id.parse()
+                    .map_err(|_| AppError::Internal(format!("order id {id}")))?,
+            );
+            let (order, _) = self.load::<Order>(order_id).await?;
+            if order.is_cancelled() {
+                continue;
+            }
+            for producer in order.producers() {
+                match self
+                    .invoice_order(&Ctx::system(), order_id, &order, producer)
+                    .await
+                {
+                    Ok(_) => issued += 1,
+                    Err(AppError::Rejected { code, message }) => {
+                        tracing::info!(order = %order_id, %producer, code, message, "professional order not invoiced");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(issued)
+    }
+
+    async fn invoice_order(
+        &self,
+        ctx: &Ctx,
+        order_id: OrderId,
+        order: &Order,
+        producer: ProducerId,
+    ) -> Result<Done<InvoiceRecord>, AppError> {
+        let order = order.clone();
         if !order.producers().contains(&producer) {
             return Err(coded(
                 "PRODUCER_NOT_IN_ORDER",
@@ -453,8 +545,35 @@ impl App {
             ));
         }
         let (seller, franchise) = self.seller(producer).await?;
-        let buyer = self.buyer(&order).await?;
+        let (buyer, professional) = self.buyer(&order).await?;
         let date = etal_domain::calendar::paris_date(self.now());
+        // R-INV-4: paid (online, at the order), or due at 30 days; professionals get the
+        // late-payment rate and the 40 EUR recovery indemnity; the delivery address when the
+        // order is delivered.
+        let paid = order.balance_due() <= Money::ZERO;
+        let (payment_terms, due_date) = if paid {
+            (
+                "Payée à la commande".to_string(),
+                professional.then_some(date),
+            )
+        } else {
+            let due = date + chrono::Days::new(30);
+            (
+                format!("À régler au plus tard le {}", french_date(due)),
+                Some(due),
+            )
+        };
+        let mut notes = vec![
+            "Facture émise par etal au nom et pour le compte du vendeur (mandat de facturation)"
+                .to_string(),
+            "Catégorie : livraison de biens".to_string(),
+        ];
+        if professional {
+            notes.push(LATE_PAYMENT.to_string());
+        }
+        if let Some(address) = self.delivery_address(&order).await? {
+            notes.push(format!("Adresse de livraison : {address}"));
+        }
         let doc = cii::Document {
             kind: cii::DocumentKind::Invoice,
             number: String::new(),
@@ -466,10 +585,9 @@ impl App {
             vat_exempt_reason: franchise
                 .then(|| "TVA non applicable, art. 293 B du CGI".to_string()),
             referenced_invoice: None,
-            payment_terms: "Payée à la commande".into(),
-            due_date: None,
-            notes: vec!["Facture émise par etal au nom et pour le compte du vendeur (mandat de facturation)".into(),
-                        "Catégorie : livraison de biens".into()],
+            payment_terms,
+            due_date,
+            notes,
             delivery_date: None,
         };
         self.issue(
@@ -598,8 +716,11 @@ impl App {
             payment_terms: "Prélevé sur les versements du mois (déjà payé)".into(),
             due_date: Some(today),
             notes: vec![
-                format!("Frais de service et abonnements du mois commençant le {}", start.format("%d/%m/%Y")),
-                "Pénalités de retard : trois fois le taux d'intérêt légal ; indemnité forfaitaire pour frais de recouvrement : 40 €".into(),
+                format!(
+                    "Frais de service et abonnements du mois commençant le {}",
+                    start.format("%d/%m/%Y")
+                ),
+                LATE_PAYMENT.into(),
                 "Catégorie : prestations de services".into(),
             ],
             delivery_date: None,

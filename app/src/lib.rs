@@ -23,6 +23,7 @@ pub mod payments;
 pub mod payouts;
 pub mod people;
 pub mod producer;
+pub mod professional;
 pub mod reporting;
 pub mod schedule;
 pub mod sepa;

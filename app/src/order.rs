@@ -334,7 +334,7 @@ impl App {
             facts.accounts.insert(*p, a.state);
         }
         let facts = &facts;
-        let priced = self.price(facts, &sale.state, &market, sale_id, requests)?;
+        let priced = self.price(facts, &sale.state, &market, sale_id, customer, requests)?;
         let delivery = self
             .delivery(customer, delivery, facts, &market, &priced.lines)
             .await?;
@@ -676,7 +676,7 @@ impl App {
         })
     }
 
-    /// Looks up the frozen terms of every line (R-CAT-3) and prices each line once; refuses
+    /// Looks up the frozen terms of every line (R-CAT-3, R-ORD-8) and prices each line once; refuses
     /// (naming every refused line) what needs no stream to refuse.
     fn price(
         &self,
@@ -684,6 +684,7 @@ impl App {
         sale: &Sale,
         market: &Market,
         sale_id: SaleId,
+        customer: UserId,
         lines: &[LineRequest],
     ) -> Result<Priced, AppError> {
         let now = self.now();
@@ -696,7 +697,8 @@ impl App {
             let Some(producer) = catalog.producer() else {
                 return Err(AppError::not_found("catalog", req.catalog));
             };
-            let Some(terms) = catalog.terms_for_sale(sale_id, req.product) else {
+            // R-ORD-8: a professional customer's own price, when the catalog gives one.
+            let Some(terms) = catalog.terms_for_customer(sale_id, req.product, customer) else {
                 refusals.push(refusal(
                     line,
                     &req.product.to_string(),

@@ -485,7 +485,7 @@ impl App {
         Ok((state, account, access))
     }
 
-    async fn catalog_command(
+    pub(crate) async fn catalog_command(
         &self,
         ctx: &Ctx,
         catalog: CatalogId,

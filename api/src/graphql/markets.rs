@@ -514,7 +514,8 @@ impl ParticipationView {
         self.p.period_at(app(ctx).now()).into()
     }
     /// What customers can order in this sale from this catalog, at this sale's terms (R-CAT-3);
-    /// archived products are left out (R-ACC-5).
+    /// a professional customer sees its own prices (R-ORD-8); archived products are left out
+    /// (R-ACC-5).
     async fn offers(&self, ctx: &Context<'_>) -> Result<Vec<OfferView>> {
         let app = app(ctx);
         let (c, _) = app.load::<Catalog>(self.catalog).await.coded()?;
@@ -534,7 +535,7 @@ impl ParticipationView {
         for terms in c
             .offers()
             .filter(|o| account.is_orderable(o.product.product))
-            .filter_map(|o| c.terms_for_sale(self.sale, o.product.product))
+            .filter_map(|o| c.terms_for_customer(self.sale, o.product.product, viewer.user))
         {
             let customer = app.customer_unit_price(&sale, &market, &terms).coded()?;
             offers.push(OfferView(terms, Some(customer)));

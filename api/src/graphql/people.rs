@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::common::{actor, app, forbidden, paginate, role_name, OrCoded};
 use super::scalars::Money;
 use etal_app::people::PersonalData;
+use etal_app::professional::ProfessionalProfile;
 
 /// Who the token speaks for, and what they act for (as the `directory` projection knows it).
 #[derive(SimpleObject)]
@@ -19,6 +20,52 @@ pub struct Me {
     /// producer, market_admin, customer, auditor or platform_admin.
     pub role: String,
     pub display_name: String,
+}
+
+/// R-ORD-8: a customer buying as a business, as its invoices name it.
+#[derive(SimpleObject)]
+pub struct ProfessionalProfileView {
+    pub company_name: String,
+    pub siren: String,
+    pub vat_number: Option<String>,
+    pub address_line: String,
+    pub postcode: String,
+    pub city: String,
+    pub country: String,
+}
+
+impl From<ProfessionalProfile> for ProfessionalProfileView {
+    fn from(p: ProfessionalProfile) -> Self {
+        ProfessionalProfileView {
+            company_name: p.company_name,
+            siren: p.siren,
+            vat_number: p.vat_number,
+            address_line: p.address_line,
+            postcode: p.postcode,
+            city: p.city,
+            country: p.country,
+        }
+    }
+}
+
+#[derive(async_graphql::InputObject)]
+pub struct ProfessionalProfileInput {
+    #[graphql(validator(max_length = 200))]
+    pub company_name: String,
+    /// 9 digits, Luhn key checked.
+    #[graphql(validator(max_length = 20))]
+    pub siren: String,
+    /// FR + key + SIREN, when the business has one.
+    #[graphql(validator(max_length = 20))]
+    pub vat_number: Option<String>,
+    #[graphql(validator(max_length = 200))]
+    pub address_line: String,
+    #[graphql(validator(max_length = 20))]
+    pub postcode: String,
+    #[graphql(validator(max_length = 100))]
+    pub city: String,
+    #[graphql(default = "FR", validator(max_length = 2))]
+    pub country: String,
 }
 
 #[derive(SimpleObject)]
@@ -56,6 +103,14 @@ type Page<T> = Connection<usize, T, EmptyFields, EmptyFields>;
 
 #[ComplexObject]
 impl Me {
+    /// R-ORD-8: the caller's identity as a professional customer, if it recorded one.
+    async fn professional(&self, ctx: &Context<'_>) -> Result<Option<ProfessionalProfileView>> {
+        Ok(app(ctx)
+            .professional_profile(UserId(self.user_id))
+            .await
+            .coded()?
+            .map(Into::into))
+    }
     /// The producer accounts the caller owns or works on as a collaborator.
     async fn producer_accounts(
         &self,
@@ -227,6 +282,34 @@ impl PeopleMutation {
             display_name: app(ctx).display_name(a.user).await.coded()?,
             position: None,
         })
+    }
+
+    /// R-ORD-8: the caller (a customer) buys as a business: its company name, SIREN, VAT
+    /// number and billing address, for the invoices of its orders; given again, replaced.
+    async fn set_professional_profile(
+        &self,
+        ctx: &Context<'_>,
+        profile: ProfessionalProfileInput,
+        #[graphql(validator(max_length = 200))] idempotency_key: Option<String>,
+    ) -> Result<ProfessionalProfileView> {
+        let _ = idempotency_key; // Replacing the profile is idempotent by nature.
+        let a = actor(ctx)?;
+        let saved = app(ctx)
+            .set_professional_profile(
+                &etal_app::Ctx::new(a),
+                ProfessionalProfile {
+                    company_name: profile.company_name,
+                    siren: profile.siren,
+                    vat_number: profile.vat_number,
+                    address_line: profile.address_line,
+                    postcode: profile.postcode,
+                    city: profile.city,
+                    country: profile.country,
+                },
+            )
+            .await
+            .coded()?;
+        Ok(saved.into())
     }
 
     /// Stores a delivery address for the caller (R-ORD-6).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{check_name, check_packaging_multiple, check_unit};
 use crate::actor::{ProducerAccess, Role};
-use crate::ids::{CatalogId, ProducerId, ProductId, SaleId};
+use crate::ids::{CatalogId, ProducerId, ProductId, SaleId, UserId};
 use crate::money::Money;
 
 use super::{
@@ -46,6 +46,11 @@ pub struct Catalog {
     /// R-ORD-6/7
     #[serde(default)]
     terms: OrderTerms,
+    /// R-ORD-8: professional customers' own prices, now and as frozen per open sale.
+    #[serde(default)]
+    price_lists: BTreeMap<UserId, BTreeMap<ProductId, Money>>,
+    #[serde(default)]
+    frozen_lists: BTreeMap<SaleId, BTreeMap<UserId, BTreeMap<ProductId, Money>>>,
 }
 
 /// Upper bound of a price (the bound of [`Money`] input).
@@ -120,6 +125,31 @@ impl Catalog {
             Some(frozen) => frozen.iter().find(|o| o.product == product).cloned(),
             None => self.current_terms(product),
         }
+    }
+
+    /// R-ORD-8: the terms on which `customer` buys `product` in `sale`: the sale's terms
+    /// ([`Self::terms_for_sale`]) at the customer's own price when their price list (as frozen
+    /// for the sale, or current before it opens) names the product.
+    pub fn terms_for_customer(
+        &self,
+        sale: SaleId,
+        product: ProductId,
+        customer: UserId,
+    ) -> Option<OfferTerms> {
+        let mut terms = self.terms_for_sale(sale, product)?;
+        let list = match self.frozen.contains_key(&sale) {
+            true => self.frozen_lists.get(&sale).and_then(|l| l.get(&customer)),
+            false => self.price_lists.get(&customer),
+        };
+        if let Some(price) = list.and_then(|l| l.get(&product)) {
+            terms.price_incl_vat = *price;
+        }
+        Some(terms)
+    }
+
+    /// R-ORD-8: every professional customer's current price list.
+    pub fn price_lists(&self) -> &BTreeMap<UserId, BTreeMap<ProductId, Money>> {
+        &self.price_lists
     }
 
     /// The current unit price the customer sees for `product`, fees added when chosen (see
@@ -274,6 +304,46 @@ impl Catalog {
                 }
                 Ok(vec![E::OrderTermsSet { terms }])
             }
+            C::SetPriceList {
+                customer,
+                professional,
+                prices,
+                access,
+            } => {
+                self.check_access(&access)?;
+                if !professional && !prices.is_empty() {
+                    return Err(CatalogError::CustomerNotProfessional);
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for p in &prices {
+                    self.known_offer(p.product)?;
+                    check_price(p.price_incl_vat)?;
+                    if !seen.insert(p.product) {
+                        return Err(CatalogError::DuplicatePrice { product: p.product });
+                    }
+                }
+                let now: Vec<OfferPrice> = self
+                    .price_lists
+                    .get(&customer)
+                    .map(|l| {
+                        l.iter()
+                            .map(|(product, price)| OfferPrice {
+                                product: *product,
+                                price_incl_vat: *price,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut asked = prices.clone();
+                asked.sort_by_key(|p| p.product);
+                if asked == now {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::PriceListSet {
+                    customer,
+                    prices: asked,
+                }])
+            }
             C::FreezePricesForSale { sale, at } => {
                 self.created()?;
                 // Idempotent: the scheduler may run the opening twice (retry after a crash); the
@@ -286,7 +356,27 @@ impl Catalog {
                     .keys()
                     .filter_map(|p| self.current_terms(*p))
                     .collect();
-                Ok(vec![E::PricesFrozenForSale { sale, offers, at }])
+                let price_lists = self
+                    .price_lists
+                    .iter()
+                    .map(|(customer, list)| {
+                        let prices = list
+                            .iter()
+                            .filter(|(p, _)| self.offers.contains_key(p))
+                            .map(|(product, price)| OfferPrice {
+                                product: *product,
+                                price_incl_vat: *price,
+                            })
+                            .collect();
+                        (*customer, prices)
+                    })
+                    .collect();
+                Ok(vec![E::PricesFrozenForSale {
+                    sale,
+                    offers,
+                    price_lists,
+                    at,
+                }])
             }
             C::ForgetSale { sale } => {
                 self.created()?;
@@ -407,11 +497,46 @@ impl Aggregate for Catalog {
                 self.fees = options;
             }
             E::OrderTermsSet { terms } => self.terms = terms,
-            E::PricesFrozenForSale { sale, offers, .. } => {
+            E::PricesFrozenForSale {
+                sale,
+                offers,
+                price_lists,
+                ..
+            } => {
                 self.frozen.insert(sale, offers);
+                if !price_lists.is_empty() {
+                    self.frozen_lists.insert(
+                        sale,
+                        price_lists
+                            .into_iter()
+                            .map(|(c, l)| {
+                                (
+                                    c,
+                                    l.into_iter()
+                                        .map(|p| (p.product, p.price_incl_vat))
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            E::PriceListSet { customer, prices } => {
+                if prices.is_empty() {
+                    self.price_lists.remove(&customer);
+                } else {
+                    self.price_lists.insert(
+                        customer,
+                        prices
+                            .into_iter()
+                            .map(|p| (p.product, p.price_incl_vat))
+                            .collect(),
+                    );
+                }
             }
             E::SaleForgotten { sale } => {
                 self.frozen.remove(&sale);
+                self.frozen_lists.remove(&sale);
             }
         }
     }

@@ -5,10 +5,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::actor::ProducerAccess;
-use crate::ids::{CatalogId, ProductId, SaleId};
+use crate::ids::{CatalogId, ProductId, SaleId, UserId};
 use crate::money::Money;
 
-use super::{OfferProduct, OrderTerms};
+use super::{OfferPrice, OfferProduct, OrderTerms};
 
 /// A change applied to every offer of a catalog (R-CAT-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,14 @@ pub enum CatalogCommand {
     /// from now on).
     SetOrderTerms {
         terms: OrderTerms,
+        access: ProducerAccess,
+    },
+    /// R-ORD-8: a professional customer's own prices for some offers (replacing their list;
+    /// empty: none). `professional` is what the service knows of the customer.
+    SetPriceList {
+        customer: UserId,
+        professional: bool,
+        prices: Vec<OfferPrice>,
         access: ProducerAccess,
     },
     /// R-CAT-3: issued by the service when a sale's order period opens for this catalog.

@@ -36,6 +36,10 @@ pub enum CatalogError {
         "a delivery fee is zero or more, and a minimum or a free-delivery amount more than zero"
     )]
     InvalidOrderTerms,
+    #[error("only a professional customer gets a price list (setProfessionalProfile)")]
+    CustomerNotProfessional,
+    #[error("a price list names each product once")]
+    DuplicatePrice { product: ProductId },
 }
 
 impl CatalogError {
@@ -44,6 +48,8 @@ impl CatalogError {
         match self {
             CatalogError::NotCreated => "CATALOG_NOT_CREATED",
             CatalogError::InvalidOrderTerms => "INVALID_ORDER_TERMS",
+            CatalogError::CustomerNotProfessional => "CUSTOMER_NOT_PROFESSIONAL",
+            CatalogError::DuplicatePrice { .. } => "DUPLICATE_PRICE",
             CatalogError::AlreadyCreated => "CATALOG_ALREADY_CREATED",
             CatalogError::NotTheProducer => "NOT_THE_PRODUCER",
             CatalogError::InvalidName => "INVALID_NAME",

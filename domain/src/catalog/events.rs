@@ -1,12 +1,14 @@
 //! What happened to a catalog. Events carry the computed prices and frozen terms.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::account::Product;
-use crate::ids::{CatalogId, ProducerId, ProductId, SaleId};
+use crate::ids::{CatalogId, ProducerId, ProductId, SaleId, UserId};
 use crate::money::Money;
 use crate::vat::VatRate;
 
@@ -151,7 +153,15 @@ pub enum CatalogEvent {
     PricesFrozenForSale {
         sale: SaleId,
         offers: Vec<FrozenOffer>,
+        /// R-ORD-8: the professional customers' price lists as they stood then.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        price_lists: BTreeMap<UserId, Vec<OfferPrice>>,
         at: DateTime<Utc>,
+    },
+    /// R-ORD-8: a professional customer's own prices in this catalog (empty: none any more).
+    PriceListSet {
+        customer: UserId,
+        prices: Vec<OfferPrice>,
     },
     SaleForgotten {
         sale: SaleId,
@@ -170,6 +180,7 @@ impl DomainEvent for CatalogEvent {
             CatalogEvent::OrderTermsSet { .. } => "OrderTermsSet",
             CatalogEvent::PricesFrozenForSale { .. } => "PricesFrozenForSale",
             CatalogEvent::SaleForgotten { .. } => "SaleForgotten",
+            CatalogEvent::PriceListSet { .. } => "PriceListSet",
         }
         .to_string()
     }

@@ -518,6 +518,7 @@ fn opening_a_sale_freezes_the_full_terms_of_every_offer() {
                     fees: FeeOptions::default(),
                 },
             ],
+            price_lists: Default::default(),
             at: at(3),
         }]);
 }
@@ -529,6 +530,7 @@ fn freezing_a_sale_twice_writes_nothing() {
     events.push(CatalogEvent::PricesFrozenForSale {
         sale: sale(1),
         offers: frozen_terms(),
+        price_lists: Default::default(),
         at: at(3),
     });
     events.push(CatalogEvent::OfferPriceSet {
@@ -552,6 +554,7 @@ fn a_price_change_never_applies_to_a_sale_already_open_but_to_the_next() {
     events.push(CatalogEvent::PricesFrozenForSale {
         sale: sale(1),
         offers: frozen_terms(),
+        price_lists: Default::default(),
         at: at(3),
     });
     let before = state(events.clone());
@@ -630,6 +633,7 @@ fn an_offer_added_after_the_freeze_joins_from_the_next_sale() {
     events.push(CatalogEvent::PricesFrozenForSale {
         sale: sale(1),
         offers: vec![apples_terms],
+        price_lists: Default::default(),
         at: at(3),
     });
     events.push(CatalogEvent::OfferAdded {
@@ -650,6 +654,7 @@ fn forgetting_a_validated_sale_drops_its_frozen_terms() {
     events.push(CatalogEvent::PricesFrozenForSale {
         sale: sale(1),
         offers: frozen_terms(),
+        price_lists: Default::default(),
         at: at(3),
     });
     Test::with(())
@@ -697,6 +702,7 @@ fn the_catalog_state_round_trips_through_json_for_snapshots() {
     events.push(CatalogEvent::PricesFrozenForSale {
         sale: sale(1),
         offers: frozen_terms(),
+        price_lists: Default::default(),
         at: at(3),
     });
     let c = state(events);
@@ -764,4 +770,99 @@ fn r_ord_6_a_catalog_sets_its_delivery_and_minimum_order() {
             .unwrap_err();
         assert_eq!(e.code(), "INVALID_ORDER_TERMS");
     }
+}
+
+fn restaurant() -> UserId {
+    UserId(uuid::Uuid::from_u128(77))
+}
+
+fn list(prices: &[(ProductId, &str)]) -> Vec<OfferPrice> {
+    prices
+        .iter()
+        .map(|(product, price)| OfferPrice {
+            product: *product,
+            price_incl_vat: m(price),
+        })
+        .collect()
+}
+
+/// R-ORD-8: a professional customer's own prices apply to them only, are frozen with the sale
+/// like every price (R-CAT-3), and only a professional gets a list.
+#[test]
+fn r_ord_8_a_price_list_gives_a_professional_its_own_prices() {
+    let set = |professional: bool, prices: Vec<OfferPrice>| CatalogCommand::SetPriceList {
+        customer: restaurant(),
+        professional,
+        prices,
+        access: access(),
+    };
+    // Refusals write nothing.
+    let refused = |cmd: CatalogCommand| state(with_offers()).decide(cmd).unwrap_err();
+    assert_eq!(
+        refused(set(false, list(&[(apples(), "2.00")]))).code(),
+        "CUSTOMER_NOT_PROFESSIONAL"
+    );
+    assert_eq!(
+        refused(set(true, list(&[(sale_product(), "2.00")]))).code(),
+        "UNKNOWN_OFFER"
+    );
+    assert_eq!(
+        refused(set(true, list(&[(apples(), "0.00")]))).code(),
+        "NON_POSITIVE_PRICE"
+    );
+    assert_eq!(
+        refused(set(true, list(&[(apples(), "2.00"), (apples(), "2.10")]))).code(),
+        "DUPLICATE_PRICE"
+    );
+
+    let mut events = with_offers();
+    events.extend(
+        state(events.clone())
+            .decide(set(true, list(&[(apples(), "2.00")])))
+            .unwrap(),
+    );
+    let c = state(events.clone());
+    let other = UserId(uuid::Uuid::from_u128(78));
+    let price = |c: &Catalog, sale_id, who| {
+        c.terms_for_customer(sale_id, apples(), who)
+            .map(|t| t.price_incl_vat)
+    };
+    assert_eq!(price(&c, sale(1), restaurant()), Some(m("2.00")));
+    assert_eq!(
+        price(&c, sale(1), other),
+        price_in(&c, sale(1), apples()),
+        "another customer pays the catalog's price"
+    );
+    assert_ne!(price_in(&c, sale(1), apples()), Some(m("2.00")));
+    // The same list again writes nothing.
+    assert!(c
+        .decide(set(true, list(&[(apples(), "2.00")])))
+        .unwrap()
+        .is_empty());
+
+    // Sale 1 opens: its list is frozen; a new list applies from sale 2.
+    events.extend(
+        c.decide(CatalogCommand::FreezePricesForSale {
+            sale: sale(1),
+            at: at(3),
+        })
+        .unwrap(),
+    );
+    let c = state(events.clone());
+    events.extend(c.decide(set(true, list(&[(apples(), "1.80")]))).unwrap());
+    let c = state(events.clone());
+    assert_eq!(price(&c, sale(1), restaurant()), Some(m("2.00")));
+    assert_eq!(price(&c, sale(2), restaurant()), Some(m("1.80")));
+    // An empty list removes it.
+    events.extend(c.decide(set(false, vec![])).unwrap());
+    let c = state(events);
+    assert!(c.price_lists().is_empty());
+    assert_eq!(
+        price(&c, sale(2), restaurant()),
+        price_in(&c, sale(2), apples())
+    );
+}
+
+fn sale_product() -> ProductId {
+    ProductId(uuid::Uuid::from_u128(999))
 }
