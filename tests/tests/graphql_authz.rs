@@ -228,6 +228,11 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("query($p: UUID!) { invoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
         ("{ invoices { edges { node { number } } } }", &["customer", "other_customer"]),
         ("query($p: UUID!) { feeInvoices(producerId: $p) { edges { node { number } } } }", &["owner", "auditor"]),
+        // R-ORD-8: professional customers and their price lists.
+        ("mutation { setProfessionalProfile(profile: {companyName: \"Le Bistrot\", siren: \"303265045\", addressLine: \"3 rue Taillefer\", postcode: \"24000\", city: \"Périgueux\"}) { siren } }", &["customer", "other_customer"]),
+        ("{ me { professional { siren } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("mutation($c: UUID!, $u: UUID!) { setPriceList(catalogId: $c, customerId: $u, prices: []) { position } }", &["owner"]),
+        ("query($c: UUID!) { catalog(id: $c) { priceLists { customerId } } }", &["owner", "auditor"]),
         ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
         ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),
         ("mutation($r: UUID!) { issueCreditNote(invoiceId: $r) { invoice { number } } }", &[]),

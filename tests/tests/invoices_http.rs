@@ -373,3 +373,234 @@ async fn r_inv_6_the_daily_b2c_aggregates_equal_the_recap_of_the_day() {
         .await;
     assert!(code(&r).is_some(), "{r}");
 }
+
+const PROFILE: &str = "mutation($p: ProfessionalProfileInput!) { setProfessionalProfile(profile: $p) { companyName siren vatNumber country } }";
+const PRICE_LIST: &str = "mutation($c: UUID!, $u: UUID!, $prices: [ListPriceInput!]!) { setPriceList(catalogId: $c, customerId: $u, prices: $prices) { catalog { priceLists { customerId prices { productId priceInclVat } } } } }";
+const SALE_OFFERS: &str =
+    "query($s: UUID!) { sale(id: $s) { participations { period offers { name customerPriceInclVat } } } }";
+
+/// R-ORD-8, R-INV-3, R-INV-4 over HTTP: a customer records itself as a professional (SIREN and
+/// VAT number checked); the producer gives it its own price in a catalog (refused for a
+/// consumer); a sale already open keeps its prices (R-CAT-3), the next one shows the
+/// professional its price and the consumer the catalog's; the professional's order is priced
+/// at its list, and its invoice names the company, its SIREN and VAT number, with a due date,
+/// the late-payment rate and the 40 EUR indemnity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_ord_8_a_professional_customer_gets_its_prices_and_a_professional_invoice() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    let pro = api.who(Role::Customer);
+    let profile = |siren: &str, vat: Option<&str>| {
+        json!({"companyName": "Le Bistrot du Marché SARL", "siren": siren, "vatNumber": vat,
+               "addressLine": "3 rue Taillefer", "postcode": "24000", "city": "Périgueux"})
+    };
+    let before = writes(&api).await;
+    for (siren, vat, expected) in [
+        ("303265046", None, "INVALID_SIREN"),
+        ("303265045", Some("DE123456789"), "VAT_NUMBER_MISMATCH"),
+        ("303265045", Some("FR44732829320"), "VAT_NUMBER_MISMATCH"),
+    ] {
+        let r = api
+            .call(&pro, PROFILE, json!({"p": profile(siren, vat)}))
+            .await;
+        assert_eq!(code(&r).as_deref(), Some(expected), "{siren} {vat:?}: {r}");
+    }
+    let r = api
+        .call(
+            &f.producer,
+            PROFILE,
+            json!({"p": profile("303265045", None)}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("FORBIDDEN"), "{r}");
+    // The consumer is not a professional: no price list for it.
+    let honey = |price: &str| json!([{"productId": f.product_id, "priceInclVat": price}]);
+    let consumer_user = api
+        .ok(
+            &f.customer,
+            "{ me { userId professional { siren } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(consumer_user["me"]["professional"], Value::Null);
+    let consumer_id = consumer_user["me"]["userId"].clone();
+    let r = api
+        .call(
+            &f.producer,
+            PRICE_LIST,
+            json!({"c": f.catalog_id, "u": consumer_id, "prices": honey("7.50")}),
+        )
+        .await;
+    assert_eq!(
+        code(&r).as_deref(),
+        Some("CUSTOMER_NOT_PROFESSIONAL"),
+        "{r}"
+    );
+    assert_eq!(writes(&api).await, before, "refusals write nothing");
+
+    let d = api
+        .ok(
+            &pro,
+            PROFILE,
+            json!({"p": profile("303 265 045", Some("fr40303265045"))}),
+        )
+        .await;
+    assert_eq!(
+        d["setProfessionalProfile"],
+        json!({"companyName": "Le Bistrot du Marché SARL", "siren": "303265045",
+               "vatNumber": "FR40303265045", "country": "FR"})
+    );
+    let me = api
+        .ok(
+            &pro,
+            "{ me { userId professional { siren city } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["me"]["professional"]["city"], "Périgueux");
+    let pro_id = me["me"]["userId"].clone();
+    // A price that is not a price, a product the catalog does not offer: refused.
+    let r = api
+        .call(
+            &f.producer,
+            PRICE_LIST,
+            json!({"c": f.catalog_id, "u": pro_id, "prices": honey("0.00")}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("NON_POSITIVE_PRICE"), "{r}");
+    let r = api
+        .call(
+            &f.producer,
+            PRICE_LIST,
+            json!({"c": f.catalog_id, "u": pro_id, "prices": [{"productId": uuid::Uuid::new_v4(), "priceInclVat": "1.00"}]}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("UNKNOWN_OFFER"), "{r}");
+    // Another producer does not set this catalog's lists; nor does the customer.
+    let r = api
+        .call(
+            &pro,
+            PRICE_LIST,
+            json!({"c": f.catalog_id, "u": pro_id, "prices": honey("7.50")}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("FORBIDDEN"), "{r}");
+    let d = api
+        .ok(
+            &f.producer,
+            PRICE_LIST,
+            json!({"c": f.catalog_id, "u": pro_id, "prices": honey("7.50")}),
+        )
+        .await;
+    assert_eq!(
+        d["setPriceList"]["catalog"]["priceLists"],
+        json!([{"customerId": pro_id, "prices": [{"productId": f.product_id, "priceInclVat": "7.50"}]}])
+    );
+
+    // The open sale keeps its prices (R-CAT-3): the professional sees 8.50 there.
+    let d = api.ok(&pro, SALE_OFFERS, json!({"s": f.sale_id})).await;
+    assert_eq!(
+        d["sale"]["participations"][0]["offers"][0]["customerPriceInclVat"],
+        "8.50"
+    );
+    // The next week's sale opens after the list: the professional's price is its own.
+    let day = (chrono::Utc::now() + chrono::Duration::days(9))
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .date_naive();
+    let d = api
+        .ok(
+            &f.admin,
+            "mutation($m: UUID!, $d: Date!) { generateSales(marketId: $m, from: $d, to: $d) { saleIds } }",
+            json!({"m": f.market_id, "d": day.to_string()}),
+        )
+        .await;
+    let next = d["generateSales"]["saleIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        &f.producer,
+        "mutation($c: UUID!, $s: UUID!) { participate(catalogId: $c, saleIds: [$s]) { position } }",
+        json!({"c": f.catalog_id, "s": next}),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    api.ok(
+        &f.producer,
+        "mutation($s: UUID!, $c: UUID!, $o: DateTime!, $cl: DateTime!) { overridePeriod(saleId: $s, catalogId: $c, opensAt: $o, closesAt: $cl) { position } }",
+        json!({"s": next, "c": f.catalog_id, "o": (now - chrono::Duration::minutes(1)).to_rfc3339(), "cl": (now + chrono::Duration::hours(12)).to_rfc3339()}),
+    )
+    .await;
+    let d = api.ok(&pro, SALE_OFFERS, json!({"s": next})).await;
+    let offers = &d["sale"]["participations"][0];
+    assert_eq!(offers["period"], "OPEN", "{d}");
+    assert_eq!(offers["offers"][0]["customerPriceInclVat"], "7.50", "{d}");
+    let d = api.ok(&f.customer, SALE_OFFERS, json!({"s": next})).await;
+    assert_eq!(
+        d["sale"]["participations"][0]["offers"][0]["customerPriceInclVat"],
+        "8.50"
+    );
+    let lines = json!([{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 2}]);
+    let d = api
+        .ok(&pro, PLACE_ORDER, json!({"s": next, "lines": lines}))
+        .await;
+    assert_eq!(d["placeOrder"]["order"]["total"], "15.00", "2 x 7.50");
+    let pro_order = d["placeOrder"]["orderId"].clone();
+    let d = api
+        .ok(&f.customer, PLACE_ORDER, json!({"s": next, "lines": lines}))
+        .await;
+    assert_eq!(d["placeOrder"]["order"]["total"], "17.00", "2 x 8.50");
+    // A new list changes nothing of the open sale.
+    api.ok(
+        &f.producer,
+        PRICE_LIST,
+        json!({"c": f.catalog_id, "u": pro_id, "prices": honey("7.00")}),
+    )
+    .await;
+    let d = api.ok(&pro, SALE_OFFERS, json!({"s": next})).await;
+    assert_eq!(
+        d["sale"]["participations"][0]["offers"][0]["customerPriceInclVat"],
+        "7.50"
+    );
+    // The customer does not read the catalog's lists.
+    let r = api
+        .call(
+            &pro,
+            "query($c: UUID!) { catalog(id: $c) { priceLists { customerId } } }",
+            json!({"c": f.catalog_id}),
+        )
+        .await;
+    assert_eq!(code(&r).as_deref(), Some("FORBIDDEN"), "{r}");
+
+    // The professional's invoice.
+    api.ok(
+        &f.producer,
+        IDENTITY,
+        json!({"p": f.producer_id, "i": identity("732829320", Some("FR44732829320"))}),
+    )
+    .await;
+    api.ok(
+        &f.producer,
+        "mutation($p: UUID!) { acceptBillingMandate(producerId: $p, version: \"2026-12\") { position } }",
+        json!({"p": f.producer_id}),
+    )
+    .await;
+    let d = api
+        .ok(&pro, INVOICE, json!({"o": pro_order, "p": f.producer_id}))
+        .await;
+    let inv = &d["issueInvoice"]["invoice"];
+    assert_eq!(inv["totalInclVat"], "15.00");
+    let xml = inv["facturXXml"].as_str().unwrap();
+    valid_factur_x(xml);
+    for needle in [
+        "Le Bistrot du Marché SARL",
+        "303265045",
+        "FR40303265045",
+        "3 rue Taillefer",
+        "<ram:DueDateDateTime>",
+        "indemnité forfaitaire pour frais de recouvrement : 40 €",
+        "Pénalités de retard : trois fois le taux d",
+    ] {
+        assert!(xml.contains(needle), "{needle}:\n{xml}");
+    }
+}
