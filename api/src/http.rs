@@ -543,6 +543,65 @@ pub async fn invoice_file(
     r
 }
 
+/// The books of a year as a FEC download (`/books/fec/{platform|producer id}/{year}`), to
+/// whoever `fec` answers (404 for anyone else).
+pub async fn fec_file(
+    axum::extract::State(state): axum::extract::State<crate::server::AppState>,
+    axum::extract::Path((books, year)): axum::extract::Path<(String, i32)>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match admit(&state.graphql, &headers, Media::Json) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let Some(actor) = principal.actor() else {
+        return respond(
+            StatusCode::UNAUTHORIZED,
+            Media::Json,
+            &error_body("UNAUTHENTICATED", "a bearer token is required"),
+        );
+    };
+    let not_found = || {
+        respond(
+            StatusCode::NOT_FOUND,
+            Media::Json,
+            &error_body("NOT_FOUND", &format!("no books {books} for {year}")),
+        )
+    };
+    let Some(which) = etal_app::books::Books::parse(&books) else {
+        return not_found();
+    };
+    if !state.app.may_read_books(actor, which).await {
+        return not_found();
+    }
+    let file = match state.app.fec(which, year).await {
+        Ok(f) => f,
+        Err(e @ (etal_app::AppError::Rejected { .. } | etal_app::AppError::BadInput { .. })) => {
+            return respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Media::Json,
+                &error_body(e.code(), &e.to_string()),
+            )
+        }
+        Err(_) => {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Media::Json,
+                &error_body("RETRYABLE", "database unavailable"),
+            )
+        }
+    };
+    let mut r = file.bytes.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=iso-8859-15"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.file_name)) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,29 @@ enum Command {
         #[command(subcommand)]
         command: PayoutsCommand,
     },
+    /// The books: the entries of the issued invoices and credit notes.
+    Books {
+        #[command(subcommand)]
+        command: BooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BooksCommand {
+    /// Write the FEC (Fichier des Écritures Comptables) of a year: the platform's books or a
+    /// producer's (what passed through the platform); ISO 8859-15, tab separated.
+    Fec {
+        /// `platform`, or a producer's id.
+        #[arg(long)]
+        issuer: String,
+        /// The calendar year (the fiscal year closing on 31 December).
+        #[arg(long)]
+        year: i32,
+        /// Output file, or a directory to write `<SIREN>FEC<AAAAMMJJ>.txt` into (default: the
+        /// current directory).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +197,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections { command } => return projections(command, &pool).await,
         Command::Token { .. } => {}
         Command::Audit { command } => return audit(command, &pool).await,
+        Command::Books {
+            command:
+                BooksCommand::Fec {
+                    issuer,
+                    year,
+                    output,
+                },
+        } => {
+            let Some(books) = etal_app::books::Books::parse(&issuer) else {
+                eprintln!(
+                    "etal books fec: --issuer is `platform` or a producer's id, not {issuer:?}"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let mut app = etal_api::application_with(&pool, &[])?;
+            app.settings.platform_identity = config.platform_identity.clone();
+            let file = match app.fec(books, year).await {
+                Ok(f) => f,
+                Err(
+                    e @ (etal_app::AppError::Rejected { .. } | etal_app::AppError::BadInput { .. }),
+                ) => {
+                    eprintln!("etal books fec: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let path = match output {
+                Some(p) if p.is_dir() => p.join(&file.file_name),
+                Some(p) => p,
+                None => std::path::PathBuf::from(&file.file_name),
+            };
+            std::fs::write(&path, &file.bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{}: {} entries, {} lines, {} EUR of debits = credits",
+                path.display(),
+                file.entries,
+                file.lines,
+                file.total_debit
+            );
+        }
         Command::Payouts {
             command: PayoutsCommand::Export { monday, output },
         } => {

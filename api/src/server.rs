@@ -54,6 +54,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .route("/invoices/{id}/{file}", get(crate::http::invoice_file))
+        .route("/books/fec/{books}/{year}", get(crate::http::fec_file))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))

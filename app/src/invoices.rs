@@ -553,7 +553,7 @@ impl App {
         let paid = order.balance_due() <= Money::ZERO;
         let (payment_terms, due_date) = if paid {
             (
-                "Payée à la commande".to_string(),
+                crate::books::PAID_TERMS.to_string(),
                 professional.then_some(date),
             )
         } else {
@@ -713,7 +713,7 @@ impl App {
             currency: "EUR".into(),
             vat_exempt_reason: None,
             referenced_invoice: None,
-            payment_terms: "Prélevé sur les versements du mois (déjà payé)".into(),
+            payment_terms: crate::books::DEDUCTED_TERMS.into(),
             due_date: Some(today),
             notes: vec![
                 format!(
@@ -819,7 +819,7 @@ impl App {
             issue_date: etal_domain::calendar::paris_date(self.now()),
             lines,
             referenced_invoice: Some((original.number.clone(), original.issue_date)),
-            payment_terms: "Remboursé sur le moyen de paiement de la commande".into(),
+            payment_terms: crate::books::REFUNDED_TERMS.into(),
             ..doc
         };
         self.issue(

@@ -7,11 +7,13 @@
 pub mod audit;
 pub mod bank_details;
 pub mod billing;
+pub mod books;
 pub mod cii;
 pub mod completeness;
 pub mod directory;
 pub mod error;
 pub mod facturx_pdf;
+pub mod fec;
 pub mod flow;
 pub mod invoices;
 pub mod legal_ids;

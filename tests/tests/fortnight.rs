@@ -65,7 +65,7 @@ fn m(d: Decimal) -> Money {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fortnight_of_two_markets_ends_with_stock_orders_and_payments_as_computed_independently()
 {
-    let w = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
+    let mut w = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
     let mut rng = StdRng::seed_from_u64(2026);
     let mut model = Model::default();
 
@@ -556,6 +556,10 @@ async fn a_fortnight_of_two_markets_ends_with_stock_orders_and_payments_as_compu
     let (code, out, err) = etal_tests::run_etal(&w.db.url, &["audit", "check"]);
     assert_eq!(code, 0, "audit check on the fortnight: {out}{err}");
 
+    // The books of March (FEC): the platform invoices each producer its March fees on 1 April;
+    // the first producer's sales to three customers are invoiced on request.
+    books_of_march(&mut w, &producers).await;
+
     // The read side: every projection, caught up in small batches, equals a rebuild in big ones
     // (`etal projections verify --all` reports zero differences on this database), and a row
     // altered in any projection is named by verify.
@@ -713,4 +717,301 @@ fn place(
         }
     }
     (sale, online, lines)
+}
+
+/// The debit or the credit of a record.
+type Side = fn(&etal_app::fec::Record) -> Decimal;
+
+/// A SIREN with its Luhn key, from 8 digits.
+fn siren(base: u32) -> String {
+    let digits: Vec<u32> = format!("{base:08}")
+        .chars()
+        .map(|c| c.to_digit(10).unwrap())
+        .collect();
+    for key in 0..10 {
+        let all: Vec<u32> = digits.iter().copied().chain([key]).collect();
+        let sum: u32 = all
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| {
+                if i % 2 == 1 {
+                    let x = d * 2;
+                    if x > 9 {
+                        x - 9
+                    } else {
+                        x
+                    }
+                } else {
+                    *d
+                }
+            })
+            .sum();
+        if sum.is_multiple_of(10) {
+            return all.iter().map(|d| d.to_string()).collect();
+        }
+    }
+    unreachable!()
+}
+
+/// The French VAT number of a SIREN.
+fn vat_of(siren: &str) -> String {
+    let n: u64 = siren.parse().unwrap();
+    format!("FR{:02}{siren}", (12 + 3 * (n % 97)) % 97)
+}
+
+/// R-INV-1..3 and the FEC of the fortnight's month: the monthly billing run invoices every
+/// producer its March fees (series P-), the first producer's sales to three customers are
+/// invoiced, and one is credited after a cut. The platform's FEC and the producer's parse back
+/// with 18 fields, each entry balanced, continuous numbering per journal, every PieceRef an
+/// issued number of those books, and amounts equal to the issued documents; `etal books fec`
+/// writes the same file.
+async fn books_of_march(w: &mut World, producers: &[Producer]) {
+    use etal_app::books::Books;
+    use etal_app::invoices::BillingIdentity;
+    let identity = |name: &str, siren: &str, franchise: bool| BillingIdentity {
+        legal_name: name.into(),
+        siren: siren.into(),
+        vat_number: (!franchise).then(|| vat_of(siren)),
+        vat_franchise: franchise,
+        address_line: "Le Bourg".into(),
+        postcode: "24110".into(),
+        city: "Saint-Astier".into(),
+        country: "FR".into(),
+    };
+    w.app.settings.platform_identity = Some(identity("Coopérative etal", "542051180", false));
+    for (i, p) in producers.iter().enumerate() {
+        let s = siren(73282930 + i as u32);
+        // Every third producer is under the VAT franchise (no VAT number).
+        w.app
+            .set_billing_identity(
+                &p.ctx(),
+                p.id,
+                identity(&format!("Ferme n°{}", i + 1), &s, i % 3 == 2),
+            )
+            .await
+            .unwrap();
+    }
+    let first = &producers[0];
+    w.app
+        .accept_billing_mandate(
+            &first.ctx(),
+            first.id,
+            etal_app::invoices::BILLING_MANDATE_VERSION,
+        )
+        .await
+        .unwrap();
+    let orders: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE event_type = 'OrderPlaced' \
+         AND payload::text LIKE '%' || $1 || '%' ORDER BY sequence, aggregate_id LIMIT 3",
+    )
+    .bind(first.id.to_string())
+    .fetch_all(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        orders.len(),
+        3,
+        "the first producer sold to three customers at least"
+    );
+    let mut sales_invoices = Vec::new();
+    for o in &orders {
+        let order = OrderId(o.parse().unwrap());
+        let inv = w
+            .app
+            .issue_order_invoice(&first.ctx(), order, first.id)
+            .await;
+        match inv {
+            Ok(done) => sales_invoices.push(done.value),
+            // An order whose lines of this producer were all cut has nothing to invoice.
+            Err(e) => assert_eq!(e.code(), "NOTHING_TO_INVOICE", "{e}"),
+        }
+    }
+    assert!(!sales_invoices.is_empty());
+    // A cut of one unit of the first invoiced order's first line of this producer (the order
+    // is paid online or on site; its invoice is credited for what it no longer owes).
+    let invoiced = OrderId(
+        sales_invoices[0]
+            .source
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    let (order, _) = w.app.load::<Order>(invoiced).await.unwrap();
+    let cut = order
+        .lines()
+        .iter()
+        .find(|l| l.producer == first.id && l.quantity > 0 && !l.variable_weight)
+        .map(|l| (l.line, l.quantity));
+    let mut credited = None;
+    if let Some((line, quantity)) = cut {
+        w.app
+            .adjust_quantity(&first.ctx(), invoiced, line, quantity - 1)
+            .await
+            .unwrap();
+        let cn = w
+            .app
+            .issue_credit_note(&first.ctx(), sales_invoices[0].id)
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(cn.corrects, Some(sales_invoices[0].id));
+        credited = Some(cn.number);
+    }
+    // 1 April: the billing run of March.
+    w.advance_to(Utc.with_ymd_and_hms(2026, 4, 1, 6, 0, 0).unwrap())
+        .await;
+    w.app
+        .run_billing(
+            NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
+            "fortnight-billing",
+        )
+        .await
+        .unwrap();
+
+    type Doc = (String, String, Decimal, Decimal, Decimal);
+    let docs = |issuer: uuid::Uuid, fees_of: Option<String>| {
+        let pool = w.db.pool.clone();
+        async move {
+            sqlx::query_as::<_, Doc>(
+                "SELECT number, kind, excl_vat, vat, incl_vat FROM invoice_documents \
+                 WHERE issuer = $1 OR ($2::text IS NOT NULL AND starts_with(source, $2)) ORDER BY issued_at",
+            )
+            .bind(issuer)
+            .bind(fees_of)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let platform_docs = docs(uuid::Uuid::nil(), None).await;
+    assert_eq!(
+        platform_docs.len(),
+        producers.len(),
+        "one fee invoice per producer: {platform_docs:?}"
+    );
+    let producer_docs = docs(first.id.0, Some(format!("fees:{}:", first.id))).await;
+    assert_eq!(
+        producer_docs.len(),
+        sales_invoices.len() + 1 + usize::from(credited.is_some())
+    );
+    println!(
+        "FEC of March: {} fee invoices, {} sales invoices, credit note {credited:?}",
+        platform_docs.len(),
+        sales_invoices.len()
+    );
+
+    for (books, docs, expected_name) in [
+        (
+            Books::Platform,
+            &platform_docs,
+            "542051180FEC20261231.txt".to_string(),
+        ),
+        (
+            Books::Producer(first.id),
+            &producer_docs,
+            format!("{}FEC20261231.txt", siren(73282930)),
+        ),
+    ] {
+        let file = w.app.fec(books, 2026).await.unwrap();
+        assert_eq!(file.file_name, expected_name);
+        let header = file.bytes.split(|b| *b == b'\r').next().unwrap();
+        assert_eq!(
+            String::from_utf8(header.to_vec())
+                .unwrap()
+                .split('\t')
+                .count(),
+            18,
+            "18 fields"
+        );
+        let records = etal_app::fec::parse(&file.bytes).unwrap();
+        etal_app::fec::check(&records).expect("balanced, numbered without gaps");
+        assert_eq!(records.len(), file.lines);
+        // Balanced overall and per entry (check), numbered 1.. per journal without gaps.
+        let debit: Decimal = records.iter().map(|r| r.debit).sum();
+        let credit: Decimal = records.iter().map(|r| r.credit).sum();
+        assert_eq!(debit, credit);
+        assert_eq!(debit, file.total_debit);
+        // Every PieceRef is an issued number of these books, and every document is in the
+        // sales or purchases journal once, with its amounts.
+        let numbers: BTreeMap<&str, &Doc> = docs.iter().map(|d| (d.0.as_str(), d)).collect();
+        for r in &records {
+            assert!(
+                numbers.contains_key(r.piece_ref.as_str()),
+                "{} is not issued",
+                r.piece_ref
+            );
+        }
+        for (number, (_, kind, excl, vat, incl)) in &numbers {
+            let main: Vec<_> = records
+                .iter()
+                .filter(|r| r.piece_ref == *number && (r.journal == "VT" || r.journal == "AC"))
+                .collect();
+            let entry_numbers: std::collections::BTreeSet<u64> =
+                main.iter().map(|r| r.number).collect();
+            assert_eq!(entry_numbers.len(), 1, "{number}: one entry");
+            let sum =
+                |f: &dyn Fn(&&etal_app::fec::Record) -> bool,
+                 side: &dyn Fn(&etal_app::fec::Record) -> Decimal|
+                 -> Decimal { main.iter().filter(|r| f(r)).map(|r| side(r)).sum() };
+            let sign_ok = kind == "invoice" || kind == "credit_note";
+            assert!(sign_ok);
+            match main[0].journal.as_str() {
+                "VT" => {
+                    let (a, b): (Side, Side) = if kind == "invoice" {
+                        (|r| r.debit, |r| r.credit)
+                    } else {
+                        (|r| r.credit, |r| r.debit)
+                    };
+                    assert_eq!(sum(&|r| r.account == "411000", &a), *incl, "{number}: 411");
+                    assert_eq!(
+                        sum(&|r| r.account.starts_with("70"), &b),
+                        *excl,
+                        "{number}: 70x"
+                    );
+                    assert_eq!(sum(&|r| r.account == "445710", &b), *vat, "{number}: 44571");
+                }
+                _ => {
+                    assert_eq!(
+                        sum(&|r| r.account == "467000", &|r| r.credit),
+                        *incl,
+                        "{number}: 467"
+                    );
+                    assert_eq!(
+                        sum(&|r| r.account == "622000" || r.account == "445660", &|r| r
+                            .debit),
+                        *incl,
+                        "{number}: 622 + 44566"
+                    );
+                }
+            }
+        }
+    }
+    // The command line writes the producer's file, byte for byte.
+    let dir = std::env::temp_dir().join(format!("etal-fec-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, out, err) = etal_tests::run_etal(
+        &w.db.url,
+        &[
+            "books",
+            "fec",
+            "--issuer",
+            &first.id.to_string(),
+            "--year",
+            "2026",
+            "--output",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let file = w.app.fec(Books::Producer(first.id), 2026).await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.join(&file.file_name)).unwrap(),
+        file.bytes,
+        "{err}"
+    );
+    assert!(err.contains("entries"), "a one-line summary: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

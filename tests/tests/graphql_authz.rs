@@ -233,6 +233,9 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("{ me { professional { siren } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("mutation($c: UUID!, $u: UUID!) { setPriceList(catalogId: $c, customerId: $u, prices: []) { position } }", &["owner"]),
         ("query($c: UUID!) { catalog(id: $c) { priceLists { customerId } } }", &["owner", "auditor"]),
+        // The books (FEC): a producer's, the platform's.
+        ("query($p: UUID!) { fec(producerId: $p, year: 2026) { fileName } }", &["owner", "auditor"]),
+        ("{ fec(year: 2026) { fileName } }", &["auditor", "platform"]),
         ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
         ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),
         ("mutation($r: UUID!) { issueCreditNote(invoiceId: $r) { invoice { number } } }", &[]),

@@ -285,6 +285,111 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
     // Its totals are the order's: 3 x 8.50.
     assert!(embedded.contains("<ram:GrandTotalAmount>25.50</ram:GrandTotalAmount>"));
 
+    // The producer's books of the year as a FEC (GraphQL, then the download): the invoice
+    // and its credit note in the sales journal, settled through the platform.
+    let year = inv["issueDate"].as_str().unwrap()[..4]
+        .parse::<i32>()
+        .unwrap();
+    let fec_q = "query($p: UUID, $y: Int!) { fec(producerId: $p, year: $y) { fileName url entries lines totalDebit } }";
+    let d = api
+        .ok(&f.producer, fec_q, json!({"p": f.producer_id, "y": year}))
+        .await;
+    let fec = &d["fec"];
+    assert_eq!(fec["fileName"], format!("732829320FEC{year}1231.txt"));
+    assert_eq!(
+        (&fec["entries"], &fec["lines"]),
+        (&json!(4), &json!(10)),
+        "{fec}"
+    );
+    for who in [&f.customer, &other] {
+        let r = api
+            .call(who, fec_q, json!({"p": f.producer_id, "y": year}))
+            .await;
+        assert_eq!(code(&r).as_deref(), Some("FORBIDDEN"), "{r}");
+    }
+    let r = api.call(&f.producer, fec_q, json!({"y": year})).await;
+    assert_eq!(
+        code(&r).as_deref(),
+        Some("FORBIDDEN"),
+        "the platform's books: {r}"
+    );
+    let url = format!("{}{}", api.base, fec["url"].as_str().unwrap());
+    let res = api
+        .http
+        .get(&url)
+        .bearer_auth(&f.producer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; charset=iso-8859-15"
+    );
+    let bytes = res.bytes().await.unwrap();
+    let records = etal_app::fec::parse(&bytes).expect("a FEC");
+    etal_app::fec::check(&records).expect("balanced and numbered");
+    assert_eq!(records.len(), 10);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.piece_ref == "F-000001" || r.piece_ref == "F-000002"),
+        "{records:?}"
+    );
+    // F-000001: 411 debited 25.50; 707055 credited 24.17; 44571 credited 1.33.
+    let amount = |piece: &str, journal: &str, account: &str| {
+        records
+            .iter()
+            .filter(|r| r.piece_ref == piece && r.journal == journal && r.account == account)
+            .map(|r| (r.debit, r.credit))
+            .collect::<Vec<_>>()
+    };
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let zero = rust_decimal::Decimal::ZERO;
+    assert_eq!(
+        amount("F-000001", "VT", "411000"),
+        vec![(dec("25.50"), zero)]
+    );
+    assert_eq!(
+        amount("F-000001", "VT", "707055"),
+        vec![(zero, dec("24.17"))]
+    );
+    assert_eq!(
+        amount("F-000001", "VT", "445710"),
+        vec![(zero, dec("1.33"))]
+    );
+    assert_eq!(
+        amount("F-000002", "VT", "411000"),
+        vec![(zero, dec("17.00"))]
+    );
+    assert_eq!(
+        amount("F-000002", "VT", "707055"),
+        vec![(dec("16.11"), zero)]
+    );
+    assert_eq!(
+        amount("F-000001", "OD", "467000"),
+        vec![(dec("25.50"), zero)]
+    );
+    assert_eq!(
+        amount("F-000002", "OD", "467000"),
+        vec![(zero, dec("17.00"))]
+    );
+    // Accents arrive in ISO 8859-15: "Opérations diverses", é as the one byte 0xE9.
+    assert!(
+        bytes.windows(9).any(|w| w == b"Op\xe9ration"),
+        "é as one byte"
+    );
+    for who in [&f.customer, &other] {
+        let res = api
+            .http
+            .get(&url)
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 404);
+    }
+
     // Issued documents never change.
     let tamper = sqlx::query("UPDATE invoice_documents SET incl_vat = 0")
         .execute(&api.db.pool)

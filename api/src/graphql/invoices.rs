@@ -4,6 +4,7 @@
 
 use async_graphql::connection::{Connection, EmptyFields};
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject};
+use etal_app::books::Books;
 use etal_app::invoices::{BillingIdentity, InvoiceRecord};
 use etal_domain::ids::{OrderId, ProducerId};
 use etal_domain::invoice::{DocumentKind, InvoiceId};
@@ -111,6 +112,20 @@ async fn may_read(ctx: &Context<'_>, r: &InvoiceRecord) -> Result<()> {
     }
 }
 
+/// A FEC (Fichier des Écritures Comptables) of a year: what the file holds, and where to
+/// download it (the same bearer token; ISO 8859-15, tab separated).
+#[derive(SimpleObject)]
+pub struct FecFile {
+    /// `<SIREN>FEC<AAAAMMJJ>.txt`.
+    pub file_name: String,
+    /// The download's path on this server.
+    pub url: String,
+    pub entries: i32,
+    pub lines: i32,
+    /// Total of the debits (= total of the credits).
+    pub total_debit: Money,
+}
+
 #[derive(Default)]
 pub struct InvoiceQuery;
 
@@ -122,6 +137,35 @@ impl InvoiceQuery {
             version: etal_app::invoices::BILLING_MANDATE_VERSION.into(),
             text: etal_app::invoices::BILLING_MANDATE_TEXT.into(),
         }
+    }
+
+    /// The books of a year as a FEC: the platform's (no `producerId`: auditors and platform
+    /// administrators) or a producer's, for what passed through the platform (its people and
+    /// auditors). Entries are the issued invoices and credit notes, PieceRef their numbers.
+    async fn fec(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Option<Uuid>,
+        year: i32,
+    ) -> Result<FecFile> {
+        let a = actor(ctx)?;
+        let books = match producer_id {
+            None => Books::Platform,
+            Some(p) => Books::Producer(ProducerId(p)),
+        };
+        if !app(ctx).may_read_books(a, books).await {
+            return Err(forbidden(
+                "the platform's books are its auditors' and administrators'; a producer's, its people's and auditors'",
+            ));
+        }
+        let f = app(ctx).fec(books, year).await.coded()?;
+        Ok(FecFile {
+            url: format!("/books/fec/{}/{year}", books.path_segment()),
+            file_name: f.file_name,
+            entries: i32::try_from(f.entries).unwrap_or(i32::MAX),
+            lines: i32::try_from(f.lines).unwrap_or(i32::MAX),
+            total_debit: Money(etal_domain::Money::round(f.total_debit)),
+        })
     }
 
     /// One invoice or credit note (its issuer's people, its customer, auditors).
