@@ -49,6 +49,8 @@ pub struct FecFile {
 pub(crate) const PAID_TERMS: &str = "Payée à la commande";
 pub(crate) const REFUNDED_TERMS: &str = "Remboursé sur le moyen de paiement de la commande";
 pub(crate) const DEDUCTED_TERMS: &str = "Prélevé sur les versements du mois (déjà payé)";
+/// A credit note of fees: given back on the producer's balance.
+pub(crate) const GIVEN_BACK_TERMS: &str = "Rendu sur le solde du producteur (versements suivants)";
 
 fn line(
     account: &str,
@@ -221,7 +223,7 @@ fn entries_of(books: Books, d: &Doc) -> Result<Vec<Entry>, AppError> {
                 format!("{kind_label} {} {}", d.number, aux.1),
                 lines,
             ));
-            if d.doc.payment_terms == DEDUCTED_TERMS {
+            if d.doc.payment_terms == DEDUCTED_TERMS || d.doc.payment_terms == GIVEN_BACK_TERMS {
                 let (dr, cr) = side(totals.grand_total, true);
                 out.push(entry(
                     "OD",

@@ -671,28 +671,22 @@ impl App {
                 add(&r.label, r.vat_rate.percent(), -r.amount_excl_vat.amount());
             }
         }
-        let lines: Vec<cii::Line> = net
-            .into_iter()
-            .filter(|(_, amount)| *amount > Decimal::ZERO)
-            .enumerate()
-            .map(|(i, ((label, rate), amount))| cii::Line {
-                id: (i + 1).to_string(),
-                name: label,
-                quantity: Decimal::ONE,
-                unit_code: "C62".into(),
-                unit_price_excl_vat: amount,
-                vat_rate: rate,
-                line_total_excl_vat: amount,
-            })
-            .collect();
-        if lines.is_empty() {
-            return Ok(None);
-        }
-        let source = format!("fees:{producer}:{start}");
-        let invoice = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
-        if let Some(existing) = self.invoice_record(invoice).await? {
-            return Ok(Some(existing));
-        }
+        let lines_of = |positive: bool| -> Vec<cii::Line> {
+            net.iter()
+                .filter(|(_, amount)| (**amount > Decimal::ZERO) == positive && !amount.is_zero())
+                .enumerate()
+                .map(|(i, ((label, rate), amount))| cii::Line {
+                    id: (i + 1).to_string(),
+                    name: label.clone(),
+                    quantity: Decimal::ONE,
+                    unit_code: "C62".into(),
+                    unit_price_excl_vat: amount.abs(),
+                    vat_rate: *rate,
+                    line_total_excl_vat: amount.abs(),
+                })
+                .collect()
+        };
+        let (lines, given_back) = (lines_of(true), lines_of(false));
         let party = |i: BillingIdentity| Party {
             name: i.legal_name,
             siren: Some(i.siren),
@@ -702,6 +696,27 @@ impl App {
             city: i.city,
             country: i.country,
         };
+        // R-INV-2, R-INV-3: fees of earlier months given back this month (net of the month's
+        // new fees, rule by rule) are a credit note of the latest earlier fee invoice that has
+        // that much left.
+        if !given_back.is_empty() {
+            self.credit_fees(
+                producer,
+                start,
+                party(platform.clone()),
+                party(buyer.clone()),
+                given_back,
+            )
+            .await?;
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let source = format!("fees:{producer}:{start}");
+        let invoice = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
+        if let Some(existing) = self.invoice_record(invoice).await? {
+            return Ok(Some(existing));
+        }
         let today = etal_domain::calendar::paris_date(self.now());
         let doc = cii::Document {
             kind: cii::DocumentKind::Invoice,
@@ -732,6 +747,88 @@ impl App {
                 invoice,
                 DocumentKind::Invoice,
                 None,
+                source,
+                None,
+                doc,
+            )
+            .await?;
+        Ok(Some(done.value))
+    }
+
+    /// The credit note of the fees given back in the month starting `start` (`lines`, amounts
+    /// excl. VAT), once per producer and month, correcting the producer's latest earlier fee
+    /// invoice with that much left; none such: nothing issued (said in the log).
+    async fn credit_fees(
+        &self,
+        producer: ProducerId,
+        start: NaiveDate,
+        seller: Party,
+        buyer: Party,
+        lines: Vec<cii::Line>,
+    ) -> Result<Option<InvoiceRecord>, AppError> {
+        let source = format!("fees:{producer}:{start}:credit");
+        let id = InvoiceId(crate::derived_id(&format!("invoice:{source}")));
+        if let Some(existing) = self.invoice_record(id).await? {
+            return Ok(Some(existing));
+        }
+        let today = etal_domain::calendar::paris_date(self.now());
+        let mut doc = cii::Document {
+            kind: cii::DocumentKind::CreditNote,
+            number: String::new(),
+            issue_date: today,
+            seller,
+            buyer,
+            lines,
+            currency: "EUR".into(),
+            vat_exempt_reason: None,
+            referenced_invoice: None,
+            payment_terms: crate::books::GIVEN_BACK_TERMS.into(),
+            due_date: None,
+            notes: vec![
+                format!(
+                    "Frais rendus dans le mois commençant le {} (remboursements aux clients)",
+                    start.format("%d/%m/%Y")
+                ),
+                "Catégorie : prestations de services".into(),
+            ],
+            delivery_date: None,
+        };
+        // The totals as the series will see them (the number comes at issue).
+        let draft = cii::Document {
+            number: "P-draft".into(),
+            referenced_invoice: Some(("P-draft".into(), today)),
+            ..doc.clone()
+        };
+        let totals = cii::totals(&draft).map_err(|e| coded(e.code(), e.to_string()))?;
+        let credit = Money::round(totals.tax_basis_total) + Money::round(totals.tax_total);
+        let series = self
+            .bus
+            .load_stream::<InvoiceSeries>(&Series::platform_fees().stream)
+            .await?;
+        let mut earlier: Vec<InvoiceRecord> = self
+            .fee_invoices_of(producer)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == DocumentKind::Invoice && r.issue_date <= today)
+            .collect();
+        earlier.sort_by(|a, b| (b.issue_date, &b.number).cmp(&(a.issue_date, &a.number)));
+        let Some(original) = earlier.into_iter().find(|r| {
+            series
+                .state
+                .invoice(r.id)
+                .is_some_and(|i| i.totals.incl_vat - i.credited.incl_vat >= credit)
+        }) else {
+            tracing::warn!(producer = %producer, %start, %credit, "fees given back not credited: no earlier fee invoice has that much left");
+            return Ok(None);
+        };
+        doc.referenced_invoice = Some((original.number.clone(), original.issue_date));
+        let done = self
+            .issue(
+                &Ctx::system(),
+                &Series::platform_fees(),
+                id,
+                DocumentKind::CreditNote,
+                Some(original.id),
                 source,
                 None,
                 doc,

@@ -2031,7 +2031,7 @@ async fn r_inv_3_the_monthly_run_invoices_the_platforms_fees_once() {
     w.at(paris(d(2023, 9, 9), 14, 30)).await;
     w.app.validate_sale(&w.admin, s1).await.expect("validate");
     w.at(paris(d(2023, 9, 9), 14, 31)).await;
-    w.order(s2, &[(&a, 5)]).await; // 45.00
+    let o2 = w.order(s2, &[(&a, 5)]).await; // 45.00
     w.at(paris(d(2023, 9, 16), 14, 30)).await;
     w.app.validate_sale(&w.admin, s2).await.expect("validate");
     w.at(paris(d(2023, 9, 16), 14, 31)).await;
@@ -2077,6 +2077,71 @@ async fn r_inv_3_the_monthly_run_invoices_the_platforms_fees_once() {
         &inv.cii_xml,
     );
     assert!(inv.cii_xml.contains("542051180") && inv.cii_xml.contains("Miel Bouvier"));
+
+    // R-INV-2, R-FEE-4: 2 October, the 45.00 order of September is cancelled: its fees
+    // (1.35 + 2.70 excl. VAT) are given back in October, which charges no new fee. The run of
+    // 1 November credits them: a credit note of P-000001, not a negative invoice.
+    w.at(paris(d(2023, 10, 2), 10, 0)).await;
+    w.app.cancel_order(&w.admin, o2).await.expect("cancel");
+    w.at(paris(d(2023, 10, 2), 10, 1)).await;
+    assert_eq!(w.balance_events(a.producer, "RefundDebited").await, 1);
+    w.at(paris(d(2023, 11, 1), 5, 0)).await;
+    w.app
+        .run_billing(d(2023, 11, 1), "november")
+        .await
+        .expect("run");
+    let mine = w.app.fee_invoices_of(a.producer).await.expect("list");
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    let cn = &mine[1];
+    assert_eq!(
+        (cn.number.as_str(), cn.kind, cn.corrects),
+        (
+            "P-000002",
+            etal_domain::invoice::DocumentKind::CreditNote,
+            Some(inv.id)
+        )
+    );
+    assert_eq!(
+        (cn.totals.excl_vat, cn.totals.vat, cn.totals.incl_vat),
+        (m("4.05"), m("0.81"), m("4.86"))
+    );
+    etal_tests::assert_valid_xml(
+        "app/schemas/facturx-en16931/Factur-X_EN16931.xsd",
+        &cn.cii_xml,
+    );
+    assert!(cn.cii_xml.contains("<ram:TypeCode>381</ram:TypeCode>"));
+    assert!(cn
+        .cii_xml
+        .contains("<ram:IssuerAssignedID>P-000001</ram:IssuerAssignedID>"));
+    assert!(w.app.may_read_invoice(a.ctx.actor, cn).await);
+    // Run again: the same credit note.
+    w.app
+        .run_billing(d(2023, 11, 1), "november-again")
+        .await
+        .expect("run");
+    assert_eq!(w.app.fee_invoices_of(a.producer).await.unwrap().len(), 2);
+    // The platform's books: the invoice, then its credit note on the other side.
+    let fec = w
+        .app
+        .fec(etal_app::books::Books::Platform, 2023)
+        .await
+        .unwrap();
+    let records = etal_app::fec::parse(&fec.bytes).unwrap();
+    etal_app::fec::check(&records).unwrap();
+    let on = |piece: &str, journal: &str, account: &str| -> Vec<(Money, Money)> {
+        records
+            .iter()
+            .filter(|r| r.piece_ref == piece && r.journal == journal && r.account == account)
+            .map(|r| (Money::round(r.debit), Money::round(r.credit)))
+            .collect()
+    };
+    assert_eq!(on("P-000002", "VT", "411000"), vec![(m("0"), m("4.86"))]);
+    assert_eq!(on("P-000002", "VT", "445710"), vec![(m("0.81"), m("0"))]);
+    assert_eq!(on("P-000002", "OD", "467000"), vec![(m("0"), m("4.86"))]);
+    assert_eq!(
+        on("P-000001", "VT", "411000"),
+        vec![(inv.totals.incl_vat, m("0"))]
+    );
 }
 
 /// R-ORD-8, R-INV-3, R-INV-4: a professional customer records its company (SIREN and VAT number
