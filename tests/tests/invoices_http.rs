@@ -239,10 +239,21 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
     assert_eq!(code(&r).as_deref(), Some("NOT_FOUND"));
 
     // The XML as a download: the customer's, not another's, not without a token.
+    let links = api
+        .ok(
+            &f.customer,
+            "query($i: UUID!) { invoice(id: $i) { pdfUrl xmlUrl } }",
+            json!({"i": inv["id"]}),
+        )
+        .await;
     let url = format!(
-        "{}/invoices/{}/factur-x.xml",
+        "{}{}",
         api.base,
-        inv["id"].as_str().unwrap()
+        links["invoice"]["xmlUrl"].as_str().unwrap()
+    );
+    assert_eq!(
+        links["invoice"]["pdfUrl"].as_str().unwrap(),
+        format!("/invoices/{}/factur-x.pdf", inv["id"].as_str().unwrap())
     );
     let res = api
         .http

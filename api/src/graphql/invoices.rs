@@ -41,6 +41,10 @@ pub struct InvoiceView {
     pub corrects: Option<Uuid>,
     /// The Factur-X (EN 16931) CII XML, as embedded in the PDF as `factur-x.xml`.
     pub factur_x_xml: String,
+    /// R-INV-5: the Factur-X PDF/A-3 download (the same bearer token).
+    pub pdf_url: String,
+    /// The CII XML alone, as a download.
+    pub xml_url: String,
 }
 
 impl From<InvoiceRecord> for InvoiceView {
@@ -58,6 +62,8 @@ impl From<InvoiceRecord> for InvoiceView {
             total_vat: Money(r.totals.vat),
             total_incl_vat: Money(r.totals.incl_vat),
             corrects: r.corrects.map(|c| c.0),
+            pdf_url: format!("/invoices/{}/factur-x.pdf", r.id.0),
+            xml_url: format!("/invoices/{}/factur-x.xml", r.id.0),
             factur_x_xml: r.cii_xml,
         }
     }
