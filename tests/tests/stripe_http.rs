@@ -204,7 +204,9 @@ async fn r_pay_1_an_order_never_paid_expires_and_its_stock_comes_back() {
     let api = start(
         &fake,
         &[
-            ("ETAL_PAYMENT_TIMEOUT_SECONDS", "2"),
+            // Long enough for the checks before the expiry on a loaded machine (2 s was not
+            // under the full suite on 2 cores).
+            ("ETAL_PAYMENT_TIMEOUT_SECONDS", "8"),
             ("ETAL_SCHEDULER_INTERVAL_MS", "200"),
             ("ETAL_OUTBOX_INTERVAL_MS", "200"),
         ],
@@ -257,7 +259,7 @@ async fn r_pay_1_an_order_never_paid_expires_and_its_stock_comes_back() {
     );
     assert_eq!(o["cancelled"], false);
 
-    // Past its 2 s: cancelled, the stock released, the PaymentIntent cancelled at Stripe.
+    // Past its 8 s: cancelled, the stock released, the PaymentIntent cancelled at Stripe.
     let expired = until("the expiry", Duration::from_secs(30), || async {
         let o = order(&api, &f, &order_id).await;
         if o["cancelled"] == true {
