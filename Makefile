@@ -29,7 +29,7 @@ run:
 	fi && \
 	$(CARGO) build --release --bin etal && ./target/release/etal migrate && \
 	for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done && \
-	exec ./target/release/etal serve
+	export ETAL_MAIL_DIR="$${ETAL_MAIL_DIR:-$(CURDIR)/var/mail}" && exec ./target/release/etal serve
 
 # Databases left by earlier runs (one per test) are dropped first.
 test:

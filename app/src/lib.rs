@@ -19,6 +19,7 @@ pub mod invoices;
 pub mod legal_ids;
 pub mod market;
 pub mod money;
+pub mod notify;
 pub mod order;
 pub mod outbox;
 pub mod payments;
@@ -68,6 +69,8 @@ pub struct Settings {
     pub payouts: payouts::PayoutRail,
     /// The platform's legal identity, for the invoices of its fees (R-INV-3; none: not issued).
     pub platform_identity: Option<invoices::BillingIdentity>,
+    /// Where messages go (R-NOT): SMTP, a folder, or nowhere.
+    pub mail: notify::MailSettings,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             payment_timeout: chrono::Duration::minutes(15),
             payouts: payouts::PayoutRail::default(),
             platform_identity: None,
+            mail: notify::MailSettings::default(),
         }
     }
 }

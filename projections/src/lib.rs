@@ -11,6 +11,7 @@ pub mod directory;
 pub mod event_counts;
 pub mod history;
 pub mod ledger;
+pub mod notifications;
 pub mod order_recaps;
 pub mod rebuild;
 pub mod runtime;
@@ -116,6 +117,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(annual_sales::AnnualSalesProjection),
         Arc::new(ledger::LedgerProjection),
         Arc::new(directory::Directory),
+        Arc::new(notifications::Notifications),
     ]
 }
 

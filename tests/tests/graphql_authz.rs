@@ -236,6 +236,9 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         // The books (FEC): a producer's, the platform's.
         ("query($p: UUID!) { fec(producerId: $p, year: 2026) { fileName } }", &["owner", "auditor"]),
         ("{ fec(year: 2026) { fileName } }", &["auditor", "platform"]),
+        // R-NOT: each person's own preferences.
+        ("mutation { setNotificationPreference(kind: \"recap_ready\", enabled: true) }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        ("{ me { notificationPreferences { kind enabled legal } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
         ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),
         ("mutation($r: UUID!) { issueCreditNote(invoiceId: $r) { invoice { number } } }", &[]),

@@ -101,8 +101,41 @@ pub struct MyOrderView {
 
 type Page<T> = Connection<usize, T, EmptyFields, EmptyFields>;
 
+/// R-NOT: a kind of message and whether the caller gets it.
+#[derive(SimpleObject)]
+pub struct NotificationPreference {
+    /// recap_ready, payout_statement, order_placed, order_changed, order_weighed,
+    /// order_cancelled, order_refunded.
+    pub kind: String,
+    pub enabled: bool,
+    /// Always sent (receipts, changes, refunds, statements): cannot be turned off.
+    pub legal: bool,
+}
+
 #[ComplexObject]
 impl Me {
+    /// R-NOT: which messages the caller gets.
+    async fn notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<NotificationPreference>> {
+        use etal_projections::notifications::kinds;
+        let off: Vec<String> = sqlx::query_scalar(
+            "SELECT kind FROM notification_preferences WHERE user_id = $1 AND NOT enabled",
+        )
+        .bind(self.user_id)
+        .fetch_all(&app(ctx).pool)
+        .await
+        .map_err(|e| super::common::app_error(etal_app::AppError::from(e)))?;
+        Ok(kinds::ALL
+            .iter()
+            .map(|k| NotificationPreference {
+                kind: k.to_string(),
+                enabled: !off.iter().any(|o| o == k),
+                legal: kinds::LEGAL.contains(k),
+            })
+            .collect())
+    }
     /// R-ORD-8: the caller's identity as a professional customer, if it recorded one.
     async fn professional(&self, ctx: &Context<'_>) -> Result<Option<ProfessionalProfileView>> {
         Ok(app(ctx)
@@ -310,6 +343,22 @@ impl PeopleMutation {
             .await
             .coded()?;
         Ok(saved.into())
+    }
+
+    /// R-NOT: the caller turns a kind of message on or off (the legal ones always go:
+    /// NOTIFICATION_REQUIRED).
+    async fn set_notification_preference(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(validator(max_length = 40))] kind: String,
+        enabled: bool,
+    ) -> Result<bool> {
+        let a = actor(ctx)?;
+        app(ctx)
+            .set_notification_preference(a.user, &kind, enabled)
+            .await
+            .coded()?;
+        Ok(enabled)
     }
 
     /// Stores a delivery address for the caller (R-ORD-6).

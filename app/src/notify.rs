@@ -1,0 +1,683 @@
+//! R-NOT-1..4: the sender of the messages the `notifications` projection writes. It takes new
+//! messages in (a cursor over the projection's order), and delivers each due one by e-mail
+//! (SMTP with lettre, or `.eml` files in a folder for developers), as the outbox delivers its
+//! messages (ADR 0015): a message is claimed with a transaction-scoped advisory lock, sent, and its
+//! outcome written with its attempt in the same transaction. The Message-ID is the message's
+//! id, so a receiver can tell a copy; a sender killed between the server's acceptance and that
+//! commit sends the message again (the only window), a rebuild of the projection never does
+//! (deliveries are the sender's own rows, keyed by the message id the rebuild derives again).
+//!
+//! Erased people and addresses that bounced get nothing; a person may turn off the messages
+//! that are not legal ones (receipts, changes, refunds and statements always go). Transient
+//! failures are retried with exponential backoff (2 s doubling, at most an hour apart, 16
+//! attempts), permanent ones mark the address bounced.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etal_domain::account::ProducerAccount;
+use etal_domain::catalog::Catalog;
+use etal_domain::ids::{CatalogId, MarketId, ProducerId, SaleId, UserId};
+use etal_domain::market::Market;
+use etal_projections::notifications::kinds;
+use etal_projections::order_recaps::{self, Scope};
+use etal_store::log::Position;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{json, Value};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{App, AppError};
+
+/// Where messages go.
+#[derive(Debug, Clone, Default)]
+pub enum MailTransport {
+    /// Nowhere: messages stay pending (a service without mail settings, and the tests that do
+    /// not look at mail).
+    #[default]
+    Off,
+    /// An SMTP server (`ETAL_SMTP_URL`, e.g. `smtp://127.0.0.1:2525` or
+    /// `smtps://user:pass@smtp.example.org`).
+    Smtp(String),
+    /// `.eml` files in a folder (`make run` without SMTP settings).
+    Folder(PathBuf),
+}
+
+/// The mail settings of the service.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub transport: MailTransport,
+    /// The sender (`ETAL_MAIL_FROM`).
+    pub from: String,
+    /// Where links in messages point (`ETAL_PUBLIC_URL`).
+    pub public_url: String,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            transport: MailTransport::Off,
+            from: "etal <ne-pas-repondre@etal.local>".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// What a round of the sender did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NotifyReport {
+    pub taken_in: usize,
+    pub sent: usize,
+    pub skipped: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+/// Attempts before a message is given up.
+const MAX_ATTEMPTS: i32 = 16;
+
+/// The wait before attempt `n + 1` (n attempts made): 2 s doubling, at most an hour.
+fn backoff(attempts: i32) -> chrono::Duration {
+    let secs = 2i64.saturating_pow(attempts.clamp(1, 20) as u32).min(3600);
+    chrono::Duration::seconds(secs)
+}
+
+/// A message as rendered.
+struct Rendered {
+    subject: String,
+    text: String,
+    html: String,
+    attachment: Option<(String, Vec<u8>)>,
+}
+
+enum Outcome {
+    Sent,
+    Skipped(&'static str),
+    /// Not yet (the read models behind it are behind the message): no attempt counted.
+    NotYet,
+    Transient(String),
+    /// Refused for good; with the address when it bounced (nothing more goes to it).
+    Permanent(String, Option<String>),
+}
+
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    macro_rules! add {
+        ($($name:literal),*) => {
+            $(env.add_template($name, include_str!(concat!("../../config/templates/notifications/", $name)))
+                .expect("a notification template");)*
+        };
+    }
+    add!(
+        "layout.html",
+        "recap_ready.txt",
+        "recap_ready.html",
+        "payout_statement.txt",
+        "payout_statement.html",
+        "order_placed.txt",
+        "order_placed.html",
+        "order_changed.txt",
+        "order_changed.html",
+        "order_weighed.txt",
+        "order_weighed.html",
+        "order_cancelled.txt",
+        "order_cancelled.html",
+        "order_refunded.txt",
+        "order_refunded.html",
+        "subjects.txt"
+    );
+    env.add_filter("euros", |v: String| -> String { euros(&v) });
+    // `2026-03-16` -> `16/03/2026`.
+    env.add_filter("date", |v: String| -> String {
+        chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+            .map(|d| d.format("%d/%m/%Y").to_string())
+            .unwrap_or(v)
+    });
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env
+}
+
+/// `1234.5` -> `1 234,50 €`.
+pub fn euros(amount: &str) -> String {
+    let Ok(d) = amount.trim().parse::<rust_decimal::Decimal>() else {
+        return amount.to_string();
+    };
+    let s = format!(
+        "{:.2}",
+        d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    );
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let (sign, digits) = int.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", int));
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push('\u{202f}');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped},{frac} €")
+}
+
+impl App {
+    /// One round: takes new messages in, then delivers the due ones.
+    pub async fn deliver_notifications(&self) -> Result<NotifyReport, AppError> {
+        let mut report = NotifyReport {
+            taken_in: self.take_in_notifications().await?,
+            ..Default::default()
+        };
+        if matches!(self.settings.mail.transport, MailTransport::Off) {
+            return Ok(report);
+        }
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT message_id FROM notification_deliveries WHERE status = 'pending' \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at, message_id LIMIT 100",
+        )
+        .bind(self.now())
+        .fetch_all(&self.pool)
+        .await?;
+        for id in due {
+            match self.claim_and_send(id).await? {
+                Some(Outcome::Sent) => report.sent += 1,
+                Some(Outcome::Skipped(_)) => report.skipped += 1,
+                Some(Outcome::Transient(_)) => report.retried += 1,
+                Some(Outcome::Permanent(..)) => report.failed += 1,
+                Some(Outcome::NotYet) | None => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs [`App::deliver_notifications`] every `interval` until `stop` resolves.
+    pub async fn run_notifications(
+        &self,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            match self.deliver_notifications().await {
+                Ok(r) if r.sent + r.failed + r.retried > 0 => {
+                    tracing::info!(
+                        sent = r.sent,
+                        retried = r.retried,
+                        failed = r.failed,
+                        skipped = r.skipped,
+                        "notifications round"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "notifications round failed"),
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Gives every message the projection wrote since the cursor a pending delivery (once:
+    /// keyed by the message id), and moves the cursor, in one transaction.
+    async fn take_in_notifications(&self) -> Result<usize, AppError> {
+        let mut tx = self.pool.begin().await?;
+        let (txid, position): (i64, i64) = sqlx::query_as(
+            "SELECT txid, position FROM notification_cursor WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT message_id, txid, position FROM notifications WHERE (txid, position) > ($1, $2) \
+             ORDER BY txid, position LIMIT 1000",
+        )
+        .bind(txid)
+        .bind(position)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        let (last_txid, last_position): (i64, i64) =
+            (last.try_get("txid")?, last.try_get("position")?);
+        // Every message of the last position, also those beyond the limit.
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT message_id FROM notifications WHERE (txid, position) > ($1, $2) \
+             AND (txid, position) <= ($3, $4)",
+        )
+        .bind(txid)
+        .bind(position)
+        .bind(last_txid)
+        .bind(last_position)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = self.now();
+        let n = sqlx::query(
+            "INSERT INTO notification_deliveries (message_id, status, next_attempt_at, updated_at) \
+             SELECT id, 'pending', $2, $2 FROM UNNEST($1::uuid[]) AS id ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE notification_cursor SET txid = $1, position = $2 WHERE id = 1")
+            .bind(last_txid)
+            .bind(last_position)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n as usize)
+    }
+
+    /// Claims a due message with an advisory lock (the transaction writes nothing until the
+    /// server answered, so it holds no transaction id the projectors would wait for), sends it,
+    /// and records the outcome and the attempt. None: another sender has it, or it is no
+    /// longer due.
+    async fn claim_and_send(&self, id: Uuid) -> Result<Option<Outcome>, AppError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
+                .bind(format!("notification:{id}"))
+                .fetch_one(&mut *tx)
+                .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let now = self.now();
+        let row = sqlx::query(
+            "SELECT d.attempts, n.recipient_kind, n.recipient, n.kind, n.context, n.txid, n.position \
+             FROM notification_deliveries d JOIN notifications n USING (message_id) \
+             WHERE d.message_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let attempts: i32 = row.try_get("attempts")?;
+        let kind: String = row.try_get("kind")?;
+        let context: Value = row.try_get("context")?;
+        let at = Position {
+            txid: row.try_get("txid")?,
+            position: row.try_get("position")?,
+        };
+        let (outcome, address) = self
+            .send_one(
+                id,
+                row.try_get::<String, _>("recipient_kind")?.as_str(),
+                row.try_get("recipient")?,
+                &kind,
+                context,
+                at,
+            )
+            .await?;
+        let (status, error, next) = match &outcome {
+            Outcome::NotYet => return Ok(Some(Outcome::NotYet)),
+            Outcome::Sent => ("sent", None, now),
+            Outcome::Skipped(why) => ("skipped", Some(why.to_string()), now),
+            Outcome::Transient(e) if attempts + 1 >= MAX_ATTEMPTS => {
+                ("failed", Some(e.clone()), now)
+            }
+            Outcome::Transient(e) => ("pending", Some(e.clone()), now + backoff(attempts + 1)),
+            Outcome::Permanent(e, _) => ("failed", Some(e.clone()), now),
+        };
+        if let Outcome::Permanent(reason, Some(address)) = &outcome {
+            sqlx::query(
+                "INSERT INTO email_bounces (address, at, reason) VALUES ($1, $2, $3) ON CONFLICT (address) DO NOTHING",
+            )
+            .bind(address)
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE notification_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
+             address = coalesce($4, address), last_error = $5, \
+             sent_at = CASE WHEN $2 = 'sent' THEN $6 ELSE sent_at END, updated_at = $6 WHERE message_id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(next)
+        .bind(&address)
+        .bind(&error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notification_attempts (message_id, attempt, at, outcome, error) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(attempts + 1)
+        .bind(now)
+        .bind(status)
+        .bind(&error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if status == "failed" {
+            tracing::warn!(message = %id, kind, error = error.as_deref().unwrap_or(""), "notification given up");
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Resolves the recipient, renders and sends one message.
+    async fn send_one(
+        &self,
+        id: Uuid,
+        recipient_kind: &str,
+        recipient: Uuid,
+        kind: &str,
+        context: Value,
+        at: Position,
+    ) -> Result<(Outcome, Option<String>), AppError> {
+        let user = match recipient_kind {
+            "producer" => {
+                let (account, _) = self.load::<ProducerAccount>(ProducerId(recipient)).await?;
+                match account.owner() {
+                    Some(u) => u,
+                    None => return Ok((Outcome::Skipped("no such producer"), None)),
+                }
+            }
+            _ => UserId(recipient),
+        };
+        let person = sqlx::query(
+            "SELECT display_name, email FROM people WHERE user_id = $1 AND erased_at IS NULL",
+        )
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(person) = person else {
+            return Ok((
+                Outcome::Skipped("no personal data (erased or never given)"),
+                None,
+            ));
+        };
+        let Some(address) = person.try_get::<Option<String>, _>("email")? else {
+            return Ok((Outcome::Skipped("no e-mail address"), None));
+        };
+        let address = address.trim().to_lowercase();
+        let bounced: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)")
+                .bind(&address)
+                .fetch_one(&self.pool)
+                .await?;
+        if bounced {
+            return Ok((Outcome::Skipped("the address bounced"), Some(address)));
+        }
+        if !kinds::LEGAL.contains(&kind) {
+            let enabled: Option<bool> = sqlx::query_scalar(
+                "SELECT enabled FROM notification_preferences WHERE user_id = $1 AND kind = $2",
+            )
+            .bind(user.0)
+            .bind(kind)
+            .fetch_optional(&self.pool)
+            .await?;
+            if enabled == Some(false) {
+                return Ok((
+                    Outcome::Skipped("turned off by the recipient"),
+                    Some(address),
+                ));
+            }
+        }
+        let name: Option<String> = person.try_get("display_name")?;
+        let Some(rendered) = self
+            .render(kind, context, name.unwrap_or_default(), at)
+            .await?
+        else {
+            return Ok((Outcome::NotYet, None));
+        };
+        let to: Mailbox = match address.parse() {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok((
+                    Outcome::Permanent(format!("not an address: {e}"), Some(address.clone())),
+                    Some(address),
+                ))
+            }
+        };
+        let from: Mailbox = self
+            .settings
+            .mail
+            .from
+            .parse()
+            .map_err(|e| AppError::Internal(format!("ETAL_MAIL_FROM: {e}")))?;
+        let alternative = MultiPart::alternative()
+            .singlepart(SinglePart::plain(rendered.text))
+            .singlepart(SinglePart::html(rendered.html));
+        let body =
+            match rendered.attachment {
+                None => alternative,
+                Some((file, bytes)) => MultiPart::mixed().multipart(alternative).singlepart(
+                    Attachment::new(file).body(
+                        bytes,
+                        ContentType::parse("text/csv; charset=utf-8").expect("a content type"),
+                    ),
+                ),
+            };
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(format!("<{id}@etal>")))
+            .multipart(body)
+            .map_err(|e| AppError::Internal(format!("building message {id}: {e}")))?;
+        let outcome = match &self.settings.mail.transport {
+            MailTransport::Off => Outcome::NotYet,
+            MailTransport::Folder(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| AppError::Internal(format!("{}: {e}", dir.display())))?;
+                match AsyncFileTransport::<Tokio1Executor>::new(dir)
+                    .send(message)
+                    .await
+                {
+                    Ok(_) => Outcome::Sent,
+                    Err(e) => Outcome::Transient(e.to_string()),
+                }
+            }
+            MailTransport::Smtp(url) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| AppError::Internal(format!("ETAL_SMTP_URL: {e}")))?
+                    .timeout(Some(Duration::from_secs(20)))
+                    .build();
+                match transport.send(message).await {
+                    Ok(_) => Outcome::Sent,
+                    Err(e) if e.is_permanent() => {
+                        // 550, 551, 553: the mailbox does not exist or is refused (a bounce);
+                        // any other permanent refusal gives the message up only.
+                        let bounce = e
+                            .status()
+                            .map(|c| ["550", "551", "553"].contains(&c.to_string().as_str()))
+                            .unwrap_or(false);
+                        Outcome::Permanent(e.to_string(), bounce.then(|| address.clone()))
+                    }
+                    Err(e) => Outcome::Transient(e.to_string()),
+                }
+            }
+        };
+        Ok((outcome, Some(address)))
+    }
+
+    /// The message of `kind` from its facts and the names it shows; None while the recap it
+    /// shows is not caught up with its cause.
+    async fn render(
+        &self,
+        kind: &str,
+        mut context: Value,
+        recipient_name: String,
+        at: Position,
+    ) -> Result<Option<Rendered>, AppError> {
+        let uuid = |v: &Value| v.as_str().and_then(|s| s.parse::<Uuid>().ok());
+        let mut extra =
+            json!({"recipient_name": recipient_name, "public_url": self.settings.mail.public_url});
+        if let Some(m) = uuid(&context["market"]) {
+            let (market, _) = self.load::<Market>(MarketId(m)).await?;
+            extra["market_name"] = json!(market.name());
+        }
+        let mut attachment = None;
+        if kind == kinds::RECAP_READY {
+            let caught = etal_projections::wait_until(
+                &self.pool,
+                "order_recaps",
+                at,
+                Duration::from_millis(0),
+            )
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+            if !caught {
+                return Ok(None);
+            }
+            let (Some(sale), Some(catalog)) = (uuid(&context["sale"]), uuid(&context["catalog"]))
+            else {
+                return Err(AppError::Internal(
+                    "a recap message without its sale".into(),
+                ));
+            };
+            let scopes = [Scope {
+                sale: SaleId(sale),
+                catalog: CatalogId(catalog),
+            }];
+            let products = order_recaps::recap_by_product(&self.pool, &scopes).await?;
+            let customers = order_recaps::recap_by_customer(&self.pool, &scopes).await?;
+            let (c, _) = self.load::<Catalog>(CatalogId(catalog)).await?;
+            let (s, _) = self.load::<etal_domain::sale::Sale>(SaleId(sale)).await?;
+            let (market, _) = self.load::<Market>(s.market()).await?;
+            extra["market_name"] = json!(market.name());
+            extra["catalog_name"] = json!(c.name().unwrap_or_default());
+            extra["date"] = json!(s.date().map(|d| d.format("%d/%m/%Y").to_string()));
+            extra["by_product"] = products
+                .iter()
+                .map(|p| {
+                    json!({"name": p.name, "unit": p.unit, "quantity": p.quantity,
+                           "amount": p.amount_incl_vat.to_string()})
+                })
+                .collect();
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            csv.write_record(["commande", "client", "produit", "quantite", "montant_ttc"])
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let mut by_customer = Vec::new();
+            for o in &customers {
+                let mut lines = Vec::new();
+                for l in &o.lines {
+                    csv.write_record([
+                        o.number.as_str(),
+                        o.customer.as_str(),
+                        l.name.as_str(),
+                        &l.quantity.to_string(),
+                        &l.amount_incl_vat.to_string(),
+                    ])
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                    lines.push(json!({"name": l.name, "quantity": l.quantity,
+                                      "amount": l.amount_incl_vat.to_string()}));
+                }
+                by_customer.push(json!({"number": o.number, "customer": o.customer,
+                                        "lines": lines, "total": o.amount_incl_vat.to_string()}));
+            }
+            extra["by_customer"] = json!(by_customer);
+            extra["link"] = json!(format!(
+                "{}/?recap={sale}&catalog={catalog}",
+                self.settings.mail.public_url
+            ));
+            let bytes = csv
+                .into_inner()
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            attachment = Some((format!("recapitulatif-{sale}-{catalog}.csv"), bytes));
+        }
+        if kind == kinds::PAYOUT_STATEMENT {
+            if let Some(lines) = context["lines"].as_array_mut() {
+                for l in lines {
+                    if let Some(m) = uuid(&l["market"]) {
+                        let (market, _) = self.load::<Market>(MarketId(m)).await?;
+                        l["market_name"] = json!(market.name());
+                    }
+                }
+            }
+        }
+        if let (Some(c), Some(e)) = (context.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let env = templates();
+        let render = |name: &str| -> Result<String, AppError> {
+            env.get_template(name)
+                .and_then(|t| t.render(&context))
+                .map_err(|e| AppError::Internal(format!("template {name}: {e}")))
+        };
+        let subjects = render("subjects.txt")?;
+        let subject = subjects
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{kind}: ")))
+            .unwrap_or("etal")
+            .trim()
+            .to_string();
+        Ok(Some(Rendered {
+            subject,
+            text: render(&format!("{kind}.txt"))?,
+            html: render(&format!("{kind}.html"))?,
+            attachment,
+        }))
+    }
+
+    /// The deliveries of messages (for tests and the back office): (message id, kind,
+    /// status, attempts).
+    pub async fn notification_deliveries(
+        &self,
+    ) -> Result<Vec<(Uuid, String, String, i32)>, AppError> {
+        Ok(sqlx::query_as(
+            "SELECT d.message_id, n.kind, d.status, d.attempts FROM notification_deliveries d \
+             JOIN notifications n USING (message_id) ORDER BY n.txid, n.position, n.kind",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A person turns a kind of message on or off (legal ones cannot be turned off).
+    pub async fn set_notification_preference(
+        &self,
+        user: UserId,
+        kind: &str,
+        enabled: bool,
+    ) -> Result<(), AppError> {
+        if !kinds::ALL.contains(&kind) {
+            return Err(AppError::bad_input(
+                "kind",
+                format!("one of {}", kinds::ALL.join(", ")),
+            ));
+        }
+        if kinds::LEGAL.contains(&kind) && !enabled {
+            return Err(AppError::Rejected {
+                code: "NOTIFICATION_REQUIRED",
+                message: format!(
+                    "{kind} messages always go (receipts, changes, refunds, statements)"
+                ),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO notification_preferences (user_id, kind, enabled) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, kind) DO UPDATE SET enabled = $3",
+        )
+        .bind(user.0)
+        .bind(kind)
+        .bind(enabled)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Messages still owed (for tests and the back office).
+    pub async fn notifications_pending(&self) -> Result<i64, AppError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM notification_deliveries WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}

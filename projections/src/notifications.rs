@@ -1,0 +1,339 @@
+//! R-NOT-1..4: the messages the log calls for. Each causing event gives at most one message per
+//! recipient, its id derived from (recipient, kind, cause), so a rebuild writes the very same
+//! rows and the sender (`etal_app::notify`), which keeps its deliveries in tables of its own,
+//! never sends one twice. Rows commit with the checkpoint: a crash loses none.
+//!
+//! - to the producer, when a catalog's recap is ready at the close of its order period
+//!   (`RecapReady`, R-SAL-5, R-NOT-2), and on each payout with its statement (`PayoutStarted`,
+//!   R-NOT-4);
+//! - to the customer, when their order is placed, cut or changed, weighed, cancelled or
+//!   refunded (R-NOT-3).
+
+use etal_domain::order::OrderEvent;
+use etal_domain::payout::ProducerBalanceEvent;
+use etal_domain::sale::SaleEvent;
+use etal_store::StoredEvent;
+use serde_json::{json, Value};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::{Projection, ProjectionError};
+
+/// The kinds of messages, as the templates and the preferences name them.
+pub mod kinds {
+    pub const RECAP_READY: &str = "recap_ready";
+    pub const PAYOUT_STATEMENT: &str = "payout_statement";
+    pub const ORDER_PLACED: &str = "order_placed";
+    pub const ORDER_CHANGED: &str = "order_changed";
+    pub const ORDER_WEIGHED: &str = "order_weighed";
+    pub const ORDER_CANCELLED: &str = "order_cancelled";
+    pub const ORDER_REFUNDED: &str = "order_refunded";
+    /// Every kind.
+    pub const ALL: &[&str] = &[
+        RECAP_READY,
+        PAYOUT_STATEMENT,
+        ORDER_PLACED,
+        ORDER_CHANGED,
+        ORDER_WEIGHED,
+        ORDER_CANCELLED,
+        ORDER_REFUNDED,
+    ];
+    /// The messages a person cannot turn off: receipts, changes of what they owe or are owed,
+    /// refunds, payout statements.
+    pub const LEGAL: &[&str] = &[
+        ORDER_PLACED,
+        ORDER_CHANGED,
+        ORDER_WEIGHED,
+        ORDER_CANCELLED,
+        ORDER_REFUNDED,
+        PAYOUT_STATEMENT,
+    ];
+}
+
+pub struct Notifications;
+
+/// The id of the message of `kind` to `recipient` caused by `cause`.
+pub fn message_id(recipient: Uuid, kind: &str, cause: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("notification:{recipient}:{kind}:{cause}").as_bytes(),
+    )
+}
+
+struct Message {
+    recipient_kind: &'static str,
+    recipient: Uuid,
+    kind: &'static str,
+    context: Value,
+}
+
+fn bad(e: &StoredEvent, reason: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Event {
+        projection: "notifications",
+        position: e.position.position,
+        reason: reason.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Projection for Notifications {
+    fn name(&self) -> &'static str {
+        "notifications"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["notifications", "notification_orders"]
+    }
+
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["order", "sale", "producer_balance"])
+    }
+
+    fn payloads_read(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            (
+                "order",
+                &[
+                    "OrderPlaced",
+                    "QuantityAdjusted",
+                    "WeightRecorded",
+                    "OrderCancelled",
+                    "RefundRecorded",
+                ],
+            ),
+            ("sale", &["RecapReady"]),
+            ("producer_balance", &["PayoutStarted"]),
+        ]
+    }
+
+    fn reads_metadata(&self) -> bool {
+        false
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            let messages = match e.aggregate_type.as_str() {
+                "order" => order_messages(conn, e).await?,
+                "sale" => sale_messages(e)?,
+                "producer_balance" => balance_messages(e)?,
+                _ => Vec::new(),
+            };
+            let cause = format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence);
+            for m in messages {
+                sqlx::query(
+                    "INSERT INTO notifications (message_id, recipient_kind, recipient, kind, cause, \
+                     txid, position, context, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (message_id) DO NOTHING",
+                )
+                .bind(message_id(m.recipient, m.kind, &cause))
+                .bind(m.recipient_kind)
+                .bind(m.recipient)
+                .bind(m.kind)
+                .bind(&cause)
+                .bind(e.position.txid)
+                .bind(e.position.position)
+                .bind(&m.context)
+                .bind(e.recorded_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn order_messages(
+    conn: &mut PgConnection,
+    e: &StoredEvent,
+) -> Result<Vec<Message>, ProjectionError> {
+    if e.payload.is_null() {
+        return Ok(Vec::new());
+    }
+    let event: OrderEvent = e.decode().map_err(|err| bad(e, err))?;
+    let order: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
+    if let OrderEvent::OrderPlaced {
+        sale,
+        market,
+        customer,
+        number,
+        lines,
+        total,
+        ..
+    } = &event
+    {
+        let names: Value = lines
+            .iter()
+            .map(|l| (l.line.to_string(), json!(l.name)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        sqlx::query(
+            "INSERT INTO notification_orders (order_id, customer, number, sale, market, lines) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order)
+        .bind(customer.0)
+        .bind(number)
+        .bind(sale.0)
+        .bind(market.0)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|l| {
+                json!({"name": l.name, "quantity": l.quantity, "unit": l.unit,
+                       "amount": l.amount_incl_vat.to_string()})
+            })
+            .collect();
+        return Ok(vec![Message {
+            recipient_kind: "user",
+            recipient: customer.0,
+            kind: kinds::ORDER_PLACED,
+            context: json!({"order": order, "number": number, "sale": sale.0, "market": market.0,
+                            "lines": lines, "total": total.to_string()}),
+        }]);
+    }
+    let row = sqlx::query(
+        "SELECT customer, number, sale, market, lines FROM notification_orders WHERE order_id = $1",
+    )
+    .bind(order)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(bad(e, "an order event before its OrderPlaced"));
+    };
+    let customer: Uuid = row.try_get("customer")?;
+    let number: String = row.try_get("number")?;
+    let names: Value = row.try_get("lines")?;
+    let base = json!({"order": order, "number": number, "sale": row.try_get::<Uuid, _>("sale")?,
+                      "market": row.try_get::<Uuid, _>("market")?});
+    let with = |extra: Value| {
+        let mut v = base.clone();
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v
+    };
+    let name = |line: u32| names[line.to_string()].as_str().unwrap_or("").to_string();
+    let message = |kind, context| Message {
+        recipient_kind: "user",
+        recipient: customer,
+        kind,
+        context,
+    };
+    Ok(match event {
+        OrderEvent::QuantityAdjusted {
+            line,
+            old_quantity,
+            new_quantity,
+            old_amount,
+            new_amount,
+            total,
+            refund_owed,
+            extra_due,
+            ..
+        } if old_quantity != new_quantity => vec![message(
+            kinds::ORDER_CHANGED,
+            with(
+                json!({"line": line, "name": name(line), "old_quantity": old_quantity,
+                        "new_quantity": new_quantity, "old_amount": old_amount.to_string(),
+                        "new_amount": new_amount.to_string(), "total": total.to_string(),
+                        "refund_owed": refund_owed.to_string(), "extra_due": extra_due.to_string()}),
+            ),
+        )],
+        OrderEvent::WeightRecorded {
+            line,
+            weight_kg,
+            old_amount,
+            new_amount,
+            total,
+            refund_owed,
+            extra_due,
+            ..
+        } if old_amount != new_amount => vec![message(
+            kinds::ORDER_WEIGHED,
+            with(
+                json!({"line": line, "name": name(line), "weight_kg": weight_kg.to_string(),
+                        "old_amount": old_amount.to_string(), "new_amount": new_amount.to_string(),
+                        "total": total.to_string(), "refund_owed": refund_owed.to_string(),
+                        "extra_due": extra_due.to_string()}),
+            ),
+        )],
+        OrderEvent::OrderCancelled {
+            previous_total,
+            refund_owed,
+            ..
+        } => vec![message(
+            kinds::ORDER_CANCELLED,
+            with(json!({"previous_total": previous_total.to_string(),
+                        "refund_owed": refund_owed.to_string()})),
+        )],
+        OrderEvent::RefundRecorded {
+            amount, refunded, ..
+        } => vec![message(
+            kinds::ORDER_REFUNDED,
+            with(json!({"amount": amount.to_string(), "refunded": refunded.to_string()})),
+        )],
+        _ => Vec::new(),
+    })
+}
+
+fn sale_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
+    if e.payload.is_null() {
+        return Ok(Vec::new());
+    }
+    let event: SaleEvent = e.decode().map_err(|err| bad(e, err))?;
+    Ok(match event {
+        SaleEvent::RecapReady {
+            catalog,
+            producer,
+            orders,
+        } => vec![Message {
+            recipient_kind: "producer",
+            recipient: producer.0,
+            kind: kinds::RECAP_READY,
+            context: json!({"sale": e.aggregate_id, "catalog": catalog.0, "producer": producer.0,
+                            "orders": orders}),
+        }],
+        _ => Vec::new(),
+    })
+}
+
+fn balance_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
+    if e.payload.is_null() {
+        return Ok(Vec::new());
+    }
+    let event: ProducerBalanceEvent = e.decode().map_err(|err| bad(e, err))?;
+    let producer: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
+    Ok(match event {
+        ProducerBalanceEvent::PayoutStarted { statement, .. } => {
+            let lines: Vec<Value> = statement
+                .lines
+                .iter()
+                .map(|l| {
+                    json!({"sale": l.sale.0, "market": l.market.0,
+                           "gross": l.gross_incl_vat.to_string(), "refunds": l.refunds.to_string(),
+                           "fees": l.fees_incl_vat.to_string(), "net": l.net.to_string()})
+                })
+                .collect();
+            let deductions: Vec<Value> = statement
+                .deductions
+                .iter()
+                .map(|d| json!({"id": d.id, "amount": d.amount.to_string()}))
+                .collect();
+            vec![Message {
+                recipient_kind: "producer",
+                recipient: producer,
+                kind: kinds::PAYOUT_STATEMENT,
+                context: json!({"producer": producer, "payout": statement.payout.0,
+                                "on": statement.on, "lines": lines, "deductions": deductions,
+                                "total": statement.total.to_string()}),
+            }]
+        }
+        _ => Vec::new(),
+    })
+}
