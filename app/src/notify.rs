@@ -183,8 +183,19 @@ impl App {
         .bind(self.now())
         .fetch_all(&self.pool)
         .await?;
+        // One SMTP transport per round: its pooled connection carries the round's messages (no
+        // QUIT between a message's acceptance and the record of it).
+        let smtp = match &self.settings.mail.transport {
+            MailTransport::Smtp(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| AppError::Internal(format!("ETAL_SMTP_URL: {e}")))?
+                    .timeout(Some(Duration::from_secs(20)))
+                    .build(),
+            ),
+            _ => None,
+        };
         for id in due {
-            match self.claim_and_send(id).await? {
+            match self.claim_and_send(id, smtp.as_ref()).await? {
                 Some(Outcome::Sent) => report.sent += 1,
                 Some(Outcome::Skipped(_)) => report.skipped += 1,
                 Some(Outcome::Transient(_)) => report.retried += 1,
@@ -280,7 +291,11 @@ impl App {
     /// server answered, so it holds no transaction id the projectors would wait for), sends it,
     /// and records the outcome and the attempt. None: another sender has it, or it is no
     /// longer due.
-    async fn claim_and_send(&self, id: Uuid) -> Result<Option<Outcome>, AppError> {
+    async fn claim_and_send(
+        &self,
+        id: Uuid,
+        smtp: Option<&AsyncSmtpTransport<Tokio1Executor>>,
+    ) -> Result<Option<Outcome>, AppError> {
         let mut tx = self.pool.begin().await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7))")
@@ -312,6 +327,7 @@ impl App {
         };
         let (outcome, address) = self
             .send_one(
+                smtp,
                 id,
                 row.try_get::<String, _>("recipient_kind")?.as_str(),
                 row.try_get("recipient")?,
@@ -371,8 +387,10 @@ impl App {
     }
 
     /// Resolves the recipient, renders and sends one message.
+    #[allow(clippy::too_many_arguments)]
     async fn send_one(
         &self,
+        smtp: Option<&AsyncSmtpTransport<Tokio1Executor>>,
         id: Uuid,
         recipient_kind: &str,
         recipient: Uuid,
@@ -484,11 +502,10 @@ impl App {
                     Err(e) => Outcome::Transient(e.to_string()),
                 }
             }
-            MailTransport::Smtp(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| AppError::Internal(format!("ETAL_SMTP_URL: {e}")))?
-                    .timeout(Some(Duration::from_secs(20)))
-                    .build();
+            MailTransport::Smtp(_) => {
+                let Some(transport) = smtp else {
+                    return Ok((Outcome::NotYet, None));
+                };
                 match transport.send(message).await {
                     Ok(_) => Outcome::Sent,
                     Err(e) if e.is_permanent() => {
