@@ -97,6 +97,8 @@ enum Outcome {
     Skipped(&'static str),
     /// Not yet (the read models behind it are behind the message): no attempt counted.
     NotYet,
+    /// Not before this time (a reminder): no attempt counted.
+    Later(chrono::DateTime<chrono::Utc>),
     Transient(String),
     /// Refused for good; with the address when it bounced (nothing more goes to it).
     Permanent(String, Option<String>),
@@ -126,6 +128,8 @@ fn templates() -> minijinja::Environment<'static> {
         "order_cancelled.html",
         "order_refunded.txt",
         "order_refunded.html",
+        "pickup_reminder.txt",
+        "pickup_reminder.html",
         "subjects.txt"
     );
     env.add_filter("euros", |v: String| -> String { euros(&v) });
@@ -200,7 +204,7 @@ impl App {
                 Some(Outcome::Skipped(_)) => report.skipped += 1,
                 Some(Outcome::Transient(_)) => report.retried += 1,
                 Some(Outcome::Permanent(..)) => report.failed += 1,
-                Some(Outcome::NotYet) | None => {}
+                Some(Outcome::NotYet) | Some(Outcome::Later(_)) | None => {}
             }
         }
         Ok(report)
@@ -336,8 +340,20 @@ impl App {
                 at,
             )
             .await?;
+        if let Outcome::Later(at) = outcome {
+            sqlx::query(
+                "UPDATE notification_deliveries SET next_attempt_at = $2, updated_at = $3 WHERE message_id = $1",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Some(Outcome::Later(at)));
+        }
         let (status, error, next) = match &outcome {
-            Outcome::NotYet => return Ok(Some(Outcome::NotYet)),
+            Outcome::NotYet | Outcome::Later(_) => return Ok(Some(Outcome::NotYet)),
             Outcome::Sent => ("sent", None, now),
             Outcome::Skipped(why) => ("skipped", Some(why.to_string()), now),
             Outcome::Transient(e) if attempts + 1 >= MAX_ATTEMPTS => {
@@ -447,6 +463,35 @@ impl App {
                 ));
             }
         }
+        if kind == kinds::PICKUP_REMINDER {
+            // The day before the sale starts, if the order stands.
+            let order = context["order"]
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok());
+            let sale = context["sale"]
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok());
+            let (Some(order), Some(sale)) = (order, sale) else {
+                return Err(AppError::Internal("a reminder without its order".into()));
+            };
+            let (o, _) = self
+                .load::<etal_domain::order::Order>(etal_domain::ids::OrderId(order))
+                .await?;
+            if o.is_cancelled() {
+                return Ok((Outcome::Skipped("the order was cancelled"), Some(address)));
+            }
+            let (s, _) = self.load::<etal_domain::sale::Sale>(SaleId(sale)).await?;
+            let Some(starts) = s.starts_at() else {
+                return Ok((Outcome::Skipped("the sale has no date"), Some(address)));
+            };
+            let now = self.now();
+            if now >= starts {
+                return Ok((Outcome::Skipped("the pick-up has passed"), Some(address)));
+            }
+            if now < starts - chrono::Duration::days(1) {
+                return Ok((Outcome::Later(starts - chrono::Duration::days(1)), None));
+            }
+        }
         let name: Option<String> = person.try_get("display_name")?;
         let Some(rendered) = self
             .render(kind, context, name.unwrap_or_default(), at)
@@ -539,6 +584,16 @@ impl App {
         if let Some(m) = uuid(&context["market"]) {
             let (market, _) = self.load::<Market>(MarketId(m)).await?;
             extra["market_name"] = json!(market.name());
+            extra["place"] = json!(market.place());
+        }
+        if kind == kinds::PICKUP_REMINDER {
+            if let Some(sale) = uuid(&context["sale"]) {
+                let (s, _) = self.load::<etal_domain::sale::Sale>(SaleId(sale)).await?;
+                if let Some(starts) = s.starts_at() {
+                    let local = starts.with_timezone(&chrono_tz::Europe::Paris);
+                    extra["when"] = json!(local.format("%d/%m/%Y à %H:%M").to_string());
+                }
+            }
         }
         let mut attachment = None;
         if kind == kinds::RECAP_READY {

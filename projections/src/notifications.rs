@@ -7,7 +7,7 @@
 //!   (`RecapReady`, R-SAL-5, R-NOT-2), and on each payout with its statement (`PayoutStarted`,
 //!   R-NOT-4);
 //! - to the customer, when their order is placed, cut or changed, weighed, cancelled or
-//!   refunded (R-NOT-3).
+//!   refunded, and the day before the pick-up (R-NOT-3; the sender holds that one until then).
 
 use etal_domain::order::OrderEvent;
 use etal_domain::payout::ProducerBalanceEvent;
@@ -28,6 +28,8 @@ pub mod kinds {
     pub const ORDER_WEIGHED: &str = "order_weighed";
     pub const ORDER_CANCELLED: &str = "order_cancelled";
     pub const ORDER_REFUNDED: &str = "order_refunded";
+    /// The day before the pick-up: place, time, order number (sent then, if the order stands).
+    pub const PICKUP_REMINDER: &str = "pickup_reminder";
     /// Every kind.
     pub const ALL: &[&str] = &[
         RECAP_READY,
@@ -37,6 +39,7 @@ pub mod kinds {
         ORDER_WEIGHED,
         ORDER_CANCELLED,
         ORDER_REFUNDED,
+        PICKUP_REMINDER,
     ];
     /// The messages a person cannot turn off: receipts, changes of what they owe or are owed,
     /// refunds, payout statements.
@@ -189,13 +192,22 @@ async fn order_messages(
                        "amount": l.amount_incl_vat.to_string()})
             })
             .collect();
-        return Ok(vec![Message {
-            recipient_kind: "user",
-            recipient: customer.0,
-            kind: kinds::ORDER_PLACED,
-            context: json!({"order": order, "number": number, "sale": sale.0, "market": market.0,
-                            "lines": lines, "total": total.to_string()}),
-        }]);
+        let context = json!({"order": order, "number": number, "sale": sale.0, "market": market.0,
+                             "lines": lines, "total": total.to_string()});
+        return Ok(vec![
+            Message {
+                recipient_kind: "user",
+                recipient: customer.0,
+                kind: kinds::ORDER_PLACED,
+                context: context.clone(),
+            },
+            Message {
+                recipient_kind: "user",
+                recipient: customer.0,
+                kind: kinds::PICKUP_REMINDER,
+                context,
+            },
+        ]);
     }
     let row = sqlx::query(
         "SELECT customer, number, sale, market, lines FROM notification_orders WHERE order_id = $1",

@@ -146,7 +146,8 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
     let o_jeanne = order(jeanne, 3).await;
     let o_paul = order(paul, 1).await;
     let r = round(&w).await;
-    assert_eq!((r.taken_in, r.sent), (2, 2), "{r:?}");
+    // Two receipts now; two reminders held until the day before the pick-up.
+    assert_eq!((r.taken_in, r.sent), (4, 2), "{r:?}");
     let mails = by_id(&smtp);
     let receipts = with_subject(&mails, "Votre commande n°");
     assert_eq!(receipts.len(), 2, "{mails:#?}");
@@ -170,11 +171,28 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
         .unwrap_err();
     assert_eq!(refused.code(), "NOTIFICATION_REQUIRED");
 
+    // The day before the pick-up (Wednesday 11, 18:00 in Paris): the reminders.
+    w.advance_to(Utc.with_ymd_and_hms(2026, 3, 10, 17, 30, 0).unwrap())
+        .await;
+    let r = round(&w).await;
+    // The reminders, and the recap if the period closed already (the default period closes
+    // a day before the sale).
+    assert!(r.sent >= 2, "{r:?}");
+    let mails = by_id(&smtp);
+    let reminders = with_subject(&mails, "Demain");
+    assert_eq!(reminders.len(), 2);
+    assert!(
+        reminders[0]
+            .text
+            .contains("demain, le 11/03/2026 à 18:00, Salle des fêtes, La Cagette de Segonzac"),
+        "{}",
+        reminders[0].text
+    );
+
     // The close of the period (the sale starts on the 11th at 18:00): the producer's recap.
     w.advance_to(Utc.with_ymd_and_hms(2026, 3, 11, 17, 30, 0).unwrap())
         .await;
-    let r = round(&w).await;
-    assert_eq!(r.sent, 1, "{r:?}");
+    round(&w).await;
     let mails = by_id(&smtp);
     let recap = with_subject(&mails, "Récapitulatif");
     assert_eq!(recap.len(), 1);
