@@ -320,3 +320,52 @@ async fn a_revoked_collaborator_stops_receiving() {
         );
     }
 }
+
+/// R-SAL-5, R-NOT-2: `recapReady(producerId)` tells an open app when a catalog's recap is ready
+/// at the close of its order period; another producer may not follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recap_ready_arrives_at_the_close_of_the_period() {
+    let api = Api::start(&[]).await;
+    let f = fixture(&api).await;
+    api.ok(
+        &f.customer,
+        PLACE_ORDER,
+        json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 2}]}),
+    )
+    .await;
+    let q = "subscription($p: UUID!) { recapReady(producerId: $p) { saleId catalogId orders } }";
+    let stranger = api.who(etal_domain::Role::Producer);
+    let mut other = init(&api, "/graphql", bearer(&stranger.token)).await;
+    send(
+        &mut other,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": q, "variables": {"p": f.producer_id}}}),
+    )
+    .await;
+    let denied = recv(&mut other, Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        denied["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{denied}"
+    );
+    let mut ws = init(&api, "/graphql", bearer(&f.producer.token)).await;
+    send(
+        &mut ws,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": q, "variables": {"p": f.producer_id}}}),
+    )
+    .await;
+    // The period closes in 2 s.
+    let now = chrono::Utc::now();
+    api.ok(
+        &f.producer,
+        "mutation($s: UUID!, $c: UUID!, $o: DateTime!, $cl: DateTime!) { overridePeriod(saleId: $s, catalogId: $c, opensAt: $o, closesAt: $cl) { position } }",
+        json!({"s": f.sale_id, "c": f.catalog_id, "o": (now - chrono::Duration::hours(1)).to_rfc3339(), "cl": (now + chrono::Duration::seconds(2)).to_rfc3339()}),
+    )
+    .await;
+    let ready = next_for(&mut ws, "r", Duration::from_secs(20)).await;
+    assert_eq!(
+        ready["data"]["recapReady"],
+        json!({"saleId": f.sale_id, "catalogId": f.catalog_id, "orders": 1}),
+        "{ready}"
+    );
+}

@@ -226,6 +226,22 @@ fn diff(before: &HashMap<OrderId, SaleOrder>, now: &[CustomerRecap]) -> Vec<Sale
 #[derive(Default)]
 pub struct Subscription;
 
+/// A recap ready at the close of a catalog's order period.
+#[derive(SimpleObject, Clone)]
+pub struct RecapReadyEvent {
+    pub sale_id: Uuid,
+    pub catalog_id: Uuid,
+    pub orders: i32,
+}
+
+/// The caller still acts for the producer.
+async fn producer_access(app: &App, a: Actor, producer: ProducerId) -> Result<()> {
+    app.producer_access(a, producer)
+        .await
+        .map(|_| ())
+        .map_err(app_error)
+}
+
 #[Subscription]
 impl Subscription {
     /// A product's stock level now, then at each change: the producer's people and auditors.
@@ -283,6 +299,85 @@ impl Subscription {
                         Err(e) => {
                             tracing::warn!(error = ?e.message, "stock level subscription: read failed");
                             continue;
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// R-SAL-5, R-NOT-2: each recap of the producer's catalogs that becomes ready from now on
+    /// (at the close of its order period), for apps open at that moment: the producer's people.
+    #[graphql(guard = "RoleGuard(&[Role::Producer])")]
+    async fn recap_ready(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<RecapReadyEvent>>> {
+        let producer = ProducerId(producer_id);
+        producer_for_read(ctx, producer).await?;
+        let a = actor(ctx)?;
+        let app = app(ctx).clone();
+        let rx = ctx.data_unchecked::<Notifier>().subscribe();
+        // From now on: the newest recap message of this producer so far is the start.
+        let start: (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(max(txid), 0), coalesce(max(position), 0) FROM notifications \
+             WHERE kind = 'recap_ready' AND recipient = $1",
+        )
+        .bind(producer_id)
+        .fetch_one(&app.pool)
+        .await
+        .map_err(|e| app_error(AppError::from(e)))?;
+        let queue: std::collections::VecDeque<RecapReadyEvent> = Default::default();
+        Ok(futures::stream::unfold(
+            (app, rx, start, queue),
+            move |(app, mut rx, mut last, mut queue)| async move {
+                loop {
+                    if let Some(next) = queue.pop_front() {
+                        if let Err(e) = producer_access(&app, a, producer).await {
+                            return Some((Err(e), (app, rx, last, Default::default())));
+                        }
+                        return Some((Ok(next), (app, rx, last, queue)));
+                    }
+                    if !next_wake(&mut rx).await {
+                        return None;
+                    }
+                    if let Ok(head) = EventLog::head(&app.pool).await {
+                        let _ = etal_projections::runtime::wait_until(
+                            &app.pool,
+                            "notifications",
+                            head,
+                            PROJECTION_WAIT,
+                        )
+                        .await;
+                    }
+                    let rows: Result<Vec<(i64, i64, serde_json::Value)>, _> = sqlx::query_as(
+                        "SELECT txid, position, context FROM notifications WHERE kind = 'recap_ready' \
+                         AND recipient = $1 AND (txid, position) > ($2, $3) ORDER BY txid, position",
+                    )
+                    .bind(producer_id)
+                    .bind(last.0)
+                    .bind(last.1)
+                    .fetch_all(&app.pool)
+                    .await;
+                    match rows {
+                        Ok(rows) => {
+                            for (txid, position, c) in rows {
+                                last = (txid, position);
+                                let id = |k: &str| c[k].as_str().and_then(|s| s.parse().ok());
+                                if let (Some(sale_id), Some(catalog_id)) =
+                                    (id("sale"), id("catalog"))
+                                {
+                                    queue.push_back(RecapReadyEvent {
+                                        sale_id,
+                                        catalog_id,
+                                        orders: c["orders"].as_i64().unwrap_or(0) as i32,
+                                    });
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "recap ready subscription: read failed")
                         }
                     }
                 }
