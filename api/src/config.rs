@@ -66,6 +66,9 @@ pub struct Config {
     pub mail: etal_app::notify::MailSettings,
     /// ETAL_NOTIFY_INTERVAL_MS: how often the sender looks for due messages (default 1000).
     pub notify_interval: Duration,
+    /// ETAL_WEBHOOKS_ALLOW_INSECURE: webhook endpoints may be http:// and on private or
+    /// loopback addresses (tests, local development; default false).
+    pub webhooks_allow_insecure: bool,
 }
 
 /// Which payment provider serves the online markets.
@@ -225,6 +228,7 @@ impl Config {
             )?),
             mail: mail()?,
             notify_interval: Duration::from_millis(parse("ETAL_NOTIFY_INTERVAL_MS", 1000u64)?),
+            webhooks_allow_insecure: parse("ETAL_WEBHOOKS_ALLOW_INSECURE", false)?,
         })
     }
 }

@@ -132,6 +132,7 @@ pub async fn serve(
     app.settings.payouts = config.payouts.clone();
     app.settings.platform_identity = config.platform_identity.clone();
     app.settings.mail = config.mail.clone();
+    app.settings.webhooks_allow_insecure = config.webhooks_allow_insecure;
     let mut webhook_secrets = None;
     if let config::Payments::Stripe {
         secret_key,

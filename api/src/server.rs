@@ -58,7 +58,27 @@ pub fn router(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::map_response(coded_too_large))
         .with_state(state)
+}
+
+/// A body over [`MAX_BODY_BYTES`] gets a coded GraphQL-shaped error (413,
+/// `PAYLOAD_TOO_LARGE`), not the limit layer's plain text.
+async fn coded_too_large(r: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if r.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return r;
+    }
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"errors": [{
+            "message": format!("the request is larger than {} bytes", MAX_BODY_BYTES),
+            "extensions": {"code": "PAYLOAD_TOO_LARGE"}
+        }]})
+        .to_string(),
+    )
+        .into_response()
 }
 
 /// R-PAY-1: Stripe's webhooks. The `Stripe-Signature` is verified before anything is read

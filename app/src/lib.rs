@@ -31,6 +31,7 @@ pub mod reporting;
 pub mod schedule;
 pub mod sepa;
 pub mod stripe;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -71,6 +72,8 @@ pub struct Settings {
     pub platform_identity: Option<invoices::BillingIdentity>,
     /// Where messages go (R-NOT): SMTP, a folder, or nowhere.
     pub mail: notify::MailSettings,
+    /// Webhook endpoints may be http:// and on private addresses (tests, local development).
+    pub webhooks_allow_insecure: bool,
 }
 
 impl Default for Settings {
@@ -85,6 +88,7 @@ impl Default for Settings {
             payouts: payouts::PayoutRail::default(),
             platform_identity: None,
             mail: notify::MailSettings::default(),
+            webhooks_allow_insecure: false,
         }
     }
 }

@@ -210,7 +210,8 @@ impl App {
         Ok(report)
     }
 
-    /// Runs [`App::deliver_notifications`] every `interval` until `stop` resolves.
+    /// Runs [`App::deliver_notifications`] and [`App::deliver_webhooks`] every `interval` until
+    /// `stop` resolves.
     pub async fn run_notifications(
         &self,
         interval: Duration,
@@ -218,6 +219,9 @@ impl App {
     ) {
         tokio::pin!(stop);
         loop {
+            if let Err(e) = self.deliver_webhooks().await {
+                tracing::warn!(error = %e, "webhooks round failed");
+            }
             match self.deliver_notifications().await {
                 Ok(r) if r.sent + r.failed + r.retried > 0 => {
                     tracing::info!(

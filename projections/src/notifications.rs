@@ -85,7 +85,7 @@ impl Projection for Notifications {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["notifications", "notification_orders"]
+        &["notifications", "notification_orders", "webhook_events"]
     }
 
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
@@ -102,6 +102,7 @@ impl Projection for Notifications {
                     "WeightRecorded",
                     "OrderCancelled",
                     "RefundRecorded",
+                    "PaymentRecorded",
                 ],
             ),
             ("sale", &["RecapReady"]),
@@ -119,6 +120,7 @@ impl Projection for Notifications {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         for e in events {
+            webhook_event(conn, e).await?;
             let messages = match e.aggregate_type.as_str() {
                 "order" => order_messages(conn, e).await?,
                 "sale" => sale_messages(e)?,
@@ -173,9 +175,15 @@ async fn order_messages(
             .map(|l| (l.line.to_string(), json!(l.name)))
             .collect::<serde_json::Map<_, _>>()
             .into();
+        let producers: Vec<Uuid> = lines
+            .iter()
+            .map(|l| l.producer.0)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         sqlx::query(
-            "INSERT INTO notification_orders (order_id, customer, number, sale, market, lines) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+            "INSERT INTO notification_orders (order_id, customer, number, sale, market, lines, producers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order)
         .bind(customer.0)
@@ -183,6 +191,7 @@ async fn order_messages(
         .bind(sale.0)
         .bind(market.0)
         .bind(&names)
+        .bind(&producers)
         .execute(&mut *conn)
         .await?;
         let lines: Vec<Value> = lines
@@ -348,4 +357,72 @@ fn balance_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
         }
         _ => Vec::new(),
     })
+}
+
+/// The event types integrators may follow with a webhook.
+pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
+    "OrderPlaced",
+    "QuantityAdjusted",
+    "WeightRecorded",
+    "PaymentRecorded",
+    "RefundRecorded",
+    "OrderCancelled",
+    "RecapReady",
+    "PayoutStarted",
+];
+
+/// Records an event integrators may follow, with its owners: an order's market and producers;
+/// a recap's or a payout's producer. Its body is what the webhook POSTs.
+async fn webhook_event(conn: &mut PgConnection, e: &StoredEvent) -> Result<(), ProjectionError> {
+    if e.payload.is_null() || !WEBHOOK_EVENT_TYPES.contains(&e.event_type.as_str()) {
+        return Ok(());
+    }
+    let owners: Vec<Uuid> = match e.aggregate_type.as_str() {
+        "order" => {
+            let order: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
+            match e.decode::<OrderEvent>().map_err(|err| bad(e, err))? {
+                OrderEvent::OrderPlaced { market, lines, .. } => {
+                    let mut o: std::collections::BTreeSet<Uuid> =
+                        lines.iter().map(|l| l.producer.0).collect();
+                    o.insert(market.0);
+                    o.into_iter().collect()
+                }
+                _ => {
+                    let row = sqlx::query(
+                        "SELECT market, producers FROM notification_orders WHERE order_id = $1",
+                    )
+                    .bind(order)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(row) = row else { return Ok(()) };
+                    let mut o: Vec<Uuid> = row.try_get("producers")?;
+                    o.push(row.try_get("market")?);
+                    o
+                }
+            }
+        }
+        "sale" => match e.decode::<SaleEvent>().map_err(|err| bad(e, err))? {
+            SaleEvent::RecapReady { producer, .. } => vec![producer.0],
+            _ => return Ok(()),
+        },
+        "producer_balance" => vec![e.aggregate_id.parse().map_err(|err| bad(e, err))?],
+        _ => return Ok(()),
+    };
+    let event_id = format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence);
+    let body = json!({"id": event_id, "type": e.event_type, "aggregateType": e.aggregate_type,
+                      "aggregateId": e.aggregate_id, "occurredAt": e.recorded_at,
+                      "data": e.payload});
+    sqlx::query(
+        "INSERT INTO webhook_events (txid, position, event_id, event_type, owners, body) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (txid, position) DO NOTHING",
+    )
+    .bind(e.position.txid)
+    .bind(e.position.position)
+    .bind(&event_id)
+    .bind(&e.event_type)
+    .bind(&owners)
+    .bind(&body)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

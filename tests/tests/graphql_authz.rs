@@ -238,6 +238,10 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("{ fec(year: 2026) { fileName } }", &["auditor", "platform"]),
         // R-NOT: each person's own preferences.
         ("mutation { setNotificationPreference(kind: \"recap_ready\", enabled: true) }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
+        // Webhooks: a producer's people, a market's administrators.
+        ("query($p: UUID!) { webhookEndpoints(producerId: $p) { endpointId } }", &["owner"]),
+        ("query($m: UUID!) { webhookEndpoints(marketId: $m) { endpointId } }", &["admin"]),
+        ("mutation($p: UUID!) { registerWebhook(producerId: $p, url: \"http://example.org/hook\", eventTypes: [\"OrderPlaced\"]) { secret } }", &["owner"]),
         ("{ me { notificationPreferences { kind enabled legal } } }", &["owner", "other_producer", "admin", "other_admin", "customer", "other_customer", "auditor", "platform"]),
         ("mutation($o: UUID!, $p: UUID!) { issueInvoice(orderId: $o, producerId: $p) { invoice { number } } }", &["owner", "customer"]),
         ("query($r: UUID!) { invoice(id: $r) { number } }", &[]),

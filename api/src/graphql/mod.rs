@@ -21,6 +21,7 @@ pub mod reads;
 pub mod scalars;
 pub mod subscriptions;
 pub mod system;
+pub mod webhooks;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{MergedObject, Schema};
@@ -50,6 +51,7 @@ pub struct Query(
     system::SystemQuery,
     system::PayoutFileQuery,
     invoices::InvoiceQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -63,6 +65,7 @@ pub struct Mutation(
     system::SystemMutation,
     system::PayoutFileMutation,
     invoices::InvoiceMutation,
+    webhooks::WebhookMutation,
 );
 
 /// The schema with its limits, over the application.
