@@ -130,6 +130,12 @@ fn templates() -> minijinja::Environment<'static> {
         "order_refunded.html",
         "pickup_reminder.txt",
         "pickup_reminder.html",
+        "join_request.txt",
+        "join_request.html",
+        "participation_withdrawn.txt",
+        "participation_withdrawn.html",
+        "sale_to_validate.txt",
+        "sale_to_validate.html",
         "subjects.txt"
     );
     env.add_filter("euros", |v: String| -> String { euros(&v) });
@@ -418,55 +424,69 @@ impl App {
         context: Value,
         at: Position,
     ) -> Result<(Outcome, Option<String>), AppError> {
-        let user = match recipient_kind {
+        // The people to write to: a person, a producer's owner, or a market's administrators.
+        let users: Vec<UserId> = match recipient_kind {
             "producer" => {
                 let (account, _) = self.load::<ProducerAccount>(ProducerId(recipient)).await?;
-                match account.owner() {
-                    Some(u) => u,
-                    None => return Ok((Outcome::Skipped("no such producer"), None)),
-                }
+                account.owner().into_iter().collect()
             }
-            _ => UserId(recipient),
+            "market" => {
+                let (market, _) = self.load::<Market>(MarketId(recipient)).await?;
+                market.administrators().iter().copied().collect()
+            }
+            _ => vec![UserId(recipient)],
         };
-        let person = sqlx::query(
-            "SELECT display_name, email FROM people WHERE user_id = $1 AND erased_at IS NULL",
-        )
-        .bind(user.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(person) = person else {
-            return Ok((
-                Outcome::Skipped("no personal data (erased or never given)"),
-                None,
-            ));
-        };
-        let Some(address) = person.try_get::<Option<String>, _>("email")? else {
-            return Ok((Outcome::Skipped("no e-mail address"), None));
-        };
-        let address = address.trim().to_lowercase();
-        let bounced: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)")
-                .bind(&address)
-                .fetch_one(&self.pool)
-                .await?;
-        if bounced {
-            return Ok((Outcome::Skipped("the address bounced"), Some(address)));
-        }
-        if !kinds::LEGAL.contains(&kind) {
-            let enabled: Option<bool> = sqlx::query_scalar(
-                "SELECT enabled FROM notification_preferences WHERE user_id = $1 AND kind = $2",
+        let mut to: Vec<(UserId, Option<String>, String)> = Vec::new();
+        let mut why_not = "no such recipient";
+        for user in users {
+            let person = sqlx::query(
+                "SELECT display_name, email FROM people WHERE user_id = $1 AND erased_at IS NULL",
             )
             .bind(user.0)
-            .bind(kind)
             .fetch_optional(&self.pool)
             .await?;
-            if enabled == Some(false) {
-                return Ok((
-                    Outcome::Skipped("turned off by the recipient"),
-                    Some(address),
-                ));
+            let Some(person) = person else {
+                why_not = "no personal data (erased or never given)";
+                continue;
+            };
+            let Some(address) = person.try_get::<Option<String>, _>("email")? else {
+                why_not = "no e-mail address";
+                continue;
+            };
+            let address = address.trim().to_lowercase();
+            let bounced: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)",
+            )
+            .bind(&address)
+            .fetch_one(&self.pool)
+            .await?;
+            if bounced {
+                why_not = "the address bounced";
+                continue;
             }
+            if !kinds::LEGAL.contains(&kind) {
+                let enabled: Option<bool> = sqlx::query_scalar(
+                    "SELECT enabled FROM notification_preferences WHERE user_id = $1 AND kind = $2",
+                )
+                .bind(user.0)
+                .bind(kind)
+                .fetch_optional(&self.pool)
+                .await?;
+                if enabled == Some(false) {
+                    why_not = "turned off by the recipient";
+                    continue;
+                }
+            }
+            to.push((user, person.try_get("display_name")?, address));
         }
+        if to.is_empty() {
+            return Ok((Outcome::Skipped(why_not), None));
+        }
+        let address = to
+            .iter()
+            .map(|(_, _, a)| a.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if kind == kinds::PICKUP_REMINDER {
             // The day before the sale starts, if the order stands.
             let order = context["order"]
@@ -496,22 +516,26 @@ impl App {
                 return Ok((Outcome::Later(starts - chrono::Duration::days(1)), None));
             }
         }
-        let name: Option<String> = person.try_get("display_name")?;
-        let Some(rendered) = self
-            .render(kind, context, name.unwrap_or_default(), at)
-            .await?
-        else {
+        let name = if to.len() == 1 {
+            to[0].1.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let Some(rendered) = self.render(kind, context, name, at).await? else {
             return Ok((Outcome::NotYet, None));
         };
-        let to: Mailbox = match address.parse() {
-            Ok(m) => m,
-            Err(e) => {
-                return Ok((
-                    Outcome::Permanent(format!("not an address: {e}"), Some(address.clone())),
-                    Some(address),
-                ))
+        let mut mailboxes = Vec::new();
+        for (_, _, a) in &to {
+            match a.parse::<Mailbox>() {
+                Ok(m) => mailboxes.push(m),
+                Err(e) => {
+                    return Ok((
+                        Outcome::Permanent(format!("not an address: {e}"), Some(a.clone())),
+                        Some(address),
+                    ))
+                }
             }
-        };
+        }
         let from: Mailbox = self
             .settings
             .mail
@@ -531,9 +555,11 @@ impl App {
                     ),
                 ),
             };
-        let message = Message::builder()
-            .from(from)
-            .to(to)
+        let mut builder = Message::builder().from(from);
+        for m in mailboxes {
+            builder = builder.to(m);
+        }
+        let message = builder
             .subject(rendered.subject)
             .message_id(Some(format!("<{id}@etal>")))
             .multipart(body)
@@ -564,7 +590,10 @@ impl App {
                             .status()
                             .map(|c| ["550", "551", "553"].contains(&c.to_string().as_str()))
                             .unwrap_or(false);
-                        Outcome::Permanent(e.to_string(), bounce.then(|| address.clone()))
+                        Outcome::Permanent(
+                            e.to_string(),
+                            (bounce && to.len() == 1).then(|| address.clone()),
+                        )
                     }
                     Err(e) => Outcome::Transient(e.to_string()),
                 }
@@ -589,6 +618,14 @@ impl App {
             let (market, _) = self.load::<Market>(MarketId(m)).await?;
             extra["market_name"] = json!(market.name());
             extra["place"] = json!(market.place());
+        }
+        if let Some(c) = uuid(&context["catalog"]) {
+            let (catalog, _) = self.load::<Catalog>(CatalogId(c)).await?;
+            extra["catalog_name"] = json!(catalog.name().unwrap_or_default());
+        }
+        if let Some(sale) = uuid(&context["sale"]) {
+            let (s, _) = self.load::<etal_domain::sale::Sale>(SaleId(sale)).await?;
+            extra["date"] = json!(s.date().map(|d| d.format("%d/%m/%Y").to_string()));
         }
         if kind == kinds::PICKUP_REMINDER {
             if let Some(sale) = uuid(&context["sale"]) {

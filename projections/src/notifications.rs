@@ -30,6 +30,12 @@ pub mod kinds {
     pub const ORDER_REFUNDED: &str = "order_refunded";
     /// The day before the pick-up: place, time, order number (sent then, if the order stands).
     pub const PICKUP_REMINDER: &str = "pickup_reminder";
+    /// To a market's administrators: a producer asks to join.
+    pub const JOIN_REQUEST: &str = "join_request";
+    /// To a market's administrators: a producer withdraws from a sale.
+    pub const PARTICIPATION_WITHDRAWN: &str = "participation_withdrawn";
+    /// To a market's administrators: a sale is distributed, ready to validate.
+    pub const SALE_TO_VALIDATE: &str = "sale_to_validate";
     /// Every kind.
     pub const ALL: &[&str] = &[
         RECAP_READY,
@@ -40,6 +46,9 @@ pub mod kinds {
         ORDER_CANCELLED,
         ORDER_REFUNDED,
         PICKUP_REMINDER,
+        JOIN_REQUEST,
+        PARTICIPATION_WITHDRAWN,
+        SALE_TO_VALIDATE,
     ];
     /// The messages a person cannot turn off: receipts, changes of what they owe or are owed,
     /// refunds, payout statements.
@@ -85,11 +94,16 @@ impl Projection for Notifications {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["notifications", "notification_orders", "webhook_events"]
+        &[
+            "notifications",
+            "notification_orders",
+            "webhook_events",
+            "notification_sales",
+        ]
     }
 
     fn aggregate_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["order", "sale", "producer_balance"])
+        Some(&["order", "sale", "producer_balance", "proposal"])
     }
 
     fn payloads_read(&self) -> &'static [(&'static str, &'static [&'static str])] {
@@ -105,7 +119,16 @@ impl Projection for Notifications {
                     "PaymentRecorded",
                 ],
             ),
-            ("sale", &["RecapReady"]),
+            (
+                "sale",
+                &[
+                    "RecapReady",
+                    "SalePlanned",
+                    "ParticipationWithdrawn",
+                    "DistributionEnded",
+                ],
+            ),
+            ("proposal", &["ProposalSent"]),
             ("producer_balance", &["PayoutStarted"]),
         ]
     }
@@ -123,7 +146,8 @@ impl Projection for Notifications {
             webhook_event(conn, e).await?;
             let messages = match e.aggregate_type.as_str() {
                 "order" => order_messages(conn, e).await?,
-                "sale" => sale_messages(e)?,
+                "sale" => sale_messages(conn, e).await?,
+                "proposal" => proposal_messages(e)?,
                 "producer_balance" => balance_messages(e)?,
                 _ => Vec::new(),
             };
@@ -303,12 +327,81 @@ async fn order_messages(
     })
 }
 
-fn sale_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
+fn proposal_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
+    if e.payload.is_null() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        match e
+            .decode::<etal_domain::proposal::ProposalEvent>()
+            .map_err(|err| bad(e, err))?
+        {
+            etal_domain::proposal::ProposalEvent::ProposalSent {
+                market,
+                catalog,
+                producer,
+                message,
+                ..
+            } => vec![Message {
+                recipient_kind: "market",
+                recipient: market.0,
+                kind: kinds::JOIN_REQUEST,
+                context: json!({"market": market.0, "catalog": catalog.0, "producer": producer.0,
+                            "proposal": e.aggregate_id, "message": message}),
+            }],
+            _ => Vec::new(),
+        },
+    )
+}
+
+async fn sale_messages(
+    conn: &mut PgConnection,
+    e: &StoredEvent,
+) -> Result<Vec<Message>, ProjectionError> {
     if e.payload.is_null() {
         return Ok(Vec::new());
     }
     let event: SaleEvent = e.decode().map_err(|err| bad(e, err))?;
+    let sale: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
+    if let SaleEvent::SalePlanned { market, date, .. } = &event {
+        sqlx::query(
+            "INSERT INTO notification_sales (sale_id, market, date) VALUES ($1, $2, $3) \
+             ON CONFLICT (sale_id) DO NOTHING",
+        )
+        .bind(sale)
+        .bind(market.0)
+        .bind(date)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Vec::new());
+    }
+    let market: Option<Uuid> =
+        sqlx::query_scalar("SELECT market FROM notification_sales WHERE sale_id = $1")
+            .bind(sale)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let to_market = |kind, context: Value| -> Vec<Message> {
+        market
+            .map(|m| Message {
+                recipient_kind: "market",
+                recipient: m,
+                kind,
+                context,
+            })
+            .into_iter()
+            .collect()
+    };
     Ok(match event {
+        SaleEvent::ParticipationWithdrawn {
+            producer, catalog, ..
+        } => to_market(
+            kinds::PARTICIPATION_WITHDRAWN,
+            json!({"sale": sale, "market": market, "producer": producer.0, "catalog": catalog.0}),
+        ),
+        SaleEvent::DistributionEnded { .. } => to_market(
+            kinds::SALE_TO_VALIDATE,
+            json!({"sale": sale, "market": market}),
+        ),
         SaleEvent::RecapReady {
             catalog,
             producer,

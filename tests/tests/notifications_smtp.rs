@@ -86,6 +86,10 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
             false,
         )
         .await;
+    w.app
+        .register_person(admin.user, &register("Claire Morel", "claire@cagette.test"))
+        .await
+        .unwrap();
     let p = w.producer(etal_domain::config::PlanKind::Pro).await;
     w.app
         .register_person(p.actor.user, &register("Miel Bouvier", "miel@ferme.test"))
@@ -145,9 +149,29 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
     };
     let o_jeanne = order(jeanne, 3).await;
     let o_paul = order(paul, 1).await;
+    // Another producer asks to join the market: its administrator is told.
+    let p2 = w.producer(etal_domain::config::PlanKind::Pro).await;
+    let eggs = w
+        .product(&p2, "Oeufs x6", "3.20", VatRate::Reduced5_5)
+        .await;
+    let c2 = w.catalog(&p2, "La basse-cour", &[(eggs, "3.20")]).await;
+    w.app
+        .propose_catalog(&p2.ctx(), market, c2, "Bonjour, nos oeufs bio ?")
+        .await
+        .unwrap();
     let r = round(&w).await;
-    // Two receipts now; two reminders held until the day before the pick-up.
-    assert_eq!((r.taken_in, r.sent), (4, 2), "{r:?}");
+    // Two receipts and the request now; two reminders held until the day before the pick-up.
+    assert_eq!((r.taken_in, r.sent), (5, 3), "{r:?}");
+    let mails = by_id(&smtp);
+    let request = with_subject(&mails, "Demande d'un producteur");
+    assert_eq!(request.len(), 1);
+    assert!(
+        request[0].to.contains("claire@cagette.test")
+            && request[0].text.contains("« La basse-cour »")
+            && request[0].text.contains("Bonjour, nos oeufs bio ?"),
+        "{:?}",
+        request[0]
+    );
     let mails = by_id(&smtp);
     let receipts = with_subject(&mails, "Votre commande n°");
     assert_eq!(receipts.len(), 2, "{mails:#?}");
@@ -294,6 +318,17 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
     let r = round(&w).await;
     assert!(r.sent >= 1, "{r:?}");
     let mails = by_id(&smtp);
+    // The market's administrator was told the sale was ready to validate.
+    let to_validate = with_subject(&mails, "est à valider");
+    assert_eq!(to_validate.len(), 1, "{mails:#?}");
+    assert!(
+        to_validate[0].to.contains("claire@cagette.test")
+            && to_validate[0]
+                .text
+                .contains("La distribution du 11/03/2026 de La Cagette de Segonzac est terminée"),
+        "{:?}",
+        to_validate[0]
+    );
     let statement = with_subject(&mails, "Votre versement");
     assert_eq!(statement.len(), 1, "{mails:#?}");
     println!("{}\n{}", statement[0].subject, statement[0].text);
