@@ -136,6 +136,8 @@ fn templates() -> minijinja::Environment<'static> {
         "participation_withdrawn.html",
         "sale_to_validate.txt",
         "sale_to_validate.html",
+        "webhook_disabled.txt",
+        "webhook_disabled.html",
         "subjects.txt"
     );
     env.add_filter("euros", |v: String| -> String { euros(&v) });
@@ -321,9 +323,14 @@ impl App {
         }
         let now = self.now();
         let row = sqlx::query(
-            "SELECT d.attempts, n.recipient_kind, n.recipient, n.kind, n.context, n.txid, n.position \
-             FROM notification_deliveries d JOIN notifications n USING (message_id) \
-             WHERE d.message_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2",
+            "SELECT d.attempts, coalesce(n.recipient_kind, s.recipient_kind) AS recipient_kind, \
+             coalesce(n.recipient, s.recipient) AS recipient, coalesce(n.kind, s.kind) AS kind, \
+             coalesce(n.context, s.context) AS context, coalesce(n.txid, 0) AS txid, \
+             coalesce(n.position, 0) AS position \
+             FROM notification_deliveries d LEFT JOIN notifications n ON n.message_id = d.message_id \
+             LEFT JOIN system_messages s ON s.message_id = d.message_id \
+             WHERE d.message_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
+             AND (n.message_id IS NOT NULL OR s.message_id IS NOT NULL)",
         )
         .bind(id)
         .bind(now)

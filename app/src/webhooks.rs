@@ -4,7 +4,8 @@
 //! `notifications` projection) is POSTed to it once, signed, in the log's order: an endpoint's
 //! next delivery waits for the one before. A failure is retried with exponential backoff (1 s
 //! doubling, at most 10 min apart) for 24 h, then the delivery fails, the endpoint is disabled
-//! (said in the log; an e-mail to its owner is not sent yet). Deliveries are listed with their status and can be replayed.
+//! and its owner is told by e-mail (a `system_messages` row, delivered by the notifications
+//! sender). Deliveries are listed with their status and can be replayed.
 //!
 //! Signature: header `Etal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with
 //! the endpoint's secret>` (the secret is shown once, at registration).
@@ -502,7 +503,39 @@ impl App {
                 ))
                 .execute(&mut *tx)
                 .await?;
-                tracing::warn!(%endpoint, url, "webhook endpoint disabled after failing for 24 h");
+                // Its owner is told, once: the message and its delivery commit with the change.
+                let owner = sqlx::query(
+                    "SELECT owner_kind, owner_id FROM webhook_endpoints WHERE endpoint_id = $1",
+                )
+                .bind(endpoint)
+                .fetch_one(&mut *tx)
+                .await?;
+                let message = Uuid::new_v5(
+                    &Uuid::NAMESPACE_OID,
+                    format!("webhook_disabled:{endpoint}:{}", now.timestamp_micros()).as_bytes(),
+                );
+                sqlx::query(
+                    "INSERT INTO system_messages (message_id, recipient_kind, recipient, kind, context, created_at) \
+                     VALUES ($1, $2, $3, 'webhook_disabled', $4, $5)",
+                )
+                .bind(message)
+                .bind(owner.try_get::<String, _>("owner_kind")?)
+                .bind(owner.try_get::<Uuid, _>("owner_id")?)
+                .bind(serde_json::json!({"endpoint": endpoint, "url": url, "error": error,
+                                         "market": (owner.try_get::<String, _>("owner_kind")? == "market")
+                                             .then(|| owner.try_get::<Uuid, _>("owner_id")).transpose()?}))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO notification_deliveries (message_id, status, next_attempt_at, updated_at) \
+                     VALUES ($1, 'pending', $2, $2)",
+                )
+                .bind(message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tracing::warn!(%endpoint, url, "webhook endpoint disabled after failing for 24 h; its owner is told");
             }
             tx.commit().await?;
             if !ok {

@@ -36,6 +36,9 @@ pub mod kinds {
     pub const PARTICIPATION_WITHDRAWN: &str = "participation_withdrawn";
     /// To a market's administrators: a sale is distributed, ready to validate.
     pub const SALE_TO_VALIDATE: &str = "sale_to_validate";
+    /// To a webhook endpoint's owner: it failed for 24 h and was disabled (no event causes it:
+    /// the sender writes it, `system_messages`).
+    pub const WEBHOOK_DISABLED: &str = "webhook_disabled";
     /// Every kind.
     pub const ALL: &[&str] = &[
         RECAP_READY,
@@ -49,6 +52,7 @@ pub mod kinds {
         JOIN_REQUEST,
         PARTICIPATION_WITHDRAWN,
         SALE_TO_VALIDATE,
+        WEBHOOK_DISABLED,
     ];
     /// The messages a person cannot turn off: receipts, changes of what they owe or are owed,
     /// refunds, payout statements.
@@ -59,6 +63,7 @@ pub mod kinds {
         ORDER_CANCELLED,
         ORDER_REFUNDED,
         PAYOUT_STATEMENT,
+        WEBHOOK_DISABLED,
     ];
 }
 

@@ -1,6 +1,7 @@
 //! Webhooks on the fake clock: an endpoint that keeps failing is retried with backoff, and
-//! after 24 h its delivery fails and the endpoint is disabled; a replay enables it again and
-//! delivers once it answers.
+//! after 24 h its delivery fails, the endpoint is disabled and its owner told by e-mail (here
+//! written to a folder, read back with mailparse); a replay enables it again and delivers once
+//! it answers.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -46,6 +47,8 @@ async fn an_endpoint_failing_for_24_hours_is_disabled_and_a_replay_enables_it() 
 
     let mut w = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
     w.app.settings.webhooks_allow_insecure = true;
+    let mail_dir = std::env::temp_dir().join(format!("etal-mail-{}", uuid::Uuid::new_v4()));
+    w.app.settings.mail.transport = etal_app::notify::MailTransport::Folder(mail_dir.clone());
     let (market, admin) = w
         .market(
             "Segonzac",
@@ -69,6 +72,17 @@ async fn an_endpoint_failing_for_24_hours_is_disabled_and_a_replay_enables_it() 
         .unwrap()
         .value;
     w.join(admin, market, &p, catalog, &sales).await;
+    w.app
+        .register_person(
+            admin.user,
+            &etal_app::people::PersonalData {
+                display_name: "Claire Morel".into(),
+                email: Some("claire@cagette.test".into()),
+                phone: None,
+            },
+        )
+        .await
+        .unwrap();
     // The market's administrator follows its orders.
     let (endpoint, _) = w
         .app
@@ -118,6 +132,32 @@ async fn an_endpoint_failing_for_24_hours_is_disabled_and_a_replay_enables_it() 
         .as_deref()
         .unwrap_or_default()
         .contains("24 h"));
+    // Its owner (the market's administrator) is told, once.
+    let report = w.app.deliver_notifications().await.unwrap();
+    assert!(report.sent >= 1, "{report:?}");
+    let told: Vec<String> = std::fs::read_dir(&mail_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .filter_map(|raw| {
+            let m = mailparse::parse_mail(&raw).ok()?;
+            let text = m
+                .subparts
+                .iter()
+                .flat_map(|p| std::iter::once(p).chain(p.subparts.iter()))
+                .find(|p| p.ctype.mimetype == "text/plain")?
+                .get_body()
+                .ok()?;
+            text.contains("désactivé").then_some(text)
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains(&url) && told[0].contains("Claire Morel"),
+        "{}",
+        told[0]
+    );
+    assert_eq!(w.app.deliver_notifications().await.unwrap().sent, 0, "once");
     // Fixed and replayed: delivered.
     code.store(200, Ordering::SeqCst);
     let event_id = w
@@ -140,4 +180,5 @@ async fn an_endpoint_failing_for_24_hours_is_disabled_and_a_replay_enables_it() 
             .unwrap()[0]
             .enabled
     );
+    let _ = std::fs::remove_dir_all(&mail_dir);
 }
