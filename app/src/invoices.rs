@@ -70,8 +70,36 @@ fn coded(code: &'static str, message: impl Into<String>) -> AppError {
     }
 }
 
+/// A SIREN with its Luhn key, and the French VAT number that must match it (when given), as
+/// stored; coded refusals otherwise (producers' and professional customers' identities).
+pub(crate) fn checked_siren_and_vat(
+    siren: &str,
+    vat_number: Option<&str>,
+) -> Result<(String, Option<String>), AppError> {
+    let siren = check_siren(siren).map_err(|e| coded(e.code(), e.to_string()))?;
+    let vat_number = match vat_number.map(str::trim) {
+        None | Some("") => None,
+        Some(v) => {
+            Some(check_vat_number(v, Some(&siren)).map_err(|e| coded(e.code(), e.to_string()))?)
+        }
+    };
+    Ok((siren, vat_number))
+}
+
+/// An ISO 3166 country code of 2 letters, upper case.
+pub(crate) fn checked_country(country: &str) -> Result<String, AppError> {
+    let country = country.trim().to_ascii_uppercase();
+    if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(AppError::bad_input(
+            "country",
+            "an ISO 3166 code of 2 letters",
+        ));
+    }
+    Ok(country)
+}
+
 /// Euros the French way: `1 234,50 €`.
-fn euros(d: Decimal) -> String {
+pub(crate) fn euros(d: Decimal) -> String {
     let s = format!(
         "{:.2}",
         d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
@@ -230,13 +258,8 @@ impl App {
         producer: ProducerId,
         identity: BillingIdentity,
     ) -> Result<Done<()>, AppError> {
-        let siren = check_siren(&identity.siren).map_err(|e| coded(e.code(), e.to_string()))?;
-        let vat_number = match identity.vat_number.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(v) => Some(
-                check_vat_number(v, Some(&siren)).map_err(|e| coded(e.code(), e.to_string()))?,
-            ),
-        };
+        let (siren, vat_number) =
+            checked_siren_and_vat(&identity.siren, identity.vat_number.as_deref())?;
         if vat_number.is_none() && !identity.vat_franchise {
             return Err(coded(
                 "VAT_NUMBER_REQUIRED",
@@ -253,13 +276,7 @@ impl App {
                 return Err(AppError::bad_input(field, format!("1 to {max} characters")));
             }
         }
-        let country = identity.country.trim().to_ascii_uppercase();
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(AppError::bad_input(
-                "country",
-                "an ISO 3166 code of 2 letters",
-            ));
-        }
+        let country = checked_country(&identity.country)?;
         let (_, access) = self.producer_access(ctx.actor, producer).await?;
         let cc = ctx.flow(
             "setBillingIdentity",

@@ -157,25 +157,12 @@ fn templates() -> minijinja::Environment<'static> {
     env
 }
 
-/// `1234.5` -> `1 234,50 €`.
+/// `1234.5` -> `1 234,50 €` (as on invoices); what is not an amount is left as it is.
 pub fn euros(amount: &str) -> String {
-    let Ok(d) = amount.trim().parse::<rust_decimal::Decimal>() else {
-        return amount.to_string();
-    };
-    let s = format!(
-        "{:.2}",
-        d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-    );
-    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
-    let (sign, digits) = int.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", int));
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('\u{202f}');
-        }
-        grouped.push(c);
+    match amount.trim().parse::<rust_decimal::Decimal>() {
+        Ok(d) => crate::invoices::euros(d),
+        Err(_) => amount.to_string(),
     }
-    format!("{sign}{grouped},{frac} €")
 }
 
 impl App {
@@ -744,19 +731,6 @@ impl App {
             html: render(&format!("{kind}.html"))?,
             attachment,
         }))
-    }
-
-    /// The deliveries of messages (for tests and the back office): (message id, kind,
-    /// status, attempts).
-    pub async fn notification_deliveries(
-        &self,
-    ) -> Result<Vec<(Uuid, String, String, i32)>, AppError> {
-        Ok(sqlx::query_as(
-            "SELECT d.message_id, n.kind, d.status, d.attempts FROM notification_deliveries d \
-             JOIN notifications n USING (message_id) ORDER BY n.txid, n.position, n.kind",
-        )
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// A person turns a kind of message on or off (legal ones cannot be turned off).

@@ -9,7 +9,7 @@ use etal_domain::{Money, Role};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::legal_ids::{check_siren, check_vat_number};
+use crate::invoices::{checked_country, checked_siren_and_vat};
 use crate::{App, AppError, Ctx, Done};
 
 /// A professional customer's identity, as given.
@@ -37,14 +37,8 @@ impl App {
                 "only a customer records itself as a professional".into(),
             ));
         }
-        let coded = |code: &'static str, message: String| AppError::Rejected { code, message };
-        let siren = check_siren(&profile.siren).map_err(|e| coded(e.code(), e.to_string()))?;
-        let vat_number = match profile.vat_number.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(v) => Some(
-                check_vat_number(v, Some(&siren)).map_err(|e| coded(e.code(), e.to_string()))?,
-            ),
-        };
+        let (siren, vat_number) =
+            checked_siren_and_vat(&profile.siren, profile.vat_number.as_deref())?;
         for (field, value, max) in [
             ("companyName", &profile.company_name, 200),
             ("addressLine", &profile.address_line, 200),
@@ -56,13 +50,7 @@ impl App {
             }
             crate::people::check(field, value.trim(), max)?;
         }
-        let country = profile.country.trim().to_ascii_uppercase();
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(AppError::bad_input(
-                "country",
-                "an ISO 3166 code of 2 letters",
-            ));
-        }
+        let country = checked_country(&profile.country)?;
         let saved = ProfessionalProfile {
             company_name: profile.company_name.trim().to_string(),
             siren,
