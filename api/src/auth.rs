@@ -4,9 +4,7 @@
 //! auditor, platform_admin) and `exp`. The signing key comes from `ETAL_JWT_SECRET` and is held
 //! in a [`JwtKey`] that never prints. `etal token --user ID --role ROLE` mints one.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etal_domain::ids::UserId;
 use etal_domain::{Actor, Role};
@@ -53,6 +51,9 @@ pub struct Claims {
     /// Issued at.
     #[serde(default)]
     pub iat: i64,
+    /// Not before (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub enum AuthError {
     Malformed,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the token is invalid")]
     Invalid,
     #[error("the system role cannot be given to a token")]
@@ -82,6 +85,7 @@ pub fn mint(key: &JwtKey, user: UserId, role: Role, ttl: Duration) -> Result<Str
         role,
         exp: now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
         iat: now,
+        nbf: None,
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -95,6 +99,7 @@ pub fn mint(key: &JwtKey, user: UserId, role: Role, ttl: Duration) -> Result<Str
 pub fn verify(key: &JwtKey, token: &str) -> Result<Actor, AuthError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = decode::<Claims>(
         token,
@@ -103,6 +108,7 @@ pub fn verify(key: &JwtKey, token: &str) -> Result<Actor, AuthError> {
     )
     .map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+        jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         _ => AuthError::Invalid,
     })?;
     if data.claims.role == Role::System {
@@ -142,45 +148,44 @@ impl Principal {
     }
 }
 
-/// A token bucket per key (a token's subject and role, or "anonymous"), in this process only:
-/// several API replicas each allow the full rate. Buckets that are full are forgotten when the
-/// map grows large.
+/// Requests allowed per key (a token's subject and role, or the address of an anonymous caller),
+/// with governor's GCRA: `per_second` sustained, `burst` at once. In this process only: several
+/// API replicas each allow the full rate (README, "Rate limits").
 pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    inner: governor::DefaultKeyedRateLimiter<String>,
+    clock: governor::clock::DefaultClock,
 }
 
 impl RateLimiter {
     pub fn new(per_second: u32, burst: u32) -> Self {
+        let per_second = std::num::NonZeroU32::new(per_second.max(1)).expect("at least 1");
+        let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least 1");
+        let quota = governor::Quota::per_second(per_second).allow_burst(burst);
         Self {
-            per_second: f64::from(per_second.max(1)),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            inner: governor::RateLimiter::keyed(quota),
+            clock: governor::clock::DefaultClock::default(),
         }
     }
 
-    /// Takes one token for `key`; `Err(wait)` when the bucket is empty.
+    /// `per_minute` at most, `per_minute` at once (log-in attempts).
+    pub fn per_minute(per_minute: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_minute.max(1)).expect("at least 1");
+        Self {
+            inner: governor::RateLimiter::keyed(governor::Quota::per_minute(n)),
+            clock: governor::clock::DefaultClock::default(),
+        }
+    }
+
+    /// Takes one request for `key`; `Err(wait)` when the key has none left.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 10_000 {
-            let (rate, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
+        use governor::clock::Clock;
+        if self.inner.len() > 10_000 {
+            // Keys whose bucket refilled hold nothing worth keeping.
+            self.inner.retain_recent();
         }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.burst, now));
-        let refilled =
-            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
-        }
+        self.inner
+            .check_key(&key.to_string())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
@@ -218,6 +223,7 @@ mod tests {
             role: Role::Customer,
             exp: chrono::Utc::now().timestamp() - 3600,
             iat: 0,
+            nbf: None,
         };
         let t = encode(
             &Header::new(Algorithm::HS256),
@@ -226,6 +232,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(verify(&key(), &t), Err(AuthError::Expired));
+        // Not valid before an hour from now.
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: UserId::new().to_string(),
+            role: Role::Customer,
+            exp: now + 7200,
+            iat: now,
+            nbf: Some(now + 3600),
+        };
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key().0.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(verify(&key(), &t), Err(AuthError::NotYetValid));
     }
 
     #[test]
@@ -249,5 +271,12 @@ mod tests {
         assert!(l.check("b").is_ok());
         std::thread::sleep(Duration::from_millis(5));
         assert!(l.check("a").is_ok());
+        let slow = RateLimiter::new(1, 1);
+        assert!(slow.check("c").is_ok());
+        let wait = slow.check("c").unwrap_err();
+        assert!(
+            wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
     }
 }

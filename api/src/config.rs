@@ -27,6 +27,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// ETAL_DB_POOL: connections in the pool (default 16).
     pub db_pool: u32,
+    /// ETAL_DB_ACQUIRE_TIMEOUT_MS: how long a request waits for a connection (default 3000).
+    pub db_acquire_timeout: Duration,
     /// ETAL_PROJECTORS: run the projectors in this process (default true).
     pub projectors: bool,
     /// ETAL_SCHEDULER: run the scheduler in this process (default true).
@@ -71,6 +73,155 @@ pub struct Config {
     pub webhooks_allow_insecure: bool,
 }
 
+/// Everything `etal serve` reads, each as a flag or its environment variable (`etal serve
+/// --help` lists them; README.md, "Configuration"). Bad values are refused by the parser (exit 2).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The PostgreSQL database (the Makefile provisions one when unset).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address and port of the HTTP server.
+    #[arg(long, env = "ETAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Connections in the database pool (1 to 1000).
+    #[arg(long, env = "ETAL_DB_POOL", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool: u32,
+    /// How long a request waits for a database connection before it is answered RETRYABLE
+    /// (and `/health` 503), in milliseconds.
+    #[arg(long, env = "ETAL_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub db_acquire_timeout_ms: u64,
+    /// Run the projectors in this process.
+    #[arg(long, env = "ETAL_PROJECTORS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub projectors: bool,
+    /// Run the scheduler in this process.
+    #[arg(long, env = "ETAL_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler: bool,
+    /// How often the scheduler looks for due commands (ms).
+    #[arg(long, env = "ETAL_SCHEDULER_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub scheduler_interval_ms: u64,
+    /// How long a mutation waits for the projections to show its writes (ms).
+    #[arg(long, env = "ETAL_READ_YOUR_WRITES_MS", default_value_t = 2000)]
+    pub read_your_writes_ms: u64,
+    /// How long after a sale's end its units count as delivered (R-STK-4, minutes).
+    #[arg(long, env = "ETAL_DELIVERY_DELAY_MINUTES", default_value_t = 10,
+          value_parser = clap::value_parser!(i64).range(0..=10_080))]
+    pub delivery_delay_minutes: i64,
+    /// How far ahead the scheduler generates sales (weeks).
+    #[arg(long, env = "ETAL_SALES_HORIZON_WEEKS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=104))]
+    pub sales_horizon_weeks: u32,
+    /// Run the outbox deliverer and the message sender in this process.
+    #[arg(long, env = "ETAL_OUTBOX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox: bool,
+    /// How often the deliverer looks for due outbox messages (ms).
+    #[arg(long, env = "ETAL_OUTBOX_INTERVAL_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_interval_ms: u64,
+    /// A flow delivers its outbox messages right after its commit.
+    #[arg(long, env = "ETAL_OUTBOX_INLINE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_inline: bool,
+    /// Failures the payment simulator injects, e.g. `refund:3,charge:1` (tests, demonstrations).
+    #[arg(long, env = "ETAL_SIM_FAIL")]
+    pub sim_fail: Option<String>,
+    /// The payment provider: `simulator` (default) or `stripe`.
+    #[arg(long, env = "ETAL_PAYMENTS")]
+    pub payments: Option<String>,
+    /// Stripe's secret key (with ETAL_PAYMENTS=stripe; never logged).
+    #[arg(long, env = "ETAL_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// Stripe's API address.
+    #[arg(
+        long,
+        env = "ETAL_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com"
+    )]
+    pub stripe_api_base: String,
+    /// The `Stripe-Version` to send (optional).
+    #[arg(long, env = "ETAL_STRIPE_API_VERSION")]
+    pub stripe_api_version: Option<String>,
+    /// Stripe's webhook signing secrets (`whsec_...`), comma separated while one is rolled over.
+    #[arg(long, env = "ETAL_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// How long an online order waits for its payment before it is cancelled (seconds).
+    #[arg(long, env = "ETAL_PAYMENT_TIMEOUT_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub payment_timeout_seconds: i64,
+    /// `provider` (transfers through the payment provider, default) or `sepa` (credit transfer
+    /// files from the platform's account, with the three ETAL_SEPA_DEBTOR_* settings).
+    #[arg(long, env = "ETAL_PAYOUTS")]
+    pub payouts: Option<String>,
+    /// The platform's account holder, for SEPA files.
+    #[arg(long, env = "ETAL_SEPA_DEBTOR_NAME")]
+    pub sepa_debtor_name: Option<String>,
+    /// The platform's IBAN, for SEPA files.
+    #[arg(long, env = "ETAL_SEPA_DEBTOR_IBAN", hide_env_values = true)]
+    pub sepa_debtor_iban: Option<String>,
+    /// The platform's BIC, for SEPA files.
+    #[arg(long, env = "ETAL_SEPA_DEBTOR_BIC")]
+    pub sepa_debtor_bic: Option<String>,
+    /// The platform's legal name, for the invoices of its fees (R-INV-3; unset: none issued).
+    #[arg(long, env = "ETAL_PLATFORM_LEGAL_NAME")]
+    pub platform_legal_name: Option<String>,
+    /// The platform's SIREN.
+    #[arg(long, env = "ETAL_PLATFORM_SIREN")]
+    pub platform_siren: Option<String>,
+    /// The platform's VAT number.
+    #[arg(long, env = "ETAL_PLATFORM_VAT_NUMBER")]
+    pub platform_vat_number: Option<String>,
+    /// The platform's address line.
+    #[arg(long, env = "ETAL_PLATFORM_ADDRESS")]
+    pub platform_address: Option<String>,
+    /// The platform's postcode.
+    #[arg(long, env = "ETAL_PLATFORM_POSTCODE")]
+    pub platform_postcode: Option<String>,
+    /// The platform's city.
+    #[arg(long, env = "ETAL_PLATFORM_CITY")]
+    pub platform_city: Option<String>,
+    /// An SMTP server for the messages (`smtp://host:port`, `smtps://user:password@host`).
+    #[arg(long, env = "ETAL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Without SMTP: a folder the messages are written to as `.eml` files (`make run`: var/mail).
+    #[arg(long, env = "ETAL_MAIL_DIR")]
+    pub mail_dir: Option<String>,
+    /// The sender of the messages (`Name <address>`).
+    #[arg(long, env = "ETAL_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Where links in messages and the back office's log-in links point.
+    #[arg(long, env = "ETAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How often the message sender looks for due messages (ms).
+    #[arg(long, env = "ETAL_NOTIFY_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub notify_interval_ms: u64,
+    /// Webhook endpoints may be http:// and on private or loopback addresses (tests only).
+    #[arg(long, env = "ETAL_WEBHOOKS_ALLOW_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhooks_allow_insecure: bool,
+    /// The plans configuration file (default config/plans.json, else the built-in copy).
+    #[arg(long, env = "ETAL_PLANS", value_parser = readable_file)]
+    pub plans: Option<std::path::PathBuf>,
+    /// A folder of fee schedules (`*.json`; default config/fees, else the built-in copies).
+    #[arg(long, env = "ETAL_FEES")]
+    pub fees: Option<std::path::PathBuf>,
+    /// The fee schedule of markets that were not given one.
+    #[arg(long, env = "ETAL_FEE_SCHEDULE")]
+    pub fee_schedule: Option<String>,
+    /// `1`: seed the demonstration data into an empty event store.
+    #[arg(long, env = "DEMO")]
+    pub demo: Option<String>,
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
+}
+
+fn readable_file(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    std::fs::File::open(&path)
+        .map(|_| path)
+        .map_err(|e| format!("cannot read {s}: {e}"))
+}
+
 /// Which payment provider serves the online markets.
 #[derive(Debug, Clone)]
 pub enum Payments {
@@ -90,15 +241,16 @@ pub enum Payments {
     },
 }
 
-fn payouts() -> Result<etal_app::payouts::PayoutRail, ConfigError> {
-    match var("ETAL_PAYOUTS").as_deref().map(str::trim) {
+fn payouts(a: &ServeArgs) -> Result<etal_app::payouts::PayoutRail, ConfigError> {
+    match a.payouts.as_deref().map(str::trim) {
         None | Some("provider") => Ok(etal_app::payouts::PayoutRail::Provider),
         Some("sepa") => {
-            let get = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
+            let get =
+                |v: &Option<String>, name: &'static str| given(v).ok_or(ConfigError::Missing(name));
             let (name, iban, bic) = (
-                get("ETAL_SEPA_DEBTOR_NAME")?,
-                get("ETAL_SEPA_DEBTOR_IBAN")?,
-                get("ETAL_SEPA_DEBTOR_BIC")?,
+                get(&a.sepa_debtor_name, "ETAL_SEPA_DEBTOR_NAME")?,
+                get(&a.sepa_debtor_iban, "ETAL_SEPA_DEBTOR_IBAN")?,
+                get(&a.sepa_debtor_bic, "ETAL_SEPA_DEBTOR_BIC")?,
             );
             let checked = etal_app::bank_details::validate(&name, &iban, &bic).map_err(|e| {
                 ConfigError::Invalid {
@@ -121,47 +273,49 @@ fn payouts() -> Result<etal_app::payouts::PayoutRail, ConfigError> {
     }
 }
 
-fn platform_identity() -> Result<Option<etal_app::invoices::BillingIdentity>, ConfigError> {
-    let Some(legal_name) = var("ETAL_PLATFORM_LEGAL_NAME") else {
+fn platform_identity(
+    a: &ServeArgs,
+) -> Result<Option<etal_app::invoices::BillingIdentity>, ConfigError> {
+    let Some(legal_name) = given(&a.platform_legal_name) else {
         return Ok(None);
     };
-    let get = |name: &'static str| var(name).ok_or(ConfigError::Missing(name));
-    let siren = etal_app::legal_ids::check_siren(&get("ETAL_PLATFORM_SIREN")?).map_err(|e| {
-        ConfigError::Invalid {
-            name: "ETAL_PLATFORM_SIREN",
-            reason: e.to_string(),
-        }
+    let get = |v: &Option<String>, name: &'static str| given(v).ok_or(ConfigError::Missing(name));
+    let siren = etal_app::legal_ids::check_siren(&get(&a.platform_siren, "ETAL_PLATFORM_SIREN")?)
+        .map_err(|e| ConfigError::Invalid {
+        name: "ETAL_PLATFORM_SIREN",
+        reason: e.to_string(),
     })?;
-    let vat =
-        etal_app::legal_ids::check_vat_number(&get("ETAL_PLATFORM_VAT_NUMBER")?, Some(&siren))
-            .map_err(|e| ConfigError::Invalid {
-                name: "ETAL_PLATFORM_VAT_NUMBER",
-                reason: e.to_string(),
-            })?;
+    let vat = etal_app::legal_ids::check_vat_number(
+        &get(&a.platform_vat_number, "ETAL_PLATFORM_VAT_NUMBER")?,
+        Some(&siren),
+    )
+    .map_err(|e| ConfigError::Invalid {
+        name: "ETAL_PLATFORM_VAT_NUMBER",
+        reason: e.to_string(),
+    })?;
     Ok(Some(etal_app::invoices::BillingIdentity {
         legal_name,
         siren,
         vat_number: Some(vat),
         vat_franchise: false,
-        address_line: get("ETAL_PLATFORM_ADDRESS")?,
-        postcode: get("ETAL_PLATFORM_POSTCODE")?,
-        city: get("ETAL_PLATFORM_CITY")?,
+        address_line: get(&a.platform_address, "ETAL_PLATFORM_ADDRESS")?,
+        postcode: get(&a.platform_postcode, "ETAL_PLATFORM_POSTCODE")?,
+        city: get(&a.platform_city, "ETAL_PLATFORM_CITY")?,
         country: "FR".into(),
     }))
 }
 
-fn payments() -> Result<Payments, ConfigError> {
-    match var("ETAL_PAYMENTS").as_deref().map(str::trim) {
+fn payments(a: &ServeArgs) -> Result<Payments, ConfigError> {
+    match a.payments.as_deref().map(str::trim) {
         None | Some("simulator") => Ok(Payments::Simulator),
         Some("stripe") => Ok(Payments::Stripe {
             secret_key: Secret(
-                var("ETAL_STRIPE_SECRET_KEY")
+                given(&a.stripe_secret_key)
                     .ok_or(ConfigError::Missing("ETAL_STRIPE_SECRET_KEY"))?,
             ),
-            api_base: var("ETAL_STRIPE_API_BASE")
-                .unwrap_or_else(|| "https://api.stripe.com".to_string()),
-            api_version: var("ETAL_STRIPE_API_VERSION"),
-            webhook_secrets: var("ETAL_STRIPE_WEBHOOK_SECRET")
+            api_base: a.stripe_api_base.clone(),
+            api_version: given(&a.stripe_api_version),
+            webhook_secrets: given(&a.stripe_webhook_secret)
                 .ok_or(ConfigError::Missing("ETAL_STRIPE_WEBHOOK_SECRET"))?
                 .split(',')
                 .map(|s| Secret(s.trim().to_string()))
@@ -181,63 +335,65 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A value the command line's parser refused (exit code 2, as clap's).
+    #[error("{0}")]
+    Arguments(String),
 }
 
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }),
-    }
+/// A value that is set and not blank.
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_ref().filter(|v| !v.trim().is_empty()).cloned()
 }
 
 impl Config {
+    /// The configuration from the environment alone (the commands other than `serve`); a bad
+    /// value is refused as `etal serve` refuses it.
     pub fn from_env() -> Result<Config, ConfigError> {
+        #[derive(clap::Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parsed = <EnvOnly as clap::Parser>::try_parse_from(["etal"])
+            .map_err(|e| ConfigError::Arguments(e.to_string()))?;
+        Config::from_args(&parsed.serve)
+    }
+
+    /// The configuration `etal serve` was given (flags or environment variables).
+    pub fn from_args(a: &ServeArgs) -> Result<Config, ConfigError> {
         Ok(Config {
-            database_url: Secret(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?),
-            listen: parse("ETAL_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            db_pool: parse("ETAL_DB_POOL", 16u32)?,
-            projectors: parse("ETAL_PROJECTORS", true)?,
-            scheduler: parse("ETAL_SCHEDULER", true)?,
-            scheduler_interval: Duration::from_millis(parse(
-                "ETAL_SCHEDULER_INTERVAL_MS",
-                1000u64,
-            )?),
-            read_your_writes: Duration::from_millis(parse("ETAL_READ_YOUR_WRITES_MS", 2000u64)?),
-            delivery_delay: chrono::Duration::minutes(parse("ETAL_DELIVERY_DELAY_MINUTES", 10i64)?),
-            sales_horizon_weeks: parse("ETAL_SALES_HORIZON_WEEKS", 8u32)?,
-            outbox: parse("ETAL_OUTBOX", true)?,
-            outbox_interval: Duration::from_millis(parse("ETAL_OUTBOX_INTERVAL_MS", 500u64)?),
-            outbox_inline: parse("ETAL_OUTBOX_INLINE", true)?,
-            sim_fail: sim_failures(&var("ETAL_SIM_FAIL").unwrap_or_default())?,
-            payments: payments()?,
-            payouts: payouts()?,
-            platform_identity: platform_identity()?,
-            payment_timeout: chrono::Duration::seconds(parse(
-                "ETAL_PAYMENT_TIMEOUT_SECONDS",
-                900i64,
-            )?),
-            mail: mail()?,
-            notify_interval: Duration::from_millis(parse("ETAL_NOTIFY_INTERVAL_MS", 1000u64)?),
-            webhooks_allow_insecure: parse("ETAL_WEBHOOKS_ALLOW_INSECURE", false)?,
+            database_url: Secret(
+                given(&a.database_url).ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            ),
+            listen: a.listen,
+            db_pool: a.db_pool,
+            db_acquire_timeout: Duration::from_millis(a.db_acquire_timeout_ms),
+            projectors: a.projectors,
+            scheduler: a.scheduler,
+            scheduler_interval: Duration::from_millis(a.scheduler_interval_ms),
+            read_your_writes: Duration::from_millis(a.read_your_writes_ms),
+            delivery_delay: chrono::Duration::minutes(a.delivery_delay_minutes),
+            sales_horizon_weeks: a.sales_horizon_weeks,
+            outbox: a.outbox,
+            outbox_interval: Duration::from_millis(a.outbox_interval_ms),
+            outbox_inline: a.outbox_inline,
+            sim_fail: sim_failures(a.sim_fail.as_deref().unwrap_or_default())?,
+            payments: payments(a)?,
+            payouts: payouts(a)?,
+            platform_identity: platform_identity(a)?,
+            payment_timeout: chrono::Duration::seconds(a.payment_timeout_seconds),
+            mail: mail(a)?,
+            notify_interval: Duration::from_millis(a.notify_interval_ms),
+            webhooks_allow_insecure: a.webhooks_allow_insecure,
         })
     }
 }
 
 /// R-NOT: where messages go.
-fn mail() -> Result<etal_app::notify::MailSettings, ConfigError> {
+fn mail(a: &ServeArgs) -> Result<etal_app::notify::MailSettings, ConfigError> {
     use etal_app::notify::{MailSettings, MailTransport};
     let defaults = MailSettings::default();
-    let transport = match (var("ETAL_SMTP_URL"), var("ETAL_MAIL_DIR")) {
+    let transport = match (given(&a.smtp_url), given(&a.mail_dir)) {
         (Some(url), _) if !url.trim().is_empty() => {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 return Err(ConfigError::Invalid {
@@ -250,7 +406,7 @@ fn mail() -> Result<etal_app::notify::MailSettings, ConfigError> {
         (_, Some(dir)) if !dir.trim().is_empty() => MailTransport::Folder(dir.into()),
         _ => MailTransport::Off,
     };
-    let from = var("ETAL_MAIL_FROM").unwrap_or(defaults.from);
+    let from = given(&a.mail_from).unwrap_or(defaults.from);
     if from.parse::<lettre::message::Mailbox>().is_err() {
         return Err(ConfigError::Invalid {
             name: "ETAL_MAIL_FROM",
@@ -260,7 +416,7 @@ fn mail() -> Result<etal_app::notify::MailSettings, ConfigError> {
     Ok(MailSettings {
         transport,
         from,
-        public_url: var("ETAL_PUBLIC_URL").unwrap_or(defaults.public_url),
+        public_url: given(&a.public_url).unwrap_or(defaults.public_url),
     })
 }
 

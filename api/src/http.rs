@@ -13,44 +13,136 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::auth::{verify, AuthError, JwtKey, Principal, RateLimiter};
 use crate::graphql::EtalSchema;
 
-/// HTTP-level settings, from the environment.
+/// The HTTP server's settings (flags or environment variables of `etal serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// The HS256 key tokens are signed with (unset: every token is refused).
+    #[arg(long, env = "ETAL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Sustained requests per second per token, and per address for anonymous callers.
+    #[arg(long, env = "ETAL_RATE_LIMIT_PER_SECOND", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_second: u32,
+    /// Requests at once per token or address (the bucket's size).
+    #[arg(long, env = "ETAL_RATE_LIMIT_BURST", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+    /// Log-in attempts per minute per address on the back office.
+    #[arg(long, env = "ETAL_LOGIN_RATE_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_rate_per_minute: u32,
+    /// Take the caller's address from the last `X-Forwarded-For` entry (behind a proxy only).
+    #[arg(long, env = "ETAL_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+    /// A bearer token `/metrics` asks for (unset: open, for a scraper on a private network).
+    #[arg(long, env = "ETAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Origins browsers may call the API from (comma separated, or `*`; unset: none).
+    #[arg(long, env = "ETAL_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Seconds a client has to send a request's headers (also a kept-alive connection's next
+    /// request); then the connection is closed.
+    #[arg(long, env = "ETAL_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, env = "ETAL_BODY_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub body_timeout_seconds: u64,
+    /// Open connections at most; more wait to be accepted.
+    #[arg(long, env = "ETAL_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Open websockets (subscriptions) at most; more are answered 503.
+    #[arg(long, env = "ETAL_MAX_WEBSOCKETS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_websockets: u32,
+    /// Seconds a websocket has to send `connection_init` (then closed with 4408).
+    #[arg(long, env = "ETAL_WS_INIT_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ws_init_timeout_seconds: u64,
+    /// Bytes of a GraphQL document at most (refused before it is parsed).
+    #[arg(long, env = "ETAL_MAX_QUERY_BYTES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(100..))]
+    pub max_query_bytes: u32,
+    /// Tokens of a GraphQL document at most (refused before it is parsed).
+    #[arg(long, env = "ETAL_MAX_QUERY_TOKENS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(10..))]
+    pub max_query_tokens: u32,
+}
+
+/// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// ETAL_JWT_SECRET: the HS256 key (unset: every token is refused, requests are anonymous).
+    /// The HS256 key (None: every token is refused, requests are anonymous).
     pub jwt: Option<JwtKey>,
-    /// ETAL_RATE_LIMIT_PER_SECOND: sustained requests per second per token (default 50).
     pub rate_per_second: u32,
-    /// ETAL_RATE_LIMIT_BURST: bucket size per token (default 200).
     pub rate_burst: u32,
+    pub login_per_minute: u32,
+    pub trust_forwarded_for: bool,
+    pub metrics_token: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub max_websockets: usize,
+    pub ws_init_timeout: Duration,
+    pub max_query_bytes: usize,
+    pub max_query_tokens: usize,
 }
 
 impl HttpSettings {
-    pub fn from_env() -> anyhow::Result<HttpSettings> {
-        let num = |name: &str, default: u32| -> anyhow::Result<u32> {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("{name} is invalid: {e}")),
-                _ => Ok(default),
-            }
+    pub fn from_args(a: &HttpArgs) -> anyhow::Result<HttpSettings> {
+        let jwt = match a.jwt_secret.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(JwtKey::new(s.to_string())?),
+            _ => None,
         };
         Ok(HttpSettings {
-            jwt: JwtKey::from_env()?,
-            rate_per_second: num("ETAL_RATE_LIMIT_PER_SECOND", 50)?,
-            rate_burst: num("ETAL_RATE_LIMIT_BURST", 200)?,
+            jwt,
+            rate_per_second: a.rate_limit_per_second,
+            rate_burst: a.rate_limit_burst,
+            login_per_minute: a.login_rate_per_minute,
+            trust_forwarded_for: a.trust_forwarded_for,
+            metrics_token: a.metrics_token.clone().filter(|t| !t.trim().is_empty()),
+            cors_origins: a
+                .cors_origins
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            header_timeout: Duration::from_secs(a.header_timeout_seconds),
+            body_timeout: Duration::from_secs(a.body_timeout_seconds),
+            max_connections: a.max_connections as usize,
+            max_websockets: a.max_websockets as usize,
+            ws_init_timeout: Duration::from_secs(a.ws_init_timeout_seconds),
+            max_query_bytes: a.max_query_bytes as usize,
+            max_query_tokens: a.max_query_tokens as usize,
         })
+    }
+
+    /// The defaults, with `jwt` (tests that build a router in process).
+    pub fn with_key(jwt: Option<JwtKey>) -> HttpSettings {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            http: HttpArgs,
+        }
+        let d = <Defaults as clap::Parser>::parse_from(["etal"]);
+        let mut s = HttpSettings::from_args(&d.http).expect("the defaults are valid");
+        s.jwt = jwt;
+        s
     }
 }
 
@@ -58,21 +150,236 @@ impl HttpSettings {
 #[derive(Clone)]
 pub struct GraphqlState {
     pub schema: EtalSchema,
+    /// The same schema without the depth and complexity limits, for documents that only
+    /// introspect (GraphiQL's and graphql-js's introspection query nest deeper than 12).
+    pub introspection: EtalSchema,
     pub jwt: Option<Arc<JwtKey>>,
     pub limiter: Arc<RateLimiter>,
+    pub trust_forwarded_for: bool,
+    pub max_query_bytes: usize,
+    pub max_query_tokens: usize,
+    /// Open websockets, at most `max_websockets`.
+    pub websockets: Arc<tokio::sync::Semaphore>,
+    pub max_websockets: usize,
+    pub ws_init_timeout: Duration,
 }
 
 impl GraphqlState {
-    pub fn new(schema: EtalSchema, settings: &HttpSettings) -> Self {
+    pub fn new(schema: EtalSchema, introspection: EtalSchema, settings: &HttpSettings) -> Self {
         Self {
             schema,
+            introspection,
             jwt: settings.jwt.clone().map(Arc::new),
             limiter: Arc::new(RateLimiter::new(
                 settings.rate_per_second,
                 settings.rate_burst,
             )),
+            trust_forwarded_for: settings.trust_forwarded_for,
+            max_query_bytes: settings.max_query_bytes,
+            max_query_tokens: settings.max_query_tokens,
+            websockets: Arc::new(tokio::sync::Semaphore::new(settings.max_websockets)),
+            max_websockets: settings.max_websockets,
+            ws_init_timeout: settings.ws_init_timeout,
         }
     }
+}
+
+/// The caller's address: the connection's peer, or the last `X-Forwarded-For` entry when the
+/// service is told to trust it (behind a proxy).
+pub(crate) fn client_ip(
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    trust_forwarded_for: bool,
+) -> Option<std::net::IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .next_back();
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The role a principal is logged and counted as.
+pub(crate) fn role_label(p: &Principal) -> String {
+    match p {
+        Principal::Anonymous => "anonymous".into(),
+        Principal::User(a) => serde_json::to_value(a.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{:?}", a.role)),
+    }
+}
+
+/// Counts a GraphQL document's tokens (names, numbers, strings, punctuators; commas,
+/// whitespace and comments are ignored, as the grammar ignores them) in one pass, stopping at
+/// `limit`: a document over the limit is refused before the parser sees it.
+pub(crate) fn count_tokens(doc: &str, limit: usize) -> usize {
+    let b = doc.as_bytes();
+    let (mut i, mut n) = (0usize, 0usize);
+    while i < b.len() && n <= limit {
+        match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            0xEF if b[i..].starts_with(&[0xEF, 0xBB, 0xBF]) => i += 3,
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
+                    i += if b[i] == b'\\' && b[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+                n += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                n += 1;
+            }
+            b'.' if b[i..].starts_with(b"...") => {
+                i += 3;
+                n += 1;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b"_.+-".contains(&b[i])) {
+                    i += 1;
+                }
+                n += 1;
+            }
+            _ => {
+                i += 1;
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// What an operation is: its label for logs and metrics, whether it only introspects, and
+/// whether its introspection is of a sane shape.
+pub(crate) struct OperationFacts {
+    /// `query:orderRecap`: its type and root fields (sorted, at most three shown).
+    pub label: String,
+    /// Only `__schema`, `__type` and `__typename` at the root.
+    pub introspection_only: bool,
+    /// Introspection nests at most [`MAX_INTROSPECTION_LISTS`] lists of the schema (`types`
+    /// then `fields` then `args`, as the standard introspection query does) and
+    /// [`MAX_INTROSPECTION_DEPTH`] levels: `fields { type { fields { type { ... } } } }` would
+    /// multiply the answer by the schema's size at each level.
+    pub introspection_bounded: bool,
+}
+
+/// See [`OperationFacts::introspection_bounded`].
+pub(crate) const MAX_INTROSPECTION_LISTS: usize = 3;
+pub(crate) const MAX_INTROSPECTION_DEPTH: usize = 24;
+
+/// The [`OperationFacts`] of the operation `operation_name` picks (None: it names none, or
+/// a fragment is missing: the executor will say so).
+pub(crate) fn describe_operation(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<OperationFacts> {
+    use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
+    const LISTS: [&str; 8] = [
+        "types",
+        "fields",
+        "args",
+        "inputFields",
+        "interfaces",
+        "possibleTypes",
+        "enumValues",
+        "directives",
+    ];
+    let op = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
+        _ => return None,
+    };
+    let ty = match op.node.ty {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    let mut roots = Vec::new();
+    let mut introspection_only = true;
+    let mut bounded = true;
+    // (selection set, depth, inside introspection, lists nested)
+    let mut pending: Vec<(&SelectionSet, usize, bool, usize)> =
+        vec![(&op.node.selection_set.node, 0, false, 0)];
+    let mut steps = 0usize;
+    while let Some((set, depth, inside, lists)) = pending.pop() {
+        for item in &set.items {
+            steps += 1;
+            if steps > 100_000 {
+                return None;
+            }
+            match &item.node {
+                Selection::Field(f) => {
+                    let name = f.node.name.node.as_str();
+                    if depth == 0 {
+                        if !name.starts_with("__") {
+                            introspection_only = false;
+                        }
+                        if name != "__typename" {
+                            roots.push(name.to_string());
+                        }
+                    }
+                    let inside = inside || name == "__schema" || name == "__type";
+                    let lists = lists + usize::from(inside && LISTS.contains(&name));
+                    if inside
+                        && (lists > MAX_INTROSPECTION_LISTS || depth + 1 > MAX_INTROSPECTION_DEPTH)
+                    {
+                        bounded = false;
+                    }
+                    if bounded {
+                        pending.push((&f.node.selection_set.node, depth + 1, inside, lists));
+                    }
+                }
+                Selection::InlineFragment(f) => {
+                    pending.push((&f.node.selection_set.node, depth, inside, lists))
+                }
+                Selection::FragmentSpread(s) => match doc.fragments.get(&s.node.fragment_name.node)
+                {
+                    Some(frag) => {
+                        pending.push((&frag.node.selection_set.node, depth, inside, lists))
+                    }
+                    None => return None,
+                },
+            }
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    if roots.is_empty() {
+        roots.push("__typename".into());
+    }
+    let shown: Vec<&str> = roots.iter().take(3).map(String::as_str).collect();
+    let more = if roots.len() > 3 { "+..." } else { "" };
+    Some(OperationFacts {
+        label: format!("{ty}:{}{more}", shown.join("+")),
+        introspection_only,
+        introspection_bounded: bounded,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -148,6 +455,7 @@ fn respond_text(status: StatusCode, media: Media, body: String) -> Response {
 pub(crate) fn admit(
     state: &GraphqlState,
     headers: &HeaderMap,
+    ip: Option<std::net::IpAddr>,
     media: Media,
 ) -> Result<Principal, Box<Response>> {
     let principal = match headers.get(header::AUTHORIZATION) {
@@ -182,8 +490,13 @@ pub(crate) fn admit(
             }
         }
     };
+    // Per token; anonymous callers per address (all of them in one bucket when the address
+    // is unknown, e.g. a test's in-process router).
     let key = match principal {
-        Principal::Anonymous => "anonymous".to_string(),
+        Principal::Anonymous => match ip {
+            Some(ip) => format!("ip:{ip}"),
+            None => "anonymous".to_string(),
+        },
         Principal::User(a) => format!("{:?}:{}", a.role, a.user),
     };
     if let Err(wait) = state.limiter.check(&key) {
@@ -192,7 +505,7 @@ pub(crate) fn admit(
             media,
             &error_body(
                 "RATE_LIMITED",
-                "too many requests for this token; retry later",
+                "too many requests for this caller; retry later",
             ),
         );
         let secs = wait.max(Duration::from_secs(1)).as_secs().to_string();
@@ -244,9 +557,11 @@ fn params_from_json(body: Value) -> Result<Params, &'static str> {
 /// POST /graphql
 pub async fn graphql_post(
     State(state): State<GraphqlState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let ip = client_ip(&extensions, &headers, state.trust_forwarded_for);
     let Some(media) = negotiate(&headers) else {
         return respond(
             StatusCode::NOT_ACCEPTABLE,
@@ -278,7 +593,7 @@ pub async fn graphql_post(
             ),
         );
     }
-    let principal = match admit(&state, &headers, media) {
+    let principal = match admit(&state, &headers, ip, media) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -305,15 +620,17 @@ pub async fn graphql_post(
 /// GET /graphql: queries as URL parameters, or GraphiQL for a browser.
 pub async fn graphql_get(
     State(state): State<GraphqlState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    let ip = client_ip(&extensions, &headers, state.trust_forwarded_for);
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if !query.contains_key("query") && wants_html {
-        return Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response();
+        return crate::assets::graphiql_page().into_response();
     }
     let Some(media) = negotiate(&headers) else {
         return respond(
@@ -325,7 +642,7 @@ pub async fn graphql_get(
             ),
         );
     };
-    let principal = match admit(&state, &headers, media) {
+    let principal = match admit(&state, &headers, ip, media) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -381,15 +698,91 @@ pub async fn graphql_get(
 }
 
 async fn execute(state: &GraphqlState, principal: Principal, media: Media, p: Params) -> Response {
-    let query = p.query.clone();
+    let mut facts = crate::observe::RequestFacts {
+        operation_name: p.operation_name.clone(),
+        role: Some(role_label(&principal)),
+        ..Default::default()
+    };
+    let mut response = execute_counted(state, principal, media, p, &mut facts).await;
+    if let Some(code) = &facts.error_code {
+        metrics::counter!(
+            "etal_graphql_errors_total",
+            "operation" => facts.operation.clone().unwrap_or_else(|| "unparsed".into()),
+            "code" => code.clone(),
+        )
+        .increment(1);
+    }
+    response.extensions_mut().insert(facts);
+    response
+}
+
+async fn execute_counted(
+    state: &GraphqlState,
+    principal: Principal,
+    media: Media,
+    p: Params,
+    facts: &mut crate::observe::RequestFacts,
+) -> Response {
+    // Bounded before parsing: a document of 50,000 aliases costs the parser and the validator
+    // a third of a second of CPU; its size and token count cost microseconds.
+    if p.query.len() > state.max_query_bytes
+        || count_tokens(&p.query, state.max_query_tokens) > state.max_query_tokens
+    {
+        facts.error_code = Some("QUERY_TOO_LARGE".into());
+        let status = match media {
+            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
+        };
+        return respond(
+            status,
+            media,
+            &error_body(
+                "QUERY_TOO_LARGE",
+                &format!(
+                    "the document is larger than {} bytes or {} tokens",
+                    state.max_query_bytes, state.max_query_tokens
+                ),
+            ),
+        );
+    }
+    let parsed = async_graphql::parser::parse_query(&p.query);
+    let parse_failed = parsed.is_err();
+    let mut schema = &state.schema;
     let mut request = async_graphql::Request::new(p.query).data(principal);
+    if let Ok(doc) = parsed {
+        if let Some(op) = describe_operation(&doc, p.operation_name.as_deref()) {
+            facts.operation = Some(op.label);
+            if !op.introspection_bounded {
+                facts.error_code = Some("QUERY_TOO_COMPLEX".into());
+                let status = match media {
+                    Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+                    Media::Json => StatusCode::OK,
+                };
+                return respond(
+                    status,
+                    media,
+                    &error_body(
+                        "QUERY_TOO_COMPLEX",
+                        &format!(
+                            "introspection nests more than {MAX_INTROSPECTION_LISTS} lists or \
+                             {MAX_INTROSPECTION_DEPTH} levels"
+                        ),
+                    ),
+                );
+            }
+            if op.introspection_only {
+                schema = &state.introspection;
+            }
+        }
+        request.set_parsed_query(doc);
+    }
     if let Some(name) = p.operation_name {
         request = request.operation_name(name);
     }
     if let Some(vars) = p.variables {
         request = request.variables(async_graphql::Variables::from_json(Value::Object(vars)));
     }
-    let response = state.schema.execute(request).await;
+    let response = schema.execute(request).await;
     if response.errors.is_empty() {
         // The common case: written straight from the response, without an intermediate
         // `serde_json::Value` tree (large recaps), fields in the order asked.
@@ -397,8 +790,6 @@ async fn execute(state: &GraphqlState, principal: Principal, media: Media, p: Pa
             return respond_text(StatusCode::OK, media, body);
         }
     }
-    // Told apart only for errors: a second parse costs every request otherwise.
-    let parse_failed = async_graphql::parser::parse_query(&query).is_err();
     let mut body = serde_json::to_value(&response)
         .unwrap_or_else(|_| error_body("INTERNAL", "internal error"));
     // A request that never executed: no data, errors without a path.
@@ -409,6 +800,10 @@ async fn execute(state: &GraphqlState, principal: Principal, media: Media, p: Pa
         for e in errors.iter_mut() {
             classify(e, parse_failed);
         }
+        facts.error_code = errors
+            .first()
+            .and_then(|e| e["extensions"]["code"].as_str())
+            .map(str::to_string);
     }
     let status = if request_error {
         if let Value::Object(m) = &mut body {
@@ -486,9 +881,11 @@ fn argument_of(message: &str) -> Option<String> {
 pub async fn invoice_file(
     axum::extract::State(state): axum::extract::State<crate::server::AppState>,
     axum::extract::Path((id, file)): axum::extract::Path<(uuid::Uuid, String)>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match admit(&state.graphql, &headers, Media::Json) {
+    let ip = client_ip(&extensions, &headers, state.graphql.trust_forwarded_for);
+    let principal = match admit(&state.graphql, &headers, ip, Media::Json) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -548,9 +945,11 @@ pub async fn invoice_file(
 pub async fn fec_file(
     axum::extract::State(state): axum::extract::State<crate::server::AppState>,
     axum::extract::Path((books, year)): axum::extract::Path<(String, i32)>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match admit(&state.graphql, &headers, Media::Json) {
+    let ip = client_ip(&extensions, &headers, state.graphql.trust_forwarded_for);
+    let principal = match admit(&state.graphql, &headers, ip, Media::Json) {
         Ok(p) => p,
         Err(r) => return *r,
     };

@@ -1,11 +1,14 @@
 //! The `etal` service: GraphQL API, command wiring, and the processes it runs (projectors,
 //! scheduler). `main.rs` is the CLI over this library.
 
+pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod graphql;
 pub mod http;
+pub mod observe;
 pub mod server;
 
 use std::sync::Arc;
@@ -17,14 +20,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// Sets up structured logs: quiet by default (warnings), verbose with RUST_LOG.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+pub use observe::init_tracing;
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
@@ -120,9 +116,12 @@ pub fn application_with(
 /// Runs the HTTP server (and, as configured, projectors and scheduler) until shutdown.
 pub async fn serve(
     config: Config,
+    http: http::HttpSettings,
     pool: PgPool,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // The recorder before anything records.
+    let _ = observe::prometheus();
     let mut tasks = Vec::new();
     if config.projectors {
         tasks.extend(spawn_projectors(&pool, &shutdown));
@@ -266,12 +265,11 @@ pub async fn serve(
     let api = graphql::ApiSettings {
         read_your_writes: config.read_your_writes,
     };
-    let router = server::router(app, api, &http::HttpSettings::from_env()?, webhook_secrets);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = s.wait_for(|v| *v).await;
-        })
-        .await?;
+    let router = server::router(app, api, &http, webhook_secrets);
+    server::serve_http(listener, router, &http, async move {
+        let _ = s.wait_for(|v| *v).await;
+    })
+    .await?;
     for t in tasks {
         let _ = t.await;
     }

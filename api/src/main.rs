@@ -25,8 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the GraphQL API (and run projectors and scheduler, as configured). The default.
-    Serve,
+    /// Serve the GraphQL API, GraphiQL and the back office (and run projectors, scheduler and
+    /// senders, as configured). The default. Every setting is a flag or an environment variable.
+    Serve(Box<etal_api::config::ServeArgs>),
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Inspect, run, rebuild and verify projections.
@@ -42,8 +43,8 @@ enum Command {
         /// producer, market_admin, customer, auditor or platform_admin.
         #[arg(long, value_parser = etal_api::auth::parse_role)]
         role: etal_domain::Role,
-        /// Hours until the token expires.
-        #[arg(long, default_value_t = 24)]
+        /// Hours until the token expires (1 to 8784, a year).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8784))]
         ttl_hours: u64,
     },
     /// The auditor's tools: replay the money history, check it, export the journal (R-PAY-3).
@@ -143,13 +144,21 @@ const EXIT_DIFFERENCES: u8 = 3;
 #[tokio::main]
 async fn main() -> ExitCode {
     etal_api::init_tracing();
-    let cli = Cli::parse();
+    // `etal` alone is `etal serve`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 1 {
+        args.push("serve".into());
+    }
+    let cli = Cli::parse_from(args);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "etal failed");
+            // Said once, on stderr (not also as a log line).
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<etal_api::config::ConfigError>() {
+                Some(etal_api::config::ConfigError::Arguments(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -181,14 +190,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", etal_api::auth::mint(&key, user, *role, ttl)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::from_env().context("reading configuration")?;
-    let pool = etal_store::db::connect(config.database_url.expose(), config.db_pool)
-        .await
-        .context("connecting to PostgreSQL")?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    let (config, http) = match &cli.command {
+        Some(Command::Serve(args)) => (
+            Config::from_args(args)?,
+            Some(etal_api::http::HttpSettings::from_args(&args.http)?),
+        ),
+        _ => (Config::from_env()?, None),
+    };
+    let pool = etal_store::db::connect_with_timeout(
+        config.database_url.expose(),
+        config.db_pool,
+        config.db_acquire_timeout,
+    )
+    .await
+    .context("connecting to PostgreSQL")?;
+    let Some(command) = cli.command else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command {
+        Command::Serve(_) => {
             etal_store::db::migrate(&pool).await.context("migrating")?;
-            etal_api::serve(config, pool, etal_api::shutdown_signal()).await?;
+            let http = http.context("the HTTP settings")?;
+            etal_api::serve(config, http, pool, etal_api::shutdown_signal()).await?;
         }
         Command::Migrate => {
             etal_store::db::migrate(&pool).await.context("migrating")?;

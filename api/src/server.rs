@@ -1,16 +1,20 @@
 //! The HTTP server: GraphiQL at `/`, GraphQL at `/graphql` (graphql-ws subscriptions on a
-//! websocket upgrade of `GET /graphql` or `/ws`), `/health`, `/metrics`.
+//! websocket upgrade of `GET /graphql` or `/ws`), the back office at `/admin/`, `/health`,
+//! `/metrics`, and the accept loop with its timeouts ([`serve_http`]).
 
-use async_graphql::http::GraphiQLSource;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::{FromRef, State};
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 
 use crate::graphql::subscriptions::graphql_get_or_ws;
-use crate::graphql::{schema, ApiSettings};
+use crate::graphql::{introspection_schema, schema, ApiSettings};
 use crate::http::{graphql_post, GraphqlState, HttpSettings};
 use etal_app::App;
 
@@ -20,7 +24,11 @@ pub struct AppState {
     pub graphql: GraphqlState,
     pub app: App,
     /// The Stripe endpoint's signing secrets (None: Stripe is not the provider).
-    pub stripe_webhook_secrets: Option<std::sync::Arc<Vec<String>>>,
+    pub stripe_webhook_secrets: Option<Arc<Vec<String>>>,
+    /// The bearer token `/metrics` asks for.
+    pub metrics_token: Option<Arc<String>>,
+    /// The back office's sessions and log-in limits.
+    pub admin: crate::admin::AdminState,
 }
 
 impl FromRef<AppState> for GraphqlState {
@@ -32,34 +40,139 @@ impl FromRef<AppState> for GraphqlState {
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The router over the application: GraphiQL, GraphQL over HTTP (see [`crate::http`]),
-/// health and metrics.
+/// The router over the application: GraphiQL, GraphQL over HTTP (see [`crate::http`]), the
+/// back office, health and metrics; every request logged and measured ([`crate::observe`]).
 pub fn router(
     app: App,
     api: ApiSettings,
     http: &HttpSettings,
     stripe_webhook_secrets: Option<Vec<String>>,
 ) -> Router {
+    let graphql = GraphqlState::new(schema(app.clone(), api), introspection_schema(), http);
     let state = AppState {
         pool: app.pool.clone(),
-        graphql: GraphqlState::new(schema(app.clone(), api), http),
+        admin: crate::admin::AdminState::new(graphql.clone(), http),
+        graphql,
         app,
-        stripe_webhook_secrets: stripe_webhook_secrets.map(std::sync::Arc::new),
+        stripe_webhook_secrets: stripe_webhook_secrets.map(Arc::new),
+        metrics_token: http.metrics_token.clone().map(Arc::new),
     };
     Router::new()
         .route("/", get(graphiql).post(graphql_post))
         .route("/graphql", get(graphql_get_or_ws).post(graphql_post))
         .route("/ws", get(graphql_get_or_ws))
+        .route("/assets/{file}", get(crate::assets::serve_asset))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .route("/invoices/{id}/{file}", get(crate::http::invoice_file))
         .route("/books/fec/{books}/{year}", get(crate::http::fec_file))
+        .merge(crate::admin::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            http.body_timeout,
+        ))
         .layer(axum::middleware::map_response(coded_too_large))
+        .layer(cors(&http.cors_origins))
+        .layer(axum::middleware::from_fn(crate::observe::track))
         .with_state(state)
+}
+
+/// CORS for browser clients on the configured origins (none by default: same-origin only).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            crate::observe::REQUEST_ID.clone(),
+        ])
+        .expose_headers([crate::observe::REQUEST_ID.clone(), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(list))
+}
+
+/// Serves `router` on `listener` until `shutdown`: hyper's HTTP/1 and HTTP/2 with a
+/// header-read timeout (a client that sends no complete request head in time, the next one on
+/// a kept-alive connection included, is disconnected), at most `max_connections` open at once,
+/// accept errors (e.g. out of file descriptors) waited out rather than fatal, and a graceful
+/// shutdown of 10 s at most.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    http: &HttpSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::Service;
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(http.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(http.max_connections));
+    let mut make = router.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = match make.call(peer).await {
+            Ok(s) => s,
+            Err(never) => match never {},
+        };
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, peer = %peer, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s of shutdown; closing them");
+        }
+    }
+    Ok(())
 }
 
 /// A body over [`MAX_BODY_BYTES`] gets a coded GraphQL-shaped error (413,
@@ -160,43 +273,129 @@ async fn stripe_webhook(
     }
 }
 
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+async fn graphiql() -> Response {
+    crate::assets::graphiql_page().into_response()
 }
 
+/// 200 when PostgreSQL answers within a second, 503 at once otherwise (a load balancer takes the
+/// instance out; the pool's own wait is longer).
 async fn health(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => {
+    let probe = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("health check: the database did not answer within 1 s");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
         }
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let rows = match etal_projections::event_counts::list(&state.pool).await {
-        Ok(rows) => rows,
-        Err(_) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+/// The Prometheus exposition: the recorder's histograms and counters, and gauges read now from
+/// the database (projection lag, outbox backlog, events by type) and the pool. With
+/// ETAL_METRICS_TOKEN, only `Authorization: Bearer <token>` gets it.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| {
+            use sha2::{Digest, Sha256};
+            // Compared by digest: the time taken does not tell how much of it matched.
+            Sha256::digest(g.as_bytes()) == Sha256::digest(token.as_bytes())
+        });
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the token\n",
+            )
+                .into_response();
         }
-    };
-    let mut out = String::from(
-        "# HELP etal_events_total Events stored, by aggregate type and event type.\n# TYPE etal_events_total counter\n",
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "etal_events_total{{aggregate_type=\"{}\",event_type=\"{}\"}} {}\n",
-            escape(&r.aggregate_type),
-            escape(&r.event_type),
-            r.events
-        ));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let Some(handle) = crate::observe::prometheus() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder\n").into_response();
+    };
+    let pool = &state.pool;
+    metrics::gauge!("etal_db_pool_connections", "state" => "open").set(pool.size() as f64);
+    metrics::gauge!("etal_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    metrics::gauge!("etal_db_pool_connections", "state" => "max")
+        .set(pool.options().get_max_connections() as f64);
+    let websockets_open = state
+        .graphql
+        .max_websockets
+        .saturating_sub(state.graphql.websockets.available_permits());
+    metrics::gauge!("etal_websockets_open").set(websockets_open as f64);
+    let read = tokio::time::timeout(Duration::from_secs(5), database_gauges(pool)).await;
+    match read {
+        Ok(Ok(())) => metrics::gauge!("etal_database_up").set(1.0),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: the database gauges could not be read");
+            metrics::gauge!("etal_database_up").set(0.0);
+        }
+        Err(_) => metrics::gauge!("etal_database_up").set(0.0),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Reads the gauges that live in the database.
+async fn database_gauges(pool: &PgPool) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    for p in etal_projections::all() {
+        let row = sqlx::query(
+            "SELECT count(e.global_position) AS behind, \
+             coalesce(extract(epoch FROM now() - min(e.recorded_at)), 0)::float8 AS seconds \
+             FROM events e WHERE e.global_position > \
+             coalesce((SELECT last_position FROM projector_checkpoints WHERE projection = $1), 0)",
+        )
+        .bind(p.name())
+        .fetch_one(pool)
+        .await?;
+        let behind: i64 = row.try_get("behind")?;
+        let seconds: f64 = row.try_get("seconds")?;
+        metrics::gauge!("etal_projection_lag_events", "projection" => p.name().to_string())
+            .set(behind as f64);
+        metrics::gauge!("etal_projection_lag_seconds", "projection" => p.name().to_string())
+            .set(seconds);
+    }
+    let backlog = sqlx::query(
+        "SELECT 'outbox' AS queue, count(*) AS n FROM outbox WHERE status = 'pending' \
+         UNION ALL SELECT 'email', count(*) FROM notification_deliveries WHERE status = 'pending' \
+         UNION ALL SELECT 'webhook', count(*) FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .fetch_all(pool)
+    .await?;
+    for r in backlog {
+        let queue: String = r.try_get("queue")?;
+        let n: i64 = r.try_get("n")?;
+        metrics::gauge!("etal_outbox_backlog", "queue" => queue).set(n as f64);
+    }
+    for r in etal_projections::event_counts::list(pool)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
+    {
+        metrics::counter!(
+            "etal_events_total",
+            "aggregate_type" => r.aggregate_type.clone(),
+            "event_type" => r.event_type.clone(),
+        )
+        .absolute(r.events.max(0) as u64);
+    }
+    Ok(())
 }

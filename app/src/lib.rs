@@ -268,7 +268,7 @@ impl App {
 pub fn load_plans() -> Result<DomainConfig, AppError> {
     let text = match std::env::var("ETAL_PLANS") {
         Ok(path) => std::fs::read_to_string(&path)
-            .map_err(|e| AppError::Internal(format!("{path}: {e}")))?,
+            .map_err(|e| AppError::Internal(format!("ETAL_PLANS: cannot read {path}: {e}")))?,
         Err(_) => std::fs::read_to_string("config/plans.json")
             .unwrap_or_else(|_| include_str!("../../config/plans.json").to_string()),
     };

@@ -376,6 +376,20 @@ impl CommandBus {
         result: &serde_json::Value,
         with_events: bool,
     ) -> Result<Committed, CommitError> {
+        let outcome = self
+            .commit_unmeasured(changes, ctx, result, with_events)
+            .await;
+        count_commit(changes, &outcome);
+        outcome
+    }
+
+    async fn commit_unmeasured(
+        &self,
+        changes: &Changes,
+        ctx: &CommandContext,
+        result: &serde_json::Value,
+        with_events: bool,
+    ) -> Result<Committed, CommitError> {
         if changes.settles.len() <= 1 && changes.schedules.is_empty() {
             return self
                 .commit_one_statement(&self.pool, changes, ctx, result, with_events)
@@ -405,12 +419,14 @@ impl CommandBus {
         ctx: &CommandContext,
         result: &serde_json::Value,
     ) -> Result<Committed, CommitError> {
-        if changes.settles.len() <= 1 && changes.schedules.is_empty() {
-            return self
-                .commit_one_statement(conn, changes, ctx, result, false)
-                .await;
-        }
-        self.write_changes(conn, changes, ctx, result, false).await
+        let outcome = if changes.settles.len() <= 1 && changes.schedules.is_empty() {
+            self.commit_one_statement(conn, changes, ctx, result, false)
+                .await
+        } else {
+            self.write_changes(conn, changes, ctx, result, false).await
+        };
+        count_commit(changes, &outcome);
+        outcome
     }
 
     async fn write_changes(
@@ -1047,4 +1063,25 @@ pub async fn backoff(attempt: u32) {
     let cap_ms = (2u64 << attempt.min(6)).min(100);
     let ms = rand::thread_rng().gen_range(1..=cap_ms);
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// `etal_commands_total{aggregate, outcome}`: one per aggregate type a commit writes (`none`
+/// for a commit of an idempotency record or outbox settlement alone).
+fn count_commit(changes: &Changes, outcome: &Result<Committed, CommitError>) {
+    let outcome = match outcome {
+        Ok(_) => "committed",
+        Err(CommitError::Conflict) => "conflict",
+        Err(CommitError::KeyTaken) => "duplicate",
+        Err(CommitError::Store(_)) => "error",
+    };
+    let mut types: Vec<&'static str> = changes.writes.iter().map(|w| w.aggregate_type).collect();
+    types.sort_unstable();
+    types.dedup();
+    if types.is_empty() {
+        types.push("none");
+    }
+    for t in types {
+        metrics::counter!("etal_commands_total", "aggregate" => t, "outcome" => outcome)
+            .increment(1);
+    }
 }

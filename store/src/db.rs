@@ -8,15 +8,26 @@ use sqlx::{ConnectOptions, PgPool};
 /// The SQL migrations of `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// A pool to `url`, with statement logging quieted to debug level.
+/// A pool to `url`, with statement logging quieted to debug level; a connection is waited for
+/// 10 s at most.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    connect_with_timeout(url, max_connections, Duration::from_secs(10)).await
+}
+
+/// [`connect`], waiting `acquire_timeout` at most for a connection (then the request fails as
+/// retryable: the service's answer while PostgreSQL is down).
+pub async fn connect_with_timeout(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     let options = options
         .log_statements(log::LevelFilter::Trace)
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_millis(500));
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
 }

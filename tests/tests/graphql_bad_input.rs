@@ -21,7 +21,17 @@ async fn bad_input_gets_a_coded_error_and_writes_nothing() {
     let add = "mutation($p: UUID!, $input: ProductInput!) { addProduct(producerId: $p, product: $input) { productId } }";
     let product = |price: Value, name: Value| json!({"p": f.producer_id, "input": {"name": name, "unit": "pot", "priceInclVat": price}});
     let huge = "x".repeat(900_000);
-    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+    // Past the depth limit of 12 (not introspection alone: the standard introspection query
+    // nests deeper, and is answered); introspection that nests 25 levels, or lists of the schema in
+    // a cycle (the answer would multiply by the schema's size at each level).
+    let deep = "{ health __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+    let deep_introspection = format!(
+        "{{ __schema {{ types {{ fields {{ type {}{{ name }}{} }} }} }} }}",
+        "{ ofType ".repeat(20),
+        " }".repeat(20)
+    );
+    let cyclic_introspection =
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
     let random = uuid::Uuid::new_v4().to_string();
     // (what, who, query, variables, expected code)
     let cases: Vec<(&str, &graphql_common::Who, &str, Value, &str)> = vec![
@@ -47,6 +57,8 @@ async fn bad_input_gets_a_coded_error_and_writes_nothing() {
         ("an unknown field", &f.producer, "{ nothingHere }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
         ("a syntax error", &f.producer, "{ producer(", json!({}), "GRAPHQL_PARSE_FAILED"),
         ("a query past the depth limit", &f.producer, deep, json!({}), "QUERY_TOO_COMPLEX"),
+        ("introspection 25 levels deep", &f.producer, &deep_introspection, json!({}), "QUERY_TOO_COMPLEX"),
+        ("introspection of fields of fields of fields", &f.producer, cyclic_introspection, json!({}), "QUERY_TOO_COMPLEX"),
         ("a page too large", &f.producer, "query($p: UUID!) { producer(id: $p) { products(first: 100000) { edges { cursor } } } }", json!({"p": f.producer_id}), "BAD_USER_INPUT"),
         ("an overlong idempotency key", &f.producer, "mutation($p: UUID!, $k: String) { createCatalog(producerId: $p, name: \"x\", idempotencyKey: $k) { catalogId } }", json!({"p": f.producer_id, "k": "k".repeat(500)}), "BAD_USER_INPUT"),
     ];

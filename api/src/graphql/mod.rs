@@ -83,6 +83,15 @@ pub fn schema(app: App, settings: ApiSettings) -> EtalSchema {
         .finish()
 }
 
+/// The schema for documents that only introspect (`__schema`, `__type`): no depth or complexity
+/// limit (the standard introspection query nests deeper than [`MAX_DEPTH`]), no data (no resolver
+/// of ours runs). Every other document runs on [`schema`], limits applied.
+pub fn introspection_schema() -> EtalSchema {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
+        .limit_recursive_depth(64)
+        .finish()
+}
+
 /// The schema in SDL, as checked in at docs/schema.graphql.
 pub fn sdl() -> String {
     Schema::build(Query::default(), Mutation::default(), Subscription)

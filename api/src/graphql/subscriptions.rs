@@ -29,10 +29,10 @@ use std::time::Duration;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{Context, Data, Result, SimpleObject, Subscription};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::handler::Handler;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use etal_domain::ids::{CatalogId, OrderId, ProducerId, ProductId, SaleId};
 use etal_domain::sale::Sale;
@@ -478,17 +478,50 @@ pub async fn graphql_get_or_ws(State(state): State<GraphqlState>, req: Request) 
         Ok(ws) => ws,
         Err(e) => return e.into_response(),
     };
+    // At most ETAL_MAX_WEBSOCKETS open: the permit lives as long as the socket.
+    let Ok(permit) = state.websockets.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(serde_json::json!({"errors": [{
+                "message": "too many open websockets; retry later",
+                "extensions": {"code": "TOO_MANY_WEBSOCKETS"}
+            }]})),
+        )
+            .into_response();
+    };
     let schema = state.schema.clone();
     let jwt = state.jwt.clone();
+    let init_timeout = state.ws_init_timeout;
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, schema, protocol)
+        .on_upgrade(move |socket| async move {
+            use futures::{SinkExt, StreamExt};
+            let (mut sink, mut stream) = socket.split();
+            // graphql-ws: a client that sends no `connection_init` in time is closed with 4408.
+            let first = match tokio::time::timeout(init_timeout, stream.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => return,
+                Err(_) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 4408,
+                            reason: "Connection initialisation timeout".into(),
+                        })))
+                        .await;
+                    drop(permit);
+                    return;
+                }
+            };
+            let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let mut data = Data::default();
                     data.insert(principal_of(&payload, jwt.as_deref())?);
                     Ok(data)
                 })
                 .serve()
+                .await;
+            drop(permit);
         })
         .into_response()
 }
