@@ -39,6 +39,33 @@ fn main() {
     if !all {
         println!("cargo:warning=web/node_modules is missing: run scripts/tools.sh (make test / make run do) for GraphiQL and the back office's charts");
     }
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("assets.rs");
-    std::fs::write(dest, out).expect("write assets.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("out dir"));
+    std::fs::write(out_dir.join("assets.rs"), out).expect("write assets.rs");
+    // The back office's pages, actions and templates (api/admin/), by file name.
+    let mut admin = String::new();
+    for dir in ["pages", "actions", "templates"] {
+        let path = manifest.join("admin").join(dir);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let mut files: Vec<_> = std::fs::read_dir(&path)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        admin.push_str(&format!(
+            "pub const {}: &[(&str, &str)] = &[\n",
+            dir.to_uppercase()
+        ));
+        for f in files {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            println!("cargo:rerun-if-changed={}", f.display());
+            admin.push_str(&format!(
+                "    ({name:?}, include_str!({:?})),\n",
+                f.canonicalize()
+                    .expect("canonical path")
+                    .display()
+                    .to_string()
+            ));
+        }
+        admin.push_str("];\n");
+    }
+    std::fs::write(out_dir.join("admin_files.rs"), admin).expect("write admin_files.rs");
 }

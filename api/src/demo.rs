@@ -129,6 +129,8 @@ pub async fn seed(app: &App) -> Result<Option<Demo>, AppError> {
             admin.user,
             &PersonalData {
                 display_name: format!("{} {}", FIRST[i], LAST[i]),
+                // The back office's log-in links go here (`ETAL_MAIL_DIR` under `make run`).
+                email: Some(format!("marche{}@demo.etal.test", i + 1)),
                 ..Default::default()
             },
         )
@@ -156,8 +158,17 @@ pub async fn seed(app: &App) -> Result<Option<Demo>, AppError> {
         markets.push((market, admin));
     }
     let mut offers: Vec<(CatalogId, ProductId)> = Vec::new();
-    for (farm, product, price, vat) in FARMS {
+    for (n, (farm, product, price, vat)) in FARMS.into_iter().enumerate() {
         let owner = Actor::new(UserId::new(), Role::Producer);
+        app.register_person(
+            owner.user,
+            &PersonalData {
+                display_name: format!("{farm} (exploitant)"),
+                email: Some(format!("producteur{}@demo.etal.test", n + 1)),
+                ..Default::default()
+            },
+        )
+        .await?;
         let ctx = Ctx::new(owner);
         let producer = app.open_account(&ctx, "v2", PlanKind::Pro).await?.value;
         let product_id = app

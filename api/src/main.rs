@@ -62,6 +62,34 @@ enum Command {
         #[command(subcommand)]
         command: BooksCommand,
     },
+    /// The back office's log-in: links for operators, revocation of sessions.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print a one-time log-in link to the back office for a person in a role (auditors and
+    /// platform administrators, who cannot ask for one by e-mail).
+    Link {
+        /// The person's UUID.
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// producer, market_admin, auditor or platform_admin.
+        #[arg(long, value_parser = etal_api::auth::parse_role)]
+        role: etal_domain::Role,
+        /// Minutes the link may be used (1 to 1440).
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=1440))]
+        ttl_minutes: i64,
+    },
+    /// End every open session of a person.
+    Revoke {
+        /// The person's UUID.
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +247,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Projections { command } => return projections(command, &pool).await,
         Command::Token { .. } => {}
+        Command::Admin { command } => {
+            let mut app = etal_api::application(&pool)?;
+            if let Some(url) = std::env::var("ETAL_PUBLIC_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+            {
+                app.settings.mail.public_url = url;
+            }
+            match command {
+                AdminCommand::Link {
+                    user,
+                    role,
+                    ttl_minutes,
+                } => {
+                    let link = app
+                        .login_link(
+                            etal_domain::ids::UserId(user),
+                            role,
+                            chrono::Duration::minutes(ttl_minutes),
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("{link}");
+                }
+                AdminCommand::Revoke { user } => {
+                    let n = app
+                        .revoke_sessions(etal_domain::ids::UserId(user))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    eprintln!("{n} session(s) ended");
+                }
+            }
+        }
         Command::Audit { command } => return audit(command, &pool).await,
         Command::Books {
             command:

@@ -57,7 +57,7 @@ pub fn router(
         stripe_webhook_secrets: stripe_webhook_secrets.map(Arc::new),
         metrics_token: http.metrics_token.clone().map(Arc::new),
     };
-    Router::new()
+    let router = Router::new()
         .route("/", get(graphiql).post(graphql_post))
         .route("/graphql", get(graphql_get_or_ws).post(graphql_post))
         .route("/ws", get(graphql_get_or_ws))
@@ -74,8 +74,14 @@ pub fn router(
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             http.body_timeout,
         ))
-        .layer(axum::middleware::map_response(coded_too_large))
-        .layer(cors(&http.cors_origins))
+        .layer(axum::middleware::map_response(coded_too_large));
+    // CORS headers only for the configured origins (none: same-origin clients only).
+    let router = if http.cors_origins.is_empty() {
+        router
+    } else {
+        router.layer(cors(&http.cors_origins))
+    };
+    router
         .layer(axum::middleware::from_fn(crate::observe::track))
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! pure functions and commits once ([`flow`]). No HTTP, no GraphQL.
 
 pub mod audit;
+pub mod backoffice;
 pub mod bank_details;
 pub mod billing;
 pub mod books;

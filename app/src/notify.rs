@@ -138,6 +138,8 @@ fn templates() -> minijinja::Environment<'static> {
         "sale_to_validate.html",
         "webhook_disabled.txt",
         "webhook_disabled.html",
+        "login_link.txt",
+        "login_link.html",
         "subjects.txt"
     );
     env.add_filter("euros", |v: String| -> String { euros(&v) });

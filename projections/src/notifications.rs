@@ -39,6 +39,8 @@ pub mod kinds {
     /// To a webhook endpoint's owner: it failed for 24 h and was disabled (no event causes it:
     /// the sender writes it, `system_messages`).
     pub const WEBHOOK_DISABLED: &str = "webhook_disabled";
+    /// A log-in link to the back office, asked for on its log-in page (`system_messages`).
+    pub const LOGIN_LINK: &str = "login_link";
     /// Every kind.
     pub const ALL: &[&str] = &[
         RECAP_READY,
@@ -53,6 +55,7 @@ pub mod kinds {
         PARTICIPATION_WITHDRAWN,
         SALE_TO_VALIDATE,
         WEBHOOK_DISABLED,
+        LOGIN_LINK,
     ];
     /// The messages a person cannot turn off: receipts, changes of what they owe or are owed,
     /// refunds, payout statements.
@@ -64,6 +67,7 @@ pub mod kinds {
         ORDER_REFUNDED,
         PAYOUT_STATEMENT,
         WEBHOOK_DISABLED,
+        LOGIN_LINK,
     ];
 }
 
