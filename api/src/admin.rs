@@ -114,6 +114,26 @@ fn environment() -> &'static minijinja::Environment<'static> {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         // A field a query could not give (null parts of an answer) reads as nothing.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // The exact sum of a money field over rows ("12.30" strings): never floats.
+        env.add_filter(
+            "sum_money",
+            |rows: minijinja::Value, field: String| -> String {
+                let mut total = rust_decimal::Decimal::ZERO;
+                if let Ok(items) = rows.try_iter() {
+                    for row in items {
+                        let value = row.get_attr(&field).unwrap_or_default();
+                        if let Some(d) = value
+                            .as_str()
+                            .and_then(|t| t.parse::<rust_decimal::Decimal>().ok())
+                        {
+                            total += d;
+                        }
+                    }
+                }
+                total.rescale(2);
+                total.to_string()
+            },
+        );
         env.add_filter("length", |v: minijinja::Value| -> usize {
             if v.is_undefined() || v.is_none() {
                 0
@@ -659,7 +679,9 @@ async fn render_page(
         Ok(vars) => {
             let (data, errors) = run(&state, &session, document, vars).await;
             let code = |c: &str| errors.iter().any(|e| e["code"] == c);
-            let status = if data.is_null() && code("FORBIDDEN") {
+            // Part of the page refused is the page refused: a page shows all of what it is
+            // about or nothing (another market's page, another producer's recap).
+            let status = if code("FORBIDDEN") {
                 StatusCode::FORBIDDEN
             } else if data.is_null() && code("NOT_FOUND") {
                 StatusCode::NOT_FOUND
@@ -693,7 +715,7 @@ async fn render_page(
         "status": status.as_u16(),
     });
     // Nothing to show: the errors alone (a page of something the person may not see).
-    let template = if context["data"].is_null() {
+    let template = if context["data"].is_null() || status == StatusCode::FORBIDDEN {
         "error.html".to_string()
     } else {
         format!("{page}.html")
@@ -800,6 +822,20 @@ mod tests {
         }
         assert!(environment().get_template("login.html").is_ok());
         assert!(environment().get_template("login_sent.html").is_ok());
+    }
+
+    #[test]
+    fn money_sums_are_exact() {
+        let t = environment()
+            .template_from_str("{{ rows | sum_money('a') }}")
+            .unwrap();
+        let out = t
+            .render(minijinja::context! { rows => vec![
+            serde_json::json!({"a": "0.10"}), serde_json::json!({"a": "0.20"}),
+            serde_json::json!({"a": "1234567.01"}), serde_json::json!({"b": "9"})] })
+            .unwrap();
+        // 0.1 + 0.2 in floats is 0.30000000000000004.
+        assert_eq!(out, "1234567.31");
     }
 
     #[test]
