@@ -211,6 +211,12 @@ pub struct ServeArgs {
     /// `1`: seed the demonstration data into an empty event store.
     #[arg(long, env = "DEMO")]
     pub demo: Option<String>,
+    /// Log format: `json` (the default when stderr is not a terminal) or `text`.
+    #[arg(long, env = "ETAL_LOG_FORMAT", value_parser = ["json", "text"])]
+    pub log_format: Option<String>,
+    /// Which logs to write, in tracing's filter syntax (default `warn`; `info` logs every request).
+    #[arg(long = "log", env = "RUST_LOG")]
+    pub rust_log: Option<String>,
     #[command(flatten)]
     pub http: crate::http::HttpArgs,
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// Sets up structured logs: quiet by default (warnings), verbose with RUST_LOG.
-pub use observe::init_tracing;
+pub use observe::{announce, init_tracing, init_tracing_with};
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
@@ -158,14 +158,14 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?
         {
             Some(d) => {
-                eprintln!(
+                announce(&format!(
                     "demo: {} markets, {} producers, {} customers, {} sales, {} orders placed",
                     d.market_admins.len(),
                     d.producers.len(),
                     d.customers.len(),
                     d.sales.len(),
                     d.orders
-                );
+                ));
                 // A working token for each user named (24 hours, the server's key).
                 let key = auth::JwtKey::from_env().ok().flatten();
                 for (label, actor) in d
@@ -184,18 +184,18 @@ pub async fn serve(
                         .ok()
                     });
                     match token {
-                        Some(t) => eprintln!(
+                        Some(t) => announce(&format!(
                             "demo user {:?} {} ({label}) token {t}",
                             actor.role, actor.user
-                        ),
-                        None => eprintln!(
+                        )),
+                        None => announce(&format!(
                             "demo user {:?} {} ({label}); set ETAL_JWT_SECRET for a token",
                             actor.role, actor.user
-                        ),
+                        )),
                     }
                 }
             }
-            None => eprintln!("demo: the event store is not empty, nothing seeded"),
+            None => announce("demo: the event store is not empty, nothing seeded"),
         }
     }
     if config.scheduler {
@@ -240,7 +240,7 @@ pub async fn serve(
         // R-NOT-1: the sender of the messages the log calls for.
         match &config.mail.transport {
             etal_app::notify::MailTransport::Folder(dir) => {
-                eprintln!("etal writes its e-mails to {}", dir.display())
+                announce(&format!("etal writes its e-mails to {}", dir.display()))
             }
             etal_app::notify::MailTransport::Smtp(_) => {}
             etal_app::notify::MailTransport::Off => {
@@ -260,7 +260,10 @@ pub async fn serve(
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %config.listen, "serving GraphQL");
-    eprintln!("etal serves GraphiQL at http://{}/", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    announce(&format!(
+        "etal serves GraphiQL at http://{address}/ and the back office at http://{address}/admin/"
+    ));
     let mut s = shutdown.clone();
     let api = graphql::ApiSettings {
         read_your_writes: config.read_your_writes,

@@ -171,13 +171,18 @@ const EXIT_DIFFERENCES: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    etal_api::init_tracing();
     // `etal` alone is `etal serve`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 1 {
         args.push("serve".into());
     }
     let cli = Cli::parse_from(args);
+    match &cli.command {
+        Some(Command::Serve(a)) => {
+            etal_api::init_tracing_with(a.log_format.as_deref(), a.rust_log.as_deref())
+        }
+        _ => etal_api::init_tracing(),
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

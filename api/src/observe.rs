@@ -23,17 +23,31 @@ use tracing::Instrument;
 /// The request id header, read and returned.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Sets up logging: JSON when stderr is not a terminal, text otherwise (see the module's doc).
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets up logging from the environment (`ETAL_LOG_FORMAT`, `RUST_LOG`).
 pub fn init_tracing() {
+    let format = std::env::var("ETAL_LOG_FORMAT").ok();
+    let filter = std::env::var("RUST_LOG").ok();
+    init_tracing_with(format.as_deref(), filter.as_deref());
+}
+
+/// Sets up logging: `format` `json` or `text` (default: JSON when stderr is not a terminal),
+/// `filter` in tracing's EnvFilter syntax (default `warn`).
+pub fn init_tracing_with(format: Option<&str>, filter: Option<&str>) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = filter
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     let terminal = std::io::stderr().is_terminal();
-    let json = match std::env::var("ETAL_LOG_FORMAT").as_deref().map(str::trim) {
-        Ok("json") => true,
-        Ok("text") => false,
+    let json = match format.map(str::trim) {
+        Some("json") => true,
+        Some("text") => false,
         _ => !terminal,
     };
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -47,6 +61,24 @@ pub fn init_tracing() {
     } else {
         builder.with_ansi(terminal).try_init()
     };
+}
+
+/// A line for whoever runs the service (where GraphiQL is, where e-mails go), whatever the log
+/// filter: plain text, or a JSON object like the log lines when the logs are JSON.
+pub fn announce(message: &str) {
+    if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "message": message,
+                "target": "etal",
+            })
+        );
+    } else {
+        eprintln!("{message}");
+    }
 }
 
 /// What a handler tells the request's log line and metrics: the GraphQL operation and the

@@ -109,32 +109,30 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     layer.allow_origin(AllowOrigin::list(list))
 }
 
-/// Serves `router` on `listener` until `shutdown`: hyper's HTTP/1 and HTTP/2 with a
-/// header-read timeout (a client that sends no complete request head in time, the next one on
-/// a kept-alive connection included, is disconnected), at most `max_connections` open at once,
-/// accept errors (e.g. out of file descriptors) waited out rather than fatal, and a graceful
-/// shutdown of 10 s at most.
+/// Serves `router` on `listener` until `shutdown`: HTTP/1.1 (websocket upgrades included) with a
+/// header-read timeout that runs from the connection's first moment (a client that sends nothing,
+/// or no complete request head in time, the next one on a kept-alive connection included, is
+/// disconnected), at most `max_connections` open at once, accept errors (e.g. out of file
+/// descriptors) waited out rather than fatal, and a graceful shutdown of 10 s at most.
+///
+/// HTTP/1.1 only: the automatic HTTP/1-or-2 detection reads the first bytes with no timeout, so
+/// connections that send nothing would hold their slots forever; behind a TLS proxy HTTP/2 is
+/// the proxy's.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
     http: &HttpSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::Service;
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(http.header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections end gracefully when this says so (requests in flight finish).
+    let (closing, _) = tokio::sync::watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(http.max_connections));
     let mut make = router.into_make_service_with_connect_info::<SocketAddr>();
     tokio::pin!(shutdown);
@@ -161,22 +159,33 @@ pub async fn serve_http(
         };
         let service = hyper_util::service::TowerToHyperService::new(service);
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut told = closing.subscribe();
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
+            tokio::pin!(connection);
+            let outcome = tokio::select! {
+                r = connection.as_mut() => r,
+                _ = async { let _ = told.wait_for(|c| *c).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = outcome {
                 tracing::debug!(error = %e, peer = %peer, "connection closed with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("connections still open after 10 s of shutdown; closing them");
-        }
+    let _ = closing.send(true);
+    // Every connection gave its slot back, or 10 s passed.
+    let all = u32::try_from(http.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s of shutdown; closing them");
     }
     Ok(())
 }
@@ -283,8 +292,8 @@ async fn graphiql() -> Response {
     crate::assets::graphiql_page().into_response()
 }
 
-/// 200 when PostgreSQL answers within a second, 503 at once otherwise (a load balancer takes the
-/// instance out; the pool's own wait is longer).
+/// 200 when PostgreSQL answers within a second, 503 otherwise, within that second (a load
+/// balancer takes the instance out; a request's own wait for a connection is longer).
 async fn health(State(state): State<AppState>) -> Response {
     let probe = tokio::time::timeout(
         Duration::from_secs(1),
