@@ -79,14 +79,36 @@ pub async fn producer_product_sales(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<ProductSales>, sqlx::Error> {
+    product_sales(pool, "producer_id", producer.0, from, to).await
+}
+
+/// A market's sales per product over a period (every producer's), largest turnover first: the
+/// market's top products.
+pub async fn market_product_sales(
+    pool: &PgPool,
+    market: MarketId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<ProductSales>, sqlx::Error> {
+    product_sales(pool, "market_id", market.0, from, to).await
+}
+
+/// Sales per product of the lines whose `column` (`producer_id` or `market_id`) is `id`.
+async fn product_sales(
+    pool: &PgPool,
+    column: &'static str,
+    id: uuid::Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<ProductSales>, sqlx::Error> {
     let sql = format!(
         "SELECT product_id, min(name) AS name, sum(quantity)::bigint AS quantity, \
          count(DISTINCT order_id) AS orders, sum(amount_incl_vat) AS incl, sum(amount_excl_vat) AS excl \
-         FROM {LIVE} WHERE producer_id = $1 AND day BETWEEN $2 AND $3 \
+         FROM {LIVE} WHERE {column} = $1 AND day BETWEEN $2 AND $3 \
          GROUP BY product_id ORDER BY incl DESC, name, product_id"
     );
     let rows = sqlx::query(&sql)
-        .bind(producer.0)
+        .bind(id)
         .bind(from)
         .bind(to)
         .fetch_all(pool)

@@ -155,6 +155,7 @@ async fn every_operation_allows_exactly_the_roles_it_should_and_leaks_nothing() 
         ("query($p: UUID!, $d: Date!) { producerMarkets(producerId: $p, from: $d, to: $d) { name orders } }", &["owner", "auditor"]),
         ("query($m: UUID!, $d: Date!) { marketWeeklySales(marketId: $m, from: $d, to: $d) { orders } }", &["admin", "auditor", "platform"]),
         ("query($m: UUID!, $d: Date!) { ordersPerSale(marketId: $m, from: $d, to: $d) { orders } }", &["admin", "auditor", "platform"]),
+        ("query($m: UUID!, $d: Date!) { marketProductSales(marketId: $m, from: $d, to: $d) { nodes { name } } }", &["admin", "auditor", "platform"]),
         ("query($d: Date!) { customersPerMarket(from: $d, to: $d) { edges { node { customers } } } }", &["admin", "other_admin", "auditor", "platform"]),
         ("query($d: Date!) { ledgerBalances(asOf: $d) { conservation { holds } accounts { edges { node { account } } } } }", &["auditor"]),
         ("{ journal(first: 5) { edges { node { entryId } } } }", &["auditor"]),

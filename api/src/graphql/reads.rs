@@ -1293,6 +1293,38 @@ impl ReadQuery {
             .collect())
     }
 
+    /// A market's sales per product, largest turnover first (at most 400 days): its top
+    /// products, every producer's (the market's administrators and auditors).
+    async fn market_product_sales(
+        &self,
+        ctx: &Context<'_>,
+        market_id: Uuid,
+        from: Date,
+        to: Date,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+    ) -> Result<Page<ProductSales>> {
+        let (from, to) = range(from, to)?;
+        market_scope(ctx, MarketId(market_id)).await?;
+        let rows = dashboard::market_product_sales(&app(ctx).pool, MarketId(market_id), from, to)
+            .await
+            .map_err(db)?;
+        let items = rows
+            .into_iter()
+            .map(|r| ProductSales {
+                product_id: r.product.0,
+                name: r.name,
+                quantity: r.quantity,
+                orders: r.orders,
+                turnover_incl_vat: Money(r.turnover_incl_vat),
+                turnover_excl_vat: Money(r.turnover_excl_vat),
+            })
+            .collect();
+        paginate(items, after, before, first, last).await
+    }
+
     /// A producer's sales per product, largest turnover first (at most 400 days).
     #[graphql(guard = "PRODUCER_OR_AUDITOR")]
     async fn producer_product_sales(
