@@ -4,7 +4,7 @@
 //! another request is a CONFLICT that writes nothing, long keys up to 200 characters work, and
 //! the README's walkthrough runs twice with the README's own key strings.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! market not validated yet has orders for it (CATALOG_HAS_ORDERS), and others may not
 //! (FORBIDDEN).
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture, Api, PLACE_ORDER};

@@ -6,8 +6,8 @@
 //! paid expires, its stock comes back and the PaymentIntent is cancelled; a payment confirmed
 //! before etal recorded its request is kept.
 
-mod fake_stripe;
-mod graphql_common;
+use crate::fake_stripe;
+use crate::graphql_common;
 
 use std::time::Duration;
 

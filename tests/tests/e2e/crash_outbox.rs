@@ -13,7 +13,7 @@
 //!
 //! Every test ends with `etal audit check` (exit 0: money conserved and nothing half-done).
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;

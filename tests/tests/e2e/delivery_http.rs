@@ -3,7 +3,7 @@
 //! catalog, a delivery and a market may set a minimum order, and an order below one is refused
 //! with MINIMUM_ORDER_NOT_REACHED naming the minimum and what is missing, writing nothing.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture, Api};

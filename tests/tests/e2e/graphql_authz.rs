@@ -3,7 +3,7 @@
 //! customer their own orders; auditors read everything; ...), with a collaborator (R-ACC-2), a
 //! revoked one and another account's as callers too, and nothing leaks from a denial.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{fixture, Api, Who, PLACE_ORDER};

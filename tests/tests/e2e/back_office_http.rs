@@ -2,7 +2,7 @@
 //! forms without their CSRF token, log-in attempts from one address, links used twice or
 //! expired, another market's page. Each is refused and changes nothing.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::time::Duration;
 

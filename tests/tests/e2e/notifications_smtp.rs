@@ -6,7 +6,7 @@
 //! delivers once it is back), a rebuild of the `notifications` projection (nothing sent again),
 //! an erased person (nothing sent), a person's preferences (the legal messages always go).
 
-mod smtp_sink;
+use crate::smtp_sink;
 
 use std::collections::BTreeMap;
 

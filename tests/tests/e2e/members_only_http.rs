@@ -3,7 +3,7 @@
 //! administrator approves, refuses or removes; the membership history is in the log. An AMAP
 //! market is members-only by default.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture, Api, PLACE_ORDER};

@@ -1,7 +1,7 @@
 //! The read side over HTTP: a sale with two orders, then the recaps, stock levels, annual sales,
 //! statistics, the ledger and the event history answer with the figures the orders imply.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The main flow over HTTP with bearer tokens: account, products, catalog, market, sales,
 //! participation, order, adjustment, weighing, payments, reads, validation, idempotency.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use graphql_common::{code, fixture, Api, PLACE_ORDER};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! order for it is refused (PRODUCT_UNAVAILABLE); unarchiving brings it back and it can be
 //! ordered again.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use graphql_common::{fixture, Api, PLACE_ORDER};
 use serde_json::{json, Value};

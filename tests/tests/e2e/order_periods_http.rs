@@ -5,7 +5,7 @@
 //! sale, in the order's own commit. A period that opens in an hour reads NOT_OPEN and refuses
 //! (ORDER_PERIOD_NOT_OPEN); moved to have opened a minute ago, it takes the order.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture_with, Api, PLACE_ORDER};

@@ -6,7 +6,7 @@
 //! a message, the administrator answers and accepts (the catalog is linked in the same commit),
 //! and the producer's participation in the next sale works.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{caught_up, code, fixture, Api, Who, PLACE_ORDER};

@@ -3,7 +3,7 @@
 //! against the official XSD), asked again the same invoice, and the credit note of a refund that
 //! references it; refusals take no number and write nothing; issued documents never change.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture, Api, PLACE_ORDER};

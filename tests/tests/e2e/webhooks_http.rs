@@ -5,7 +5,7 @@
 //! log's order; deliveries are listed and replayed. Without that setting, a URL that is not
 //! https:// or not a public address is refused with a coded error.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! level of a product and a sale's orders follow an order placed through the API; a customer is
 //! refused, an anonymous connection gets no data, a bad token is turned away.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! estimate is charged online through the outbox (the extra, once, whatever the retries), so
 //! the order ends paid in full; a lighter one is refunded.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use graphql_common::{caught_up, fixture, Api, PLACE_ORDER};
 use serde_json::json;

@@ -5,7 +5,7 @@
 //! Over HTTP against `etal serve`: `recordTraining` and its refusals, `lastTraining`,
 //! `trainingDue`, and the Member plan reachable through `changePlan`.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use etal_app::{AppError, Ctx};

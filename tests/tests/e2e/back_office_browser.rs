@@ -7,7 +7,7 @@
 //! People log in as they would: the address typed in the form, the link read from the e-mail
 //! the service wrote (ETAL_MAIL_DIR), the button on the link's page.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@
 //! (`ETAL_DELIVERY_DELAY_MINUTES=0`), then validated (R-SAL-6) and credited; the credits are
 //! read from the producers' `payouts`.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! shown masked, the holder to the producer's people only, and never enters the log; a change
 //! holds the next payouts for 7 days until the owner confirms it.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{code, fixture, Api};

@@ -3,7 +3,7 @@
 //! administer, their memberships, their orders), each as a Relay connection; a revoked
 //! collaborator's list loses the account.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use etal_domain::Role;
 use graphql_common::{caught_up, fixture, Api, PLACE_ORDER};

@@ -6,8 +6,8 @@
 //! go: the server accepted a message and the sender died before recording it; the test
 //! tolerates one such copy and prints what it saw).
 
-mod graphql_common;
-mod smtp_sink;
+use crate::graphql_common;
+use crate::smtp_sink;
 
 use std::time::{Duration, Instant};
 

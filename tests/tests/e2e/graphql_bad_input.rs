@@ -2,7 +2,7 @@
 //! megabyte strings, queries past the depth limit. Each gets a coded error, never a 500, and
 //! nothing is written.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use graphql_common::{fixture, Api, PLACE_ORDER};
 use serde_json::{json, Value};

@@ -24,7 +24,7 @@ use etal_projections::ledger::{
 use etal_store::log::EventLog;
 use etal_tests::{run_etal, TestDb};
 
-mod fake_stripe;
+use crate::fake_stripe;
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).expect("date")

@@ -10,7 +10,7 @@
 //! first two refund calls (`ETAL_SIM_FAIL=refund:2`) leaves the refund owed, and the outbox
 //! worker retries it with backoff (2 s, then 4 s) until it is recorded exactly once.
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@
 //! (`ETAL_DELIVERY_DELAY_MINUTES=0`), then validated (R-SAL-6) and credited; the fee lines are
 //! read from the producers' open credits (`payouts { credits { fees } }`).
 
-mod graphql_common;
+use crate::graphql_common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -1031,7 +1031,7 @@ async fn r_fee_3_an_invalid_fee_file_stops_etal_serve_naming_the_file() {
      "split": [{"beneficiary": "platform", "rate": "1.5"}]"#,
     );
     assert_ne!(bad_rate, TEST_FIXED, "the service rule's rate is replaced");
-    let ruche = include_str!("../../config/fees/ruche.json");
+    let ruche = include_str!("../../../config/fees/ruche.json");
     for (bad_name, bad_text) in [
         (
             "broken_syntax.json",
