@@ -492,6 +492,10 @@ async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<Exi
         AuditCommand::Check => {
             let report = audit::check(pool, &|n| bar.inc(n)).await?;
             bar.finish_and_clear();
+            // Kept for the auditors' page (the latest check and what it found).
+            audit::record_check(pool, &report, chrono::Utc::now())
+                .await
+                .context("recording the check")?;
             for d in &report.differences {
                 println!("DIFF {d}");
             }

@@ -741,6 +741,79 @@ pub struct CheckReport {
     pub differences: Vec<Difference>,
 }
 
+/// A recorded `etal audit check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordedCheck {
+    pub check_id: uuid::Uuid,
+    pub ran_at: chrono::DateTime<chrono::Utc>,
+    pub head_position: i64,
+    pub events: i64,
+    pub entries: i64,
+    pub fee_lines: i64,
+    pub sales: i64,
+    pub differences: i32,
+    pub first_differences: Vec<String>,
+}
+
+/// Keeps the outcome of a check (the auditors' page shows the latest).
+pub async fn record_check(
+    pool: &PgPool,
+    report: &CheckReport,
+    ran_at: chrono::DateTime<chrono::Utc>,
+) -> Result<uuid::Uuid, sqlx::Error> {
+    let id = uuid::Uuid::new_v4();
+    let first: Vec<String> = report
+        .differences
+        .iter()
+        .take(50)
+        .map(|d| d.to_string())
+        .collect();
+    sqlx::query(
+        "INSERT INTO audit_checks (check_id, ran_at, head_position, events, entries, fee_lines, sales, \
+         differences, first_differences) \
+         VALUES ($1, $2, (SELECT coalesce(max(global_position), 0) FROM events), $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(ran_at)
+    .bind(i64::try_from(report.events).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.entries).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.fee_lines_checked).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.sales.len()).unwrap_or(i64::MAX))
+    .bind(i32::try_from(report.differences.len()).unwrap_or(i32::MAX))
+    .bind(serde_json::json!(first))
+    .execute(pool)
+    .await?;
+    Ok(id)
+}
+
+/// The latest recorded checks, newest first.
+pub async fn recorded_checks(pool: &PgPool, limit: i64) -> Result<Vec<RecordedCheck>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT check_id, ran_at, head_position, events, entries, fee_lines, sales, differences, \
+         first_differences FROM audit_checks ORDER BY ran_at DESC, check_id LIMIT $1",
+    )
+    .bind(limit.clamp(1, 100))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let first: serde_json::Value = r.try_get("first_differences")?;
+            Ok(RecordedCheck {
+                check_id: r.try_get("check_id")?,
+                ran_at: r.try_get("ran_at")?,
+                head_position: r.try_get("head_position")?,
+                events: r.try_get("events")?,
+                entries: r.try_get("entries")?,
+                fee_lines: r.try_get("fee_lines")?,
+                sales: r.try_get("sales")?,
+                differences: r.try_get("differences")?,
+                first_differences: serde_json::from_value(first).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// Replays and checks everything (see [`Replay::finish_checks`] and [`crate::completeness`]),
 /// as of the machine's time.
 pub async fn check(

@@ -306,6 +306,28 @@ impl MarketView {
         self.internals()?;
         Ok(self.market.pending_members().iter().map(|u| u.0).collect())
     }
+    /// R-SAL-7: the people waiting for the administrators' answer, with their display names
+    /// (what an administrator needs to answer; "erased customer" once erased).
+    async fn pending_member_requests(&self, ctx: &Context<'_>) -> Result<Vec<MemberRequest>> {
+        self.internals()?;
+        let ids: Vec<UserId> = self.market.pending_members().iter().copied().collect();
+        let loader = ctx
+            .data_unchecked::<async_graphql::dataloader::DataLoader<super::orders::PeopleLoader>>();
+        let names = loader.load_many(ids.iter().copied()).await.map_err(|e| {
+            tracing::error!(error = %e, "people loader");
+            super::common::coded("INTERNAL", "internal error")
+        })?;
+        Ok(ids
+            .into_iter()
+            .map(|u| MemberRequest {
+                user_id: u.0,
+                display_name: names
+                    .get(&u)
+                    .cloned()
+                    .unwrap_or_else(|| etal_app::people::ERASED.to_string()),
+            })
+            .collect())
+    }
     async fn fee_schedules(&self) -> Result<Vec<FeeScheduleAssignment>> {
         self.internals()?;
         Ok(self
@@ -1024,4 +1046,11 @@ impl MarketMutation {
             read_your_writes(ctx, done.position).await,
         ))
     }
+}
+
+/// A person waiting to become a member of a market.
+#[derive(SimpleObject)]
+pub struct MemberRequest {
+    pub user_id: Uuid,
+    pub display_name: String,
 }

@@ -1461,6 +1461,37 @@ impl ReadQuery {
         paginate(items, after, before, first, last).await
     }
 
+    /// The latest runs of `etal audit check` (R-PAY-3), newest first: when, up to which position
+    /// of the log, how much was checked and the differences found. Auditors and platform
+    /// administrators.
+    #[graphql(guard = "RoleGuard(&[Role::Auditor, Role::PlatformAdmin])")]
+    async fn audit_checks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] first: i32,
+    ) -> Result<Vec<AuditCheck>> {
+        if !(1..=100).contains(&first) {
+            return Err(bad_input("first", "from 1 to 100"));
+        }
+        let rows = etal_app::audit::recorded_checks(&app(ctx).pool, i64::from(first))
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditCheck {
+                check_id: r.check_id,
+                ran_at: r.ran_at,
+                head_position: r.head_position,
+                events: r.events,
+                entries: r.entries,
+                fee_lines: r.fee_lines,
+                sales: r.sales,
+                differences: r.differences,
+                first_differences: r.first_differences,
+            })
+            .collect())
+    }
+
     /// Every account's balance as of `asOf` (inclusive), and R-PAY-3's check: auditors.
     #[graphql(guard = "AUDITOR")]
     async fn ledger_balances(&self, as_of: Date) -> LedgerBalances {
@@ -1818,4 +1849,21 @@ pub struct B2cReport {
     pub days: Vec<B2cDayView>,
     /// The same, as CSV (seller SIREN, date, currency, category, rate, base, VAT, transactions).
     pub csv: String,
+}
+
+/// One run of `etal audit check`.
+#[derive(SimpleObject)]
+pub struct AuditCheck {
+    pub check_id: Uuid,
+    pub ran_at: chrono::DateTime<chrono::Utc>,
+    /// The log's last position when it ran.
+    pub head_position: i64,
+    pub events: i64,
+    pub entries: i64,
+    pub fee_lines: i64,
+    pub sales: i64,
+    /// How many differences it found (0: the history checks out).
+    pub differences: i32,
+    /// The first 50, as the command printed them.
+    pub first_differences: Vec<String>,
 }

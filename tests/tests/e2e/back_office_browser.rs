@@ -825,3 +825,81 @@ async fn graphiql_works_offline_and_its_docs_explorer_lists_order_recap() {
     assert_eq!(field.text().await.unwrap(), "orderRecap");
     b.shot("graphiql_docs").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_the_ledger_the_latest_check_and_an_aggregates_history() {
+    let s = Served::start(&[]).await;
+    // The auditors' page shows the latest `etal audit check`.
+    let (code, out, err) = etal_tests::run_etal(&s.db.url, &["audit", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let auditor = uuid::Uuid::new_v4().to_string();
+    let (code, link, err) = etal_tests::run_etal(
+        &s.db.url,
+        &["admin", "link", "--user", &auditor, "--role", "auditor"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let link = link.trim().replace("http://127.0.0.1:8080", &s.base);
+    let b = Browser::start().await;
+    b.c.goto(&link).await.unwrap();
+    b.c.wait()
+        .for_element(Locator::Css("#open-session"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.text("#conservation").await;
+    assert!(b
+        .c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/admin/audit"));
+    b.loaded_only_from(&s.base).await;
+    let holds =
+        b.c.find(Locator::Css("#conservation"))
+            .await
+            .unwrap()
+            .attr("data-holds")
+            .await
+            .unwrap();
+    assert_eq!(
+        holds.as_deref(),
+        Some("true"),
+        "money is conserved in the demo"
+    );
+    let differences =
+        b.c.find(Locator::Css("#check-differences"))
+            .await
+            .unwrap()
+            .attr("data-differences")
+            .await
+            .unwrap();
+    assert_eq!(differences.as_deref(), Some("0"), "the check found nothing");
+    assert_eq!(
+        amount(&b.text("#ledger-total-debits").await),
+        amount(&b.text("#ledger-total-credits").await),
+        "debits equal credits"
+    );
+    b.shot("auditor_audit").await;
+    // The same page on a phone's width.
+    b.c.set_window_size(390, 844).await.unwrap();
+    b.c.refresh().await.unwrap();
+    b.text("#conservation").await;
+    b.shot("auditor_audit_phone").await;
+    b.c.set_window_size(1280, 1000).await.unwrap();
+    // An aggregate's history: a market's events, as the API lists them.
+    let market: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE aggregate_type = 'market' ORDER BY global_position LIMIT 1",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    b.c.goto(&format!("{}/admin/history/market/{market}", s.base))
+        .await
+        .unwrap();
+    let page = b.text("main").await;
+    assert!(page.contains("MarketCreated"), "{page}");
+    b.shot("auditor_history").await;
+}

@@ -73,6 +73,24 @@ async fn r_sal_7_a_members_only_market_serves_its_members_only() {
         d["market"],
         json!({"members": [], "pendingMembers": [f.customer.user.0]})
     );
+    // The administrators see who asks (the back office's list): the name, not only the id.
+    api.ok(
+        &f.customer,
+        "mutation { registerPerson(displayName: \"Jeanne Membre\") { userId } }",
+        json!({}),
+    )
+    .await;
+    let d = api
+        .ok(
+            &f.admin,
+            "query($m: UUID!) { market(id: $m) { pendingMemberRequests { userId displayName } } }",
+            json!({"m": f.market_id}),
+        )
+        .await;
+    assert_eq!(
+        d["market"]["pendingMemberRequests"],
+        json!([{"userId": f.customer.user.0, "displayName": "Jeanne Membre"}])
+    );
     let refused = api.call(&f.customer, PLACE_ORDER, order("o-2")).await;
     assert_eq!(code(&refused).as_deref(), Some("NOT_A_MEMBER"), "{refused}");
     // Only an administrator answers.
