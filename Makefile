@@ -8,7 +8,7 @@ DB = DATABASE_URL="$${DATABASE_URL:-$$(scripts/pg.sh ensure)}"
 .PHONY: help run test bench fmt lint pg pg-stop schema
 
 help:
-	@echo "make run      serve the GraphQL API with GraphiQL on http://127.0.0.1:8080/"
+	@echo "make run      serve the GraphQL API, GraphiQL and the back office on http://127.0.0.1:8080/"
 	@echo "make test     run every test of the workspace against a real PostgreSQL"
 	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
 	@echo "make fmt | lint | pg | pg-stop"
@@ -27,7 +27,7 @@ run:
 		[ -s .dev-secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .dev-secret; \
 		export ETAL_JWT_SECRET="$$(cat .dev-secret)"; \
 	fi && \
-	$(CARGO) build --release --bin etal && ./target/release/etal migrate && \
+	scripts/assets.sh && $(CARGO) build --release --bin etal && ./target/release/etal migrate && \
 	for r in producer market_admin customer auditor platform_admin; do echo "demo token $$r: $$(./target/release/etal token --role $$r)"; done && \
 	export ETAL_MAIL_DIR="$${ETAL_MAIL_DIR:-$(CURDIR)/var/mail}" && exec ./target/release/etal serve
 
@@ -42,7 +42,7 @@ test:
 
 # BENCH_ARGS: e.g. `make bench BENCH_ARGS="--scale 0.1 --only replay"`.
 bench:
-	@export $(DB) && \
+	@scripts/assets.sh && export $(DB) && \
 	$(CARGO) build --release -p etal-tests --bin etal-bench -p etal-api --bin etal && \
 	target_dir="$${CARGO_TARGET_DIR:-target}" && \
 	ETAL_BIN="$$target_dir/release/etal" "$$target_dir/release/etal-bench" --output docs/benchmarks.md $(BENCH_ARGS)

@@ -31,12 +31,8 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import facturx, aiosmtpd"
   .venv/bin/pip install -q factur-x aiosmtpd >&2
 fi
 
-# Browser assets etal embeds (GraphiQL, React, Chart.js: web/package-lock.json) and graphql-js for
-# the schema test, from the npm registry; api/build.rs embeds them into the binary.
-if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-  echo "tools: npm ci in web/" >&2
-  (cd web && npm ci --no-audit --no-fund --ignore-scripts >&2)
-fi
+# Browser assets etal embeds (GraphiQL, React, Chart.js) and graphql-js for the schema test.
+"$(dirname "$0")/assets.sh"
 
 # promtool (Debian's prometheus package) checks the /metrics exposition; Chromium and its driver
 # run the back office's browser tests.

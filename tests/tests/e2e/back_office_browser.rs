@@ -10,6 +10,7 @@
 use crate::graphql_common;
 
 use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,19 +162,33 @@ impl Served {
 
 /// A headless Chromium under chromedriver.
 struct Browser {
-    _driver: Proc,
+    _driver: Driver,
     c: Client,
     shots: PathBuf,
+}
+
+/// chromedriver in a process group of its own: dropping it kills the group, the Chromium it
+/// started included (killing chromedriver alone leaves the browser's processes running).
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Browser {
     async fn start() -> Browser {
         let port = free_port();
-        let driver = Proc(
+        let driver = Driver(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .spawn()
                 .expect("chromedriver (scripts/tools.sh installs chromium-driver)"),
         );
