@@ -65,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/login/{token}", get(link_page).post(link_use))
         .route("/admin/logout", post(logout))
         .route("/admin/actions/{action}", post(action))
+        .route("/admin/invoices/{id}/{file}", get(invoice_file))
         .route("/admin/assets/{file}", get(crate::assets::serve_asset));
     for (path, page) in PAGES {
         r = r.route(
@@ -721,6 +722,20 @@ async fn render_page(
         format!("{page}.html")
     };
     render(status, &template, context)
+}
+
+/// GET /admin/invoices/{id}/{file}: an invoice's Factur-X PDF or XML for the session's person,
+/// as `/invoices/{id}/{file}` gives it to a bearer token (404 for anyone else).
+async fn invoice_file(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(uuid::Uuid, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((_, session)) = session_of(&state, &headers).await else {
+        return Redirect::to("/admin/login").into_response();
+    };
+    let principal = Principal::User(Actor::new(session.user, session.role));
+    crate::http::invoice_file_as(&state, principal, id, &file).await
 }
 
 /// Where an action's form says to go back to: a back-office path only.

@@ -889,6 +889,16 @@ pub async fn invoice_file(
         Ok(p) => p,
         Err(r) => return *r,
     };
+    invoice_file_as(&state, principal, id, &file).await
+}
+
+/// An invoice's file for `principal` (a bearer token's, or a back-office session's).
+pub(crate) async fn invoice_file_as(
+    state: &crate::server::AppState,
+    principal: Principal,
+    id: uuid::Uuid,
+    file: &str,
+) -> Response {
     let not_found = || {
         respond(
             StatusCode::NOT_FOUND,
@@ -919,7 +929,7 @@ pub async fn invoice_file(
     if !state.app.may_read_invoice(actor, &record).await {
         return not_found();
     }
-    let (body, content_type): (Vec<u8>, &'static str) = match file.as_str() {
+    let (body, content_type): (Vec<u8>, &'static str) = match file {
         "factur-x.xml" => (record.cii_xml.into_bytes(), "text/xml; charset=utf-8"),
         "factur-x.pdf" => match state.app.invoice_pdf(invoice).await {
             Ok(Some(pdf)) => (pdf, "application/pdf"),

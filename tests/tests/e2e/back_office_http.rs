@@ -233,6 +233,25 @@ async fn forged_sessions_and_forms_without_their_token_change_nothing() {
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("FORBIDDEN") && page.contains("page-refused"));
 
+    // Invoices download with the session as with a bearer token: 404 for what is not the
+    // person's (here: no such invoice), the log-in page without a session.
+    let unknown = uuid::Uuid::new_v4();
+    let (status, body, _) = get(
+        &c,
+        &mut jar,
+        &format!("{base}/admin/invoices/{unknown}/factur-x.pdf"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("NOT_FOUND"));
+    let (status, _, location) = get(
+        &c,
+        &mut Jar::default(),
+        &format!("{base}/admin/invoices/{unknown}/factur-x.pdf"),
+    )
+    .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/admin/login")));
+
     // Log-out ends the session for good (its cookie no longer opens anything).
     let stolen = jar.clone();
     let (status, _, _) = post(

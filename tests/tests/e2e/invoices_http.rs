@@ -295,6 +295,65 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
     assert_eq!(embedded, xml, "the PDF embeds the invoice's XML");
     // Its totals are the order's: 3 x 8.50.
     assert!(embedded.contains("<ram:GrandTotalAmount>25.50</ram:GrandTotalAmount>"));
+    // The producer's back-office session downloads the same PDF (its invoices list links there).
+    let (code_, out, err) = etal_tests::run_etal(
+        &api.db.url,
+        &[
+            "admin",
+            "link",
+            "--user",
+            &f.producer.user.0.to_string(),
+            "--role",
+            "producer",
+        ],
+    );
+    assert_eq!(code_, 0, "{err}");
+    let link = out.trim().replace("http://127.0.0.1:8080", &api.base);
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = plain.get(&link).send().await.unwrap();
+    let login = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[at..at + html[at..].find('"').unwrap()].to_string();
+    let opened = plain
+        .post(&link)
+        .header("cookie", &login)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = opened.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = plain
+        .get(format!(
+            "{}/admin/invoices/{}/factur-x.pdf",
+            api.base,
+            inv["id"].as_str().unwrap()
+        ))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.bytes().await.unwrap(),
+        pdf,
+        "the same PDF through the back office"
+    );
 
     // The producer's books of the year as a FEC (GraphQL, then the download): the invoice
     // and its credit note in the sales journal, settled through the platform.
