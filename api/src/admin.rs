@@ -29,7 +29,8 @@ use etal_domain::{Actor, Role};
 use serde_json::{json, Value};
 
 use crate::auth::{Principal, RateLimiter};
-use crate::http::{client_ip, GraphqlState, HttpSettings};
+use crate::graphql::common::role_name;
+use crate::http::{client_ip, HttpSettings};
 use crate::server::AppState;
 
 mod files {
@@ -39,19 +40,17 @@ mod files {
 const SESSION_COOKIE: &str = "etal_session";
 const LOGIN_COOKIE: &str = "etal_login";
 
-/// What the back office's handlers share.
+/// What the back office's handlers share besides the API's state.
 #[derive(Clone)]
 pub struct AdminState {
-    pub graphql: GraphqlState,
     /// Log-in attempts per address.
     pub login_limiter: Arc<RateLimiter>,
 }
 
 impl AdminState {
-    pub fn new(graphql: GraphqlState, http: &HttpSettings) -> Self {
+    pub fn new(http: &HttpSettings) -> Self {
         Self {
-            graphql,
-            login_limiter: Arc::new(RateLimiter::per_minute(http.login_per_minute.max(1))),
+            login_limiter: Arc::new(RateLimiter::per_minute(http.login_per_minute)),
         }
     }
 }
@@ -258,13 +257,6 @@ fn set_cookie(r: &mut Response, value: String) {
 fn same(a: &str, b: &str) -> bool {
     use sha2::{Digest, Sha256};
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
-}
-
-fn role_name(role: Role) -> String {
-    crate::http::role_label(&Principal::User(Actor::new(
-        etal_domain::ids::UserId::new(),
-        role,
-    )))
 }
 
 /// The session of the request's cookie, with its secret.

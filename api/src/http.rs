@@ -131,19 +131,6 @@ impl HttpSettings {
             max_query_tokens: a.max_query_tokens as usize,
         })
     }
-
-    /// The defaults, with `jwt` (tests that build a router in process).
-    pub fn with_key(jwt: Option<JwtKey>) -> HttpSettings {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            http: HttpArgs,
-        }
-        let d = <Defaults as clap::Parser>::parse_from(["etal"]);
-        let mut s = HttpSettings::from_args(&d.http).expect("the defaults are valid");
-        s.jwt = jwt;
-        s
-    }
 }
 
 /// What the GraphQL handlers share.
@@ -209,13 +196,19 @@ pub(crate) fn client_ip(
 }
 
 /// The role a principal is logged and counted as.
-pub(crate) fn role_label(p: &Principal) -> String {
+pub(crate) fn role_label(p: &Principal) -> &'static str {
     match p {
-        Principal::Anonymous => "anonymous".into(),
-        Principal::User(a) => serde_json::to_value(a.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", a.role)),
+        Principal::Anonymous => "anonymous",
+        Principal::User(a) => crate::graphql::common::role_name(a.role),
+    }
+}
+
+/// The status of an answer to a request that never executed: 400 for the GraphQL response media
+/// type, 200 for plain JSON (graphql-over-http).
+fn request_error_status(media: Media) -> StatusCode {
+    match media {
+        Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+        Media::Json => StatusCode::OK,
     }
 }
 
@@ -700,7 +693,7 @@ pub async fn graphql_get(
 async fn execute(state: &GraphqlState, principal: Principal, media: Media, p: Params) -> Response {
     let mut facts = crate::observe::RequestFacts {
         operation_name: p.operation_name.clone(),
-        role: Some(role_label(&principal)),
+        role: Some(role_label(&principal).to_string()),
         ..Default::default()
     };
     let mut response = execute_counted(state, principal, media, p, &mut facts).await;
@@ -729,12 +722,8 @@ async fn execute_counted(
         || count_tokens(&p.query, state.max_query_tokens) > state.max_query_tokens
     {
         facts.error_code = Some("QUERY_TOO_LARGE".into());
-        let status = match media {
-            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-            Media::Json => StatusCode::OK,
-        };
         return respond(
-            status,
+            request_error_status(media),
             media,
             &error_body(
                 "QUERY_TOO_LARGE",
@@ -754,12 +743,8 @@ async fn execute_counted(
             facts.operation = Some(op.label);
             if !op.introspection_bounded {
                 facts.error_code = Some("QUERY_TOO_COMPLEX".into());
-                let status = match media {
-                    Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-                    Media::Json => StatusCode::OK,
-                };
                 return respond(
-                    status,
+                    request_error_status(media),
                     media,
                     &error_body(
                         "QUERY_TOO_COMPLEX",
@@ -809,10 +794,7 @@ async fn execute_counted(
         if let Value::Object(m) = &mut body {
             m.remove("data");
         }
-        match media {
-            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-            Media::Json => StatusCode::OK,
-        }
+        request_error_status(media)
     } else {
         StatusCode::OK
     };

@@ -51,7 +51,7 @@ pub fn router(
     let graphql = GraphqlState::new(schema(app.clone(), api), introspection_schema(), http);
     let state = AppState {
         pool: app.pool.clone(),
-        admin: crate::admin::AdminState::new(graphql.clone(), http),
+        admin: crate::admin::AdminState::new(http),
         graphql,
         app,
         stripe_webhook_secrets: stripe_webhook_secrets.map(Arc::new),

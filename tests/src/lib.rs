@@ -269,3 +269,62 @@ pub async fn passed_every_event(pool: &sqlx::PgPool, projection: &str) -> bool {
     .expect("checkpoint");
     checkpoint.is_some_and(|c| c >= last)
 }
+
+/// A back-office session for `user` in `role`, opened as a browser opens one from an operator's
+/// link (`etal admin link`, then the button of the link's page, with its log-in cookie and CSRF
+/// token): (the link, the `etal_session=...` cookie pair).
+pub async fn back_office_session(
+    database_url: &str,
+    base: &str,
+    user: &str,
+    role: &str,
+) -> anyhow::Result<(String, String)> {
+    let (code, out, err) = run_etal(
+        database_url,
+        &["admin", "link", "--user", user, "--role", role],
+    );
+    anyhow::ensure!(code == 0, "etal admin link failed: {err}");
+    // The link names the default public address; the test's server is elsewhere.
+    let link = out.trim().replace("http://127.0.0.1:8080", base);
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie_of = |r: &reqwest::Response, name: &str| -> Option<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let page = c.get(&link).send().await?;
+    anyhow::ensure!(page.status() == 200, "the link's page: {}", page.status());
+    let login = cookie_of(&page, "etal_login").unwrap_or_default();
+    let html = page.text().await?;
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .ok_or_else(|| anyhow::anyhow!("no log-in form at {link}"))?
+        + 19;
+    let csrf = &html[at..at + html[at..].find('"').unwrap_or(0)];
+    let opened = c
+        .post(&link)
+        .header("cookie", &login)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await?;
+    anyhow::ensure!(
+        opened.status() == 303,
+        "opening the session: {}",
+        opened.status()
+    );
+    let location = opened
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    anyhow::ensure!(location.starts_with("/admin/"), "sent to {location}");
+    let session =
+        cookie_of(&opened, "etal_session").ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    Ok((link, session))
+}

@@ -574,6 +574,19 @@ pub struct ProductSales {
     pub turnover_excl_vat: Money,
 }
 
+impl From<dashboard::ProductSales> for ProductSales {
+    fn from(r: dashboard::ProductSales) -> Self {
+        ProductSales {
+            product_id: r.product.0,
+            name: r.name,
+            quantity: r.quantity,
+            orders: r.orders,
+            turnover_incl_vat: Money(r.turnover_incl_vat),
+            turnover_excl_vat: Money(r.turnover_excl_vat),
+        }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct CustomerSales {
     pub customer_id: Uuid,
@@ -1311,17 +1324,7 @@ impl ReadQuery {
         let rows = dashboard::market_product_sales(&app(ctx).pool, MarketId(market_id), from, to)
             .await
             .map_err(db)?;
-        let items = rows
-            .into_iter()
-            .map(|r| ProductSales {
-                product_id: r.product.0,
-                name: r.name,
-                quantity: r.quantity,
-                orders: r.orders,
-                turnover_incl_vat: Money(r.turnover_incl_vat),
-                turnover_excl_vat: Money(r.turnover_excl_vat),
-            })
-            .collect();
+        let items = rows.into_iter().map(ProductSales::from).collect();
         paginate(items, after, before, first, last).await
     }
 
@@ -1344,17 +1347,7 @@ impl ReadQuery {
             dashboard::producer_product_sales(&app(ctx).pool, ProducerId(producer_id), from, to)
                 .await
                 .map_err(db)?;
-        let items = rows
-            .into_iter()
-            .map(|r| ProductSales {
-                product_id: r.product.0,
-                name: r.name,
-                quantity: r.quantity,
-                orders: r.orders,
-                turnover_incl_vat: Money(r.turnover_incl_vat),
-                turnover_excl_vat: Money(r.turnover_excl_vat),
-            })
-            .collect();
+        let items = rows.into_iter().map(ProductSales::from).collect();
         paginate(items, after, before, first, last).await
     }
 

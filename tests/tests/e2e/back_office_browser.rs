@@ -473,7 +473,7 @@ async fn market_with_a_sale_to_validate(s: &Served) -> (String, String, String) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_market_administrator_sees_sales_opens_a_recap_and_validates_a_sale() {
+async fn r_sal_6_a_market_administrator_sees_sales_opens_a_recap_and_validates_a_sale() {
     let s = Served::start(&[]).await;
     let b = Browser::start().await;
     let mut seen = HashSet::new();
@@ -656,7 +656,7 @@ async fn a_market_administrator_sees_sales_opens_a_recap_and_validates_a_sale() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_producer_sees_low_stock_and_a_customer_is_refused() {
+async fn r_stk_5_a_producer_sees_low_stock_and_a_customer_is_refused() {
     let s = Served::start(&[]).await;
     let b = Browser::start().await;
     let mut seen = HashSet::new();
@@ -842,7 +842,7 @@ async fn graphiql_works_offline_and_its_docs_explorer_lists_order_recap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_auditor_reads_the_ledger_the_latest_check_and_an_aggregates_history() {
+async fn r_pay_3_an_auditor_reads_the_ledger_the_latest_check_and_an_aggregates_history() {
     let s = Served::start(&[]).await;
     // The auditors' page shows the latest `etal audit check`.
     let (code, out, err) = etal_tests::run_etal(&s.db.url, &["audit", "check"]);

@@ -88,24 +88,15 @@ fn csrf_of(page: &str) -> String {
 
 /// Opens a session with an operator's link (`etal admin link`); the jar holds its cookie.
 async fn session(api: &Api, user: &str, role: &str) -> Jar {
-    let (code, out, err) = etal_tests::run_etal(
-        &api.db.url,
-        &["admin", "link", "--user", user, "--role", role],
-    );
-    assert_eq!(code, 0, "{err}");
-    let link = out.trim().replace("http://127.0.0.1:8080", &api.base);
-    let c = client();
-    let mut jar = Jar::default();
-    let (status, page, _) = get(&c, &mut jar, &link).await;
-    assert_eq!(status, 200, "{page}");
-    let (status, _, location) = post(&c, &mut jar, &link, &[("csrf", &csrf_of(&page))]).await;
-    assert_eq!(status, 303);
-    assert!(location.unwrap().starts_with("/admin/"));
+    let (link, session) = etal_tests::back_office_session(&api.db.url, &api.base, user, role)
+        .await
+        .unwrap();
+    let (name, value) = session.split_once('=').unwrap();
     // Used once: the same link again is refused.
-    let (status, page, _) = get(&c, &mut Jar::default(), &link).await;
+    let (status, page, _) = get(&client(), &mut Jar::default(), &link).await;
     assert_eq!(status, 403, "{page}");
     assert!(page.contains("LINK_INVALID"));
-    jar
+    Jar(vec![(name.to_string(), value.to_string())])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

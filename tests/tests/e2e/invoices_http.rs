@@ -296,48 +296,15 @@ async fn r_inv_1_to_5_an_order_is_invoiced_on_request_and_a_refund_credited() {
     // Its totals are the order's: 3 x 8.50.
     assert!(embedded.contains("<ram:GrandTotalAmount>25.50</ram:GrandTotalAmount>"));
     // The producer's back-office session downloads the same PDF (its invoices list links there).
-    let (code_, out, err) = etal_tests::run_etal(
+    let (_, session) = etal_tests::back_office_session(
         &api.db.url,
-        &[
-            "admin",
-            "link",
-            "--user",
-            &f.producer.user.0.to_string(),
-            "--role",
-            "producer",
-        ],
-    );
-    assert_eq!(code_, 0, "{err}");
-    let link = out.trim().replace("http://127.0.0.1:8080", &api.base);
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = plain.get(&link).send().await.unwrap();
-    let login = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = page.text().await.unwrap();
-    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = html[at..at + html[at..].find('"').unwrap()].to_string();
-    let opened = plain
-        .post(&link)
-        .header("cookie", &login)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let session = opened.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+        &api.base,
+        &f.producer.user.0.to_string(),
+        "producer",
+    )
+    .await
+    .unwrap();
+    let plain = reqwest::Client::new();
     let res = plain
         .get(format!(
             "{}/admin/invoices/{}/factur-x.pdf",

@@ -332,40 +332,8 @@ async fn back_office_pages(
     n: usize,
 ) -> anyhow::Result<Vec<PageRow>> {
     let user = uuid::Uuid::new_v4().to_string();
-    let (code, out, err) = crate::run_etal(
-        db_url,
-        &["admin", "link", "--user", &user, "--role", "auditor"],
-    );
-    anyhow::ensure!(code == 0, "etal admin link failed: {err}");
-    let link = out.trim().replace("http://127.0.0.1:8080", base);
-    let c = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let cookie_of = |r: &reqwest::Response, name: &str| -> Option<String> {
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .find(|v| v.starts_with(&format!("{name}=")))
-            .map(str::to_string)
-    };
-    let page = c.get(&link).send().await?;
-    let login = cookie_of(&page, "etal_login").unwrap_or_default();
-    let html = page.text().await?;
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .ok_or_else(|| anyhow::anyhow!("no log-in form at {link}"))?
-        + 19;
-    let csrf = &html[at..at + html[at..].find('"').unwrap_or(0)];
-    let opened = c
-        .post(&link)
-        .header("cookie", &login)
-        .form(&[("csrf", csrf)])
-        .send()
-        .await?;
-    let session = cookie_of(&opened, "etal_session")
-        .ok_or_else(|| anyhow::anyhow!("no session opened: {}", opened.status()))?;
+    let (_, session) = crate::back_office_session(db_url, base, &user, "auditor").await?;
+    let c = reqwest::Client::new();
     let pages = [
         (
             "market page (sales, charts, fees)",
