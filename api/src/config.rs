@@ -29,6 +29,10 @@ pub struct Config {
     pub db_pool: u32,
     /// ETAL_DB_ACQUIRE_TIMEOUT_MS: how long a request waits for a connection (default 3000).
     pub db_acquire_timeout: Duration,
+    /// ETAL_DB_ROLE: the role the service works as (None: the login's own).
+    pub db_role: Option<String>,
+    /// ETAL_SEAL_KEY(_FILE), ETAL_CHECKPOINT_*: signed checkpoints (R-AUD-3).
+    pub seal: etal_app::seal::SealSettings,
     /// ETAL_PROJECTORS: run the projectors in this process (default true).
     pub projectors: bool,
     /// ETAL_SCHEDULER: run the scheduler in this process (default true).
@@ -92,6 +96,32 @@ pub struct ServeArgs {
     #[arg(long, env = "ETAL_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000,
           value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub db_acquire_timeout_ms: u64,
+    /// The database role the service works as (R-AUD-1: it may only read and append the
+    /// history); the login must be a member. Empty: work as the login.
+    #[arg(long, env = "ETAL_DB_ROLE", default_value = etal_store::db::SERVICE_ROLE)]
+    pub db_role: String,
+    /// The Ed25519 key that signs checkpoints of the sealed history (R-AUD-3), as
+    /// `etal audit keygen` writes it (`PRIVATE+KEY+...`; never logged, never stored).
+    #[arg(
+        long,
+        env = "ETAL_SEAL_KEY",
+        hide_env_values = true,
+        conflicts_with = "seal_key_file"
+    )]
+    pub seal_key: Option<String>,
+    /// A file holding that key.
+    #[arg(long, env = "ETAL_SEAL_KEY_FILE")]
+    pub seal_key_file: Option<std::path::PathBuf>,
+    /// The origin line of the checkpoints (a name unique to this log, e.g. its host name).
+    #[arg(long, env = "ETAL_CHECKPOINT_ORIGIN", default_value = "etal")]
+    pub checkpoint_origin: String,
+    /// How often a checkpoint is signed when the history grew (seconds).
+    #[arg(long, env = "ETAL_CHECKPOINT_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub checkpoint_interval_secs: u64,
+    /// A folder (outside the database) each signed checkpoint is written to.
+    #[arg(long, env = "ETAL_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<std::path::PathBuf>,
     /// Run the projectors in this process.
     #[arg(long, env = "ETAL_PROJECTORS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projectors: bool,
@@ -391,8 +421,49 @@ impl Config {
             mail: mail(a)?,
             notify_interval: Duration::from_millis(a.notify_interval_ms),
             webhooks_allow_insecure: a.webhooks_allow_insecure,
+            db_role: Some(a.db_role.trim().to_string()).filter(|r| !r.is_empty()),
+            seal: seal(a)?,
         })
     }
+}
+
+/// R-AUD-3: the signing key and where checkpoints go.
+fn seal(a: &ServeArgs) -> Result<etal_app::seal::SealSettings, ConfigError> {
+    use etal_store::seal::note::CheckpointSigner;
+    let (name, text) = match (given(&a.seal_key), &a.seal_key_file) {
+        (Some(k), _) => ("ETAL_SEAL_KEY", Some(k)),
+        (None, Some(path)) => (
+            "ETAL_SEAL_KEY_FILE",
+            Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    name: "ETAL_SEAL_KEY_FILE",
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })?,
+            ),
+        ),
+        (None, None) => ("", None),
+    };
+    let signer = text
+        .map(|t| {
+            CheckpointSigner::parse(&t).map_err(|e| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let origin = a.checkpoint_origin.trim().to_string();
+    if origin.is_empty() || origin.contains(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            name: "ETAL_CHECKPOINT_ORIGIN",
+            reason: "one word without spaces, e.g. the log's host name".into(),
+        });
+    }
+    Ok(etal_app::seal::SealSettings {
+        signer,
+        origin,
+        interval: Duration::from_secs(a.checkpoint_interval_secs),
+        publish_dir: a.checkpoint_dir.clone(),
+    })
 }
 
 /// R-NOT: where messages go.

@@ -48,12 +48,12 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// Starts every projector of the service as background tasks.
+/// Starts every projector of the service, and the sealer, as background tasks.
 pub fn spawn_projectors(
     pool: &PgPool,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    etal_projections::all()
+    etal_projections::readers()
         .into_iter()
         .map(|p| {
             tokio::spawn(etal_projections::run_projector(
@@ -149,6 +149,7 @@ pub async fn serve(
         webhook_secrets = Some(secrets.iter().map(|s| s.expose().to_string()).collect());
         tracing::info!(api_base = %api_base, "payments: stripe");
     }
+    app.settings.seal = config.seal.clone();
     app.settings.deliver_inline = config.outbox_inline;
     app.settings.delivery_delay = config.delivery_delay;
     app.settings.sales_horizon_weeks = config.sales_horizon_weeks;
@@ -219,6 +220,21 @@ pub async fn serve(
         tasks.push(tokio::spawn(async move {
             scheduler
                 .run(interval, async move {
+                    let _ = s.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    if config.projectors {
+        // R-AUD-3: signed checkpoints of what the sealer sealed (with a key only).
+        if config.seal.signer.is_none() {
+            tracing::info!("no ETAL_SEAL_KEY: the history is sealed, no checkpoint is signed");
+        }
+        let signer = app.clone();
+        let mut s = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            signer
+                .run_checkpoints(async move {
                     let _ = s.wait_for(|v| *v).await;
                 })
                 .await

@@ -142,14 +142,52 @@ enum AuditCommand {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// R-AUD-2, R-AUD-3: recompute every sealed leaf from the events and the tree's root, and
+    /// check a signed checkpoint (the latest stored, or a published copy); with --older, that
+    /// the newer extends it (consistency proof); with --event, that event's inclusion proof.
+    /// Exits 3 naming the first leaf that differs.
+    Verify {
+        /// The verifier key (`<name>+<id>+<key>`), or a file holding it.
+        #[arg(long, env = "ETAL_SEAL_VERIFIER_KEY")]
+        key: String,
+        /// A signed checkpoint file (default: the latest in the database).
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// An older signed checkpoint file the newer must extend.
+        #[arg(long)]
+        older: Option<std::path::PathBuf>,
+        /// The global position of an event whose inclusion proof to print and check.
+        #[arg(long)]
+        event: Option<i64>,
+        /// Print the report (and the proofs) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint of the sealed tree now (ETAL_SEAL_KEY or ETAL_SEAL_KEY_FILE), store and
+    /// publish it (ETAL_CHECKPOINT_DIR), and print it.
+    Checkpoint,
+    /// Make a checkpoint signing key: the signer key goes to FILE (mode 600), the verifier key
+    /// to FILE.pub and standard output.
+    Keygen {
+        /// The key's name (in every signature line).
+        #[arg(long, default_value = "etal")]
+        name: String,
+        /// Where the signer key goes.
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum ProjectionsCommand {
     /// List projections with their checkpoint and the log's head.
     List,
-    /// Run only the projectors (no HTTP server) until stopped.
-    Run,
+    /// Run only the projectors and the sealer (no HTTP server) until stopped.
+    Run {
+        /// Run only these (names as `etal projections list` shows them; repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+    },
     /// Rebuild a projection from the events into fresh tables, then swap them in.
     Rebuild {
         /// Projection name (see `etal projections list`).
@@ -230,6 +268,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         _ => (Config::from_env()?, None),
     };
+    if let (Some(Command::Serve(_)), Some(role)) = (&cli.command, &config.db_role) {
+        // Migrated with the login's rights, then served with the role's (R-AUD-1).
+        let owner = etal_store::db::connect_with_timeout(
+            config.database_url.expose(),
+            1,
+            config.db_acquire_timeout,
+        )
+        .await
+        .context("connecting to PostgreSQL")?;
+        etal_store::db::migrate(&owner).await.context("migrating")?;
+        owner.close().await;
+        let pool = etal_store::db::connect_as(
+            config.database_url.expose(),
+            config.db_pool,
+            config.db_acquire_timeout,
+            role,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL as role {role} (ETAL_DB_ROLE; the login must be a \
+                 member of it: GRANT {role} TO <login>, or ETAL_DB_ROLE= to work as the login)"
+            )
+        })?;
+        let http = http.context("the HTTP settings")?;
+        etal_api::serve(config, http, pool, etal_api::shutdown_signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let pool = etal_store::db::connect_with_timeout(
         config.database_url.expose(),
         config.db_pool,
@@ -285,6 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Audit {
+            command:
+                command @ (AuditCommand::Verify { .. }
+                | AuditCommand::Checkpoint
+                | AuditCommand::Keygen { .. }),
+        } => return seal_command(command, &pool, config.seal.clone()).await,
         Command::Audit { command } => return audit(command, &pool).await,
         Command::Books {
             command:
@@ -368,7 +440,7 @@ async fn projections(command: ProjectionsCommand, pool: &sqlx::PgPool) -> anyhow
                 "{:<24} {:>14} {:>14} {:>14}",
                 "projection", "applied", "position", "head"
             );
-            for p in etal_projections::all() {
+            for p in etal_projections::readers() {
                 let (head, cp) = etal_projections::runtime::lag(pool, p.name()).await?;
                 println!(
                     "{:<24} {:>14} {:>14} {:>14}",
@@ -379,9 +451,28 @@ async fn projections(command: ProjectionsCommand, pool: &sqlx::PgPool) -> anyhow
                 );
             }
         }
-        ProjectionsCommand::Run => {
+        ProjectionsCommand::Run { only } => {
+            let readers: Vec<_> = etal_projections::readers()
+                .into_iter()
+                .filter(|p| only.is_empty() || only.iter().any(|o| o == p.name()))
+                .collect();
+            for name in &only {
+                if !readers.iter().any(|p| p.name() == name) {
+                    anyhow::bail!("unknown projection '{name}' (see etal projections list)");
+                }
+            }
             let shutdown = etal_api::shutdown_signal();
-            for t in etal_api::spawn_projectors(pool, &shutdown) {
+            let tasks: Vec<_> = readers
+                .into_iter()
+                .map(|p| {
+                    tokio::spawn(etal_projections::run_projector(
+                        pool.clone(),
+                        p,
+                        shutdown.clone(),
+                    ))
+                })
+                .collect();
+            for t in tasks {
                 t.await?;
             }
         }
@@ -441,6 +532,141 @@ async fn event_total(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
         .fetch_one(pool)
         .await?;
     Ok(n.max(0) as u64)
+}
+
+/// `etal audit verify`, `checkpoint` and `keygen` (the sealed history).
+async fn seal_command(
+    command: AuditCommand,
+    pool: &sqlx::PgPool,
+    settings: etal_app::seal::SealSettings,
+) -> anyhow::Result<ExitCode> {
+    use etal_store::seal::note::{CheckpointSigner, CheckpointVerifier};
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let mut app = etal_api::application(pool)?;
+    app.settings.seal = settings;
+    match command {
+        AuditCommand::Keygen { name, output } => {
+            let signer = CheckpointSigner::generate(&name)?;
+            let public = format!("{output}.pub", output = output.display());
+            {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut f = options.open(&output).with_context(|| {
+                    format!("creating {} (it must not exist)", output.display())
+                })?;
+                writeln!(f, "{}", signer.to_text())?;
+            }
+            std::fs::write(&public, format!("{}\n", signer.verifier().to_text()))
+                .with_context(|| format!("writing {public}"))?;
+            println!("{}", signer.verifier().to_text());
+            eprintln!(
+                "signer key written to {} (keep it secret: ETAL_SEAL_KEY_FILE), verifier key to {public} (give it to auditors)",
+                output.display()
+            );
+        }
+        AuditCommand::Checkpoint => {
+            if app.settings.seal.signer.is_none() {
+                anyhow::bail!("no signing key: set ETAL_SEAL_KEY or ETAL_SEAL_KEY_FILE");
+            }
+            match app.sign_checkpoint().await? {
+                Some(c) => {
+                    print!("{}", c.note);
+                    eprintln!("signed the checkpoint of {} leaves", c.tree_size);
+                }
+                None => {
+                    let latest = app.latest_checkpoint().await?;
+                    if let Some(c) = &latest {
+                        print!("{}", c.note);
+                    }
+                    eprintln!(
+                        "nothing new to sign: the latest checkpoint covers {} leaves",
+                        latest.map_or(0, |c| c.tree_size)
+                    );
+                }
+            }
+        }
+        AuditCommand::Verify {
+            key,
+            checkpoint,
+            older,
+            event,
+            json,
+        } => {
+            let key_path = std::path::Path::new(&key);
+            let key_text = if key_path.is_file() {
+                read(key_path)?
+            } else {
+                key.clone()
+            };
+            let verifier = CheckpointVerifier::parse(&key_text).context("--key")?;
+            let started = std::time::Instant::now();
+            let request = etal_app::seal::VerifyRequest {
+                verifier,
+                checkpoint: checkpoint.as_deref().map(read).transpose()?,
+                older: older.as_deref().map(read).transpose()?,
+                event,
+            };
+            let report = match app.verify_history(request).await {
+                Ok(r) => r,
+                Err(etal_app::seal::VerifyError::App(e)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_DIFFERENCES));
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                if let Some(p) = &report.inclusion {
+                    println!(
+                        "event at position {} is leaf {} of {}: leaf hash {}, path {}",
+                        p.global_position,
+                        p.leaf_index,
+                        p.tree_size,
+                        hex::encode(p.leaf_hash),
+                        p.path.iter().map(hex::encode).collect::<Vec<_>>().join(" ")
+                    );
+                }
+                if let Some(c) = &report.consistency {
+                    println!(
+                        "consistency {} -> {}: {}",
+                        c.old_size,
+                        c.new_size,
+                        c.proof
+                            .iter()
+                            .map(hex::encode)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                }
+                if let Some(problem) = &report.problem {
+                    println!("BAD {problem}");
+                }
+            }
+            eprintln!(
+                "verified {} leaves of {} ({} events after it) in {:.1} s: {}",
+                report.leaves_checked,
+                report.origin,
+                report.events_after,
+                started.elapsed().as_secs_f64(),
+                if report.problem.is_none() {
+                    "the history checks out"
+                } else {
+                    "TAMPERED"
+                }
+            );
+            if report.problem.is_some() {
+                return Ok(ExitCode::from(EXIT_DIFFERENCES));
+            }
+        }
+        _ => unreachable!("not a sealing command"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<ExitCode> {
@@ -538,6 +764,9 @@ async fn audit(command: AuditCommand, pool: &sqlx::PgPool) -> anyhow::Result<Exi
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "stdout".into())
             );
+        }
+        AuditCommand::Verify { .. } | AuditCommand::Checkpoint | AuditCommand::Keygen { .. } => {
+            unreachable!("the sealing commands are seal_command's")
         }
     }
     Ok(ExitCode::SUCCESS)

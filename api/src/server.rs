@@ -372,7 +372,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 /// Reads the gauges that live in the database.
 async fn database_gauges(pool: &PgPool) -> Result<(), sqlx::Error> {
     use sqlx::Row;
-    for p in etal_projections::all() {
+    for p in etal_projections::readers() {
         let row = sqlx::query(
             "SELECT count(e.global_position) AS behind, \
              coalesce(extract(epoch FROM now() - min(e.recorded_at)), 0)::float8 AS seconds \

@@ -30,6 +30,7 @@ pub mod producer;
 pub mod professional;
 pub mod reporting;
 pub mod schedule;
+pub mod seal;
 pub mod sepa;
 pub mod stripe;
 pub mod webhooks;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub mail: notify::MailSettings,
     /// Webhook endpoints may be http:// and on private addresses (tests, local development).
     pub webhooks_allow_insecure: bool,
+    /// Signed checkpoints of the sealed history (R-AUD-3).
+    pub seal: seal::SealSettings,
 }
 
 impl Default for Settings {
@@ -90,6 +93,7 @@ impl Default for Settings {
             platform_identity: None,
             mail: notify::MailSettings::default(),
             webhooks_allow_insecure: false,
+            seal: seal::SealSettings::default(),
         }
     }
 }

@@ -89,7 +89,8 @@ struct Rendered {
     subject: String,
     text: String,
     html: String,
-    attachment: Option<(String, Vec<u8>)>,
+    /// Files attached: (name, content type, bytes).
+    attachments: Vec<(String, &'static str, Vec<u8>)>,
 }
 
 enum Outcome {
@@ -541,16 +542,18 @@ impl App {
         let alternative = MultiPart::alternative()
             .singlepart(SinglePart::plain(rendered.text))
             .singlepart(SinglePart::html(rendered.html));
-        let body =
-            match rendered.attachment {
-                None => alternative,
-                Some((file, bytes)) => MultiPart::mixed().multipart(alternative).singlepart(
-                    Attachment::new(file).body(
-                        bytes,
-                        ContentType::parse("text/csv; charset=utf-8").expect("a content type"),
-                    ),
-                ),
-            };
+        let body = if rendered.attachments.is_empty() {
+            alternative
+        } else {
+            let mut mixed = MultiPart::mixed().multipart(alternative);
+            for (file, content_type, bytes) in rendered.attachments {
+                mixed = mixed.singlepart(Attachment::new(file).body(
+                    bytes,
+                    ContentType::parse(content_type).expect("a content type"),
+                ));
+            }
+            mixed
+        };
         let mut builder = Message::builder().from(from);
         for m in mailboxes {
             builder = builder.to(m);
@@ -632,7 +635,7 @@ impl App {
                 }
             }
         }
-        let mut attachment = None;
+        let mut attachments = Vec::new();
         if kind == kinds::RECAP_READY {
             let caught = etal_projections::wait_until(
                 &self.pool,
@@ -699,9 +702,23 @@ impl App {
             let bytes = csv
                 .into_inner()
                 .map_err(|e| AppError::Internal(e.to_string()))?;
-            attachment = Some((format!("recapitulatif-{sale}-{catalog}.csv"), bytes));
+            attachments.push((
+                format!("recapitulatif-{sale}-{catalog}.csv"),
+                "text/csv; charset=utf-8",
+                bytes,
+            ));
         }
         if kind == kinds::PAYOUT_STATEMENT {
+            // R-AUD-3: the latest signed checkpoint of the history goes with each statement, a
+            // copy outside the database (`etal audit verify --checkpoint` checks it).
+            if let Some(cp) = self.latest_checkpoint().await? {
+                extra["checkpoint_size"] = json!(cp.tree_size);
+                attachments.push((
+                    crate::seal::checkpoint_file_name(cp.tree_size),
+                    "text/plain; charset=utf-8",
+                    cp.note.into_bytes(),
+                ));
+            }
             if let Some(lines) = context["lines"].as_array_mut() {
                 for l in lines {
                     if let Some(m) = uuid(&l["market"]) {
@@ -731,7 +748,7 @@ impl App {
             subject,
             text: render(&format!("{kind}.txt"))?,
             html: render(&format!("{kind}.html"))?,
-            attachment,
+            attachments,
         }))
     }
 

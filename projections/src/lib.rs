@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod order_recaps;
 pub mod rebuild;
 pub mod runtime;
+pub mod sealer;
 pub mod stock_levels;
 mod support;
 
@@ -119,6 +120,13 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(directory::Directory),
         Arc::new(notifications::Notifications),
     ]
+}
+
+/// Every reader of the log `etal serve` runs: the projections and the sealer (R-AUD-2).
+pub fn readers() -> Vec<Arc<dyn Projection>> {
+    let mut out = all();
+    out.push(Arc::new(sealer::Sealer::default()));
+    out
 }
 
 /// The projection called `name`.

@@ -32,9 +32,46 @@ pub async fn connect_with_timeout(
         .await
 }
 
-/// Applies pending migrations.
+/// The role `etal serve` works as (R-AUD-1): it may only SELECT and INSERT the history.
+pub const SERVICE_ROLE: &str = "etal_service";
+
+/// Applies pending migrations, then gives the service's role its rights on every table
+/// (`etal_grant_service`, in the migrations): tables added by a migration get them too.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    MIGRATOR.run(pool).await?;
+    sqlx::query("SELECT etal_grant_service()")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// [`connect_with_timeout`], each connection then working as `role` (`SET ROLE`): the service
+/// connects with the operator's login and works with the rights of its role only. The login
+/// must be a member of the role (a superuser is).
+pub async fn connect_as(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    role: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_millis(500));
+    let set_role = format!("SET ROLE \"{}\"", role.replace('"', "\"\""));
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _| {
+            let set_role = set_role.clone();
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute(set_role.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
 }
 
 /// True when `err` is a unique violation on the named constraint.

@@ -4,6 +4,7 @@
 //! - [`bus`]: the command bus: loads an aggregate (snapshot + tail), runs a command, appends its
 //!   events and the idempotency record in one transaction, retries conflicts, returns positions.
 //! - [`scheduler`]: durable commands due at a time, executed exactly once.
+//! - [`seal`]: the sealed history: leaves, the RFC 6962 tree, signed checkpoints.
 //!
 //! cqrs-es gives the `Aggregate` trait; this crate replaces its framework and postgres-es's stores,
 //! which lack a global order, return nothing from `execute` and lose query updates (see
@@ -15,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod log;
 pub mod scheduler;
+pub mod seal;
 pub mod unit;
 
 pub use bus::{

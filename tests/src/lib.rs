@@ -75,6 +75,62 @@ pub fn run_etal(database_url: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// [`run_etal`] with more environment variables.
+pub fn run_etal_env(
+    database_url: &str,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(etal_bin());
+    cmd.args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run etal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the independent verifier of the sealed history (tests/scripts/verify_log.py, Python's
+/// hashlib on RFC 6962's formulas) with `args`: (exit code, stdout, stderr).
+pub fn run_python_verifier(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let script = project_root().join("tests/scripts/verify_log.py");
+    let python = if project_root().join(".venv/bin/python").exists() {
+        project_root().join(".venv/bin/python")
+    } else {
+        PathBuf::from("python3")
+    };
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("the verifier");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
 

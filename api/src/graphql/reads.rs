@@ -1116,6 +1116,71 @@ fn history_connection<C>(
 
 // ---------------------------------------------------------------------------------------------
 
+/// R-AUD-3: a signed checkpoint of the sealed history.
+#[derive(SimpleObject)]
+pub struct SealCheckpoint {
+    /// Leaves (events) the tree holds.
+    pub tree_size: String,
+    /// The tree's root, hex.
+    pub root_hash: String,
+    pub origin: String,
+    pub key_name: String,
+    /// The signed note (C2SP tlog-checkpoint), as published.
+    pub note: String,
+    pub signed_at: DateTime<Utc>,
+}
+
+impl From<etal_app::seal::SignedCheckpoint> for SealCheckpoint {
+    fn from(c: etal_app::seal::SignedCheckpoint) -> Self {
+        SealCheckpoint {
+            tree_size: c.tree_size.to_string(),
+            root_hash: hex::encode(c.root),
+            origin: c.origin,
+            key_name: c.key_name,
+            note: c.note,
+            signed_at: c.signed_at,
+        }
+    }
+}
+
+/// R-AUD-3: one event of a statement and its proof of inclusion in the checkpoint's tree.
+#[derive(SimpleObject)]
+pub struct StatementEventProof {
+    pub position: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: String,
+    pub event_type: String,
+    /// The event's payload, JSON.
+    pub payload: String,
+    /// Null while no signed checkpoint covers the event yet.
+    pub proof: Option<InclusionProofView>,
+}
+
+/// An RFC 6962 inclusion proof: SHA-256(0x00 || leafData) = leafHash, then `path` (hex, bottom
+/// up) leads to the checkpoint's root (RFC 9162 section 2.1.3.2).
+#[derive(SimpleObject)]
+pub struct InclusionProofView {
+    pub leaf_index: String,
+    pub tree_size: String,
+    /// The canonical JSON (RFC 8785) of the event's columns, its payload and metadata by their
+    /// SHA-256.
+    pub leaf_data: String,
+    pub leaf_hash: String,
+    pub path: Vec<String>,
+    pub root_hash: String,
+}
+
+/// A producer's statement events with their proofs.
+#[derive(SimpleObject)]
+pub struct StatementProofs {
+    /// The checkpoint the proofs lead to (null: none signed yet).
+    pub checkpoint: Option<SealCheckpoint>,
+    pub events: Vec<StatementEventProof>,
+    /// More events follow the last: ask again with its sequence as `afterSequence`.
+    pub has_more: bool,
+}
+
 #[derive(Default)]
 pub struct ReadQuery;
 
@@ -1618,6 +1683,59 @@ impl ReadQuery {
             })
             .collect();
         paginate(items, after, before, first, last).await
+    }
+
+    /// R-AUD-3: the events a producer's statements come from (their balance: credits, debits,
+    /// payouts), each with its inclusion proof in the latest signed checkpoint of the sealed
+    /// history. A proof holds hashes only: nothing of anyone else's events.
+    #[graphql(guard = "PRODUCER_OR_AUDITOR")]
+    async fn statement_proofs(
+        &self,
+        ctx: &Context<'_>,
+        producer_id: Uuid,
+        #[graphql(default = 0)] after_sequence: i64,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<StatementProofs> {
+        if first < 1 || first as usize > MAX_PAGE {
+            return Err(bad_input("first", format!("between 1 and {MAX_PAGE}")));
+        }
+        if after_sequence < 0 {
+            return Err(bad_input("afterSequence", "0 or more"));
+        }
+        producer_scope(ctx, ProducerId(producer_id)).await?;
+        let p = app(ctx)
+            .statement_proofs(ProducerId(producer_id), after_sequence, first as usize)
+            .await
+            .coded()?;
+        Ok(StatementProofs {
+            checkpoint: p.checkpoint.map(Into::into),
+            has_more: p.more,
+            events: p
+                .events
+                .into_iter()
+                .map(|(e, proof)| StatementEventProof {
+                    position: e.position.position.to_string(),
+                    aggregate_type: e.aggregate_type,
+                    aggregate_id: e.aggregate_id,
+                    sequence: e.sequence.to_string(),
+                    event_type: e.event_type,
+                    payload: e.payload.to_string(),
+                    proof: proof.map(|p| InclusionProofView {
+                        leaf_index: p.leaf_index.to_string(),
+                        tree_size: p.tree_size.to_string(),
+                        leaf_data: p.leaf_data,
+                        leaf_hash: hex::encode(p.leaf_hash),
+                        path: p.path.iter().map(hex::encode).collect(),
+                        root_hash: hex::encode(p.root),
+                    }),
+                })
+                .collect(),
+        })
+    }
+
+    /// R-AUD-3: the latest signed checkpoint of the sealed history (null: none yet).
+    async fn latest_checkpoint(&self, ctx: &Context<'_>) -> Result<Option<SealCheckpoint>> {
+        Ok(app(ctx).latest_checkpoint().await.coded()?.map(Into::into))
     }
 
     /// A producer's balance, open credits, payouts and their statements (R-PAY-2).

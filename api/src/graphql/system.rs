@@ -60,7 +60,7 @@ impl SystemQuery {
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>> {
         let pool = &app(ctx).pool;
         let mut out = Vec::new();
-        for p in etal_projections::all() {
+        for p in etal_projections::readers() {
             let (head, cp) = etal_projections::runtime::lag(pool, p.name())
                 .await
                 .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;

@@ -47,6 +47,7 @@ mod recurring_sales;
 mod refunds_outbox;
 mod scale_out;
 mod scheduler;
+mod sealed_history;
 mod stripe_http;
 mod trainings;
 mod webhooks_give_up;
