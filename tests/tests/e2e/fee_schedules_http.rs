@@ -81,20 +81,20 @@ fn payouts_q() -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Today's slot starting `LEAD` from now and lasting `LENGTH`.
-async fn slot_soon() -> Slot {
+pub(crate) async fn slot_soon() -> Slot {
     graphql_common::slot_soon(LEAD, LENGTH).await
 }
 
 /// A producer (Pro plan) with one product (VAT 5.5 %, stock 20) offered at its price in a
 /// catalog of its own.
-struct Seller {
-    who: Who,
-    id: String,
-    catalog: String,
-    product: String,
+pub(crate) struct Seller {
+    pub(crate) who: Who,
+    pub(crate) id: String,
+    pub(crate) catalog: String,
+    pub(crate) product: String,
 }
 
-async fn seller(api: &Api, name: &str, price: &str) -> Seller {
+pub(crate) async fn seller(api: &Api, name: &str, price: &str) -> Seller {
     let who = api.who(Role::Producer);
     let d = api.ok(&who, OPEN_ACCOUNT, json!({"k": "open-1"})).await;
     let id = d["openAccount"]["producerId"].as_str().unwrap().to_string();
@@ -140,14 +140,14 @@ async fn seller(api: &Api, name: &str, price: &str) -> Seller {
 }
 
 impl Seller {
-    fn line(&self, quantity: i64) -> Value {
+    pub(crate) fn line(&self, quantity: i64) -> Value {
         json!({"catalogId": self.catalog, "productId": self.product, "quantity": quantity})
     }
 }
 
 /// An online market of `admin` with the slot, the sellers' catalogs linked, and its one sale
 /// of today generated: (market id, sale id).
-async fn market_with_sale(
+pub(crate) async fn market_with_sale(
     api: &Api,
     admin: &Who,
     name: &str,
@@ -160,7 +160,7 @@ async fn market_with_sale(
 }
 
 /// An online market of `admin` with the slot and the sellers' catalogs linked, no sale yet.
-async fn market_only(
+pub(crate) async fn market_only(
     api: &Api,
     admin: &Who,
     name: &str,
@@ -188,7 +188,7 @@ async fn market_only(
 }
 
 /// The market's one sale of today, generated.
-async fn todays_sale(api: &Api, admin: &Who, market: &str, slot: &Slot) -> String {
+pub(crate) async fn todays_sale(api: &Api, admin: &Who, market: &str, slot: &Slot) -> String {
     let d = api
         .ok(
             admin,
@@ -203,7 +203,7 @@ async fn todays_sale(api: &Api, admin: &Who, market: &str, slot: &Slot) -> Strin
 
 /// R-SAL-2, R-SAL-3: the seller takes part in the sales, orders opening an hour before the
 /// start and closing at it.
-async fn participate(api: &Api, s: &Seller, sales: &[&str]) {
+pub(crate) async fn participate(api: &Api, s: &Seller, sales: &[&str]) {
     api.ok(
         &s.who,
         "mutation($c: UUID!, $s: [UUID!]!) { participate(catalogId: $c, saleIds: $s, opensHoursBefore: 1, closesHoursBefore: 0) { position } }",
@@ -214,7 +214,7 @@ async fn participate(api: &Api, s: &Seller, sales: &[&str]) {
 
 /// Waits until the scheduler opened the sale's `participations` periods (due an hour ago), and
 /// checks the sale is today's, online, starting and ending at the slot's instants.
-async fn periods_open(api: &Api, sale: &str, participations: usize, slot: &Slot) {
+pub(crate) async fn periods_open(api: &Api, sale: &str, participations: usize, slot: &Slot) {
     let reader = api.who(Role::Customer);
     let d = until("the order periods open", Duration::from_secs(10), || {
         let (reader, sale) = (reader.clone(), sale.to_string());
@@ -241,7 +241,7 @@ async fn periods_open(api: &Api, sale: &str, participations: usize, slot: &Slot)
 
 /// A fresh customer places one order (R-ORD-1), paid online at once as one payment; waits until
 /// it is paid in full. Returns the order id.
-async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slot) -> String {
+pub(crate) async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slot) -> String {
     let customer = api.who(Role::Customer);
     let d = api
         .ok(
@@ -271,13 +271,13 @@ async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slo
 
 /// R-STK-4, R-SAL-6: waits until the sale is DISTRIBUTED, then its market's administrator
 /// validates it.
-async fn distribute_and_validate(api: &Api, admin: &Who, sale: &str, slot: &Slot) {
+pub(crate) async fn distribute_and_validate(api: &Api, admin: &Who, sale: &str, slot: &Slot) {
     distributed(api, sale, slot).await;
     validate(api, admin, sale).await;
 }
 
 /// R-STK-4: waits until the scheduler marked the sale DISTRIBUTED.
-async fn distributed(api: &Api, sale: &str, slot: &Slot) {
+pub(crate) async fn distributed(api: &Api, sale: &str, slot: &Slot) {
     let wait = (slot.ends_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(20);
     let reader = api.who(Role::Customer);
     until("the sale is distributed", wait, || {
@@ -293,7 +293,7 @@ async fn distributed(api: &Api, sale: &str, slot: &Slot) {
 }
 
 /// R-SAL-6: the market's administrator validates the sale.
-async fn validate(api: &Api, admin: &Who, sale: &str) {
+pub(crate) async fn validate(api: &Api, admin: &Who, sale: &str) {
     let validated = mutate(
         api,
         admin,

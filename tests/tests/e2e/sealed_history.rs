@@ -824,3 +824,125 @@ async fn r_aud_3_inclusion_and_consistency_proofs_verify_independently_and_with_
     assert_eq!(code, 3);
     assert!(err.contains("no signature by key"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// R-AUD-3 through `etal serve`: checkpoints signed and published, a producer's proofs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_statement_events() {
+    use crate::fee_schedules_http as shop;
+    use crate::graphql_common::{until, Api};
+    use etal_domain::Role;
+    use serde_json::json;
+
+    let keys = Keys::new();
+    let published = keys.dir.join("published");
+    let published_arg = published.display().to_string();
+    let mut env = crate::graphql_common::SOON_ENV.to_vec();
+    env.extend_from_slice(&[
+        ("ETAL_SEAL_KEY", keys.signer.as_str()),
+        ("ETAL_CHECKPOINT_INTERVAL_SECS", "1"),
+        ("ETAL_CHECKPOINT_ORIGIN", "test.etal/log"),
+        ("ETAL_CHECKPOINT_DIR", published_arg.as_str()),
+    ]);
+    let api = Api::start(&env).await;
+    // A sale distributed and validated: the producer is credited (their balance's events).
+    let honey = shop::seller(&api, "Miel", "8.50").await;
+    let other = shop::seller(&api, "Pain", "3.00").await;
+    let admin = api.who(Role::MarketAdmin);
+    let slot = shop::slot_soon().await;
+    let (_, sale) = shop::market_with_sale(&api, &admin, "Segonzac", &slot, &[&honey]).await;
+    shop::participate(&api, &honey, &[&sale]).await;
+    shop::periods_open(&api, &sale, 1, &slot).await;
+    shop::order(&api, &sale, vec![honey.line(2)], "17.00", &slot).await;
+    shop::distribute_and_validate(&api, &admin, &sale, &slot).await;
+
+    // A checkpoint covering the credit is signed within a second or two, and published.
+    const PROOFS: &str = "query($p: UUID!) { statementProofs(producerId: $p) { hasMore \
+        checkpoint { treeSize rootHash origin keyName note } \
+        events { position aggregateType aggregateId sequence eventType payload \
+                 proof { leafIndex treeSize leafData leafHash path rootHash } } } }";
+    let proofs = until("the credit is in a signed checkpoint", Duration::from_secs(30), || {
+        let (api, who, id) = (&api, honey.who.clone(), honey.id.clone());
+        async move {
+            let d = api.ok(&who, PROOFS, json!({"p": id})).await;
+            let p = d["statementProofs"].clone();
+            let events = p["events"].as_array().cloned().unwrap_or_default();
+            let credited = events.iter().any(|e| e["eventType"] == "SaleCredited");
+            (credited && events.iter().all(|e| !e["proof"].is_null()))
+                .then_some(p.clone())
+                .ok_or(d)
+        }
+    })
+    .await;
+    let cp = &proofs["checkpoint"];
+    let note = cp["note"].as_str().unwrap().to_string();
+    assert_eq!(cp["origin"], "test.etal/log");
+    assert_eq!(cp["keyName"], "etal-test");
+    let verifier = etal_store::seal::note::CheckpointVerifier::parse(
+        &std::fs::read_to_string(&keys.verifier_file).unwrap(),
+    )
+    .unwrap();
+    let signed = verifier.verify(&note).expect("signed by the service's key");
+    assert_eq!(hex::encode(signed.root), cp["rootHash"].as_str().unwrap());
+    let events = proofs["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    for e in events {
+        assert_eq!(e["aggregateType"], "producer_balance");
+        assert_eq!(e["aggregateId"], honey.id.as_str(), "only the producer's own events");
+        let p = &e["proof"];
+        let leaf_data = p["leafData"].as_str().unwrap();
+        // The leaf is the event: its payload's canonical hash, its position and type.
+        let data: serde_json::Value = serde_json::from_str(leaf_data).unwrap();
+        let payload: serde_json::Value = serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            data["payload_sha256"].as_str().unwrap(),
+            etal_store::seal::leaf::value_sha256(&payload)
+        );
+        assert_eq!(data["global_position"].to_string(), e["position"].as_str().unwrap());
+        assert_eq!(data["event_type"], e["eventType"]);
+        // Checked by the independent verifier: SHA-256(0x00 || leafData), then the path.
+        let leaf_hash = hex::encode(merkle::leaf_hash(leaf_data.as_bytes()));
+        assert_eq!(p["leafHash"].as_str().unwrap(), leaf_hash);
+        let input = json!({
+            "leaf_index": p["leafIndex"].as_str().unwrap().parse::<u64>().unwrap(),
+            "tree_size": p["treeSize"].as_str().unwrap().parse::<u64>().unwrap(),
+            "leaf_hash": leaf_hash,
+            "path": p["path"],
+            "root": p["rootHash"],
+        });
+        assert_eq!(p["rootHash"], cp["rootHash"]);
+        let (code, out, err) = run_python_verifier(&["inclusion", "-"], Some(&input.to_string()));
+        assert_eq!(code, 0, "inclusion of {}: {out}{err}", e["position"]);
+    }
+    // Another producer may not see them; a customer neither.
+    let d = api.call(&other.who, PROOFS, json!({"p": honey.id})).await;
+    assert_eq!(crate::graphql_common::code(&d).as_deref(), Some("FORBIDDEN"), "{d}");
+    let d = api.call(&api.who(Role::Customer), PROOFS, json!({"p": honey.id})).await;
+    assert_eq!(crate::graphql_common::code(&d).as_deref(), Some("FORBIDDEN"), "{d}");
+    // The published copy outside the database verifies against the events, with the CLI and
+    // independently.
+    let latest = published.join("latest");
+    let copy = until("a checkpoint is published", Duration::from_secs(10), || {
+        let latest = latest.clone();
+        async move { std::fs::read_to_string(&latest).map_err(|e| json!(e.to_string())) }
+    })
+    .await;
+    assert!(verifier.verify(&copy).is_ok());
+    let size = verifier.verify(&copy).unwrap().size;
+    assert!(published
+        .join(etal_app::seal::checkpoint_file_name(size))
+        .exists());
+    let latest_arg = latest.display().to_string();
+    let (code, out, err) = run_etal(
+        &api.db.url,
+        &["audit", "verify", "--key", &keys.verifier_file, "--checkpoint", &latest_arg],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run_python_verifier(
+        &["log", "--dsn", &api.db.url, "--checkpoint", &latest_arg, "--vkey", &keys.verifier_file],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
