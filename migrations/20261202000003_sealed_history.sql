@@ -96,3 +96,9 @@ BEGIN
     REVOKE ALL ON _sqlx_migrations FROM etal_service;
 END;
 $$ LANGUAGE plpgsql;
+
+-- R-AUD-3: each checkpoint is also e-mailed to the auditors' addresses (ETAL_AUDITORS_EMAIL), a
+-- system message to an address rather than to a person of the platform.
+ALTER TABLE system_messages DROP CONSTRAINT system_messages_recipient_kind_check;
+ALTER TABLE system_messages ADD CONSTRAINT system_messages_recipient_kind_check
+    CHECK (recipient_kind IN ('user', 'producer', 'market', 'address'));

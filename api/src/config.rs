@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// A folder (outside the database) each signed checkpoint is written to.
     #[arg(long, env = "ETAL_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Addresses each signed checkpoint is e-mailed to (the auditors'), comma separated.
+    #[arg(long, env = "ETAL_AUDITORS_EMAIL")]
+    pub auditors_email: Option<String>,
     /// Run the projectors in this process.
     #[arg(long, env = "ETAL_PROJECTORS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projectors: bool,
@@ -458,7 +461,22 @@ fn seal(a: &ServeArgs) -> Result<etal_app::seal::SealSettings, ConfigError> {
             reason: "one word without spaces, e.g. the log's host name".into(),
         });
     }
+    let mut auditors = Vec::new();
+    for a in given(&a.auditors_email).unwrap_or_default().split(',') {
+        let a = a.trim();
+        if a.is_empty() {
+            continue;
+        }
+        if a.parse::<lettre::Address>().is_err() {
+            return Err(ConfigError::Invalid {
+                name: "ETAL_AUDITORS_EMAIL",
+                reason: format!("{a:?} is not an e-mail address"),
+            });
+        }
+        auditors.push(a.to_lowercase());
+    }
     Ok(etal_app::seal::SealSettings {
+        auditors,
         signer,
         origin,
         interval: Duration::from_secs(a.checkpoint_interval_secs),

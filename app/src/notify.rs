@@ -141,6 +141,8 @@ fn templates() -> minijinja::Environment<'static> {
         "webhook_disabled.html",
         "login_link.txt",
         "login_link.html",
+        "checkpoint_signed.txt",
+        "checkpoint_signed.html",
         "subjects.txt"
     );
     env.add_filter("euros", |v: String| -> String { euros(&v) });
@@ -431,10 +433,28 @@ impl App {
                 let (market, _) = self.load::<Market>(MarketId(recipient)).await?;
                 market.administrators().iter().copied().collect()
             }
+            "address" => Vec::new(),
             _ => vec![UserId(recipient)],
         };
         let mut to: Vec<(UserId, Option<String>, String)> = Vec::new();
         let mut why_not = "no such recipient";
+        if recipient_kind == "address" {
+            // R-AUD-3: an address from the configuration (the auditors'), not a person here.
+            if let Some(address) = context["address"].as_str() {
+                let address = address.trim().to_lowercase();
+                let bounced: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)",
+                )
+                .bind(&address)
+                .fetch_one(&self.pool)
+                .await?;
+                if bounced {
+                    why_not = "the address bounced";
+                } else {
+                    to.push((UserId(recipient), None, address));
+                }
+            }
+        }
         for user in users {
             let person = sqlx::query(
                 "SELECT display_name, email FROM people WHERE user_id = $1 AND erased_at IS NULL",
@@ -707,6 +727,15 @@ impl App {
                 "text/csv; charset=utf-8",
                 bytes,
             ));
+        }
+        if kind == "checkpoint_signed" {
+            if let (Some(note), Some(size)) =
+                (context["note"].as_str(), context["tree_size"].as_u64())
+            {
+                let file = crate::seal::checkpoint_file_name(size);
+                extra["file"] = json!(file);
+                attachments.push((file, "text/plain; charset=utf-8", note.as_bytes().to_vec()));
+            }
         }
         if kind == kinds::PAYOUT_STATEMENT {
             // R-AUD-3: the latest signed checkpoint of the history goes with each statement, a

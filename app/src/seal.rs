@@ -33,6 +33,8 @@ pub struct SealSettings {
     pub interval: Duration,
     /// Where each checkpoint is written, outside the database (ETAL_CHECKPOINT_DIR).
     pub publish_dir: Option<PathBuf>,
+    /// Addresses each checkpoint is e-mailed to (ETAL_AUDITORS_EMAIL).
+    pub auditors: Vec<String>,
 }
 
 impl Default for SealSettings {
@@ -42,6 +44,7 @@ impl Default for SealSettings {
             origin: "etal".into(),
             interval: Duration::from_secs(600),
             publish_dir: None,
+            auditors: Vec::new(),
         }
     }
 }
@@ -241,6 +244,31 @@ impl App {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The auditors' copies, committed with the checkpoint and sent like every message
+        // (R-NOT-1): one message per address and checkpoint, its id derived from both.
+        for address in &self.settings.seal.auditors {
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("etal.checkpoint:{size}:{address}").as_bytes(),
+            );
+            sqlx::query(
+                "INSERT INTO system_messages (message_id, recipient_kind, recipient, kind, context, created_at) \
+                 VALUES ($1, 'address', $1, 'checkpoint_signed', $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(serde_json::json!({"address": address, "note": note, "tree_size": size, "origin": origin}))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO notification_deliveries (message_id, status, next_attempt_at, updated_at) \
+                 VALUES ($1, 'pending', $2, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         let signed = SignedCheckpoint {
             tree_size: size,

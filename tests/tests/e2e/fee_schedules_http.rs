@@ -241,7 +241,13 @@ pub(crate) async fn periods_open(api: &Api, sale: &str, participations: usize, s
 
 /// A fresh customer places one order (R-ORD-1), paid online at once as one payment; waits until
 /// it is paid in full. Returns the order id.
-pub(crate) async fn order(api: &Api, sale: &str, lines: Vec<Value>, total: &str, slot: &Slot) -> String {
+pub(crate) async fn order(
+    api: &Api,
+    sale: &str,
+    lines: Vec<Value>,
+    total: &str,
+    slot: &Slot,
+) -> String {
     let customer = api.who(Role::Customer);
     let d = api
         .ok(

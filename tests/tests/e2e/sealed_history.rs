@@ -839,12 +839,17 @@ async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_
     let keys = Keys::new();
     let published = keys.dir.join("published");
     let published_arg = published.display().to_string();
+    let mail = keys.dir.join("mail");
+    let mail_arg = mail.display().to_string();
     let mut env = crate::graphql_common::SOON_ENV.to_vec();
     env.extend_from_slice(&[
         ("ETAL_SEAL_KEY", keys.signer.as_str()),
         ("ETAL_CHECKPOINT_INTERVAL_SECS", "1"),
         ("ETAL_CHECKPOINT_ORIGIN", "test.etal/log"),
         ("ETAL_CHECKPOINT_DIR", published_arg.as_str()),
+        ("ETAL_AUDITORS_EMAIL", "Audit@Cabinet.test"),
+        ("ETAL_MAIL_DIR", mail_arg.as_str()),
+        ("ETAL_NOTIFY_INTERVAL_MS", "200"),
     ]);
     let api = Api::start(&env).await;
     // A sale distributed and validated: the producer is credited (their balance's events).
@@ -863,18 +868,22 @@ async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_
         checkpoint { treeSize rootHash origin keyName note } \
         events { position aggregateType aggregateId sequence eventType payload \
                  proof { leafIndex treeSize leafData leafHash path rootHash } } } }";
-    let proofs = until("the credit is in a signed checkpoint", Duration::from_secs(30), || {
-        let (api, who, id) = (&api, honey.who.clone(), honey.id.clone());
-        async move {
-            let d = api.ok(&who, PROOFS, json!({"p": id})).await;
-            let p = d["statementProofs"].clone();
-            let events = p["events"].as_array().cloned().unwrap_or_default();
-            let credited = events.iter().any(|e| e["eventType"] == "SaleCredited");
-            (credited && events.iter().all(|e| !e["proof"].is_null()))
-                .then_some(p.clone())
-                .ok_or(d)
-        }
-    })
+    let proofs = until(
+        "the credit is in a signed checkpoint",
+        Duration::from_secs(30),
+        || {
+            let (api, who, id) = (&api, honey.who.clone(), honey.id.clone());
+            async move {
+                let d = api.ok(&who, PROOFS, json!({"p": id})).await;
+                let p = d["statementProofs"].clone();
+                let events = p["events"].as_array().cloned().unwrap_or_default();
+                let credited = events.iter().any(|e| e["eventType"] == "SaleCredited");
+                (credited && events.iter().all(|e| !e["proof"].is_null()))
+                    .then_some(p.clone())
+                    .ok_or(d)
+            }
+        },
+    )
     .await;
     let cp = &proofs["checkpoint"];
     let note = cp["note"].as_str().unwrap().to_string();
@@ -890,17 +899,25 @@ async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_
     assert!(!events.is_empty());
     for e in events {
         assert_eq!(e["aggregateType"], "producer_balance");
-        assert_eq!(e["aggregateId"], honey.id.as_str(), "only the producer's own events");
+        assert_eq!(
+            e["aggregateId"],
+            honey.id.as_str(),
+            "only the producer's own events"
+        );
         let p = &e["proof"];
         let leaf_data = p["leafData"].as_str().unwrap();
         // The leaf is the event: its payload's canonical hash, its position and type.
         let data: serde_json::Value = serde_json::from_str(leaf_data).unwrap();
-        let payload: serde_json::Value = serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
         assert_eq!(
             data["payload_sha256"].as_str().unwrap(),
             etal_store::seal::leaf::value_sha256(&payload)
         );
-        assert_eq!(data["global_position"].to_string(), e["position"].as_str().unwrap());
+        assert_eq!(
+            data["global_position"].to_string(),
+            e["position"].as_str().unwrap()
+        );
         assert_eq!(data["event_type"], e["eventType"]);
         // Checked by the independent verifier: SHA-256(0x00 || leafData), then the path.
         let leaf_hash = hex::encode(merkle::leaf_hash(leaf_data.as_bytes()));
@@ -918,9 +935,19 @@ async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_
     }
     // Another producer may not see them; a customer neither.
     let d = api.call(&other.who, PROOFS, json!({"p": honey.id})).await;
-    assert_eq!(crate::graphql_common::code(&d).as_deref(), Some("FORBIDDEN"), "{d}");
-    let d = api.call(&api.who(Role::Customer), PROOFS, json!({"p": honey.id})).await;
-    assert_eq!(crate::graphql_common::code(&d).as_deref(), Some("FORBIDDEN"), "{d}");
+    assert_eq!(
+        crate::graphql_common::code(&d).as_deref(),
+        Some("FORBIDDEN"),
+        "{d}"
+    );
+    let d = api
+        .call(&api.who(Role::Customer), PROOFS, json!({"p": honey.id}))
+        .await;
+    assert_eq!(
+        crate::graphql_common::code(&d).as_deref(),
+        Some("FORBIDDEN"),
+        "{d}"
+    );
     // The published copy outside the database verifies against the events, with the CLI and
     // independently.
     let latest = published.join("latest");
@@ -937,12 +964,61 @@ async fn r_aud_3_serve_publishes_signed_checkpoints_and_a_producer_proves_their_
     let latest_arg = latest.display().to_string();
     let (code, out, err) = run_etal(
         &api.db.url,
-        &["audit", "verify", "--key", &keys.verifier_file, "--checkpoint", &latest_arg],
+        &[
+            "audit",
+            "verify",
+            "--key",
+            &keys.verifier_file,
+            "--checkpoint",
+            &latest_arg,
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run_python_verifier(
-        &["log", "--dsn", &api.db.url, "--checkpoint", &latest_arg, "--vkey", &keys.verifier_file],
+        &[
+            "log",
+            "--dsn",
+            &api.db.url,
+            "--checkpoint",
+            &latest_arg,
+            "--vkey",
+            &keys.verifier_file,
+        ],
         None,
     );
     assert_eq!(code, 0, "{out}{err}");
+    // Each checkpoint is e-mailed to the auditors, once, its note attached.
+    let pool = api.db.pool.clone();
+    let sizes: Vec<i64> = until("each checkpoint e-mailed", Duration::from_secs(20), || {
+        let (pool, mail) = (pool.clone(), mail.clone());
+        async move {
+            let sizes: Vec<i64> =
+                sqlx::query_scalar("SELECT tree_size FROM seal_checkpoints ORDER BY tree_size")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let sent: Vec<String> = std::fs::read_dir(&mail)
+                .map(|d| {
+                    d.filter_map(|f| f.ok())
+                        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                        .filter(|t| t.contains("To: audit@cabinet.test"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let attached = |size: &i64| {
+                let file = etal_app::seal::checkpoint_file_name(*size as u64);
+                sent.iter().filter(|t| t.contains(&file)).count()
+            };
+            (!sizes.is_empty()
+                && sent.len() == sizes.len()
+                && sizes.iter().all(|s| attached(s) >= 1))
+            .then_some(sizes.clone())
+            .ok_or(json!({"checkpoints": sizes, "sent": sent.len()}))
+        }
+    })
+    .await;
+    assert!(
+        sizes.len() >= 2,
+        "checkpoints signed as the history grew: {sizes:?}"
+    );
 }

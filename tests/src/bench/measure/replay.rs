@@ -69,6 +69,48 @@ async fn rebuild_child(url: &str, name: &str) -> anyhow::Result<(u64, f64, f64)>
     Ok((events, secs, rss))
 }
 
+/// R-AUD-2: seals the whole log from scratch with `etal projections run --only sealer` (a child
+/// process, the live runtime, batches of 2,000); returns (seconds, peak RSS MiB).
+async fn seal_child(url: &str, pool: &PgPool, total: i64) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(crate::etal_bin())
+        .args([
+            "projections",
+            "run",
+            "--only",
+            etal_projections::sealer::NAME,
+        ])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let mut rss = 0.0f64;
+    loop {
+        if let Some(r) = peak_rss_mib(pid) {
+            rss = rss.max(r);
+        }
+        let sealed: Option<i64> = sqlx::query_scalar(
+            "SELECT events_applied FROM projector_checkpoints WHERE projection = $1",
+        )
+        .bind(etal_projections::sealer::NAME)
+        .fetch_optional(pool)
+        .await?;
+        if sealed.unwrap_or(0) >= total {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the sealer exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    child.kill().await?;
+    Ok((secs, rss))
+}
+
 /// Copies up to `budget` stock events (whole streams) into `cqrs_es_events`, the metadata as the
 /// string map postgres-es reads; returns (streams, events).
 async fn cqrs_table(pool: &PgPool, budget: i64) -> anyhow::Result<(i64, i64)> {
@@ -133,6 +175,23 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
             p.name()
         ));
     }
+    // The sealer, from scratch on the same log (its tables are history: sealed once per log).
+    let already: i64 = sqlx::query_scalar("SELECT count(*) FROM seal_leaves")
+        .fetch_one(pool)
+        .await?;
+    let sealing = if already == 0 {
+        let (secs, rss) = seal_child(url, pool, total).await?;
+        let rate = total as f64 / secs;
+        body.push_str(&format!(
+            "| sealer (R-AUD-2: leaf hashes, RFC 6962 tree) | {total} | {secs:.1} | {rate:.0} | {rss:.0} MiB |\n"
+        ));
+        Some(rate)
+    } else {
+        body.push_str(&format!(
+            "| sealer | already sealed ({already} leaves): not measured | | | |\n"
+        ));
+        None
+    };
 
     let (streams, events) = cqrs_table(pool, budget).await?;
     let repo = PostgresEventRepository::new(pool.clone())
@@ -175,6 +234,18 @@ pub async fn run(report: &mut Report, pool: &PgPool, url: &str, budget: i64) -> 
         ">= 100,000 log events/s",
         format!("{worst:.0} log events/s ({slowest})"),
         Some(worst >= 100_000.0),
+    );
+    report.goal(
+        "sealing rate vs slowest projection replay",
+        ">= 1x (sealing never lags the projections)",
+        match sealing {
+            Some(rate) => format!(
+                "{:.2}x ({rate:.0} vs {worst:.0} log events/s)",
+                rate / worst
+            ),
+            None => "not measured (log already sealed)".into(),
+        },
+        sealing.map(|rate| rate >= worst),
     );
     report.goal(
         "replay vs cqrs-es",
