@@ -315,6 +315,26 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
         .expect("validate");
     w.advance_to(Utc.with_ymd_and_hms(2026, 3, 16, 8, 0, 0).unwrap())
         .await;
+    // R-AUD-3: a checkpoint of the sealed history is signed before the statement goes out.
+    let signer = etal_store::seal::note::CheckpointSigner::generate("etal-test").unwrap();
+    w.app.settings.seal.signer = Some(signer.clone());
+    while !etal_tests::passed_every_event(&w.db.pool, etal_projections::sealer::NAME).await {
+        etal_projections::catch_up(
+            &w.db.pool,
+            &etal_projections::sealer::Sealer::default(),
+            None,
+            None,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    }
+    let checkpoint = w
+        .app
+        .sign_checkpoint()
+        .await
+        .unwrap()
+        .expect("a checkpoint");
     let r = round(&w).await;
     assert!(r.sent >= 1, "{r:?}");
     let mails = by_id(&smtp);
@@ -332,6 +352,30 @@ async fn r_not_1_to_4_messages_reach_a_real_smtp_server_once() {
     let statement = with_subject(&mails, "Votre versement");
     assert_eq!(statement.len(), 1, "{mails:#?}");
     println!("{}\n{}", statement[0].subject, statement[0].text);
+    // The statement carries that checkpoint, which verifies with the platform's key.
+    let file = etal_app::seal::checkpoint_file_name(checkpoint.tree_size);
+    let attached = statement[0]
+        .attachments
+        .iter()
+        .find(|(name, _)| *name == file)
+        .unwrap_or_else(|| {
+            panic!(
+                "{file} attached: {:?}",
+                statement[0]
+                    .attachments
+                    .iter()
+                    .map(|a| &a.0)
+                    .collect::<Vec<_>>()
+            )
+        });
+    let note = String::from_utf8(attached.1.clone()).unwrap();
+    let verified = signer.verifier().verify(&note).expect("signed");
+    assert_eq!(verified.size, checkpoint.tree_size);
+    assert!(
+        statement[0].text.contains("point de contrôle signé"),
+        "{}",
+        statement[0].text
+    );
     assert!(
         statement[0].text.contains("Total versé")
             && statement[0].text.contains("La Cagette de Segonzac"),
