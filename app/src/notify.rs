@@ -411,6 +411,16 @@ impl App {
         Ok(Some(outcome))
     }
 
+    /// Whether `address` bounced before (nothing more goes to it).
+    async fn bounced(&self, address: &str) -> Result<bool, AppError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)")
+                .bind(address)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Resolves the recipient, renders and sends one message.
     #[allow(clippy::too_many_arguments)]
     async fn send_one(
@@ -442,13 +452,7 @@ impl App {
             // R-AUD-3: an address from the configuration (the auditors'), not a person here.
             if let Some(address) = context["address"].as_str() {
                 let address = address.trim().to_lowercase();
-                let bounced: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)",
-                )
-                .bind(&address)
-                .fetch_one(&self.pool)
-                .await?;
-                if bounced {
+                if self.bounced(&address).await? {
                     why_not = "the address bounced";
                 } else {
                     to.push((UserId(recipient), None, address));
@@ -471,13 +475,7 @@ impl App {
                 continue;
             };
             let address = address.trim().to_lowercase();
-            let bounced: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM email_bounces WHERE address = $1)",
-            )
-            .bind(&address)
-            .fetch_one(&self.pool)
-            .await?;
-            if bounced {
+            if self.bounced(&address).await? {
                 why_not = "the address bounced";
                 continue;
             }

@@ -41,6 +41,15 @@ fn to_hash(bytes: Vec<u8>) -> Result<Hash, StoreError> {
         .map_err(|_| StoreError::Corrupt("a sealed hash is not 32 bytes".into()))
 }
 
+fn row_to_leaf(r: sqlx::postgres::PgRow) -> Result<SealedLeaf, StoreError> {
+    Ok(SealedLeaf {
+        index: r.try_get::<i64, _>("leaf_index")? as u64,
+        global_position: r.try_get("global_position")?,
+        transaction_id: r.try_get("transaction_id")?,
+        hash: to_hash(r.try_get("leaf_hash")?)?,
+    })
+}
+
 /// The stored tree, read through one connection (a transaction gives a consistent view).
 pub struct SealedTree<'c> {
     conn: &'c mut PgConnection,
@@ -69,16 +78,7 @@ impl<'c> SealedTree<'c> {
         .bind(to as i64)
         .fetch_all(&mut *self.conn)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(SealedLeaf {
-                    index: r.try_get::<i64, _>("leaf_index")? as u64,
-                    global_position: r.try_get("global_position")?,
-                    transaction_id: r.try_get("transaction_id")?,
-                    hash: to_hash(r.try_get("leaf_hash")?)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(row_to_leaf).collect()
     }
 
     /// The leaf of the event at `global_position`, if sealed.
@@ -93,15 +93,7 @@ impl<'c> SealedTree<'c> {
         .bind(global_position)
         .fetch_optional(&mut *self.conn)
         .await?;
-        row.map(|r| {
-            Ok(SealedLeaf {
-                index: r.try_get::<i64, _>("leaf_index")? as u64,
-                global_position: r.try_get("global_position")?,
-                transaction_id: r.try_get("transaction_id")?,
-                hash: to_hash(r.try_get("leaf_hash")?)?,
-            })
-        })
-        .transpose()
+        row.map(row_to_leaf).transpose()
     }
 
     /// Stored hashes of height `height` (0: leaves; else a multiple of [`STORED_EVERY`]),
