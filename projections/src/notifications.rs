@@ -146,87 +146,414 @@ impl Projection for Notifications {
         false
     }
 
+    /// One batch in a handful of statements: the events are decoded once, the orders and sales
+    /// they refer to are read in one query each, and the messages, webhook events and the
+    /// projection's memory are written with one `INSERT ... SELECT FROM UNNEST` each. The rows
+    /// are those the events give one by one (an event applies after the earlier ones of the
+    /// batch, so an order placed in the batch is known to its later events).
     async fn apply(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        let (mut order_ids, mut sale_ids) = (Vec::new(), Vec::new());
         for e in events {
-            webhook_event(conn, e).await?;
-            let messages = match e.aggregate_type.as_str() {
-                "order" => order_messages(conn, e).await?,
-                "sale" => sale_messages(conn, e).await?,
-                "proposal" => proposal_messages(e)?,
-                "producer_balance" => balance_messages(e)?,
-                _ => Vec::new(),
+            if e.payload.is_null() {
+                continue;
+            }
+            let event = match e.aggregate_type.as_str() {
+                "order" => {
+                    let id = uuid(e)?;
+                    let event: OrderEvent = e.decode().map_err(|err| bad(e, err))?;
+                    if !matches!(event, OrderEvent::OrderPlaced { .. }) {
+                        order_ids.push(id);
+                    }
+                    Decoded::Order(id, event)
+                }
+                "sale" => {
+                    let id = uuid(e)?;
+                    let event: SaleEvent = e.decode().map_err(|err| bad(e, err))?;
+                    if !matches!(event, SaleEvent::SalePlanned { .. }) {
+                        sale_ids.push(id);
+                    }
+                    Decoded::Sale(id, event)
+                }
+                "proposal" => Decoded::Proposal(e.decode().map_err(|err| bad(e, err))?),
+                "producer_balance" => {
+                    Decoded::Balance(uuid(e)?, e.decode().map_err(|err| bad(e, err))?)
+                }
+                _ => continue,
+            };
+            decoded.push((e, event));
+        }
+        let mut memory = Memory::load(conn, &order_ids, &sale_ids).await?;
+        let mut rows = Rows::default();
+        for (e, event) in &decoded {
+            let messages = match event {
+                Decoded::Order(id, event) => {
+                    let order = memory.order(e, *id, event)?;
+                    if WEBHOOK_EVENT_TYPES.contains(&e.event_type.as_str()) {
+                        rows.webhook(e, order.owners(event));
+                    }
+                    order_messages(*id, &order, event)
+                }
+                Decoded::Sale(id, event) => {
+                    if let SaleEvent::SalePlanned { market, date, .. } = event {
+                        memory.plan(*id, market.0, *date);
+                        Vec::new()
+                    } else {
+                        if let SaleEvent::RecapReady { producer, .. } = event {
+                            if WEBHOOK_EVENT_TYPES.contains(&e.event_type.as_str()) {
+                                rows.webhook(e, vec![producer.0]);
+                            }
+                        }
+                        sale_messages(*id, memory.sales.get(id).copied(), event)
+                    }
+                }
+                Decoded::Proposal(event) => proposal_messages(e, event),
+                Decoded::Balance(id, event) => {
+                    if WEBHOOK_EVENT_TYPES.contains(&e.event_type.as_str()) {
+                        rows.webhook(e, vec![*id]);
+                    }
+                    balance_messages(*id, event)
+                }
             };
             let cause = format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence);
             for m in messages {
-                sqlx::query(
-                    "INSERT INTO notifications (message_id, recipient_kind, recipient, kind, cause, \
-                     txid, position, context, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (message_id) DO NOTHING",
-                )
-                .bind(message_id(m.recipient, m.kind, &cause))
-                .bind(m.recipient_kind)
-                .bind(m.recipient)
-                .bind(m.kind)
-                .bind(&cause)
-                .bind(e.position.txid)
-                .bind(e.position.position)
-                .bind(&m.context)
-                .bind(e.recorded_at)
-                .execute(&mut *conn)
-                .await?;
+                rows.message(e, &cause, m);
             }
+        }
+        memory.write(conn).await?;
+        rows.write(conn).await
+    }
+}
+
+/// An event this projection reads, decoded once.
+enum Decoded {
+    Order(Uuid, OrderEvent),
+    Sale(Uuid, SaleEvent),
+    Proposal(etal_domain::proposal::ProposalEvent),
+    Balance(Uuid, ProducerBalanceEvent),
+}
+
+fn uuid(e: &StoredEvent) -> Result<Uuid, ProjectionError> {
+    e.aggregate_id.parse().map_err(|err| bad(e, err))
+}
+
+/// What the projection remembers of an order (`notification_orders`).
+#[derive(Clone)]
+struct OrderMemo {
+    customer: Uuid,
+    number: String,
+    sale: Uuid,
+    market: Uuid,
+    /// line number -> product name
+    names: Value,
+    /// the order's producers, sorted
+    producers: Vec<Uuid>,
+}
+
+impl OrderMemo {
+    /// Who may follow the event with a webhook: the order's producers and its market.
+    fn owners(&self, event: &OrderEvent) -> Vec<Uuid> {
+        if matches!(event, OrderEvent::OrderPlaced { .. }) {
+            let mut o: std::collections::BTreeSet<Uuid> = self.producers.iter().copied().collect();
+            o.insert(self.market);
+            o.into_iter().collect()
+        } else {
+            let mut o = self.producers.clone();
+            o.push(self.market);
+            o
+        }
+    }
+}
+
+/// The orders and sales the batch refers to, read once, and those it adds.
+struct Memory {
+    orders: std::collections::HashMap<Uuid, OrderMemo>,
+    sales: std::collections::HashMap<Uuid, Uuid>,
+    new_orders: Vec<(Uuid, OrderMemo)>,
+    new_sales: Vec<(Uuid, Uuid, chrono::NaiveDate)>,
+}
+
+impl Memory {
+    async fn load(
+        conn: &mut PgConnection,
+        order_ids: &[Uuid],
+        sale_ids: &[Uuid],
+    ) -> Result<Self, ProjectionError> {
+        let mut orders = std::collections::HashMap::new();
+        if !order_ids.is_empty() {
+            let rows = sqlx::query(
+                "SELECT order_id, customer, number, sale, market, lines, producers \
+                 FROM notification_orders WHERE order_id = ANY($1)",
+            )
+            .bind(order_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                orders.insert(
+                    row.try_get("order_id")?,
+                    OrderMemo {
+                        customer: row.try_get("customer")?,
+                        number: row.try_get("number")?,
+                        sale: row.try_get("sale")?,
+                        market: row.try_get("market")?,
+                        names: row.try_get("lines")?,
+                        producers: row.try_get("producers")?,
+                    },
+                );
+            }
+        }
+        let mut sales = std::collections::HashMap::new();
+        if !sale_ids.is_empty() {
+            let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+                "SELECT sale_id, market FROM notification_sales WHERE sale_id = ANY($1)",
+            )
+            .bind(sale_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            sales.extend(rows);
+        }
+        Ok(Self {
+            orders,
+            sales,
+            new_orders: Vec::new(),
+            new_sales: Vec::new(),
+        })
+    }
+
+    /// The order an order event belongs to; its `OrderPlaced` records it.
+    fn order(
+        &mut self,
+        e: &StoredEvent,
+        id: Uuid,
+        event: &OrderEvent,
+    ) -> Result<OrderMemo, ProjectionError> {
+        if let OrderEvent::OrderPlaced {
+            sale,
+            market,
+            customer,
+            number,
+            lines,
+            ..
+        } = event
+        {
+            let memo = OrderMemo {
+                customer: customer.0,
+                number: number.clone(),
+                sale: sale.0,
+                market: market.0,
+                names: lines
+                    .iter()
+                    .map(|l| (l.line.to_string(), json!(l.name)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+                producers: lines
+                    .iter()
+                    .map(|l| l.producer.0)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            if let std::collections::hash_map::Entry::Vacant(v) = self.orders.entry(id) {
+                v.insert(memo.clone());
+                self.new_orders.push((id, memo.clone()));
+            }
+            return Ok(memo);
+        }
+        self.orders
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| bad(e, "an order event before its OrderPlaced"))
+    }
+
+    fn plan(&mut self, sale: Uuid, market: Uuid, date: chrono::NaiveDate) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.sales.entry(sale) {
+            v.insert(market);
+            self.new_sales.push((sale, market, date));
+        }
+    }
+
+    async fn write(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.new_orders.is_empty() {
+            let n = self.new_orders.len();
+            let (
+                mut ids,
+                mut customers,
+                mut numbers,
+                mut sales,
+                mut markets,
+                mut names,
+                mut producers,
+            ) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (id, o) in &self.new_orders {
+                ids.push(*id);
+                customers.push(o.customer);
+                numbers.push(o.number.as_str());
+                sales.push(o.sale);
+                markets.push(o.market);
+                names.push(o.names.clone());
+                producers.push(json!(o.producers));
+            }
+            sqlx::query(
+                "INSERT INTO notification_orders (order_id, customer, number, sale, market, lines, producers) \
+                 SELECT o, c, n, s, m, l, ARRAY(SELECT jsonb_array_elements_text(p)::uuid) \
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[], $7::jsonb[]) \
+                 AS u(o, c, n, s, m, l, p) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&customers)
+            .bind(&numbers)
+            .bind(&sales)
+            .bind(&markets)
+            .bind(&names)
+            .bind(&producers)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.new_sales.is_empty() {
+            let ids: Vec<Uuid> = self.new_sales.iter().map(|s| s.0).collect();
+            let markets: Vec<Uuid> = self.new_sales.iter().map(|s| s.1).collect();
+            let dates: Vec<chrono::NaiveDate> = self.new_sales.iter().map(|s| s.2).collect();
+            sqlx::query(
+                "INSERT INTO notification_sales (sale_id, market, date) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::date[]) ON CONFLICT (sale_id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&markets)
+            .bind(&dates)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
 }
 
-async fn order_messages(
-    conn: &mut PgConnection,
-    e: &StoredEvent,
-) -> Result<Vec<Message>, ProjectionError> {
-    if e.payload.is_null() {
-        return Ok(Vec::new());
+/// The rows a batch writes: messages and webhook events.
+#[derive(Default)]
+struct Rows {
+    ids: Vec<Uuid>,
+    recipient_kinds: Vec<&'static str>,
+    recipients: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    causes: Vec<String>,
+    txids: Vec<i64>,
+    positions: Vec<i64>,
+    contexts: Vec<Value>,
+    occurred: Vec<chrono::DateTime<chrono::Utc>>,
+    hooks: Vec<(i64, i64, String, String, Value, Value)>,
+}
+
+impl Rows {
+    fn message(&mut self, e: &StoredEvent, cause: &str, m: Message) {
+        self.ids.push(message_id(m.recipient, m.kind, cause));
+        self.recipient_kinds.push(m.recipient_kind);
+        self.recipients.push(m.recipient);
+        self.kinds.push(m.kind);
+        self.causes.push(cause.to_string());
+        self.txids.push(e.position.txid);
+        self.positions.push(e.position.position);
+        self.contexts.push(m.context);
+        self.occurred.push(e.recorded_at);
     }
-    let event: OrderEvent = e.decode().map_err(|err| bad(e, err))?;
-    let order: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
+
+    /// Records an event integrators may follow, with its owners. Its body is what the webhook
+    /// POSTs.
+    fn webhook(&mut self, e: &StoredEvent, owners: Vec<Uuid>) {
+        let event_id = format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence);
+        let body = json!({"id": event_id, "type": e.event_type, "aggregateType": e.aggregate_type,
+                          "aggregateId": e.aggregate_id, "occurredAt": e.recorded_at,
+                          "data": e.payload});
+        self.hooks.push((
+            e.position.txid,
+            e.position.position,
+            event_id,
+            e.event_type.clone(),
+            json!(owners),
+            body,
+        ));
+    }
+
+    async fn write(self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if !self.ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO notifications (message_id, recipient_kind, recipient, kind, cause, \
+                 txid, position, context, occurred_at) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], \
+                 $6::bigint[], $7::bigint[], $8::jsonb[], $9::timestamptz[]) \
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(&self.ids)
+            .bind(&self.recipient_kinds)
+            .bind(&self.recipients)
+            .bind(&self.kinds)
+            .bind(&self.causes)
+            .bind(&self.txids)
+            .bind(&self.positions)
+            .bind(&self.contexts)
+            .bind(&self.occurred)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.hooks.is_empty() {
+            let n = self.hooks.len();
+            let (mut txids, mut positions, mut ids, mut types, mut owners, mut bodies) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (txid, position, id, ty, o, body) in self.hooks {
+                txids.push(txid);
+                positions.push(position);
+                ids.push(id);
+                types.push(ty);
+                owners.push(o);
+                bodies.push(body);
+            }
+            sqlx::query(
+                "INSERT INTO webhook_events (txid, position, event_id, event_type, owners, body) \
+                 SELECT t, p, i, y, ARRAY(SELECT jsonb_array_elements_text(o)::uuid), b \
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[]) \
+                 AS u(t, p, i, y, o, b) ON CONFLICT (txid, position) DO NOTHING",
+            )
+            .bind(&txids)
+            .bind(&positions)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&owners)
+            .bind(&bodies)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The messages of an order event to its customer.
+fn order_messages(order: Uuid, memo: &OrderMemo, event: &OrderEvent) -> Vec<Message> {
+    let customer = memo.customer;
     if let OrderEvent::OrderPlaced {
         sale,
         market,
-        customer,
         number,
         lines,
         total,
         ..
-    } = &event
+    } = event
     {
-        let names: Value = lines
-            .iter()
-            .map(|l| (l.line.to_string(), json!(l.name)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        let producers: Vec<Uuid> = lines
-            .iter()
-            .map(|l| l.producer.0)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        sqlx::query(
-            "INSERT INTO notification_orders (order_id, customer, number, sale, market, lines, producers) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order)
-        .bind(customer.0)
-        .bind(number)
-        .bind(sale.0)
-        .bind(market.0)
-        .bind(&names)
-        .bind(&producers)
-        .execute(&mut *conn)
-        .await?;
         let lines: Vec<Value> = lines
             .iter()
             .map(|l| {
@@ -236,35 +563,23 @@ async fn order_messages(
             .collect();
         let context = json!({"order": order, "number": number, "sale": sale.0, "market": market.0,
                              "lines": lines, "total": total.to_string()});
-        return Ok(vec![
+        return vec![
             Message {
                 recipient_kind: "user",
-                recipient: customer.0,
+                recipient: customer,
                 kind: kinds::ORDER_PLACED,
                 context: context.clone(),
             },
             Message {
                 recipient_kind: "user",
-                recipient: customer.0,
+                recipient: customer,
                 kind: kinds::PICKUP_REMINDER,
                 context,
             },
-        ]);
+        ];
     }
-    let row = sqlx::query(
-        "SELECT customer, number, sale, market, lines FROM notification_orders WHERE order_id = $1",
-    )
-    .bind(order)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Err(bad(e, "an order event before its OrderPlaced"));
-    };
-    let customer: Uuid = row.try_get("customer")?;
-    let number: String = row.try_get("number")?;
-    let names: Value = row.try_get("lines")?;
-    let base = json!({"order": order, "number": number, "sale": row.try_get::<Uuid, _>("sale")?,
-                      "market": row.try_get::<Uuid, _>("market")?});
+    let base = json!({"order": order, "number": memo.number, "sale": memo.sale,
+                      "market": memo.market});
     let with = |extra: Value| {
         let mut v = base.clone();
         if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
@@ -272,14 +587,19 @@ async fn order_messages(
         }
         v
     };
-    let name = |line: u32| names[line.to_string()].as_str().unwrap_or("").to_string();
+    let name = |line: &u32| {
+        memo.names[line.to_string()]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let message = |kind, context| Message {
         recipient_kind: "user",
         recipient: customer,
         kind,
         context,
     };
-    Ok(match event {
+    match event {
         OrderEvent::QuantityAdjusted {
             line,
             old_quantity,
@@ -333,62 +653,35 @@ async fn order_messages(
             with(json!({"amount": amount.to_string(), "refunded": refunded.to_string()})),
         )],
         _ => Vec::new(),
-    })
-}
-
-fn proposal_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
-    if e.payload.is_null() {
-        return Ok(Vec::new());
     }
-    Ok(
-        match e
-            .decode::<etal_domain::proposal::ProposalEvent>()
-            .map_err(|err| bad(e, err))?
-        {
-            etal_domain::proposal::ProposalEvent::ProposalSent {
-                market,
-                catalog,
-                producer,
-                message,
-                ..
-            } => vec![Message {
-                recipient_kind: "market",
-                recipient: market.0,
-                kind: kinds::JOIN_REQUEST,
-                context: json!({"market": market.0, "catalog": catalog.0, "producer": producer.0,
-                            "proposal": e.aggregate_id, "message": message}),
-            }],
-            _ => Vec::new(),
-        },
-    )
 }
 
-async fn sale_messages(
-    conn: &mut PgConnection,
+/// A producer's request to join a market, to the market's administrators.
+fn proposal_messages(
     e: &StoredEvent,
-) -> Result<Vec<Message>, ProjectionError> {
-    if e.payload.is_null() {
-        return Ok(Vec::new());
+    event: &etal_domain::proposal::ProposalEvent,
+) -> Vec<Message> {
+    match event {
+        etal_domain::proposal::ProposalEvent::ProposalSent {
+            market,
+            catalog,
+            producer,
+            message,
+            ..
+        } => vec![Message {
+            recipient_kind: "market",
+            recipient: market.0,
+            kind: kinds::JOIN_REQUEST,
+            context: json!({"market": market.0, "catalog": catalog.0, "producer": producer.0,
+                        "proposal": e.aggregate_id, "message": message}),
+        }],
+        _ => Vec::new(),
     }
-    let event: SaleEvent = e.decode().map_err(|err| bad(e, err))?;
-    let sale: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
-    if let SaleEvent::SalePlanned { market, date, .. } = &event {
-        sqlx::query(
-            "INSERT INTO notification_sales (sale_id, market, date) VALUES ($1, $2, $3) \
-             ON CONFLICT (sale_id) DO NOTHING",
-        )
-        .bind(sale)
-        .bind(market.0)
-        .bind(date)
-        .execute(&mut *conn)
-        .await?;
-        return Ok(Vec::new());
-    }
-    let market: Option<Uuid> =
-        sqlx::query_scalar("SELECT market FROM notification_sales WHERE sale_id = $1")
-            .bind(sale)
-            .fetch_optional(&mut *conn)
-            .await?;
+}
+
+/// A sale's messages: to its market's administrators (a withdrawal, a sale to validate), and
+/// to a producer when its recap is ready. `market` is the sale's, when its `SalePlanned` is known.
+fn sale_messages(sale: Uuid, market: Option<Uuid>, event: &SaleEvent) -> Vec<Message> {
     let to_market = |kind, context: Value| -> Vec<Message> {
         market
             .map(|m| Message {
@@ -400,7 +693,7 @@ async fn sale_messages(
             .into_iter()
             .collect()
     };
-    Ok(match event {
+    match event {
         SaleEvent::ParticipationWithdrawn {
             producer, catalog, ..
         } => to_market(
@@ -419,20 +712,16 @@ async fn sale_messages(
             recipient_kind: "producer",
             recipient: producer.0,
             kind: kinds::RECAP_READY,
-            context: json!({"sale": e.aggregate_id, "catalog": catalog.0, "producer": producer.0,
+            context: json!({"sale": sale.to_string(), "catalog": catalog.0, "producer": producer.0,
                             "orders": orders}),
         }],
         _ => Vec::new(),
-    })
+    }
 }
 
-fn balance_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
-    if e.payload.is_null() {
-        return Ok(Vec::new());
-    }
-    let event: ProducerBalanceEvent = e.decode().map_err(|err| bad(e, err))?;
-    let producer: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
-    Ok(match event {
+/// The payout statement, to the producer.
+fn balance_messages(producer: Uuid, event: &ProducerBalanceEvent) -> Vec<Message> {
+    match event {
         ProducerBalanceEvent::PayoutStarted { statement, .. } => {
             let lines: Vec<Value> = statement
                 .lines
@@ -458,7 +747,7 @@ fn balance_messages(e: &StoredEvent) -> Result<Vec<Message>, ProjectionError> {
             }]
         }
         _ => Vec::new(),
-    })
+    }
 }
 
 /// The event types integrators may follow with a webhook.
@@ -472,59 +761,3 @@ pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "RecapReady",
     "PayoutStarted",
 ];
-
-/// Records an event integrators may follow, with its owners: an order's market and producers;
-/// a recap's or a payout's producer. Its body is what the webhook POSTs.
-async fn webhook_event(conn: &mut PgConnection, e: &StoredEvent) -> Result<(), ProjectionError> {
-    if e.payload.is_null() || !WEBHOOK_EVENT_TYPES.contains(&e.event_type.as_str()) {
-        return Ok(());
-    }
-    let owners: Vec<Uuid> = match e.aggregate_type.as_str() {
-        "order" => {
-            let order: Uuid = e.aggregate_id.parse().map_err(|err| bad(e, err))?;
-            match e.decode::<OrderEvent>().map_err(|err| bad(e, err))? {
-                OrderEvent::OrderPlaced { market, lines, .. } => {
-                    let mut o: std::collections::BTreeSet<Uuid> =
-                        lines.iter().map(|l| l.producer.0).collect();
-                    o.insert(market.0);
-                    o.into_iter().collect()
-                }
-                _ => {
-                    let row = sqlx::query(
-                        "SELECT market, producers FROM notification_orders WHERE order_id = $1",
-                    )
-                    .bind(order)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    let Some(row) = row else { return Ok(()) };
-                    let mut o: Vec<Uuid> = row.try_get("producers")?;
-                    o.push(row.try_get("market")?);
-                    o
-                }
-            }
-        }
-        "sale" => match e.decode::<SaleEvent>().map_err(|err| bad(e, err))? {
-            SaleEvent::RecapReady { producer, .. } => vec![producer.0],
-            _ => return Ok(()),
-        },
-        "producer_balance" => vec![e.aggregate_id.parse().map_err(|err| bad(e, err))?],
-        _ => return Ok(()),
-    };
-    let event_id = format!("{}:{}:{}", e.aggregate_type, e.aggregate_id, e.sequence);
-    let body = json!({"id": event_id, "type": e.event_type, "aggregateType": e.aggregate_type,
-                      "aggregateId": e.aggregate_id, "occurredAt": e.recorded_at,
-                      "data": e.payload});
-    sqlx::query(
-        "INSERT INTO webhook_events (txid, position, event_id, event_type, owners, body) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (txid, position) DO NOTHING",
-    )
-    .bind(e.position.txid)
-    .bind(e.position.position)
-    .bind(&event_id)
-    .bind(&e.event_type)
-    .bind(&owners)
-    .bind(&body)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
