@@ -198,12 +198,9 @@ async fn read_events(
     };
     let sql = format!(
         "SELECT transaction_id::text::bigint AS txid, global_position, aggregate_type, aggregate_id, \
-         sequence, event_type, event_version, {payload}, {metadata}, recorded_at FROM events \
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-           AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) {filter} \
-         ORDER BY transaction_id, global_position \
-         LIMIT $6"
+         sequence, event_type, event_version, {payload}, {metadata}, recorded_at FROM {} \
+         WHERE true {filter} ORDER BY transaction_id, global_position LIMIT $6",
+        etal_store::log::IN_RANGE
     );
     let types: Vec<&str> = projection.aggregate_types().unwrap_or(&[]).to_vec();
     let limited: Vec<&str> = some_payloads.iter().map(|(t, _)| *t).collect();

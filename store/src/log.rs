@@ -71,6 +71,17 @@ const SELECT_COLUMNS: &str =
     "transaction_id::text::bigint AS txid, global_position, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
+/// The events of the log after `($1, $2)` up to `($3, $4)` (txid text, position), below the
+/// watermark, in global order, as a subquery to filter by aggregate type. The `OFFSET 0` keeps
+/// the filter out of the range scan: otherwise the planner may combine the range with the
+/// primary key's `aggregate_type` prefix, which reads every event of those types on each batch
+/// (a cost that grows with the log; seen at 2-13 ms a live batch on a fresh database).
+pub const IN_RANGE: &str = "(SELECT * FROM events \
+     WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+       AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+       AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+     ORDER BY transaction_id, global_position OFFSET 0) AS e";
+
 fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         position: Position {
@@ -151,12 +162,8 @@ impl EventLog {
             ""
         };
         let sql = format!(
-            "SELECT {columns} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-               AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) {filter} \
-             ORDER BY transaction_id, global_position \
-             LIMIT $6"
+            "SELECT {columns} FROM {IN_RANGE} WHERE true {filter} \
+             ORDER BY transaction_id, global_position LIMIT $6"
         );
         let types: Vec<String> = types.unwrap_or(&[]).iter().map(|t| t.to_string()).collect();
         let rows = sqlx::query(&sql)
