@@ -286,12 +286,15 @@ impl App {
             // cannot commit again (its key's record, or the new stream its id names, is taken),
             // so the record is read only when the decision is refused or the commit is not
             // made, and its outcome is then the answer.
+            let t0 = Instant::now();
             let held = if turns.is_empty() {
                 None
             } else {
                 Some(self.locks.turns(turns.clone()).await)
             };
+            let t1 = Instant::now();
             let decided = decide().await;
+            let t2 = Instant::now();
             let mut decided = match decided {
                 Ok(d) => d,
                 Err(e) if is_refusal(&e) => {
@@ -323,6 +326,13 @@ impl App {
             let result = serde_json::to_value(&decided.value)
                 .map_err(|e| AppError::Internal(format!("answer of a flow: {e}")))?;
             let committed = self.bus.commit(&decided.changes, cc, &result).await;
+            tracing::trace!(
+                turn_us = (t1 - t0).as_micros() as u64,
+                decide_us = (t2 - t1).as_micros() as u64,
+                commit_us = t2.elapsed().as_micros() as u64,
+                committed = committed.is_ok(),
+                "flow"
+            );
             match &committed {
                 Ok(_) => {
                     // Streams written without their state kept for the next turn: what this

@@ -13,9 +13,9 @@
 //!   Sale's participations), so authorizing a recap reads one row per catalog instead of
 //!   loading the Sale aggregate (its stream grows with every order attached).
 //! - `recap_products`: the recap by product pre-aggregated per (sale, catalog, product, VAT
-//!   rate). Each batch recomputes, from `recap_lines` and `recap_orders`, exactly the groups
-//!   its events touched (lines placed, adjusted or weighed, orders cancelled), with the same
-//!   expressions a rebuild uses ([`GROUP_SQL`]). Recomputing a group rather than adding deltas
+//!   rate). Each batch recomputes, from `recap_lines` alone (each line carries its order's
+//!   cancellation), exactly the groups its events touched (lines placed, adjusted or weighed,
+//!   orders cancelled), with the same expressions a rebuild uses ([`GROUP_SQL`]). Recomputing a group rather than adding deltas
 //!   keeps `orders` (distinct live orders: a line cut to 0, an order cancelled) and `name`
 //!   (`min`, which a delta cannot retract) exact; a group costs one index range of its lines.
 //!
@@ -296,13 +296,11 @@ macro_rules! group_columns {
     };
 }
 
-/// The live lines `l` of a group (their order `o` not cancelled, quantity above zero). The
-/// order is found by its key alone (a line's order is always of the line's sale): with the sale
-/// in the join too, the planner read every order of the sale for each line.
+/// The live lines `l` of a group (their order not cancelled, quantity above zero): each line
+/// carries its order's cancellation, so a group is read from its lines alone.
 macro_rules! group_live {
     () => {
-        " JOIN recap_orders o ON o.order_id = l.order_id \
-         WHERE NOT o.cancelled AND l.quantity > 0 "
+        " WHERE NOT l.cancelled AND l.quantity > 0 "
     };
 }
 macro_rules! group_by {
@@ -655,10 +653,10 @@ impl Batch {
             sqlx::query(
                 "INSERT INTO recap_lines (order_id, line, sale_id, catalog_id, producer_id, product_id, name, unit, \
                  unit_price_incl_vat, vat_rate, variable_weight, estimated_weight_kg, quantity, weight_kg, \
-                 amount_incl_vat, amount_excl_vat, vat_amount, producer_unit_price_incl_vat) \
+                 amount_incl_vat, amount_excl_vat, vat_amount, producer_unit_price_incl_vat, cancelled) \
                  SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
                  $7::text[], $8::text[], $9::numeric[], $10::numeric[], $11::bool[], $12::numeric[], $13::bigint[], \
-                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[], $18::numeric[])",
+                 $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[], $18::numeric[], $19::bool[])",
             )
             .bind(l.iter().map(|r| r.order).collect::<Vec<_>>())
             .bind(l.iter().map(|r| i64::from(r.line.line)).collect::<Vec<_>>())
@@ -680,6 +678,16 @@ impl Batch {
             .bind(
                 l.iter()
                     .map(|r| r.line.producer_unit_price_incl_vat.map(|m| m.amount()))
+                    .collect::<Vec<_>>(),
+            )
+            // An order placed and cancelled in the same batch: its lines are born cancelled.
+            .bind(
+                l.iter()
+                    .map(|r| {
+                        self.order_index
+                            .get(&r.order)
+                            .is_some_and(|&i| self.orders[i].cancelled)
+                    })
                     .collect::<Vec<_>>(),
             )
             .execute(&mut *conn)
@@ -743,14 +751,17 @@ impl Batch {
                 .filter(|(_, s)| s.cancelled)
                 .map(|(o, _)| *o)
                 .collect();
-            if touching && !cancelled.is_empty() {
+            if !cancelled.is_empty() {
                 let rows = sqlx::query(
-                    "SELECT DISTINCT sale_id, catalog_id, product_id FROM recap_lines WHERE order_id = ANY($1)",
+                    "UPDATE recap_lines SET cancelled = true WHERE order_id = ANY($1) \
+                     RETURNING sale_id, catalog_id, product_id",
                 )
                 .bind(&cancelled)
                 .fetch_all(&mut *conn)
                 .await?;
-                touch(&mut touched, &rows)?;
+                if touching {
+                    touch(&mut touched, &rows)?;
+                }
             }
         }
         if !touched.is_empty() {

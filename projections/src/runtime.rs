@@ -67,31 +67,44 @@ pub(crate) async fn apply_batch(
     mode: Mode,
 ) -> Result<Applied, ProjectionError> {
     let from = lock_checkpoint(conn, projection.name()).await?;
-    let Some(next) = read_next(conn, projection, from, until, batch).await? else {
-        return Ok(Applied::default());
+    let (next, behind) = read_next(conn, projection, from, until, batch).await?;
+    let Some(next) = next else {
+        return Ok(Applied {
+            behind,
+            ..Applied::default()
+        });
     };
     apply_read(conn, projection, &next, mode).await?;
     Ok(Applied {
         events: next.events.len(),
         moved: true,
         to: Some(next.to),
+        full: next.events.len() as i64 >= batch,
+        behind,
     })
 }
 
 /// Locks the checkpoint row of `projection` (made if missing) and returns where it stands.
 async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<Position, ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projector_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
-    )
-    .bind(name)
-    .execute(&mut *conn)
-    .await?;
-    let row = sqlx::query(
-        "SELECT last_txid, last_position FROM projector_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?;
+    const LOCK: &str =
+        "SELECT last_txid, last_position FROM projector_checkpoints WHERE projection = $1 FOR UPDATE";
+    // One round trip a batch: the row is made only the first time.
+    let row = match sqlx::query(LOCK)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(row) => row,
+        None => {
+            sqlx::query(
+                "INSERT INTO projector_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(LOCK).bind(name).fetch_one(&mut *conn).await?
+        }
+    };
     Ok(Position {
         txid: row.try_get("last_txid")?,
         position: row.try_get("last_position")?,
@@ -107,28 +120,30 @@ struct Read {
     events: Vec<StoredEvent>,
 }
 
-/// The next batch after `from` (None: nothing left up to the head, or `until`).
+/// The next batch after `from` (None: nothing left up to the head, or `until`), and whether
+/// events are committed past where it ends that no reader can see yet (an older transaction
+/// holds the watermark).
 async fn read_next(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     from: Position,
     until: Option<Position>,
     batch: i64,
-) -> Result<Option<Read>, ProjectionError> {
+) -> Result<(Option<Read>, bool), ProjectionError> {
     // Read up to the head as of now (or `until`): every event at or before it has committed,
     // so when fewer than `batch` events of the projection's types come back, none is left up to
     // there and the checkpoint can move to it, past the events of other types.
-    let head = EventLog::head(&mut *conn).await?;
+    let (head, last) = EventLog::head_and_last(&mut *conn).await?;
     let until = until.map_or(head, |u| u.min(head));
     if until <= from {
-        return Ok(None);
+        return Ok((None, last > from));
     }
     let events = read_events(&mut *conn, projection, from, until, batch).await?;
     let to = match events.last() {
         Some(last) if events.len() as i64 >= batch => last.position,
         _ => until,
     };
-    Ok(Some(Read { from, to, events }))
+    Ok((Some(Read { from, to, events }), last > to))
 }
 
 /// Applies `read` and moves the checkpoint (locked by the caller at `read.from`) past it.
@@ -249,6 +264,10 @@ pub(crate) struct Applied {
     pub moved: bool,
     /// Where the checkpoint moved to.
     pub to: Option<Position>,
+    /// Whether the batch was full (more may follow at once).
+    pub full: bool,
+    /// Whether events were committed past it that no reader could see yet.
+    pub behind: bool,
 }
 
 /// The live checkpoints this process committed, per projection: a batch commit publishes its
@@ -323,7 +342,9 @@ pub async fn catch_up_in_batches(
     batch: i64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, ProjectionError> {
-    catch_up_with(pool, projection, schema, until, batch, Mode::Live, progress).await
+    catch_up_with(pool, projection, schema, until, batch, Mode::Live, progress)
+        .await
+        .map(|(total, _)| total)
 }
 
 /// Builds the copy in `schema` from its checkpoint to the head, in [`Mode::Rebuilding`].
@@ -358,7 +379,8 @@ pub(crate) async fn catch_up_rebuilding(
             Mode::Rebuilding,
             progress,
         )
-        .await;
+        .await
+        .map(|(total, _)| total);
     };
     let mut total = 0u64;
     let mut from = {
@@ -367,14 +389,18 @@ pub(crate) async fn catch_up_rebuilding(
         tx.commit().await?;
         cp.position
     };
-    let mut next = read_next(&mut reader, projection, from, None, batch).await?;
+    let mut next = read_next(&mut reader, projection, from, None, batch)
+        .await?
+        .0;
     while let Some(read) = next {
         let mut tx = begin_copy(&mut conn, schema).await?;
         from = lock_checkpoint(&mut tx, projection.name()).await?;
         if from != read.from {
             // Another runner moved the copy: read again from where it stands.
             tx.rollback().await?;
-            next = read_next(&mut reader, projection, from, None, batch).await?;
+            next = read_next(&mut reader, projection, from, None, batch)
+                .await?
+                .0;
             continue;
         }
         let (applied, ahead) = tokio::join!(
@@ -385,7 +411,7 @@ pub(crate) async fn catch_up_rebuilding(
         tx.commit().await?;
         total += read.events.len() as u64;
         progress(read.events.len() as u64);
-        next = ahead?;
+        next = ahead?.0;
     }
     Ok(total)
 }
@@ -411,7 +437,7 @@ async fn catch_up_with(
     batch: i64,
     mode: Mode,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<u64, ProjectionError> {
+) -> Result<(u64, bool), ProjectionError> {
     let mut total = 0u64;
     let mut conn = pool.acquire().await?;
     loop {
@@ -425,7 +451,7 @@ async fn catch_up_with(
         let done = apply_batch(&mut tx, projection, until, batch.max(1), mode).await?;
         if !done.moved {
             tx.rollback().await?;
-            return Ok(total);
+            return Ok((total, done.behind));
         }
         tx.commit().await?;
         if mode == Mode::Live && schema.is_none() {
@@ -435,6 +461,11 @@ async fn catch_up_with(
         }
         total += done.events as u64;
         progress(done.events as u64);
+        if !done.full {
+            // The batch read up to the head: nothing more is readable than what committed
+            // since, and its notification wakes the projector again.
+            return Ok((total, done.behind));
+        }
     }
 }
 
@@ -492,16 +523,31 @@ pub async fn run_projector(
         }
         let mut waker = Waker::new(&pool, POLL).await;
         let mut held = HELD_FIRST;
+        let mut lock_checked = std::time::Instant::now();
         loop {
-            if let Err(e) = catch_up(&pool, projection.as_ref(), None, None, &|_| {}).await {
-                tracing::warn!(projection = name, error = %e, "projector batch failed; retrying");
-                pause(Duration::from_millis(500), &mut shutdown).await;
-            }
+            let caught = catch_up_with(
+                &pool,
+                projection.as_ref(),
+                None,
+                None,
+                BATCH,
+                Mode::Live,
+                &|_| {},
+            )
+            .await;
+            let behind = match caught {
+                Ok((_, behind)) => behind,
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "projector batch failed; retrying");
+                    pause(Duration::from_millis(500), &mut shutdown).await;
+                    false
+                }
+            };
             // Events committed but not readable yet: an older transaction (any writer, another
             // projector's batch) holds the watermark, and its end sends no notification when it
             // wrote no events. Look again soon, backing off up to the poll interval, rather
             // than waiting a whole poll for the next notification.
-            let wait = if behind_the_log(&pool, name).await {
+            let wait = if behind {
                 let d = held;
                 held = (held * 2).min(HELD_MAX);
                 Some(d)
@@ -521,6 +567,12 @@ pub async fn run_projector(
                     return;
                 }
             }
+            // The lock's connection is looked at once a second (the checkpoint row's lock keeps
+            // two runners from applying the same batch meanwhile).
+            if lock_checked.elapsed() < LOCK_CHECK {
+                continue;
+            }
+            lock_checked = std::time::Instant::now();
             if sqlx::query("SELECT 1")
                 .execute(&mut lock_conn)
                 .await
@@ -535,23 +587,13 @@ pub async fn run_projector(
 
 /// How long a projector waits for a notification before it reads the log anyway.
 const POLL: Duration = Duration::from_millis(200);
+/// How often a leading projector checks that its lock's connection is alive.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
 /// The first look again when committed events are held below the watermark, and the longest
 /// wait between looks while they stay held (short: the holder is usually another projector's
 /// batch or a command of a few milliseconds; one indexed read per look).
 const HELD_FIRST: Duration = Duration::from_millis(2);
 const HELD_MAX: Duration = Duration::from_millis(16);
-
-/// True when events are committed past `projection`'s checkpoint (not readable yet, or just
-/// committed). False on error: the caller then waits as usual.
-async fn behind_the_log(pool: &PgPool, projection: &str) -> bool {
-    let Ok(mut conn) = pool.acquire().await else {
-        return false;
-    };
-    let Ok(last) = EventLog::last_committed(&mut *conn).await else {
-        return false;
-    };
-    matches!(checkpoint(&mut conn, projection).await, Ok(cp) if cp.position < last)
-}
 
 /// Waits until `projection` has applied `position` (read-your-writes). False on timeout.
 pub async fn wait_until(
@@ -562,16 +604,10 @@ pub async fn wait_until(
 ) -> Result<bool, ProjectionError> {
     let deadline = tokio::time::Instant::now() + timeout;
     if let Some(mut local) = local_checkpoint(projection) {
-        // This process projects it: wait for its commits, reading the table now and then in
-        // case another process leads.
+        // This process projects it: wait for its commits, reading the table only when they
+        // have not moved for a while, in case another process leads.
         loop {
             if *local.borrow_and_update() >= position {
-                return Ok(true);
-            }
-            let mut conn = pool.acquire().await?;
-            let cp = checkpoint(&mut conn, projection).await?;
-            drop(conn);
-            if cp.position >= position {
                 return Ok(true);
             }
             loop {
@@ -583,9 +619,15 @@ pub async fn wait_until(
                 match tokio::time::timeout(wait, local.changed()).await {
                     Ok(Ok(())) if *local.borrow_and_update() >= position => return Ok(true),
                     Ok(Ok(())) => continue,
-                    // Timed out (or the channel closed): read the table again.
+                    // Timed out (or the channel closed): read the table.
                     _ => break,
                 }
+            }
+            let mut conn = pool.acquire().await?;
+            let cp = checkpoint(&mut conn, projection).await?;
+            drop(conn);
+            if cp.position >= position {
+                return Ok(true);
             }
         }
     }

@@ -196,6 +196,39 @@ impl EventLog {
         newest(executor, "").await
     }
 
+    /// [`EventLog::head`] and [`EventLog::last_committed`] in one round trip: where a reader
+    /// can read up to, and whether events are committed past it (held by the watermark).
+    pub async fn head_and_last<'e>(
+        executor: impl PgExecutor<'e>,
+    ) -> Result<(Position, Position), StoreError> {
+        let row = sqlx::query(
+            "SELECT h.txid AS head_txid, h.global_position AS head_position, \
+                    l.txid AS last_txid, l.global_position AS last_position \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN LATERAL (SELECT transaction_id::text::bigint AS txid, global_position \
+                    FROM events \
+                    WHERE transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+                    ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS h ON true \
+             LEFT JOIN LATERAL (SELECT transaction_id::text::bigint AS txid, global_position \
+                    FROM events \
+                    ORDER BY transaction_id DESC, global_position DESC LIMIT 1) AS l ON true",
+        )
+        .fetch_one(executor)
+        .await?;
+        let at = |txid: &str, position: &str| -> Result<Position, sqlx::Error> {
+            let txid: Option<i64> = row.try_get(txid)?;
+            let position: Option<i64> = row.try_get(position)?;
+            Ok(match (txid, position) {
+                (Some(txid), Some(position)) => Position { txid, position },
+                _ => Position::START,
+            })
+        };
+        Ok((
+            at("head_txid", "head_position")?,
+            at("last_txid", "last_position")?,
+        ))
+    }
+
     /// The events of one aggregate in sequence order (for auditors and tests).
     pub async fn stream<'e>(
         executor: impl PgExecutor<'e>,

@@ -15,6 +15,10 @@ use crate::bench::p50_p99;
 use crate::bench::report::Report;
 use crate::world::{actor, World};
 
+/// Clients, and orders each, that warm the process up on another market before the rush.
+const WARM_CLIENTS: usize = 40;
+const WARM_ORDERS: usize = 5;
+
 pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::Result<()> {
     let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
     let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
@@ -47,17 +51,81 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
         .catalog(&producer, "Printemps", &[(product, "4.50")])
         .await;
     world.join(admin, market, &producer, catalog, &[sale]).await;
+    // Another market of the same day, whose orders warm the process up before the rush.
+    let (warm_market, warm_admin) = world
+        .market(
+            "Échauffement",
+            Weekday::Wed,
+            (18, 0),
+            (19, 0),
+            1,
+            wednesday,
+            PaymentMode::Online,
+            false,
+        )
+        .await;
+    let warm_sale = world
+        .app
+        .generate_sales(&Ctx::new(warm_admin), warm_market, wednesday, wednesday)
+        .await?
+        .value[0];
+    let warm_producer = world.producer(PlanKind::Pro).await;
+    let warm_product = world
+        .product(&warm_producer, "Radis", "1.50", VatRate::Reduced5_5)
+        .await;
+    world
+        .app
+        .set_stock(&warm_producer.ctx(), warm_producer.id, warm_product, None)
+        .await?;
+    let warm_catalog = world
+        .catalog(&warm_producer, "Toute l'année", &[(warm_product, "1.50")])
+        .await;
+    world
+        .join(
+            warm_admin,
+            warm_market,
+            &warm_producer,
+            warm_catalog,
+            &[warm_sale],
+        )
+        .await;
     world
         .advance_to(world.now() + chrono::Duration::minutes(1))
         .await;
 
-    // A serving process has its pool's connections open before a rush: open them first, so the
-    // measure is of the orders, not of PostgreSQL forking 40 backends.
+    // A serving process has its pool's connections open, and used, before a rush: open them
+    // all, then place orders on the other market from as many clients, so the measure is of
+    // the orders, not of PostgreSQL forking backends and planning their first statements.
     let warm: Vec<_> = futures::future::join_all((0..40).map(|_| world.db.pool.acquire()))
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     drop(warm);
+    let warmed = futures::future::join_all((0..WARM_CLIENTS).map(|_| {
+        let app = world.app.clone();
+        async move {
+            let mut placed = 0u32;
+            for _ in 0..WARM_ORDERS {
+                let ctx = Ctx::new(actor(Role::Customer));
+                let lines = [LineRequest {
+                    catalog: warm_catalog,
+                    product: warm_product,
+                    quantity: 1,
+                }];
+                if app
+                    .place_order(&ctx, warm_sale, &lines, DeliveryRequest::PickUp)
+                    .await
+                    .is_ok()
+                {
+                    placed += 1;
+                }
+            }
+            placed
+        }
+    }))
+    .await
+    .into_iter()
+    .sum::<u32>();
     let app = Arc::new(world.app.clone());
     let barrier = Arc::new(tokio::sync::Barrier::new(customers));
     let started = Instant::now();
@@ -117,7 +185,9 @@ pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::R
          its charge through the outbox); the orders of the sale take turns on its hot streams in \
          the process, so they wait for each other rather than conflict; a conflict that exhausts \
          the bus's retries is retried by the client (counted below). Latency: from the barrier to \
-         the answer (charge included).\n\n\
+         the answer (charge included). Before the rush, as a serving process would have, the \
+         pool's 40 connections are open and used: {WARM_CLIENTS} clients placed {warmed} orders \
+         ({WARM_ORDERS} each) on another market's sale.\n\n\
          | units sold | refused (sold out) | other errors | client retries | all answered after | fastest | p50 | p99 | stock available after |\n\
          |---|---|---|---|---|---|---|---|---|\n\
          | {sold} | {refused} | {errors} | {retries} | {:.2} s | {fastest:.0} ms | {p50:.0} ms | {p99:.0} ms | {} |\n",
