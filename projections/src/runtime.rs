@@ -214,8 +214,8 @@ async fn read_events(
     let sql = format!(
         "SELECT transaction_id::text::bigint AS txid, global_position, aggregate_type, aggregate_id, \
          sequence, event_type, event_version, {payload}, {metadata}, recorded_at FROM {} \
-         WHERE true {filter} ORDER BY transaction_id, global_position LIMIT $6",
-        etal_store::log::IN_RANGE
+         {filter} ORDER BY transaction_id, global_position LIMIT $6",
+        etal_store::log::range_where(projection.aggregate_types().is_some())
     );
     let types: Vec<&str> = projection.aggregate_types().unwrap_or(&[]).to_vec();
     let limited: Vec<&str> = some_payloads.iter().map(|(t, _)| *t).collect();

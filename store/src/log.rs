@@ -82,6 +82,24 @@ pub const IN_RANGE: &str = "(SELECT * FROM events \
        AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
      ORDER BY transaction_id, global_position OFFSET 0) AS e";
 
+/// The same range read without a filter: flat, so the outer `LIMIT` stops the index scan after
+/// a batch (behind the `OFFSET 0` fence the planner plans the whole range, and a rebuild of a
+/// projection of every type ran 6x slower).
+const ALL_IN_RANGE: &str = "events AS e \
+     WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+       AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+       AND transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))";
+
+/// `FROM` this and a condition of the events in range: [`IN_RANGE`] when `filtered` (the
+/// caller adds `AND` its filter), else the flat range.
+pub fn range_where(filtered: bool) -> String {
+    if filtered {
+        format!("{IN_RANGE} WHERE true")
+    } else {
+        ALL_IN_RANGE.to_string()
+    }
+}
+
 fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         position: Position {
@@ -162,8 +180,9 @@ impl EventLog {
             ""
         };
         let sql = format!(
-            "SELECT {columns} FROM {IN_RANGE} WHERE true {filter} \
-             ORDER BY transaction_id, global_position LIMIT $6"
+            "SELECT {columns} FROM {} {filter} \
+             ORDER BY transaction_id, global_position LIMIT $6",
+            range_where(types.is_some())
         );
         let types: Vec<String> = types.unwrap_or(&[]).iter().map(|t| t.to_string()).collect();
         let rows = sqlx::query(&sql)
