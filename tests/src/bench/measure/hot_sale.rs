@@ -7,6 +7,7 @@ use chrono::{NaiveDate, TimeZone, Utc, Weekday};
 use etal_app::order::{DeliveryRequest, LineRequest};
 use etal_app::{AppError, Ctx};
 use etal_domain::config::PlanKind;
+use etal_domain::ids::{CatalogId, ProductId, SaleId};
 use etal_domain::market::PaymentMode;
 use etal_domain::{Role, VatRate};
 
@@ -19,76 +20,67 @@ use crate::world::{actor, World};
 const WARM_CLIENTS: usize = 40;
 const WARM_ORDERS: usize = 5;
 
-pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::Result<()> {
-    let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
-    let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+/// An online market on `day` with its sale, and a new producer selling one product (`stock`
+/// units, `None`: unlimited) in a catalog taking part in it: (sale, catalog, product).
+async fn one_product_sale(
+    world: &World,
+    day: NaiveDate,
+    market_name: &str,
+    (product_name, price, stock): (&str, &str, Option<i64>),
+    catalog_name: &str,
+) -> anyhow::Result<(SaleId, CatalogId, ProductId)> {
     let (market, admin) = world
         .market(
-            "Vente flash",
+            market_name,
             Weekday::Wed,
             (18, 0),
             (19, 0),
             1,
-            wednesday,
+            day,
             PaymentMode::Online,
             false,
         )
         .await;
     let sale = world
         .app
-        .generate_sales(&Ctx::new(admin), market, wednesday, wednesday)
+        .generate_sales(&Ctx::new(admin), market, day, day)
         .await?
         .value[0];
     let producer = world.producer(PlanKind::Pro).await;
     let product = world
-        .product(&producer, "Fraises 500 g", "4.50", VatRate::Reduced5_5)
+        .product(&producer, product_name, price, VatRate::Reduced5_5)
         .await;
     world
         .app
-        .set_stock(&producer.ctx(), producer.id, product, Some(units))
+        .set_stock(&producer.ctx(), producer.id, product, stock)
         .await?;
     let catalog = world
-        .catalog(&producer, "Printemps", &[(product, "4.50")])
+        .catalog(&producer, catalog_name, &[(product, price)])
         .await;
     world.join(admin, market, &producer, catalog, &[sale]).await;
+    Ok((sale, catalog, product))
+}
+
+pub async fn run(report: &mut Report, customers: usize, units: i64) -> anyhow::Result<()> {
+    let world = World::at(Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap()).await;
+    let wednesday = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+    let (sale, catalog, product) = one_product_sale(
+        &world,
+        wednesday,
+        "Vente flash",
+        ("Fraises 500 g", "4.50", Some(units)),
+        "Printemps",
+    )
+    .await?;
     // Another market of the same day, whose orders warm the process up before the rush.
-    let (warm_market, warm_admin) = world
-        .market(
-            "Échauffement",
-            Weekday::Wed,
-            (18, 0),
-            (19, 0),
-            1,
-            wednesday,
-            PaymentMode::Online,
-            false,
-        )
-        .await;
-    let warm_sale = world
-        .app
-        .generate_sales(&Ctx::new(warm_admin), warm_market, wednesday, wednesday)
-        .await?
-        .value[0];
-    let warm_producer = world.producer(PlanKind::Pro).await;
-    let warm_product = world
-        .product(&warm_producer, "Radis", "1.50", VatRate::Reduced5_5)
-        .await;
-    world
-        .app
-        .set_stock(&warm_producer.ctx(), warm_producer.id, warm_product, None)
-        .await?;
-    let warm_catalog = world
-        .catalog(&warm_producer, "Toute l'année", &[(warm_product, "1.50")])
-        .await;
-    world
-        .join(
-            warm_admin,
-            warm_market,
-            &warm_producer,
-            warm_catalog,
-            &[warm_sale],
-        )
-        .await;
+    let (warm_sale, warm_catalog, warm_product) = one_product_sale(
+        &world,
+        wednesday,
+        "Échauffement",
+        ("Radis", "1.50", None),
+        "Toute l'année",
+    )
+    .await?;
     world
         .advance_to(world.now() + chrono::Duration::minutes(1))
         .await;
