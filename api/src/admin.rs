@@ -394,6 +394,8 @@ async fn login_request(
         return bad_csrf();
     }
     let email = form.get("email").map(String::as_str).unwrap_or("");
+    // The roles are read from the directory projection: as any read, after what was committed.
+    crate::graphql::fresh::settle_committed(&state.app, Default::default()).await;
     match state.app.request_login_links(email).await {
         Ok(n) => {
             tracing::info!(links = n, "back-office log-in asked for");

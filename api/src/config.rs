@@ -39,7 +39,8 @@ pub struct Config {
     pub scheduler: bool,
     /// ETAL_SCHEDULER_INTERVAL_MS: how often the scheduler looks for due commands (default 1000).
     pub scheduler_interval: Duration,
-    /// ETAL_READ_YOUR_WRITES_MS: how long a mutation waits for the projections (default 2000).
+    /// ETAL_READ_YOUR_WRITES_MS: how long a query waits for the projections to pass what was
+    /// committed before it (default 2000).
     pub read_your_writes: Duration,
     /// ETAL_OUTBOX: run the outbox deliverer in this process (default true).
     pub outbox: bool,
@@ -135,7 +136,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ETAL_SCHEDULER_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub scheduler_interval_ms: u64,
-    /// How long a mutation waits for the projections to show its writes (ms).
+    /// How long a query waits for the projections to pass what was committed before it (ms).
     #[arg(long, env = "ETAL_READ_YOUR_WRITES_MS", default_value_t = 2000)]
     pub read_your_writes_ms: u64,
     /// How long after a sale's end its units count as delivered (R-STK-4, minutes).

@@ -146,6 +146,12 @@ impl Projection for Notifications {
         false
     }
 
+    /// A batch finds the orders and sales it remembers by primary key, and its inserts conflict
+    /// on primary keys only: the messages' order index (the sender's) is built once, at the swap.
+    fn rebuilds_without_plain_indexes(&self) -> bool {
+        true
+    }
+
     /// One batch in a handful of statements: the events are decoded once, the orders and sales
     /// they refer to are read in one query each, and the messages, webhook events and the
     /// projection's memory are written with one `INSERT ... SELECT FROM UNNEST` each. The rows

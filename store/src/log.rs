@@ -58,7 +58,8 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// Deserializes the payload into the event type of an aggregate.
     pub fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<E, StoreError> {
-        serde_json::from_value(self.payload.clone()).map_err(|e| {
+        // Deserialized from the borrowed tree (no copy of it made first).
+        E::deserialize(&self.payload).map_err(|e| {
             StoreError::Corrupt(format!(
                 "event {} ({} {} #{}): {e}",
                 self.position.position, self.aggregate_type, self.aggregate_id, self.sequence

@@ -4,13 +4,15 @@
 //! Conventions: money is a string scalar (`Money`, "12.30"), weights and percentages `Decimal`
 //! strings, dates `Date` (YYYY-MM-DD) and `DateTime` (RFC 3339), ids `UUID`. Every mutation
 //! takes an optional `idempotencyKey` and returns the affected object and `position`, the global
-//! position it wrote, after waiting (bounded) for the projections to pass it. Every error has
+//! position it wrote; a query first waits (bounded) for the projections to pass every committed
+//! event, so it sees what the caller wrote before (`fresh`). Every error has
 //! `extensions.code`. Authorization: role guards on fields, then scope checks against the
 //! aggregates (who owns the account, who administers the market, whose order it is).
 
 pub mod catalogs;
 pub mod common;
 pub mod directory;
+pub mod fresh;
 pub mod invoices;
 pub mod markets;
 pub mod orders;
@@ -77,6 +79,7 @@ pub fn schema(app: App, settings: ApiSettings) -> EtalSchema {
         .data(notifier)
         .data(settings)
         .data(people)
+        .extension(fresh::Fresh)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)

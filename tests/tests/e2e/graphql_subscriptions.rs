@@ -173,7 +173,7 @@ async fn subscriptions_follow_orders_over_graphql_ws() {
         order_id.as_str()
     );
     eprintln!(
-        "placeOrder (incl. read-your-writes) {mutation_took:?}; stock level received after {stock_latency:?}, sale orders after {orders_latency:?}"
+        "placeOrder {mutation_took:?}; stock level received after {stock_latency:?}, sale orders after {orders_latency:?}"
     );
 
     // Complete: the server stops the subscription.

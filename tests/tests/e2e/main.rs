@@ -43,6 +43,7 @@ mod order_flow;
 mod order_periods_http;
 mod postgres_restart;
 mod projector;
+mod read_your_writes_http;
 mod recurring_sales;
 mod refunds_outbox;
 mod scale_out;
