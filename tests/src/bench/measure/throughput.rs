@@ -421,8 +421,8 @@ pub async fn graphql_orders_per_second(
     let probe = {
         let (http, url) = (http.clone(), url.clone());
         tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let body = serde_json::json!({"query": "{ eventCounts { aggregateType count } }"});
+            let (mut latencies, mut failed) = (Vec::new(), 0usize);
+            let body = serde_json::json!({"query": "{ eventCounts { aggregateType events } }"});
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let ok = match http
@@ -440,10 +440,12 @@ pub async fn graphql_orders_per_second(
                 };
                 if ok {
                     latencies.push(t.elapsed());
+                } else {
+                    failed += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            latencies
+            (latencies, failed)
         })
     };
     let mut latencies = Vec::new();
@@ -453,7 +455,7 @@ pub async fn graphql_orders_per_second(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let mut reads = probe.await.unwrap_or_default();
+    let (mut reads, reads_failed) = probe.await.unwrap_or_default();
     let read_count = reads.len();
     let (read_p50, read_p99) = crate::bench::p50_p99(&mut reads);
     let rss = crate::bench::peak_rss_mib(pid);
@@ -467,6 +469,7 @@ pub async fn graphql_orders_per_second(
         p50,
         p99,
         reads: read_count,
+        reads_failed,
         read_p50,
         read_p99,
     })
@@ -489,6 +492,7 @@ pub struct HttpRun {
     /// The reader beside the load: its answered queries and their latency, ms (each waited
     /// for the projectors to pass every committed order first).
     pub reads: usize,
+    pub reads_failed: usize,
     pub read_p50: f64,
     pub read_p99: f64,
 }
@@ -736,7 +740,7 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
              {GRAPHQL_CLIENTS} clients), p50 {:.1} ms, p99 {:.1} ms, {} refused or failed, server \
              peak RSS {}. Read-your-writes is paid by the reads (ADR 0018): a reader beside the \
              load, one `eventCounts` query every 50 ms, waited for the projectors to pass every \
-             committed order before each answer: {} queries, p50 {:.1} ms, p99 {:.1} ms (at most \
+             committed order before each answer: {} queries ({} failed), p50 {:.1} ms, p99 {:.1} ms (at most \
              {} ms, `ETAL_READ_YOUR_WRITES_MS`).\n",
             h.orders_per_second,
             at_http.map(|r| pct(h.orders_per_second, r)).unwrap_or_else(|| "?".into()),
@@ -745,6 +749,7 @@ pub async fn run(report: &mut Report, secs: f64, seed: u64) -> anyhow::Result<f6
             h.failed,
             h.rss.map(|r| format!("{r:.0} MiB")).unwrap_or_else(|| "?".into()),
             h.reads,
+            h.reads_failed,
             h.read_p50,
             h.read_p99,
             READ_YOUR_WRITES.as_millis(),
