@@ -395,7 +395,7 @@ async fn login_request(
     }
     let email = form.get("email").map(String::as_str).unwrap_or("");
     // The roles are read from the directory projection: as any read, after what was committed.
-    crate::graphql::fresh::settle_committed(&state.app, Default::default()).await;
+    crate::graphql::fresh::settle_committed(&state.app, state.api).await;
     match state.app.request_login_links(email).await {
         Ok(n) => {
             tracing::info!(links = n, "back-office log-in asked for");

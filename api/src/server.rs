@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<String>>,
     /// The back office's sessions and log-in limits.
     pub admin: crate::admin::AdminState,
+    /// What the schema's resolvers read too (the back office's log-in waits as a query does).
+    pub api: ApiSettings,
 }
 
 impl FromRef<AppState> for GraphqlState {
@@ -56,6 +58,7 @@ pub fn router(
         app,
         stripe_webhook_secrets: stripe_webhook_secrets.map(Arc::new),
         metrics_token: http.metrics_token.clone().map(Arc::new),
+        api,
     };
     let router = Router::new()
         .route("/", get(graphiql).post(graphql_post))

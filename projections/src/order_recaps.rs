@@ -789,24 +789,23 @@ impl Batch {
             }
         }
         added.retain(|g| !touched.contains(g));
+        // The recomputed groups, sorted: the same statements for the same batch, rows locked in
+        // key order.
+        let mut groups: Vec<Group> = touched.into_iter().collect();
+        groups.sort_unstable();
+        let sales: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
+        let catalogs: Vec<Uuid> = groups.iter().map(|g| g.1).collect();
+        let products: Vec<Uuid> = groups.iter().map(|g| g.2).collect();
         if !added.is_empty() {
-            let mut groups: Vec<Group> = touched.iter().copied().collect();
-            groups.sort_unstable();
             sqlx::query(ADD_PLACED_SQL)
                 .bind(&placed)
-                .bind(groups.iter().map(|g| g.0).collect::<Vec<_>>())
-                .bind(groups.iter().map(|g| g.1).collect::<Vec<_>>())
-                .bind(groups.iter().map(|g| g.2).collect::<Vec<_>>())
+                .bind(&sales)
+                .bind(&catalogs)
+                .bind(&products)
                 .execute(&mut *conn)
                 .await?;
         }
-        if !touched.is_empty() {
-            let mut groups: Vec<Group> = touched.into_iter().collect();
-            // Sorted: the same statements for the same batch, rows locked in key order.
-            groups.sort_unstable();
-            let sales: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
-            let catalogs: Vec<Uuid> = groups.iter().map(|g| g.1).collect();
-            let products: Vec<Uuid> = groups.iter().map(|g| g.2).collect();
+        if !groups.is_empty() {
             sqlx::query(
                 "DELETE FROM recap_products p USING UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) \
                  AS g(sale_id, catalog_id, product_id) \

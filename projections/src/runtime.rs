@@ -669,7 +669,7 @@ pub async fn wait_until(
 
 /// Waits (bounded by `timeout` in all) until every projection has applied `position`. False
 /// if one has not in time (the caller then reads what is there).
-pub async fn wait_all(
+async fn wait_all(
     pool: &PgPool,
     position: Position,
     timeout: Duration,

@@ -172,38 +172,13 @@ pub fn reads_everything(actor: Actor) -> bool {
 
 /// The position a mutation wrote, in text form, recorded for the request: the projectors are
 /// not waited for (reads wait, see [`super::fresh`]; a payload field that reads a projection
-/// calls [`settled`]).
+/// calls [`super::fresh::settled`]).
 pub async fn read_your_writes(ctx: &Context<'_>, position: Option<Position>) -> Option<String> {
     let position = position?;
     if let Some(w) = ctx.data_opt::<super::fresh::Written>() {
         w.record(position);
     }
     Some(position.to_string())
-}
-
-/// Before a field reads `projection` in a mutation's answer: waits (bounded) until it has
-/// applied what the request's mutations wrote. Nothing to wait for in a query (it waited for
-/// every committed event before it ran).
-pub async fn settled(ctx: &Context<'_>, projection: &str) {
-    let Some(position) = ctx
-        .data_opt::<super::fresh::Written>()
-        .and_then(|w| w.get())
-    else {
-        return;
-    };
-    let settings = ctx.data_opt::<ApiSettings>().copied().unwrap_or_default();
-    match etal_projections::runtime::wait_until(
-        &app(ctx).pool,
-        projection,
-        position,
-        settings.read_your_writes,
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::debug!(projection, %position, "read-your-writes timed out"),
-        Err(e) => tracing::warn!(error = %e, "read-your-writes: checkpoint unreadable"),
-    }
 }
 
 /// The window `[start, end)` of a list of `len` items that Relay arguments select (offset

@@ -3,7 +3,7 @@
 //! earlier mutations wrote (and what anyone's did) in its next query, whichever replica answers.
 //! A mutation does not wait for the projectors: its answer reads the aggregates it wrote, and
 //! the few payload fields that read a projection wait for the mutation's own position
-//! ([`super::common::settled`]). A write never pays for a read nobody makes.
+//! ([`settled`]). A write never pays for a read nobody makes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::{
     DocumentOperations, OperationDefinition, OperationType, Selection,
 };
-use async_graphql::{Request, Response, ServerResult};
+use async_graphql::{Context, Request, Response, ServerResult};
 use etal_app::App;
 use etal_store::log::Position;
 
@@ -111,10 +111,36 @@ fn reads_projections(op: &OperationDefinition) -> bool {
 /// Waits (bounded by the settings) until the projections have applied every committed event.
 /// A timeout or an unreadable log is logged and the read goes on with what is there.
 pub async fn settle_committed(app: &App, settings: ApiSettings) {
-    match etal_projections::runtime::wait_for_committed(&app.pool, settings.read_your_writes).await
-    {
+    let waited =
+        etal_projections::runtime::wait_for_committed(&app.pool, settings.read_your_writes).await;
+    report(waited, "every projection");
+}
+
+/// Before a field reads `projection` in a mutation's answer: waits (bounded) until it has
+/// applied what the request's mutations wrote. Nothing to wait for in a query (it waited for
+/// every committed event before it ran).
+pub async fn settled(ctx: &Context<'_>, projection: &str) {
+    let Some(position) = ctx.data_opt::<Written>().and_then(Written::get) else {
+        return;
+    };
+    let settings = ctx.data_opt::<ApiSettings>().copied().unwrap_or_default();
+    let waited = etal_projections::runtime::wait_until(
+        &super::common::app(ctx).pool,
+        projection,
+        position,
+        settings.read_your_writes,
+    )
+    .await;
+    report(waited, projection);
+}
+
+/// Logs a wait that did not end with the projections caught up; the read goes on either way.
+fn report(waited: Result<bool, etal_projections::ProjectionError>, what: &str) {
+    match waited {
         Ok(true) => {}
-        Ok(false) => tracing::debug!("read-your-writes: projections still behind; reading anyway"),
-        Err(e) => tracing::warn!(error = %e, "read-your-writes: log or checkpoint unreadable"),
+        Ok(false) => tracing::debug!(what, "read-your-writes: still behind; reading anyway"),
+        Err(e) => {
+            tracing::warn!(what, error = %e, "read-your-writes: log or checkpoint unreadable")
+        }
     }
 }

@@ -249,7 +249,7 @@ impl MarketView {
     /// (paid online, net of refunds), from the ledger; its people and auditors.
     async fn delivery_fees_held(&self, ctx: &Context<'_>) -> Result<Money> {
         self.internals()?;
-        super::common::settled(ctx, "ledger").await;
+        super::fresh::settled(ctx, "ledger").await;
         let held = etal_projections::ledger::held_for(&app(ctx).pool, "MarketPayable", self.id.0)
             .await
             .map_err(|_| super::common::coded("RETRYABLE", "database unavailable"))?;

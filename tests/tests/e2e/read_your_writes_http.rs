@@ -6,20 +6,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::graphql_common::{caught_up, fixture, Api, PLACE_ORDER, SECRET};
+use super::graphql_common::{caught_up, fixture, Api, Fixture, PLACE_ORDER, SECRET};
 
-/// The producer's stock levels, from the `stock_levels` projection.
-const STOCK_LEVELS: &str =
-    "query($p: UUID!) { stockLevels(producerId: $p) { nodes { productId real ordered available } } }";
-
-/// The fixture product's row of [`STOCK_LEVELS`].
-fn level(d: &serde_json::Value, product: &str) -> serde_json::Value {
+/// The fixture product's stock level as the producer's `stockLevels` query shows it (from the
+/// `stock_levels` projection), and how long the query took.
+async fn stock_level(api: &Api, f: &Fixture) -> (serde_json::Value, Duration) {
+    let t = Instant::now();
+    let d = api
+        .ok(
+            &f.producer,
+            "query($p: UUID!) { stockLevels(producerId: $p) { nodes { productId real ordered available } } }",
+            json!({"p": f.producer_id}),
+        )
+        .await;
+    let took = t.elapsed();
     let nodes = d["stockLevels"]["nodes"].as_array().expect("nodes");
     let row = nodes
         .iter()
-        .find(|n| n["productId"] == product)
-        .unwrap_or_else(|| panic!("no row for {product}: {d}"));
-    json!({"real": row["real"], "ordered": row["ordered"], "available": row["available"]})
+        .find(|n| n["productId"] == f.product_id.as_str())
+        .unwrap_or_else(|| panic!("no row for {}: {d}", f.product_id));
+    (
+        json!({"real": row["real"], "ordered": row["ordered"], "available": row["available"]}),
+        took,
+    )
 }
 
 /// Each order (a customer each), then at once the stock levels: the query shows it, every time.
@@ -35,11 +44,8 @@ async fn the_next_query_sees_each_order() {
             json!({"s": f.sale_id, "lines": [{"catalogId": f.catalog_id, "productId": f.product_id, "quantity": 1}], "k": format!("ryw-{i}")}),
         )
         .await;
-        let d = api
-            .ok(&f.producer, STOCK_LEVELS, json!({"p": f.producer_id}))
-            .await;
         assert_eq!(
-            level(&d, &f.product_id),
+            stock_level(&api, &f).await.0,
             json!({"real": 10, "ordered": i, "available": 10 - i}),
             "the query right after order {i}"
         );
@@ -85,19 +91,14 @@ async fn mutations_answer_once_committed_and_queries_wait_bounded() {
         "placeOrder waited for the projectors: {mutation_took:?}"
     );
 
-    let t = Instant::now();
-    let d = api
-        .ok(&f.producer, STOCK_LEVELS, json!({"p": f.producer_id}))
-        .await;
-    let query_took = t.elapsed();
+    let (level, query_took) = stock_level(&api, &f).await;
     assert!(
         query_took >= bound - Duration::from_millis(200),
         "the query did not wait for the projectors: {query_took:?}"
     );
     assert_eq!(
-        level(&d, &f.product_id)["ordered"],
-        0,
-        "without projectors the query answers what they hold: {d}"
+        level["ordered"], 0,
+        "without projectors the query answers what they hold: {level}"
     );
     // Liveness never waits for the projectors.
     let t = Instant::now();
@@ -111,11 +112,8 @@ async fn mutations_answer_once_committed_and_queries_wait_bounded() {
         &[("ETAL_JWT_SECRET", SECRET), ("ETAL_SCHEDULER", "false")],
     )
     .await;
-    let d = api
-        .ok(&f.producer, STOCK_LEVELS, json!({"p": f.producer_id}))
-        .await;
     assert_eq!(
-        level(&d, &f.product_id),
+        stock_level(&api, &f).await.0,
         json!({"real": 10, "ordered": 2, "available": 8}),
         "once a process projects again"
     );
