@@ -53,16 +53,7 @@ pub fn spawn_projectors(
     pool: &PgPool,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    etal_projections::readers()
-        .into_iter()
-        .map(|p| {
-            tokio::spawn(etal_projections::run_projector(
-                pool.clone(),
-                p,
-                shutdown.clone(),
-            ))
-        })
-        .collect()
+    etal_projections::run_projectors(pool, etal_projections::readers(), shutdown)
 }
 
 /// The application over `pool`: the machine's clock, the plans configuration

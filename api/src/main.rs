@@ -462,16 +462,7 @@ async fn projections(command: ProjectionsCommand, pool: &sqlx::PgPool) -> anyhow
                 }
             }
             let shutdown = etal_api::shutdown_signal();
-            let tasks: Vec<_> = readers
-                .into_iter()
-                .map(|p| {
-                    tokio::spawn(etal_projections::run_projector(
-                        pool.clone(),
-                        p,
-                        shutdown.clone(),
-                    ))
-                })
-                .collect();
+            let tasks = etal_projections::run_projectors(pool, readers, &shutdown);
             for t in tasks {
                 t.await?;
             }

@@ -9,6 +9,7 @@ pub mod annual_sales;
 pub mod dashboard;
 pub mod directory;
 pub mod event_counts;
+pub mod feed;
 pub mod history;
 pub mod ledger;
 pub mod notifications;
@@ -27,7 +28,10 @@ use etal_store::{StoreError, StoredEvent};
 use sqlx::PgConnection;
 
 pub use rebuild::{rebuild, verify, RowDiff, VerifyReport};
-pub use runtime::{catch_up, catch_up_in_batches, run_projector, wait_until, Checkpoint};
+pub use runtime::{
+    catch_up, catch_up_in_batches, run_fed_projectors, run_projector, run_projectors, wait_until,
+    Checkpoint,
+};
 
 /// Why a projection could not apply a batch.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ use etal_store::StoredEvent;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
+use crate::feed::{LogFeed, View};
 use crate::{Projection, ProjectionError};
 
 /// Events applied per transaction.
@@ -170,6 +171,18 @@ async fn apply_read(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// What `projection`'s own read of the log returns after `from` up to `until`: the batch a
+/// [`LogFeed`] must give it too.
+pub async fn read_as(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    from: Position,
+    until: Position,
+    batch: i64,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    read_events(conn, projection, from, until, batch).await
 }
 
 /// Up to `batch` events after `from` up to `until` (below the watermark), of the aggregate types
@@ -469,6 +482,58 @@ async fn catch_up_with(
     }
 }
 
+/// [`catch_up_with`] for a live projector served by the process's [`LogFeed`]: the events after
+/// the checkpoint are taken from the feed (read once for every projector) when it holds them,
+/// else read from the log as before. `hint` is where this projector left its checkpoint: when
+/// the feed has nothing after it, no transaction is begun at all.
+async fn catch_up_fed(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    feed: &LogFeed,
+    woke: std::time::Instant,
+    hint: &mut Option<Position>,
+) -> Result<(u64, bool), ProjectionError> {
+    let mut total = 0u64;
+    let mut conn = pool.acquire().await?;
+    loop {
+        if let Some(from) = *hint {
+            if let View::Nothing { behind } = feed.view(&mut conn, from, woke).await? {
+                return Ok((total, behind));
+            }
+        }
+        let mut tx = conn.begin().await?;
+        let from = lock_checkpoint(&mut tx, projection.name()).await?;
+        *hint = Some(from);
+        let taken = match feed.view(&mut tx, from, woke).await? {
+            View::Nothing { behind } => {
+                tx.rollback().await?;
+                return Ok((total, behind));
+            }
+            View::Ahead => feed.take(projection, from, BATCH as usize),
+            View::Outside => None,
+        };
+        let read = match taken {
+            Some(t) => Read {
+                from,
+                to: t.to,
+                events: t.events,
+            },
+            None => match read_next(&mut tx, projection, from, None, BATCH).await? {
+                (Some(read), _) => read,
+                (None, behind) => {
+                    tx.rollback().await?;
+                    return Ok((total, behind));
+                }
+            },
+        };
+        apply_read(&mut tx, projection, &read, Mode::Live).await?;
+        tx.commit().await?;
+        publish(projection.name(), read.to);
+        *hint = Some(read.to);
+        total += read.events.len() as u64;
+    }
+}
+
 fn lock_key(projection: &str) -> String {
     format!("etal.projector.{projection}")
 }
@@ -479,7 +544,46 @@ fn lock_key(projection: &str) -> String {
 pub async fn run_projector(
     pool: PgPool,
     projection: Arc<dyn Projection>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_fed(pool, projection, shutdown, None).await
+}
+
+/// Runs `projections` as [`run_projector`] does, each as a task of its own, sharing one read
+/// of the log ([`LogFeed`]): what `etal serve` and `etal projections run` start.
+pub fn run_projectors(
+    pool: &PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    run_fed_projectors(pool, projections, shutdown, Arc::new(LogFeed::new()))
+}
+
+/// [`run_projectors`] on a given feed (tests look at what it read and served).
+pub fn run_fed_projectors(
+    pool: &PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    shutdown: &watch::Receiver<bool>,
+    feed: Arc<LogFeed>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    projections
+        .into_iter()
+        .map(|p| {
+            tokio::spawn(run_fed(
+                pool.clone(),
+                p,
+                shutdown.clone(),
+                Some(feed.clone()),
+            ))
+        })
+        .collect()
+}
+
+async fn run_fed(
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
     mut shutdown: watch::Receiver<bool>,
+    feed: Option<Arc<LogFeed>>,
 ) {
     let name = projection.name();
     let pause = |d: Duration, shutdown: &mut watch::Receiver<bool>| {
@@ -525,6 +629,10 @@ pub async fn run_projector(
         let mut held = HELD_FIRST;
         let mut lock_checked = std::time::Instant::now();
         let mut last_run: Option<tokio::time::Instant> = None;
+        // When this projector last learnt of new commits (a notification, a poll, a look
+        // again), and where its checkpoint was left: a shared read must have begun after it.
+        let mut woke = std::time::Instant::now();
+        let mut hint: Option<Position> = None;
         loop {
             // Under a stream of commits, gather a few before reading: a batch costs about the
             // same for one event as for fifty, so waking at most once per LINGER keeps the
@@ -543,20 +651,26 @@ pub async fn run_projector(
                 }
             }
             last_run = Some(tokio::time::Instant::now());
-            let caught = catch_up_with(
-                &pool,
-                projection.as_ref(),
-                None,
-                None,
-                BATCH,
-                Mode::Live,
-                &|_| {},
-            )
-            .await;
+            let caught = match &feed {
+                Some(feed) => catch_up_fed(&pool, projection.as_ref(), feed, woke, &mut hint).await,
+                None => {
+                    catch_up_with(
+                        &pool,
+                        projection.as_ref(),
+                        None,
+                        None,
+                        BATCH,
+                        Mode::Live,
+                        &|_| {},
+                    )
+                    .await
+                }
+            };
             let behind = match caught {
                 Ok((_, behind)) => behind,
                 Err(e) => {
                     tracing::warn!(projection = name, error = %e, "projector batch failed; retrying");
+                    hint = None;
                     pause(Duration::from_millis(500), &mut shutdown).await;
                     false
                 }
@@ -585,6 +699,7 @@ pub async fn run_projector(
                     return;
                 }
             }
+            woke = std::time::Instant::now();
             // The lock's connection is looked at once a second (the checkpoint row's lock keeps
             // two runners from applying the same batch meanwhile).
             if lock_checked.elapsed() < LOCK_CHECK {

@@ -286,3 +286,186 @@ async fn a_projector_killed_mid_batch_again_and_again_ends_equal_to_a_rebuild() 
     .unwrap();
     assert!(report.diffs.is_empty(), "{:?}", report.diffs);
 }
+
+/// The shared read of the log (ADR 0019): what the feed gives each reader of `etal serve`,
+/// batch after batch, is exactly what that reader's own read of the log returns (its aggregate
+/// types, its payloads and metadata or `null`), on a generated network of every event type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_read_gives_each_projection_what_its_own_read_gives() {
+    use etal_projections::feed::{LogFeed, View};
+    use etal_tests::bench::generator::{generate, Shape};
+    let db = TestDb::new(8).await;
+    let plans = etal_tests::world::plans();
+    let shape = |seed| Shape {
+        producers: 3,
+        markets: 3,
+        weeks: 3,
+        orders: 100,
+        seed,
+    };
+    generate(&db.pool, shape(1), &plans, |_| {}, &|_| {})
+        .await
+        .unwrap();
+    // The feed's first read starts it at the head; what is written next, it reads.
+    let feed = LogFeed::new();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let start = etal_store::log::EventLog::head(&db.pool).await.unwrap();
+    assert!(matches!(
+        feed.view(&mut conn, start, std::time::Instant::now())
+            .await
+            .unwrap(),
+        View::Nothing { .. }
+    ));
+    assert!(matches!(
+        feed.view(
+            &mut conn,
+            etal_store::log::Position::START,
+            std::time::Instant::now()
+        )
+        .await
+        .unwrap(),
+        View::Outside
+    ));
+    generate(&db.pool, shape(2), &plans, |_| {}, &|_| {})
+        .await
+        .unwrap();
+    let head = etal_store::log::EventLog::head(&db.pool).await.unwrap();
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+    )
+    .bind(start.txid.to_string())
+    .bind(start.position)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        written as usize <= etal_projections::feed::HELD && written > 500,
+        "{written} events written"
+    );
+    let woke = std::time::Instant::now();
+    for projection in etal_projections::readers() {
+        let name = projection.name();
+        let (mut from, mut via_feed, mut batches) = (start, Vec::new(), 0);
+        loop {
+            match feed.view(&mut conn, from, woke).await.unwrap() {
+                View::Ahead => {}
+                View::Nothing { behind } => {
+                    assert!(!behind, "{name}");
+                    break;
+                }
+                View::Outside => panic!("{name}: {from} is before the feed"),
+            }
+            let taken = feed.take(projection.as_ref(), from, 97).unwrap();
+            assert!(taken.to > from, "{name}");
+            via_feed.extend(taken.events);
+            from = taken.to;
+            batches += 1;
+        }
+        assert_eq!(from, head, "{name}: the feed ends at the head");
+        let own = etal_projections::runtime::read_as(
+            &mut conn,
+            projection.as_ref(),
+            start,
+            head,
+            100_000,
+        )
+        .await
+        .unwrap();
+        assert!(!own.is_empty(), "{name} reads some of these events");
+        assert_eq!(via_feed.len(), own.len(), "{name}");
+        assert!(
+            via_feed == own,
+            "{name}: the feed's events differ from its own read"
+        );
+        assert!(batches > 1 || own.len() < 97, "{name}");
+    }
+    assert!(feed.served() > 8, "{}", feed.served());
+}
+
+/// Projectors sharing one read while writers commit: every event counted once, the sealer seals
+/// every event, the live table equals a rebuild, and the batches came from the shared read
+/// (one projector started while the log was already long reads it itself until it reaches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projectors_sharing_one_read_apply_every_event_once() {
+    use etal_projections::feed::LogFeed;
+    let db = TestDb::new(30).await;
+    let bus = CommandBus::new(db.pool.clone(), Arc::new(SystemClock));
+    // A log already written before they start: read by each projector itself.
+    write_events(&bus, 5, 3, 300).await;
+    let (stop, shutdown) = watch::channel(false);
+    let feed = Arc::new(LogFeed::new());
+    let readers: Vec<_> = ["event_counts", "sealer", "stock_levels"]
+        .iter()
+        .map(|n| {
+            etal_projections::readers()
+                .into_iter()
+                .find(|p| p.name() == *n)
+                .unwrap()
+        })
+        .collect();
+    let runners = etal_projections::run_fed_projectors(&db.pool, readers, &shutdown, feed.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                let ctx = CommandContext::new(Actor::system());
+                for c in 0..60 {
+                    bus.execute::<Tally>(
+                        &format!("w{w}"),
+                        TallyCommand::AddMany {
+                            tag: format!("{c}"),
+                            count: 2,
+                        },
+                        &(),
+                        &ctx,
+                    )
+                    .await
+                    .unwrap();
+                    if c % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for name in ["event_counts", "sealer", "stock_levels"] {
+        assert!(
+            etal_tests::wait_all_applied(&db.pool, name, Duration::from_secs(60)).await,
+            "{name}"
+        );
+    }
+    stop.send(true).unwrap();
+    for r in runners {
+        r.await.unwrap();
+    }
+    assert_eq!(total_events(&db.pool).await, 900 + 480);
+    assert_eq!(total_counted(&db.pool).await, 900 + 480);
+    let sealed: i64 = sqlx::query_scalar("SELECT count(*) FROM seal_leaves")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 900 + 480);
+    let projection = etal_projections::by_name("event_counts").unwrap();
+    let report = etal_projections::verify(&db.pool, projection.as_ref(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.diffs.is_empty(), "{:?}", report.diffs);
+    assert!(
+        feed.served() > 0 && feed.reads() > 0,
+        "the shared read was used"
+    );
+    // The leaves follow the log's order, gap-free.
+    let misplaced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT global_position, row_number() OVER \
+           (ORDER BY transaction_id, global_position) - 1 AS i FROM events) e \
+         LEFT JOIN seal_leaves l ON l.global_position = e.global_position \
+         WHERE l.leaf_index IS DISTINCT FROM e.i",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(misplaced, 0);
+}

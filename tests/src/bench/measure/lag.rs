@@ -25,14 +25,8 @@ pub async fn run(report: &mut Report, rate: f64, secs: f64, seed: u64) -> anyhow
         .filter(|p| only.as_deref().is_none_or(|o| o == p.name()))
         .collect();
     let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
-    let mut runners = Vec::new();
-    for p in projections {
-        runners.push(tokio::spawn(etal_projections::run_projector(
-            pool.clone(),
-            p,
-            stop_rx.clone(),
-        )));
-    }
+    // As `etal serve` runs them: one shared read of the log.
+    let runners = etal_projections::run_projectors(&pool, projections, &stop_rx);
     let pending: Arc<Mutex<Vec<(Position, Instant)>>> = Arc::default();
     let lags: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let poller = {
